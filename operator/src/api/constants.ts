@@ -1,0 +1,45 @@
+/** The one field manager every server-side apply of the operator uses. */
+export const FIELD_MANAGER = 'agent-smith';
+
+/** Standard labels (Kubernetes "Recommended Labels"). */
+export const LABEL_NAME = 'app.kubernetes.io/name';
+export const LABEL_INSTANCE = 'app.kubernetes.io/instance';
+export const LABEL_COMPONENT = 'app.kubernetes.io/component';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const LABEL_PART_OF = 'app.kubernetes.io/part-of';
+export const MANAGED_BY = 'agent-smith';
+/** Our own label naming the Agent a child belongs to (also the instance label's value). */
+export const LABEL_AGENT = 'agentsmith.dev/agent';
+export const LABEL_TEAM = 'agentsmith.dev/team';
+
+/** Pod-template annotation holding a hash of the rendered config: a change rolls the pod. */
+export const ANNOTATION_CONFIG_HASH = 'agentsmith.dev/config-hash';
+
+/** Selector the operator's informers use to see only the children it manages. */
+export const MANAGED_SELECTOR = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+
+/** Condition types of an Agent. */
+export const ConditionType = {
+  Ready: 'Ready',
+  Progressing: 'Progressing',
+  Degraded: 'Degraded',
+} as const;
+export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+/** CamelCase condition reasons. */
+export const Reason = {
+  PodReady: 'PodReady',
+  PodNotReady: 'PodNotReady',
+  PodPending: 'PodPending',
+  PodMissing: 'PodMissing',
+  ContainerRestarting: 'ContainerRestarting',
+  Suspended: 'Suspended',
+  RolloutInProgress: 'RolloutInProgress',
+  RolloutComplete: 'RolloutComplete',
+  ScaledDown: 'ScaledDown',
+  ApplyFailed: 'ApplyFailed',
+  InvalidSpec: 'InvalidSpec',
+  PersonaNotFound: 'PersonaNotFound',
+  AsExpected: 'AsExpected',
+} as const;
+export type Reason = (typeof Reason)[keyof typeof Reason];

@@ -1,0 +1,36 @@
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+} from '@kubernetes/client-node';
+
+/** The API clients the operator uses. Only the `kube/` layer and `main.ts` touch these. */
+export interface Clients {
+  kc: KubeConfig;
+  core: CoreV1Api;
+  apps: AppsV1Api;
+  custom: CustomObjectsApi;
+  events: EventsV1Api;
+  objects: KubernetesObjectApi;
+}
+
+/**
+ * Loads a kubeconfig the usual way (`$KUBECONFIG`, `~/.kube/config`, or the in-cluster
+ * service account) unless `kubeconfigPath` names one.
+ */
+export function makeClients(kubeconfigPath?: string): Clients {
+  const kc = new KubeConfig();
+  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
+  else kc.loadFromDefault();
+  return {
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
+    custom: kc.makeApiClient(CustomObjectsApi),
+    events: kc.makeApiClient(EventsV1Api),
+    objects: KubernetesObjectApi.makeApiClient(kc),
+  };
+}

@@ -1,0 +1,48 @@
+import type { Logger } from 'pino';
+import { API_VERSION, KIND, type Agent } from '../api/agent.ts';
+import { describeError } from '../runtime/errors.ts';
+import type { Clients } from './clients.ts';
+
+/** Name the operator reports as, in events.k8s.io/v1 `reportingController`. */
+export const REPORTING_CONTROLLER = 'agentsmith.dev/operator';
+
+export type EventType = 'Normal' | 'Warning';
+
+/**
+ * Records a Kubernetes Event (events.k8s.io/v1) on an Agent, shown by
+ * `kubectl describe agent`. Best effort: a failure is logged, never thrown, so an
+ * event never fails a reconcile.
+ *
+ * @param reason CamelCase reason, e.g. `Ready`
+ * @param note human-readable text, at most 1 kB (longer is cut)
+ */
+export async function recordEvent(
+  clients: Clients,
+  log: Logger,
+  agent: Agent,
+  type: EventType,
+  reason: string,
+  action: string,
+  note: string,
+  now: Date = new Date(),
+): Promise<void> {
+  const namespace = agent.metadata.namespace ?? 'default';
+  try {
+    await clients.events.createNamespacedEvent({
+      namespace,
+      body: {
+        metadata: { generateName: `${agent.metadata.name}.`, namespace },
+        eventTime: now,
+        type,
+        reason,
+        action,
+        note: note.slice(0, 1024),
+        reportingController: REPORTING_CONTROLLER,
+        reportingInstance: process.env.POD_NAME ?? 'agent-smith-operator',
+        regarding: { apiVersion: API_VERSION, kind: KIND, name: agent.metadata.name, namespace, uid: agent.metadata.uid },
+      },
+    });
+  } catch (err) {
+    log.warn({ err: describeError(err), reason }, 'could not record event');
+  }
+}

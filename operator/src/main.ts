@@ -1,0 +1,76 @@
+/**
+ * agent-smith operator entry point: wiring only (flags, client, operator, health and
+ * metrics, signals). `node operator/src/main.ts --help` lists the flags.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { makeClients } from './kube/clients.ts';
+import { DEFAULT_AGENT_IMAGE, DEFAULT_SHARED_DIR, loadSharedRules } from './config.ts';
+import { serveHealthAndMetrics } from './observability/http.ts';
+import { makeLogger } from './observability/logger.ts';
+import { OperatorMetrics } from './observability/metrics.ts';
+import { AgentOperator } from './operator.ts';
+
+function positiveInt(name: string) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+const program = new Command('agent-smith-operator')
+  .description('Reconciles agentsmith.dev/v1alpha1 Agents into agent pods.')
+  .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
+  .option('--agent-image <image>', 'default agent image', process.env.AGENT_SMITH_AGENT_IMAGE ?? DEFAULT_AGENT_IMAGE)
+  .option('--shared-dir <dir>', 'folder with the shared CLAUDE.md and settings.json every agent inherits', DEFAULT_SHARED_DIR)
+  .option('--workers <n>', 'concurrent reconciles', positiveInt('--workers'), 2)
+  .option('--resync-seconds <s>', 'reconcile every Agent at least this often', positiveInt('--resync-seconds'), 600)
+  .option('--metrics-port <port>', 'port of /healthz, /readyz and /metrics (0: any free port)', positiveInt('--metrics-port'), 8080)
+  .option('--metrics-host <host>', 'address to bind /healthz, /readyz and /metrics', '0.0.0.0');
+
+program.parse();
+const opts = program.opts<{
+  kubeconfig?: string;
+  agentImage: string;
+  sharedDir: string;
+  workers: number;
+  resyncSeconds: number;
+  metricsPort: number;
+  metricsHost: string;
+}>();
+
+const log = makeLogger();
+const metrics = new OperatorMetrics();
+const shared = loadSharedRules(opts.sharedDir);
+const clients = makeClients(opts.kubeconfig);
+const operator = new AgentOperator({
+  clients,
+  log,
+  metrics,
+  image: opts.agentImage,
+  shared,
+  workers: Math.max(1, opts.workers),
+  resyncMs: opts.resyncSeconds * 1000,
+});
+
+const server = await serveHealthAndMetrics(opts.metricsPort, opts.metricsHost, { healthy: () => true, ready: () => operator.isReady() }, metrics.registry);
+const address = server.address();
+log.info({ server: clients.kc.getCurrentCluster()?.server, metrics: typeof address === 'object' && address ? address.port : address, image: opts.agentImage }, 'agent-smith operator starting');
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, 'stopping');
+  const force = setTimeout(() => process.exit(1), 20_000);
+  force.unref();
+  await operator.stop();
+  server.close();
+  log.info('stopped');
+  process.exit(0);
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+
+await operator.start();
+log.info('operator ready');

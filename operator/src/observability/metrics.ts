@@ -1,0 +1,45 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The operator's Prometheus metrics, named after controller-runtime's so existing
+ * dashboards apply: `controller_runtime_reconcile_total{controller,result}`,
+ * `controller_runtime_reconcile_time_seconds`, `workqueue_depth`, `workqueue_retries_total`.
+ */
+export class OperatorMetrics {
+  readonly registry = new Registry();
+  readonly reconcileTotal = new Counter({
+    name: 'controller_runtime_reconcile_total',
+    help: 'Reconciles by controller and result (success, error, requeue_after, terminal).',
+    labelNames: ['controller', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileTime = new Histogram({
+    name: 'controller_runtime_reconcile_time_seconds',
+    help: 'Time of one reconcile, in seconds.',
+    labelNames: ['controller'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'workqueue_depth',
+    help: 'Keys waiting in the work queue.',
+    labelNames: ['name'] as const,
+    registers: [this.registry],
+  });
+  readonly queueRetries = new Counter({
+    name: 'workqueue_retries_total',
+    help: 'Keys re-queued after a failed reconcile.',
+    labelNames: ['name'] as const,
+    registers: [this.registry],
+  });
+  readonly agentsByPhase = new Gauge({
+    name: 'agentsmith_agents',
+    help: 'Agents by phase, as last reconciled.',
+    labelNames: ['phase'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(withProcessMetrics = true) {
+    if (withProcessMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

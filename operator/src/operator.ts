@@ -1,0 +1,134 @@
+import type { KubernetesObject, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { GROUP, PLURAL, VERSION } from './api/agent.ts';
+import { LABEL_INSTANCE, MANAGED_SELECTOR } from './api/constants.ts';
+import type { Clients } from './kube/clients.ts';
+import type { OperatorMetrics } from './observability/metrics.ts';
+import { makeAgentReconciler } from './reconcile/agent.ts';
+import type { SharedRules } from './render/persona.ts';
+import { Controller } from './runtime/controller.ts';
+import { ResilientInformer } from './runtime/informer.ts';
+
+export interface OperatorOptions {
+  clients: Clients;
+  log: Logger;
+  metrics: OperatorMetrics;
+  image: string;
+  shared: SharedRules;
+  workers: number;
+  resyncMs: number;
+}
+
+/** Key of an object in the work queue: `namespace/name`. */
+function keyOf(obj: KubernetesObject): string {
+  return `${obj.metadata?.namespace ?? 'default'}/${obj.metadata?.name ?? ''}`;
+}
+
+/** Key of the Agent that owns a child, from its instance label (set by every renderer). */
+function ownerKeyOf(obj: KubernetesObject): string | undefined {
+  const agent = obj.metadata?.labels?.[LABEL_INSTANCE];
+  return agent ? `${obj.metadata?.namespace ?? 'default'}/${agent}` : undefined;
+}
+
+/**
+ * The Agent operator: informers on Agents and on every kind of child it manages (seen
+ * through the managed-by label), all feeding one keyed queue of Agent keys, and the
+ * Agent reconciler behind it. `start()` resolves once caches are synced and workers run.
+ */
+export class AgentOperator {
+  readonly controller: Controller;
+  private readonly informers: ResilientInformer<KubernetesObject>[] = [];
+  private running = false;
+
+  private readonly opts: OperatorOptions;
+
+  constructor(opts: OperatorOptions) {
+    this.opts = opts;
+    const { clients, log } = opts;
+    const enqueueOwner = (obj: KubernetesObject) => {
+      const key = ownerKeyOf(obj);
+      if (key) this.controller.enqueue(key);
+    };
+    const agents = this.informer('agents', `/apis/${GROUP}/${VERSION}/${PLURAL}`, () =>
+      clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never,
+      (obj) => this.controller.enqueue(keyOf(obj)),
+    );
+    const statefulSets = this.informer('statefulsets', '/apis/apps/v1/statefulsets', () =>
+      clients.apps.listStatefulSetForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
+    const pods = this.informer('pods', '/api/v1/pods', () =>
+      clients.core.listPodForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
+    this.informer('configmaps', '/api/v1/configmaps', () =>
+      clients.core.listConfigMapForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
+    this.informer('services', '/api/v1/services', () =>
+      clients.core.listServiceForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
+    this.informer('serviceaccounts', '/api/v1/serviceaccounts', () =>
+      clients.core.listServiceAccountForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
+
+    const phases = new Map<string, string>();
+    const reconcile = makeAgentReconciler({
+      clients,
+      image: opts.image,
+      shared: opts.shared,
+      resyncMs: opts.resyncMs,
+      caches: {
+        agent: (ns, name) => agents.cache.get(name, ns),
+        statefulSet: (ns, name) => statefulSets.cache.get(name, ns) as V1StatefulSet | undefined,
+        pod: (ns, name) => pods.cache.get(name, ns) as V1Pod | undefined,
+      },
+      onPhase: (key, phase) => {
+        if (phase) phases.set(key, phase);
+        else phases.delete(key);
+        opts.metrics.agentsByPhase.reset();
+        for (const p of phases.values()) opts.metrics.agentsByPhase.inc({ phase: p });
+      },
+    });
+    this.controller = new Controller({
+      name: 'agent',
+      reconcile,
+      workers: opts.workers,
+      log,
+      metrics: opts.metrics,
+      waitForCacheSync: async () => {
+        await Promise.all(this.informers.map((i) => i.waitForSync()));
+      },
+    });
+  }
+
+  private informer(
+    name: string,
+    path: string,
+    list: () => Promise<never>,
+    onChange: (obj: KubernetesObject) => void,
+    labelSelector?: string,
+  ): ResilientInformer<KubernetesObject> {
+    const inf = new ResilientInformer<KubernetesObject>(this.opts.clients.kc, {
+      name,
+      path,
+      list,
+      onChange,
+      log: this.opts.log,
+      ...(labelSelector ? { labelSelector } : {}),
+    });
+    this.informers.push(inf);
+    return inf;
+  }
+
+  /** Starts the informers, waits for their caches, then starts the workers. */
+  async start(): Promise<void> {
+    for (const inf of this.informers) inf.start();
+    await this.controller.start();
+    this.running = true;
+  }
+
+  /** True once workers run. */
+  isReady(): boolean {
+    return this.running;
+  }
+
+  /** Stops workers (letting in-flight reconciles finish), then the informers. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.controller.stop();
+    await Promise.all(this.informers.map((i) => i.stop()));
+  }
+}

@@ -1,0 +1,77 @@
+import type { V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { Agent } from '../api/agent.ts';
+import { findCondition } from './conditions.ts';
+import { computeStatus, sameStatus } from './status.ts';
+
+function agent(spec: Record<string, unknown> = {}, generation = 3): Agent {
+  return Agent.parse({ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', metadata: { name: 'devbot', namespace: 'ns', uid: 'u', generation }, spec });
+}
+
+const sts = (ready: number, extra: Partial<NonNullable<V1StatefulSet['status']>> = {}): V1StatefulSet => ({
+  metadata: { name: 'devbot', generation: 2 },
+  status: { observedGeneration: 2, replicas: 1, readyReplicas: ready, currentRevision: 'r1', updateRevision: 'r1', ...extra },
+});
+
+const pod = (ready: boolean, phase = 'Running', waiting?: string): V1Pod => ({
+  metadata: { name: 'devbot-0' },
+  status: {
+    phase,
+    conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+    containerStatuses: [{ name: 'agent', ready, restartCount: 2, image: 'i', imageID: '', ...(waiting ? { state: { waiting: { reason: waiting } } } : {}) }],
+  },
+});
+
+const T0 = '2026-01-01T00:00:00.000Z';
+const T1 = '2026-01-01T00:05:00.000Z';
+
+describe('computeStatus', () => {
+  it('is Pending with PodMissing until the pod exists', () => {
+    const s = computeStatus(agent(), { statefulSet: sts(0) }, T0);
+    expect(s.phase).toBe('Pending');
+    expect(findCondition(s.conditions, 'Ready')).toMatchObject({ status: 'False', reason: 'PodMissing', observedGeneration: 3 });
+    expect(findCondition(s.conditions, 'Progressing')).toMatchObject({ status: 'True' });
+  });
+
+  it('is Ready when the pod is ready and the rollout is complete, with restarts counted', () => {
+    const s = computeStatus(agent(), { statefulSet: sts(1), pod: pod(true) }, T0);
+    expect(s).toMatchObject({ phase: 'Ready', observedGeneration: 3, podName: 'devbot-0', restarts: 2 });
+    expect(findCondition(s.conditions, 'Ready')).toMatchObject({ status: 'True', reason: 'PodReady' });
+    expect(findCondition(s.conditions, 'Progressing')).toMatchObject({ status: 'False', reason: 'RolloutComplete' });
+  });
+
+  it('reports a crash loop as Degraded', () => {
+    const s = computeStatus(agent(), { statefulSet: sts(0), pod: pod(false, 'Running', 'CrashLoopBackOff') }, T0);
+    expect(s.phase).toBe('Degraded');
+    expect(findCondition(s.conditions, 'Degraded')).toMatchObject({ status: 'True', reason: 'ContainerRestarting' });
+    expect(findCondition(s.conditions, 'Ready')?.message).toContain('CrashLoopBackOff');
+  });
+
+  it('is Suspended when spec.suspend is set', () => {
+    const s = computeStatus(agent({ suspend: true }), { statefulSet: sts(0, { replicas: 0 }) }, T0);
+    expect(s.phase).toBe('Suspended');
+    expect(findCondition(s.conditions, 'Ready')).toMatchObject({ status: 'False', reason: 'Suspended' });
+    expect(s.podName).toBeUndefined();
+  });
+
+  it('is Failed with the reason when the spec is blocked', () => {
+    const s = computeStatus(agent(), { blocked: { reason: 'PersonaNotFound', message: 'ConfigMap ns/x not found' } }, T0);
+    expect(s.phase).toBe('Failed');
+    expect(findCondition(s.conditions, 'Ready')).toMatchObject({ status: 'False', reason: 'PersonaNotFound', message: 'ConfigMap ns/x not found' });
+  });
+
+  it('keeps lastTransitionTime while a status holds, and moves it when it changes', () => {
+    const first = computeStatus(agent(), { statefulSet: sts(1), pod: pod(true) }, T0);
+    const again = computeStatus({ ...agent(), status: first }, { statefulSet: sts(1), pod: pod(true) }, T1);
+    expect(findCondition(again.conditions, 'Ready')?.lastTransitionTime).toBe(T0);
+    expect(sameStatus(first, again)).toBe(true);
+    const down = computeStatus({ ...agent(), status: first }, { statefulSet: sts(0), pod: pod(false) }, T1);
+    expect(findCondition(down.conditions, 'Ready')?.lastTransitionTime).toBe(T1);
+    expect(sameStatus(first, down)).toBe(false);
+  });
+
+  it('shows a rollout in progress while revisions differ', () => {
+    const s = computeStatus(agent(), { statefulSet: sts(1, { updateRevision: 'r2' }), pod: pod(true) }, T0);
+    expect(findCondition(s.conditions, 'Progressing')).toMatchObject({ status: 'True', reason: 'RolloutInProgress', message: 'rolling out revision r2' });
+  });
+});

@@ -1,0 +1,139 @@
+import type { V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type { Agent, AgentStatus, Phase } from '../api/agent.ts';
+import { ConditionType, Reason } from '../api/constants.ts';
+import { childNames } from '../render/meta.ts';
+import { setConditions, type ConditionInput } from './conditions.ts';
+
+/** What the reconciler saw of an Agent's world, gathered before deciding anything. */
+export interface Observed {
+  statefulSet?: V1StatefulSet;
+  pod?: V1Pod;
+  /** Set when the spec or its references cannot be turned into children (terminal until changed). */
+  blocked?: { reason: string; message: string };
+}
+
+function podReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+/** Why a pod is not ready, in one line, from its conditions and container states. */
+function podNotReadyMessage(pod: V1Pod): string {
+  const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
+  for (const s of statuses) {
+    const w = s.state?.waiting;
+    if (w?.reason && w.reason !== 'PodInitializing') return `container ${s.name} is waiting: ${w.reason}${w.message ? `: ${w.message}` : ''}`;
+    const t = s.state?.terminated;
+    if (t && t.exitCode !== 0) return `container ${s.name} exited with code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}`;
+  }
+  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+  if (scheduled?.status === 'False') return `pod is not scheduled: ${scheduled.message ?? scheduled.reason ?? 'unknown'}`;
+  return `pod ${pod.metadata?.name} is ${pod.status?.phase ?? 'Pending'} and not ready`;
+}
+
+function crashLooping(pod: V1Pod): string | undefined {
+  for (const s of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
+    if (s.state?.waiting?.reason === 'CrashLoopBackOff') return s.name;
+  }
+  return undefined;
+}
+
+function rolloutMessage(agent: Agent, sts: V1StatefulSet | undefined): string | undefined {
+  if (!sts) return 'creating the StatefulSet';
+  const st = sts.status;
+  if ((st?.observedGeneration ?? 0) < (sts.metadata?.generation ?? 0)) return 'the StatefulSet controller has not observed the latest spec';
+  if (agent.spec.suspend) return (st?.replicas ?? 0) > 0 ? 'scaling down to zero' : undefined;
+  if (st?.updateRevision && st.currentRevision !== st.updateRevision) return `rolling out revision ${st.updateRevision}`;
+  if ((st?.readyReplicas ?? 0) < 1) return 'waiting for the pod to become ready';
+  return undefined;
+}
+
+/**
+ * Computes an Agent's status from what was observed. Pure: `now` (RFC 3339) is passed in.
+ *
+ * Conditions: `Ready` (the agent's pod is running and ready), `Progressing` (a rollout or
+ * scale is under way), `Degraded` (a container is crash-looping, or the spec is blocked).
+ * `phase` summarises them: Failed (blocked) > Suspended > Degraded > Ready > Progressing > Pending.
+ */
+export function computeStatus(agent: Agent, observed: Observed, now: string): AgentStatus {
+  const generation = agent.metadata.generation ?? 0;
+  const names = childNames(agent.metadata.name);
+  const { statefulSet: sts, pod } = observed;
+  const conds: ConditionInput[] = [];
+  let phase: Phase;
+
+  if (observed.blocked) {
+    const { reason, message } = observed.blocked;
+    conds.push({ type: ConditionType.Ready, status: 'False', reason, message });
+    conds.push({ type: ConditionType.Progressing, status: 'False', reason, message });
+    conds.push({ type: ConditionType.Degraded, status: 'True', reason, message });
+    phase = 'Failed';
+  } else {
+    const rollout = rolloutMessage(agent, sts);
+    conds.push(
+      rollout
+        ? { type: ConditionType.Progressing, status: 'True', reason: Reason.RolloutInProgress, message: rollout }
+        : agent.spec.suspend
+          ? { type: ConditionType.Progressing, status: 'False', reason: Reason.ScaledDown, message: 'scaled to zero; volumes kept' }
+          : { type: ConditionType.Progressing, status: 'False', reason: Reason.RolloutComplete, message: 'the pod runs the latest spec' },
+    );
+    const looping = pod ? crashLooping(pod) : undefined;
+    conds.push(
+      looping
+        ? { type: ConditionType.Degraded, status: 'True', reason: Reason.ContainerRestarting, message: `container ${looping} is in CrashLoopBackOff` }
+        : { type: ConditionType.Degraded, status: 'False', reason: Reason.AsExpected, message: 'no container is crash-looping' },
+    );
+    if (agent.spec.suspend) {
+      conds.push({ type: ConditionType.Ready, status: 'False', reason: Reason.Suspended, message: 'spec.suspend is true' });
+      phase = 'Suspended';
+    } else if (!pod) {
+      conds.push({ type: ConditionType.Ready, status: 'False', reason: Reason.PodMissing, message: `waiting for pod ${names.pod}` });
+      phase = 'Pending';
+    } else if (podReady(pod)) {
+      conds.push({ type: ConditionType.Ready, status: 'True', reason: Reason.PodReady, message: `pod ${names.pod} is ready` });
+      phase = looping ? 'Degraded' : 'Ready';
+    } else {
+      const pending = (pod.status?.phase ?? 'Pending') === 'Pending';
+      conds.push({
+        type: ConditionType.Ready,
+        status: 'False',
+        reason: pending ? Reason.PodPending : Reason.PodNotReady,
+        message: podNotReadyMessage(pod),
+      });
+      phase = looping ? 'Degraded' : pending ? 'Pending' : 'Progressing';
+    }
+  }
+
+  const agentStatus = pod?.status?.containerStatuses?.find((c) => c.name === 'agent');
+  return {
+    observedGeneration: generation,
+    phase,
+    conditions: setConditions(agent.status?.conditions, conds, generation, now),
+    statefulSetName: names.statefulSet,
+    ...(pod && !agent.spec.suspend ? { podName: names.pod } : {}),
+    restarts: agentStatus?.restartCount ?? 0,
+  };
+}
+
+/** True when two statuses are the same (so no write is needed). */
+export function sameStatus(a: AgentStatus | undefined, b: AgentStatus): boolean {
+  return JSON.stringify(normalise(a)) === JSON.stringify(normalise(b));
+}
+
+function normalise(s: AgentStatus | undefined): unknown {
+  if (!s) return undefined;
+  return {
+    conditions: [...(s.conditions ?? [])].sort((x, y) => x.type.localeCompare(y.type)).map((c) => ({
+      type: c.type,
+      status: c.status,
+      reason: c.reason,
+      message: c.message,
+      observedGeneration: c.observedGeneration,
+      lastTransitionTime: c.lastTransitionTime,
+    })),
+    podName: s.podName,
+    statefulSetName: s.statefulSetName,
+    restarts: s.restarts,
+    phase: s.phase,
+    observedGeneration: s.observedGeneration,
+  };
+}

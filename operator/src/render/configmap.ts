@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import { CONTRACT_FILE, CONTRACT_VERSION, WORKSPACE_DIR, type PodContract } from '../../../agent-image/src/contract/contract.ts';
+import type { Agent } from '../api/agent.ts';
+import { childMeta, childNames } from './meta.ts';
+import type { AssembledPersona } from './persona.ts';
+
+/** ConfigMap key of a subagent definition (ConfigMap keys cannot hold `/`). */
+export function subagentKey(name: string): string {
+  return `subagent.${name}.md`;
+}
+
+/** The directory a repository is cloned into: /workspace/<repo>. */
+export function repoDir(name: string): string {
+  return `${WORKSPACE_DIR}/${name.split('/')[1] ?? name}`;
+}
+
+/** The pod contract (agent-image/src/contract) for an Agent. Pure. */
+export function renderContract(agent: Agent, persona: AssembledPersona): PodContract {
+  const { spec } = agent;
+  const repos = spec.repos.map((r) => ({
+    name: r.name,
+    url: r.url ?? `https://github.com/${r.name}.git`,
+    ...(r.branch ? { branch: r.branch } : {}),
+    dir: repoDir(r.name),
+  }));
+  const primary = spec.primaryRepo
+    ? repos.find((r) => r.name === spec.primaryRepo || r.name.endsWith(`/${spec.primaryRepo}`))
+    : repos[0];
+  return {
+    version: CONTRACT_VERSION,
+    agent: { name: agent.metadata.name, namespace: agent.metadata.namespace ?? 'default', ...(spec.team ? { team: spec.team } : {}) },
+    harness: {
+      kind: spec.harness.kind,
+      ...(spec.harness.model ? { model: spec.harness.model } : {}),
+      args: spec.harness.args ?? [],
+      ...(spec.harness.kind === 'custom' && spec.harness.command ? { command: spec.harness.command } : {}),
+    },
+    repos,
+    workdir: primary?.dir ?? WORKSPACE_DIR,
+    files: {
+      claudeMd: 'CLAUDE.md',
+      settingsJson: 'settings.json',
+      mcpJson: 'mcp.json',
+      subagents: Object.fromEntries(Object.keys(persona.subagents).sort().map((n) => [n, subagentKey(n)])),
+    },
+    ...(spec.matrix
+      ? {
+          matrix: {
+            homeserverUrl: spec.matrix.homeserverUrl,
+            userId: spec.matrix.userId,
+            allowedUsers: spec.matrix.allowedUsers,
+            rooms: spec.matrix.rooms,
+          },
+        }
+      : {}),
+    ...(spec.github ? { github: spec.github } : {}),
+    ...(spec.events ? { events: spec.events } : {}),
+    egress: { allow: spec.egress.allow, enforcement: spec.egress.enforcement },
+  };
+}
+
+/** `<agent>-config`: the pod contract and the assembled persona. Pure. */
+export function renderConfigMap(agent: Agent, persona: AssembledPersona): V1ConfigMap {
+  const data: Record<string, string> = {
+    [CONTRACT_FILE]: JSON.stringify(renderContract(agent, persona), null, 2) + '\n',
+    'CLAUDE.md': persona.claudeMd,
+    'settings.json': persona.settingsJson,
+    'mcp.json': persona.mcpJson,
+  };
+  for (const name of Object.keys(persona.subagents).sort()) data[subagentKey(name)] = persona.subagents[name] ?? '';
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: childMeta(agent, childNames(agent.metadata.name).configMap, 'config'),
+    data,
+  };
+}
+
+/** SHA-256 (hex, 16 chars) of a ConfigMap's data, in key order: the pod template's config hash. */
+export function configHash(cm: V1ConfigMap): string {
+  const h = createHash('sha256');
+  for (const key of Object.keys(cm.data ?? {}).sort()) h.update(key).update('\0').update(cm.data?.[key] ?? '').update('\0');
+  return h.digest('hex').slice(0, 16);
+}

@@ -1,0 +1,84 @@
+/**
+ * Persona assembly: the team's shared rules first, then the agent's own persona. The
+ * result is what the setup init container writes into the harness's home (CLAUDE.md,
+ * settings.json, .mcp.json, agents/*.md for Claude Code).
+ */
+
+/** Files every agent inherits (agents/_shared in this repository, shipped in the operator image). */
+export interface SharedRules {
+  /** Markdown of the base rules. */
+  claudeMd: string;
+  /** settings.json text (a JSON object). */
+  settingsJson: string;
+}
+
+/** An agent's own persona files, from spec.persona.instructions or its ConfigMap. */
+export interface PersonaFiles {
+  claudeMd?: string;
+  settingsJson?: string;
+  mcpJson?: string;
+  /** Subagent definitions by name (without `.md`). */
+  subagents: Record<string, string>;
+}
+
+export interface AssembledPersona {
+  claudeMd: string;
+  settingsJson: string;
+  mcpJson: string;
+  subagents: Record<string, string>;
+}
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+function isObject(v: Json | undefined): v is { [k: string]: Json } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep merge of JSON objects: `over` wins; arrays are concatenated without duplicates (hook and permission lists add up). */
+export function mergeJson(base: Json, over: Json): Json {
+  if (isObject(base) && isObject(over)) {
+    const out: { [k: string]: Json } = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeJson(out[k] as Json, v) : v;
+    return out;
+  }
+  if (Array.isArray(base) && Array.isArray(over)) {
+    const seen = new Set(base.map((x) => JSON.stringify(x)));
+    return [...base, ...over.filter((x) => !seen.has(JSON.stringify(x)))];
+  }
+  return over;
+}
+
+/**
+ * Parses a JSON object from a persona file.
+ * @throws Error naming `source` when the text is not a JSON object.
+ */
+export function parseJsonObject(text: string, source: string): { [k: string]: Json } {
+  let value: Json;
+  try {
+    value = JSON.parse(text) as Json;
+  } catch (err) {
+    throw new Error(`${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(value)) throw new Error(`${source} must be a JSON object`);
+  return value;
+}
+
+/**
+ * Shared rules + the agent's persona → the files the pod gets. Pure.
+ * @throws Error when a settings.json or mcp.json is not a JSON object (the message names the file).
+ */
+export function assemblePersona(agentName: string, shared: SharedRules, persona: PersonaFiles): AssembledPersona {
+  const parts = [shared.claudeMd.trimEnd()];
+  parts.push(`# You are ${agentName}\n\n${(persona.claudeMd ?? '').trim() || '_No persona was given for this agent._'}`);
+  const settings = mergeJson(
+    parseJsonObject(shared.settingsJson, 'agents/_shared/settings.json'),
+    persona.settingsJson ? parseJsonObject(persona.settingsJson, 'persona settings.json') : {},
+  );
+  const mcp = persona.mcpJson ? parseJsonObject(persona.mcpJson, 'persona mcp.json') : { mcpServers: {} };
+  return {
+    claudeMd: parts.join('\n\n') + '\n',
+    settingsJson: JSON.stringify(settings, null, 2) + '\n',
+    mcpJson: JSON.stringify(mcp, null, 2) + '\n',
+    subagents: { ...persona.subagents },
+  };
+}

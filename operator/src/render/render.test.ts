@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { Agent, type AgentSpec } from '../api/agent.ts';
+import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
+import { renderAll, type RenderOptions } from './index.ts';
+
+/** An Agent as the API server would store it: defaults applied by the schema. */
+function agent(spec: Record<string, unknown>, name = 'devbot'): Agent {
+  return Agent.parse({
+    apiVersion: 'agentsmith.dev/v1alpha1',
+    kind: 'Agent',
+    metadata: { name, namespace: 'team-a', uid: '0b5a6c2e-1111-2222-3333-444455556666', generation: 1 },
+    spec,
+  });
+}
+
+const opts: RenderOptions = {
+  image: 'example.org/agent:1',
+  shared: { claudeMd: '# Shared rules\n', settingsJson: '{"permissions":{"allow":["Read"]}}' },
+  persona: { claudeMd: 'You are devbot.', mcpJson: '{"mcpServers":{"x":{"command":"x"}}}', subagents: { reviewer: '---\nname: reviewer\n---\n' } },
+};
+
+const devbot: Partial<AgentSpec> = {
+  team: 'homelab',
+  repos: [{ name: 'agent-smith/agent-smith' }, { name: 'agent-smith/homelab-apps', branch: 'main' }],
+  primaryRepo: 'homelab-apps',
+  egress: { allow: ['github.com'], allowCidrs: [], credentials: [], enforcement: 'iptables' },
+};
+
+describe('renderAll', () => {
+  it('matches the golden children of a typical agent', async () => {
+    const children = renderAll(agent(devbot), opts);
+    await expect(stringify(children, { lineWidth: 0 })).toMatchFileSnapshot('__golden__/devbot.yaml');
+  });
+
+  it('owns every child through a controller owner reference and carries the standard labels', () => {
+    const children = renderAll(agent(devbot), opts);
+    for (const child of Object.values(children)) {
+      expect(child.metadata?.ownerReferences).toEqual([
+        expect.objectContaining({ kind: 'Agent', name: 'devbot', controller: true, uid: '0b5a6c2e-1111-2222-3333-444455556666' }),
+      ]);
+      expect(child.metadata?.labels).toMatchObject({
+        'app.kubernetes.io/name': 'agent',
+        'app.kubernetes.io/instance': 'devbot',
+        'app.kubernetes.io/managed-by': 'agent-smith',
+      });
+    }
+  });
+
+  it('assembles the persona after the shared rules and points the CLI at the primary repo', () => {
+    const { configMap } = renderAll(agent(devbot), opts);
+    const claude = configMap.data?.['CLAUDE.md'] ?? '';
+    expect(claude.indexOf('# Shared rules')).toBeLessThan(claude.indexOf('You are devbot.'));
+    const contract = JSON.parse(configMap.data?.['contract.json'] ?? '{}') as { workdir: string; repos: { url: string }[] };
+    expect(contract.workdir).toBe('/workspace/homelab-apps');
+    expect(contract.repos[0]?.url).toBe('https://github.com/agent-smith/agent-smith.git');
+    expect(configMap.data?.['subagent.reviewer.md']).toContain('name: reviewer');
+  });
+
+  it('scales to zero when suspended and keeps everything else', () => {
+    const running = renderAll(agent(devbot), opts).statefulSet;
+    const suspended = renderAll(agent({ ...devbot, suspend: true }), opts).statefulSet;
+    expect(running.spec?.replicas).toBe(1);
+    expect(suspended.spec?.replicas).toBe(0);
+    expect(suspended.spec?.volumeClaimTemplates).toEqual(running.spec?.volumeClaimTemplates);
+  });
+
+  it('follows storage.retainOnDelete in the PVC retention policy', () => {
+    const keep = renderAll(agent(devbot), opts).statefulSet;
+    const drop = renderAll(agent({ ...devbot, storage: { retainOnDelete: false } }), opts).statefulSet;
+    expect(keep.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted).toBe('Retain');
+    expect(drop.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted).toBe('Delete');
+    expect(drop.spec?.volumeClaimTemplates?.map((v) => v.spec?.resources?.requests?.storage)).toEqual(['5Gi', '20Gi']);
+  });
+
+  it('changes the config hash when the persona changes, and only then', () => {
+    const hash = (o: RenderOptions, spec = devbot) =>
+      renderAll(agent(spec), o).statefulSet.spec?.template.metadata?.annotations?.[ANNOTATION_CONFIG_HASH];
+    const base = hash(opts);
+    expect(hash(opts)).toBe(base);
+    expect(hash({ ...opts, persona: { ...opts.persona, claudeMd: 'You are someone else.' } })).not.toBe(base);
+    expect(hash(opts, { ...devbot, suspend: true })).toBe(base);
+  });
+
+  it('rejects a malformed persona settings.json with a message naming the file', () => {
+    expect(() => renderAll(agent(devbot), { ...opts, persona: { settingsJson: '{not json', subagents: {} } })).toThrow(/persona settings.json is not valid JSON/);
+  });
+});

@@ -1,0 +1,90 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ExponentialBackoff } from './backoff.ts';
+import { Controller } from './controller.ts';
+import { RetryAfter, TerminalError } from './errors.ts';
+import { WorkQueue } from './queue.ts';
+
+const log = pino({ level: 'silent' });
+
+function controllerWith(reconcile: (key: string) => Promise<{ requeueAfterMs?: number }>, workers = 2) {
+  return new Controller({
+    name: 'test',
+    reconcile: (key) => reconcile(key),
+    workers,
+    log,
+    waitForCacheSync: () => Promise.resolve(),
+    queue: new WorkQueue(new ExponentialBackoff(5, 40)),
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('Controller', () => {
+  it('retries a failing reconcile with backoff until it succeeds', async () => {
+    const calls: number[] = [];
+    const c = controllerWith(async () => {
+      calls.push(Date.now());
+      if (calls.length < 4) throw new Error('API server unavailable');
+      return {};
+    });
+    c.enqueue('ns/a');
+    await c.start();
+    await sleep(300);
+    await c.stop();
+    expect(calls).toHaveLength(4);
+  });
+
+  it('does not retry a terminal error', async () => {
+    let calls = 0;
+    const c = controllerWith(async () => {
+      calls++;
+      throw new TerminalError('InvalidSpec', 'bad');
+    });
+    c.enqueue('ns/a');
+    await c.start();
+    await sleep(100);
+    await c.stop();
+    expect(calls).toBe(1);
+  });
+
+  it('waits exactly RetryAfter, and requeueAfter reconciles again', async () => {
+    const calls: number[] = [];
+    const c = controllerWith(async () => {
+      calls.push(Date.now());
+      if (calls.length === 1) throw new RetryAfter(60);
+      if (calls.length === 2) return { requeueAfterMs: 30 };
+      return {};
+    });
+    c.enqueue('ns/a');
+    await c.start();
+    await sleep(250);
+    await c.stop();
+    expect(calls).toHaveLength(3);
+    expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(55);
+  });
+
+  it('reconciles one key at a time even with several workers', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let calls = 0;
+    const c = controllerWith(async () => {
+      inFlight++;
+      calls++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await sleep(20);
+      inFlight--;
+      return {};
+    }, 4);
+    await c.start();
+    for (let i = 0; i < 10; i++) {
+      c.enqueue('ns/a');
+      await sleep(5);
+    }
+    await sleep(100);
+    await c.stop();
+    expect(maxInFlight).toBe(1);
+    expect(calls).toBeGreaterThan(1);
+    expect(calls).toBeLessThan(10); // adds during a reconcile collapse into one
+  });
+});

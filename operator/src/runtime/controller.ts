@@ -1,0 +1,108 @@
+import type { Logger } from 'pino';
+import type { OperatorMetrics } from '../observability/metrics.ts';
+import { RetryAfter, TerminalError, describeError } from './errors.ts';
+import { WorkQueue } from './queue.ts';
+
+/** What one reconcile asks of the queue when it succeeds. */
+export interface ReconcileResult {
+  /** Reconcile this key again after this many milliseconds (a timed wait, e.g. resync). */
+  requeueAfterMs?: number;
+}
+
+/** Reconciles the object named by `key` (`namespace/name`). Level-based: it is told only the key. */
+export type ReconcileFn = (key: string, log: Logger) => Promise<ReconcileResult>;
+
+export interface ControllerOptions {
+  name: string;
+  reconcile: ReconcileFn;
+  /** Number of concurrent workers; one key is never reconciled by two at once. */
+  workers: number;
+  /** Resolves when every informer's cache has synced; workers start only after it. */
+  waitForCacheSync: () => Promise<void>;
+  log: Logger;
+  metrics?: OperatorMetrics;
+  queue?: WorkQueue;
+}
+
+/**
+ * The controller loop of controller-runtime, Agent-agnostic: a keyed work queue feeding
+ * `workers` workers. A failure is retried with the queue's per-key exponential backoff;
+ * `RetryAfter` waits exactly its delay; a `TerminalError` is logged and not retried (the
+ * reconciler is expected to have shown it in a condition), until the object changes.
+ */
+export class Controller {
+  readonly queue: WorkQueue;
+  private readonly running: Promise<void>[] = [];
+
+  private readonly opts: ControllerOptions;
+
+  constructor(opts: ControllerOptions) {
+    this.opts = opts;
+    this.queue = opts.queue ?? new WorkQueue();
+  }
+
+  /** Queues `key` (de-duplicated). Safe to call from informer callbacks before `start`. */
+  enqueue(key: string): void {
+    this.queue.add(key);
+    this.opts.metrics?.queueDepth.set({ name: this.opts.name }, this.queue.length);
+  }
+
+  /** Waits for the caches, then starts the workers. Resolves once they run. */
+  async start(): Promise<void> {
+    await this.opts.waitForCacheSync();
+    this.opts.log.info({ controller: this.opts.name, workers: this.opts.workers }, 'caches synced; starting workers');
+    for (let i = 0; i < this.opts.workers; i++) this.running.push(this.worker());
+  }
+
+  /** Stops handing out keys and waits for in-flight reconciles to finish. */
+  async stop(): Promise<void> {
+    this.queue.shutDown();
+    await Promise.all(this.running);
+  }
+
+  private async worker(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      try {
+        await this.processOne(key);
+      } finally {
+        this.queue.done(key);
+        this.opts.metrics?.queueDepth.set({ name: this.opts.name }, this.queue.length);
+      }
+    }
+  }
+
+  private async processOne(key: string): Promise<void> {
+    const { name, metrics } = this.opts;
+    const log = this.opts.log.child({ controller: name, key });
+    const end = metrics?.reconcileTime.startTimer({ controller: name });
+    try {
+      const result = await this.opts.reconcile(key, log);
+      this.queue.forget(key);
+      if (result.requeueAfterMs !== undefined) {
+        this.queue.addAfter(key, result.requeueAfterMs);
+        metrics?.reconcileTotal.inc({ controller: name, result: 'requeue_after' });
+      } else {
+        metrics?.reconcileTotal.inc({ controller: name, result: 'success' });
+      }
+    } catch (err) {
+      if (err instanceof TerminalError) {
+        this.queue.forget(key);
+        log.error({ reason: err.reason, err: err.message }, 'reconcile failed terminally; waiting for a change');
+        metrics?.reconcileTotal.inc({ controller: name, result: 'terminal' });
+      } else if (err instanceof RetryAfter) {
+        this.queue.addAfter(key, err.delayMs);
+        log.info({ retryInMs: err.delayMs, err: err.message }, 'reconcile deferred');
+        metrics?.reconcileTotal.inc({ controller: name, result: 'requeue_after' });
+      } else {
+        const delay = this.queue.addRateLimited(key);
+        log.warn({ err: describeError(err), retryInMs: delay, attempt: this.queue.backoff.attempts(key) }, 'reconcile failed; will retry');
+        metrics?.reconcileTotal.inc({ controller: name, result: 'error' });
+        metrics?.queueRetries.inc({ name });
+      }
+    } finally {
+      end?.();
+    }
+  }
+}

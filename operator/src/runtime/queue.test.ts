@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { ExponentialBackoff } from './backoff.ts';
+import { WorkQueue } from './queue.ts';
+
+describe('WorkQueue', () => {
+  it('de-duplicates a key added twice while waiting', async () => {
+    const q = new WorkQueue();
+    q.add('ns/a');
+    q.add('ns/a');
+    q.add('ns/b');
+    expect(q.length).toBe(2);
+    expect(await q.get()).toBe('ns/a');
+    expect(await q.get()).toBe('ns/b');
+  });
+
+  it('never hands a key to two workers; a key added while in flight comes back after done()', async () => {
+    const q = new WorkQueue();
+    q.add('ns/a');
+    const first = await q.get();
+    q.add('ns/a'); // an event arrives mid-reconcile
+    expect(q.length).toBe(0);
+    let second: string | undefined;
+    void q.get().then((k) => (second = k));
+    await new Promise((r) => setImmediate(r));
+    expect(second).toBeUndefined();
+    q.done(first!);
+    await new Promise((r) => setImmediate(r));
+    expect(second).toBe('ns/a');
+  });
+
+  it('addAfter keeps the earliest timer and delivers the key once', async () => {
+    const q = new WorkQueue();
+    q.addAfter('ns/a', 200);
+    q.addAfter('ns/a', 20);
+    const started = Date.now();
+    expect(await q.get()).toBe('ns/a');
+    expect(Date.now() - started).toBeLessThan(150);
+    q.done('ns/a');
+    await new Promise((r) => setTimeout(r, 250));
+    expect(q.length).toBe(0);
+  });
+
+  it('backs off exponentially per key up to the cap, and forget() resets', () => {
+    const b = new ExponentialBackoff(10, 50);
+    expect([b.next('k'), b.next('k'), b.next('k'), b.next('k')]).toEqual([10, 20, 40, 50]);
+    expect(b.next('other')).toBe(10);
+    b.forget('k');
+    expect(b.next('k')).toBe(10);
+  });
+
+  it('resolves waiting workers with undefined on shutdown', async () => {
+    const q = new WorkQueue();
+    const waiting = q.get();
+    q.shutDown();
+    expect(await waiting).toBeUndefined();
+    q.add('ns/a');
+    expect(await q.get()).toBeUndefined();
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * Starts the local control plane (scripts/localcluster `up`) as a child process and
+ * hands back its kubeconfig. Used by the test suite's global setup and by the main job.
+ * The binaries come from scripts/lib/tools.sh (`ensure_cluster_tools`), which puts them
+ * in $AGENT_SMITH_CACHE/bin.
+ *
+ * The child is started with `--exit-on-stdin-close`: if this process dies, the control
+ * plane's stdin closes and it stops itself, so nothing is left behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+/** Where tools.sh caches binaries. */
+export const CACHE_BIN = join(process.env.AGENT_SMITH_CACHE ?? join(homedir(), '.cache', 'agent-smith'), 'bin');
+
+export interface LocalCluster {
+  kubeconfig: string;
+  server: string;
+  version: string;
+  dir: string;
+  nodes: string[];
+  /** Stops the control plane (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+interface ReadyLine {
+  ready: true;
+  kubeconfig: string;
+  server: string;
+  version: string;
+  dir: string;
+  nodes: string[];
+}
+
+/**
+ * @param opts.nodes number of kwok fake nodes (default 2)
+ * @param opts.onLog receives the control plane's stderr lines (default: dropped)
+ * @param opts.timeoutMs start-up timeout in ms (default 180 000)
+ * @throws Error with the tail of the control plane's output when it fails to start
+ */
+export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: string) => void; timeoutMs?: number } = {}): Promise<LocalCluster> {
+  const bin = join(CACHE_BIN, 'localcluster');
+  const args = ['up', '--exit-on-stdin-close', '--kwok', join(CACHE_BIN, 'kwok'), '--nodes', String(opts.nodes ?? 2)];
+  const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const tail: string[] = [];
+  createInterface({ input: child.stderr }).on('line', (line) => {
+    tail.push(line);
+    if (tail.length > 40) tail.shift();
+    opts.onLog?.(line);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = await new Promise<ReadyLine>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`local control plane not ready after ${opts.timeoutMs ?? 180_000} ms:\n${tail.join('\n')}`));
+    }, opts.timeoutMs ?? 180_000);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${bin} (run scripts/test or scripts/demo, which build it): ${err.message}`));
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`local control plane exited with code ${code} during start-up:\n${tail.join('\n')}`));
+    });
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as ReadyLine;
+        if (parsed.ready) {
+          clearTimeout(timer);
+          resolve(parsed);
+        }
+      } catch {
+        opts.onLog?.(line);
+      }
+    });
+  });
+  return { ...ready, stop: (graceMs = 30_000) => stopChild(child, exited, graceMs) };
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<number | null>, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}

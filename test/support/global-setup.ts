@@ -1,0 +1,63 @@
+/**
+ * Integration global setup: one Kubernetes control plane and one operator for the run.
+ *
+ * - By default it starts the local control plane (scripts/localcluster) on loopback.
+ * - With `AGENT_SMITH_TEST_CLUSTER=existing`, it uses the cluster `$KUBECONFIG` points at
+ *   (kind, k3d ...). Pods then need a real node to run; tests that wait for Ready expect
+ *   the image to be pullable there.
+ *
+ * Either way it installs the CRD from crds/ and runs the operator as a child process
+ * (`node operator/src/main.ts`), exactly as a user would, and stops both afterwards.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startLocalCluster, type LocalCluster } from '../../scripts/lib/cluster.ts';
+import { installCrds, waitForCrd } from './kube.ts';
+import { ROOT } from './paths.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    kubeconfig: string;
+    operatorLog: string;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let cluster: LocalCluster | undefined;
+  let kubeconfig: string;
+  if (process.env.AGENT_SMITH_TEST_CLUSTER === 'existing') {
+    if (!process.env.KUBECONFIG) throw new Error('AGENT_SMITH_TEST_CLUSTER=existing needs KUBECONFIG');
+    kubeconfig = process.env.KUBECONFIG;
+  } else {
+    const started = Date.now();
+    cluster = await startLocalCluster({ nodes: 2 });
+    kubeconfig = cluster.kubeconfig;
+    console.log(`[global-setup] local control plane ${cluster.version} ready in ${((Date.now() - started) / 1000).toFixed(1)} s at ${cluster.server}`);
+  }
+  await installCrds(kubeconfig);
+  await waitForCrd(kubeconfig);
+
+  const logDir = mkdtempSync(join(tmpdir(), 'agent-smith-operator-'));
+  const operatorLog = join(logDir, 'operator.log');
+  const out = createWriteStream(operatorLog);
+  const operator = spawn(process.execPath, [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--resync-seconds', '60'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOG_LEVEL: 'debug' },
+  });
+  operator.stdout.pipe(out);
+  operator.stderr.pipe(out);
+  const operatorExited = new Promise<void>((resolve) => operator.once('exit', () => resolve()));
+  project.provide('kubeconfig', kubeconfig);
+  project.provide('operatorLog', operatorLog);
+
+  return async () => {
+    operator.kill('SIGTERM');
+    const t = setTimeout(() => operator.kill('SIGKILL'), 20_000);
+    await operatorExited;
+    clearTimeout(t);
+    await cluster?.stop();
+  };
+}
