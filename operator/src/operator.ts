@@ -1,4 +1,4 @@
-import type { KubernetesObject, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { GROUP, PLURAL, VERSION } from './api/agent.ts';
 import { LABEL_INSTANCE, MANAGED_SELECTOR } from './api/constants.ts';
@@ -72,8 +72,8 @@ export class AgentOperator {
       resyncMs: opts.resyncMs,
       caches: {
         agent: (ns, name) => agents.cache.get(name, ns),
-        statefulSet: (ns, name) => statefulSets.cache.get(name, ns) as V1StatefulSet | undefined,
-        pod: (ns, name) => pods.cache.get(name, ns) as V1Pod | undefined,
+        statefulSet: (ns, name) => statefulSets.cache.get(name, ns),
+        pod: (ns, name) => pods.cache.get(name, ns),
       },
       onPhase: (key, phase) => {
         if (phase) phases.set(key, phase);

@@ -103,3 +103,21 @@ ensure_cluster_tools() {
   ensure_helm
   export PATH=$AS_BIN:$PATH
 }
+
+# ensure_npm_deps: `npm ci` when node_modules is missing or older than package-lock.json.
+ensure_npm_deps() {
+  local stamp=$AS_ROOT/node_modules/.agent-smith-lock-hash
+  local want; want=$(hash_of "$AS_ROOT/package-lock.json")
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing npm dependencies (npm ci)"
+    (cd "$AS_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+  fi
+}
+
+# bootstrap: everything both README commands need.
+bootstrap() {
+  ensure_node
+  ensure_npm_deps
+  ensure_cluster_tools
+}

@@ -89,7 +89,7 @@ export function toStructural(node: SchemaNode, path = '$'): SchemaNode {
 
 /** The zod schema of a field rendered as a structural schema node (input side: defaults shown). */
 export function structuralSchemaOf(schema: z.ZodType): SchemaNode {
-  return toStructural(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'throw' }) as SchemaNode);
+  return toStructural(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'throw' }));
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { Agent, type AgentSpec } from '../api/agent.ts';
@@ -35,7 +36,7 @@ describe('renderAll', () => {
 
   it('owns every child through a controller owner reference and carries the standard labels', () => {
     const children = renderAll(agent(devbot), opts);
-    for (const child of Object.values(children)) {
+    for (const child of Object.values(children) as KubernetesObject[]) {
       expect(child.metadata?.ownerReferences).toEqual([
         expect.objectContaining({ kind: 'Agent', name: 'devbot', controller: true, uid: '0b5a6c2e-1111-2222-3333-444455556666' }),
       ]);

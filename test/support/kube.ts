@@ -1,0 +1,103 @@
+/**
+ * Test helpers that talk to the API server with client-node (and kubectl where a user
+ * would). Nothing here fakes the API server.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  ApiextensionsV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { parse } from 'yaml';
+import { CACHE_BIN } from '../../scripts/lib/cluster.ts';
+import { ROOT } from './paths.ts';
+
+const run = promisify(execFile);
+
+export function kubeClients(kubeconfig: string) {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  return {
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
+    custom: kc.makeApiClient(CustomObjectsApi),
+    ext: kc.makeApiClient(ApiextensionsV1Api),
+    objects: KubernetesObjectApi.makeApiClient(kc),
+  };
+}
+export type KubeClients = ReturnType<typeof kubeClients>;
+
+/** Applies crds/*.yaml with server-side apply, as `kubectl apply --server-side` would. */
+export async function installCrds(kubeconfig: string): Promise<void> {
+  const { objects } = kubeClients(kubeconfig);
+  const crd = parse(readFileSync(join(ROOT, 'crds/agents.agentsmith.dev.yaml'), 'utf8')) as KubernetesObject;
+  await objects.patch(crd, undefined, undefined, 'agent-smith-tests', true, PatchStrategy.ServerSideApply);
+}
+
+/** Waits until the Agent CRD is Established. */
+export async function waitForCrd(kubeconfig: string, timeoutMs = 60_000): Promise<void> {
+  const { ext } = kubeClients(kubeconfig);
+  await waitFor(
+    'the Agent CRD to be Established',
+    async () => {
+      const crd = await ext.readCustomResourceDefinition({ name: 'agents.agentsmith.dev' });
+      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
+    },
+    timeoutMs,
+  );
+}
+
+/**
+ * Polls `check` every `intervalMs` until it returns a truthy value, and returns that.
+ * Errors thrown by `check` count as "not yet".
+ * @throws Error naming `what` and the last error or value when `timeoutMs` passes
+ */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | null | false>, timeoutMs = 60_000, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** A fresh namespace for one test file; deleted by the returned function. */
+export async function makeNamespace(c: KubeClients, prefix: string): Promise<{ name: string; remove: () => Promise<void> }> {
+  const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+  await c.core.createNamespace({ body: { metadata: { name } } });
+  return { name, remove: async () => void (await c.core.deleteNamespace({ name }).catch(() => undefined)) };
+}
+
+/** kubectl: the one built from Go modules by tools.sh, or the one on PATH for an existing cluster. */
+export async function kubectl(kubeconfig: string, args: string[], input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
+  const bin = existsSync(join(CACHE_BIN, 'kubectl')) ? join(CACHE_BIN, 'kubectl') : 'kubectl';
+  const child = run(bin, ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 16 * 1024 * 1024 });
+  if (input !== undefined) {
+    child.child.stdin?.end(input);
+  }
+  try {
+    const { stdout, stderr } = await child;
+    return { stdout, stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; code?: number };
+    return { stdout: e.stdout ?? '', stderr: e.stderr ?? '', code: typeof e.code === 'number' ? e.code : 1 };
+  }
+}
