@@ -2,7 +2,7 @@ import { stringify } from 'yaml';
 import { agentCrd } from './crd.ts';
 
 /** Files (relative to the repository root) that hold the generated CRD. */
-export const CRD_FILES = ['crds/agents.agentsmith.dev.yaml'] as const;
+export const CRD_FILES = ['crds/agents.agentsmith.dev.yaml', 'charts/agent-smith/crds/agents.agentsmith.dev.yaml'] as const;
 
 /** The CRD as the YAML text committed in `crds/` (header comment included). */
 export function renderCrdYaml(): string {
