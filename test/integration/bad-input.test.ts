@@ -35,17 +35,17 @@ const cases: Array<[string, { name?: string; spec?: unknown }, string, RegExp]> 
   }, 'spec.egress.credentials', /must also be allowed by egress.allow/],
   ['both inline and ConfigMap persona', { spec: { ...good, persona: { instructions: 'x', configMapRef: { name: 'p' } } } }, 'spec.persona', /either persona.instructions or persona.configMapRef/],
   ['a PR poll interval below 30 s', { spec: { ...good, github: { login: 'bot', watchPullRequests: { intervalSeconds: 5 } } } }, 'spec.github.watchPullRequests.intervalSeconds', /greater than or equal to 30/],
-  ['suspend as a string', { spec: { ...good, suspend: 'yes' } }, 'spec.suspend', /must be of type boolean|Invalid value/],
+  ['suspend as a string', { spec: { ...good, suspend: 'sometimes' } }, 'spec.suspend', /must be of type boolean|Invalid value/],
   ['a name too long for its StatefulSet pod', { name: 'a'.repeat(53), spec: good }, 'metadata.name', /at most 52 characters/],
   ['an unknown enforcement mode', { spec: { ...good, egress: { allow: ['github.com'], enforcement: 'none' } } }, 'spec.egress.enforcement', /Unsupported value: "none"/],
 ];
 
 describe('the API server refuses a bad Agent at apply time', () => {
-  it.each(cases)('%s', async (_what, override, field, fix) => {
+  it.each(cases.map((c, i) => [...c, i] as const))('%s', async (_what, override, field, fix, i) => {
     const manifest: Record<string, unknown> = {
       apiVersion: 'agentsmith.dev/v1alpha1',
       kind: 'Agent',
-      metadata: { name: override.name ?? 'bad', namespace: ns.name },
+      metadata: { name: override.name ?? `bad-${i}`, namespace: ns.name },
     };
     if (override.spec !== undefined) manifest.spec = override.spec;
     const result = await kubectl(kubeconfig, ['apply', '-f', '-'], stringify(manifest));
@@ -53,7 +53,7 @@ describe('the API server refuses a bad Agent at apply time', () => {
     expect(result.stderr).toContain('is invalid');
     expect(result.stderr).toContain(field);
     expect(result.stderr).toMatch(fix);
-    const stored = await kubectl(kubeconfig, ['get', 'agents', '-n', ns.name, '-o', 'name']);
-    expect(stored.stdout).toBe('');
+    const stored = await kubectl(kubeconfig, ['get', 'agent', (manifest.metadata as { name: string }).name, '-n', ns.name]);
+    expect(stored.stderr).toContain('NotFound');
   });
 });

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startLocalCluster, type LocalCluster } from '../../scripts/lib/cluster.ts';
-import { installCrds, waitForCrd } from './kube.ts';
+import { kubectl } from './kube.ts';
 import { ROOT } from './paths.ts';
 
 declare module 'vitest' {
@@ -37,8 +37,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
     kubeconfig = cluster.kubeconfig;
     console.log(`[global-setup] local control plane ${cluster.version} ready in ${((Date.now() - started) / 1000).toFixed(1)} s at ${cluster.server}`);
   }
-  await installCrds(kubeconfig);
-  await waitForCrd(kubeconfig);
+  // kubectl, as a user installs it. (client-node's typed serializer would drop the
+  // schema's x-kubernetes-* and default keys of a raw CRD object.)
+  for (const args of [
+    ['apply', '--server-side', '-f', join(ROOT, 'crds')],
+    ['wait', '--for=condition=Established', 'crd/agents.agentsmith.dev', '--timeout=60s'],
+  ]) {
+    const r = await kubectl(kubeconfig, args);
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed:\n${r.stderr}`);
+  }
 
   const logDir = mkdtempSync(join(tmpdir(), 'agent-smith-operator-'));
   const operatorLog = join(logDir, 'operator.log');

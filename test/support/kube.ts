@@ -3,7 +3,7 @@
  * would). Nothing here fakes the API server.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -13,12 +13,8 @@ import {
   CustomObjectsApi,
   KubeConfig,
   KubernetesObjectApi,
-  PatchStrategy,
-  type KubernetesObject,
 } from '@kubernetes/client-node';
-import { parse } from 'yaml';
 import { CACHE_BIN } from '../../scripts/lib/cluster.ts';
-import { ROOT } from './paths.ts';
 
 const run = promisify(execFile);
 
@@ -35,26 +31,6 @@ export function kubeClients(kubeconfig: string) {
   };
 }
 export type KubeClients = ReturnType<typeof kubeClients>;
-
-/** Applies crds/*.yaml with server-side apply, as `kubectl apply --server-side` would. */
-export async function installCrds(kubeconfig: string): Promise<void> {
-  const { objects } = kubeClients(kubeconfig);
-  const crd = parse(readFileSync(join(ROOT, 'crds/agents.agentsmith.dev.yaml'), 'utf8')) as KubernetesObject;
-  await objects.patch(crd, undefined, undefined, 'agent-smith-tests', true, PatchStrategy.ServerSideApply);
-}
-
-/** Waits until the Agent CRD is Established. */
-export async function waitForCrd(kubeconfig: string, timeoutMs = 60_000): Promise<void> {
-  const { ext } = kubeClients(kubeconfig);
-  await waitFor(
-    'the Agent CRD to be Established',
-    async () => {
-      const crd = await ext.readCustomResourceDefinition({ name: 'agents.agentsmith.dev' });
-      return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
-    },
-    timeoutMs,
-  );
-}
 
 /**
  * Polls `check` every `intervalMs` until it returns a truthy value, and returns that.

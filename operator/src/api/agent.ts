@@ -239,7 +239,7 @@ export const EgressSpec = z
   .object({
     allow: z
       .array(hostPattern)
-      .max(128)
+      .max(100)
       .default([])
       .describe('Hosts the agent may reach (default deny). Exact names, or *.domain for subdomains, optional :port.'),
     allowCidrs: z

@@ -136,7 +136,6 @@ export function agentCrd(): SchemaNode {
                   rule: "size(self.metadata.name) <= 52 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
                   message:
                     'metadata.name must be a DNS label of at most 52 characters (lower-case letters, digits, "-"): it names the StatefulSet, its pod and its Service',
-                  fieldPath: '.metadata.name',
                 },
               ],
               properties: {

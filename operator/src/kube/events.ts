@@ -8,6 +8,16 @@ export const REPORTING_CONTROLLER = 'agentsmith.dev/operator';
 
 export type EventType = 'Normal' | 'Warning';
 
+/** Unique-enough hex suffix for an Event name: the time in ns, with random low digits. */
+function eventSuffix(now: Date): string {
+  return (BigInt(now.getTime()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000))).toString(16);
+}
+
+/** RFC 3339 with microseconds, the wire format of metav1.MicroTime. */
+export function microTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
 /**
  * Records a Kubernetes Event (events.k8s.io/v1) on an Agent, shown by
  * `kubectl describe agent`. Best effort: a failure is logged, never thrown, so an
@@ -31,8 +41,12 @@ export async function recordEvent(
     await clients.events.createNamespacedEvent({
       namespace,
       body: {
-        metadata: { generateName: `${agent.metadata.name}.`, namespace },
-        eventTime: now,
+        // client-go's naming: <object>.<nanoseconds in hex> (a generateName ending in "."
+        // is refused by the Event validation).
+        metadata: { name: `${agent.metadata.name}.${eventSuffix(now)}`, namespace },
+        // metav1.MicroTime wants six fractional digits; client-node would send a Date as
+        // toISOString() (three), which the API server refuses.
+        eventTime: microTime(now) as unknown as Date,
         type,
         reason,
         action,

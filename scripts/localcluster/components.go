@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// Address plan of the local cluster. None of these addresses is routable:
+// kwok only writes them into Pod and Node status.
+const (
+	serviceCIDR = "10.0.0.0/24" // ClusterIP Services
+	serviceIP   = "10.0.0.1"    // the `kubernetes` Service: first address of serviceCIDR
+	// Pod IPs come from 10.244.0.0/16, handed out by kwok counting up from
+	// the address written here, so that the first one is 10.244.0.1.
+	kwokPodCIDR = "10.244.0.1/16"
+	nodeIPBase  = "10.0.2." // fake Node i gets InternalIP 10.0.2.(i+1)
+
+	// serviceAccountIssuer is the `iss` of service-account tokens.
+	serviceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
+
+	// kwokNodeAnnotation marks the Nodes kwok manages (and only those).
+	kwokNodeAnnotation      = "kwok.x-k8s.io/node"
+	kwokNodeAnnotationValue = "fake"
+)
+
+// layout is where everything lives inside the state directory, and the
+// loopback ports chosen for this run.
+type layout struct {
+	Dir        string // the state directory (absolute)
+	Logs       string // DIR/logs: one <component>.log per child
+	EtcdData   string // DIR/etcd
+	Volumes    string // DIR/volumes: hostPath PVs of the dev provisioner
+	KwokHome   string // DIR/kwok: HOME for kwok, see kwokSpec
+	Kubeconfig string // DIR/kubeconfig: admin credentials
+
+	EtcdClientPort int
+	EtcdPeerPort   int
+	APIServerPort  int
+}
+
+func newLayout(dir string, ports []int) layout {
+	return layout{
+		Dir:            dir,
+		Logs:           filepath.Join(dir, "logs"),
+		EtcdData:       filepath.Join(dir, "etcd"),
+		Volumes:        filepath.Join(dir, "volumes"),
+		KwokHome:       filepath.Join(dir, "kwok"),
+		Kubeconfig:     filepath.Join(dir, "kubeconfig"),
+		EtcdClientPort: ports[0],
+		EtcdPeerPort:   ports[1],
+		APIServerPort:  ports[2],
+	}
+}
+
+// EtcdURL is the etcd client URL (plain HTTP on loopback).
+func (l layout) EtcdURL() string { return fmt.Sprintf("http://127.0.0.1:%d", l.EtcdClientPort) }
+
+// Server is the kube-apiserver URL clients use.
+func (l layout) Server() string { return fmt.Sprintf("https://127.0.0.1:%d", l.APIServerPort) }
+
+// selfSpec runs one of this binary's own subcommands.
+func selfSpec(exe, subcommand string, args ...string) childSpec {
+	return childSpec{
+		Name: subcommand,
+		Path: exe,
+		// argv[0] "localcluster" makes main dispatch on the subcommand
+		// whatever the executable file happens to be called.
+		Args: append([]string{"localcluster", subcommand}, args...),
+	}
+}
+
+func etcdSpec(exe string, l layout) childSpec {
+	return selfSpec(exe, "etcd",
+		"--data-dir="+l.EtcdData,
+		"--listen-client-url="+l.EtcdURL(),
+		fmt.Sprintf("--listen-peer-url=http://127.0.0.1:%d", l.EtcdPeerPort),
+	)
+}
+
+// apiserverSpec mirrors controller-runtime envtest's kube-apiserver flags,
+// except that admission runs with its defaults (ServiceAccount included: the
+// controller-manager creates the `default` ServiceAccounts) and Node
+// authorization is on as in a real cluster.
+//
+// The endpoint reconciler is off: it would publish the advertise address
+// 127.0.0.1 as the endpoint of the `kubernetes` Service, which Endpoints
+// validation rejects (loopback), logging an error every 10 seconds. Nothing
+// in the cluster can reach the API server through that Service anyway, since
+// kwok runs no containers; the Service itself still exists.
+func apiserverSpec(exe string, l layout, p *pkiFiles) childSpec {
+	return selfSpec(exe, "kube-apiserver",
+		"--etcd-servers="+l.EtcdURL(),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--endpoint-reconciler-type=none",
+		"--secure-port="+strconv.Itoa(l.APIServerPort),
+		"--cert-dir="+p.Dir,
+		"--tls-cert-file="+p.ServingCert,
+		"--tls-private-key-file="+p.ServingKey,
+		"--client-ca-file="+p.CACert,
+		"--service-cluster-ip-range="+serviceCIDR,
+		"--allow-privileged=true",
+		"--authorization-mode=Node,RBAC",
+		"--service-account-issuer="+serviceAccountIssuer,
+		"--service-account-key-file="+p.SAPub,
+		"--service-account-signing-key-file="+p.SAKey,
+	)
+}
+
+// controllerManagerSpec runs every default controller as the admin user,
+// without leader election and without a serving port (nothing scrapes it).
+// The service-account key and root CA make the token and
+// kube-root-ca.crt publishers work; the CA doubles as the CSR signer.
+func controllerManagerSpec(exe string, l layout, p *pkiFiles) childSpec {
+	return selfSpec(exe, "kube-controller-manager",
+		"--kubeconfig="+l.Kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--controllers=*",
+		"--use-service-account-credentials=false",
+		"--service-account-private-key-file="+p.SAKey,
+		"--root-ca-file="+p.CACert,
+		"--cluster-signing-cert-file="+p.CACert,
+		"--cluster-signing-key-file="+p.CAKey,
+		"--cluster-name="+clusterName,
+	)
+}
+
+// schedulerSpec runs the default scheduler without leader election and
+// without a serving port.
+func schedulerSpec(exe string, l layout) childSpec {
+	return selfSpec(exe, "kube-scheduler",
+		"--kubeconfig="+l.Kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+	)
+}
+
+// kwokSpec runs kwok with its default stages (Nodes become Ready and keep a
+// lease; scheduled Pods become Running and Ready; deleted Pods go away) for
+// the Nodes annotated kwok.x-k8s.io/node=fake only. Its HTTP server (logs,
+// exec, metrics) stays off: it starts only with --server-address or
+// --node-port. HOME points into DIR so a developer's ~/.kwok/kwok.yaml (which
+// kwok always loads when present) cannot change its behaviour.
+func kwokSpec(kwok string, l layout) childSpec {
+	return childSpec{
+		Name: "kwok",
+		Path: kwok,
+		Args: []string{"kwok",
+			"--kubeconfig=" + l.Kubeconfig,
+			"--manage-all-nodes=false",
+			"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=" + kwokNodeAnnotationValue,
+			"--cidr=" + kwokPodCIDR,
+		},
+		Env: append(os.Environ(), "HOME="+l.KwokHome),
+	}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// clusterName is the name of the cluster, user and context entries in the
+// kubeconfig `up` writes.
+const clusterName = "agent-smith-local"
+
+// writeKubeconfig writes an admin kubeconfig for server (e.g.
+// "https://127.0.0.1:6443") to path, with the CA and the admin client
+// certificate embedded, so the file works on its own after the pki directory
+// is gone. The file is written with mode 0600.
+func writeKubeconfig(path, server string, p *pkiFiles) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[clusterName] = &clientcmdapi.Cluster{
+		Server:                   server,
+		CertificateAuthorityData: p.CAPEM,
+	}
+	cfg.AuthInfos[clusterName] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: p.AdminCertPEM,
+		ClientKeyData:         p.AdminKeyPEM,
+	}
+	cfg.Contexts[clusterName] = &clientcmdapi.Context{
+		Cluster:  clusterName,
+		AuthInfo: clusterName,
+	}
+	cfg.CurrentContext = clusterName
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// adminRESTConfig is `up`'s own client configuration: the admin identity,
+// a per-request timeout (every call `up` makes is a short poll or write), no
+// client-side throttling worth noticing, and API warnings suppressed so they
+// do not clutter a terminal.
+func adminRESTConfig(server string, p *pkiFiles) *rest.Config {
+	return &rest.Config{
+		Host: server,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData:   p.CAPEM,
+			CertData: p.AdminCertPEM,
+			KeyData:  p.AdminKeyPEM,
+		},
+		Timeout:        10 * time.Second,
+		QPS:            50,
+		Burst:          100,
+		UserAgent:      "localcluster-up",
+		WarningHandler: rest.NoWarnings{},
+	}
+}
