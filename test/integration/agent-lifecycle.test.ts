@@ -108,6 +108,23 @@ describe('an applied Agent', () => {
     }, 120_000);
   });
 
+  it('keeps its volumes and says so when spec.storage changes', async () => {
+    await c.custom.patchNamespacedCustomObject(
+      { group: 'agentsmith.dev', version: 'v1alpha1', namespace: ns.name, plural: 'agents', name: 'devbot', body: [{ op: 'add', path: '/spec/storage/home', value: '9Gi' }] },
+      jsonPatch,
+    );
+    const agent = await waitFor('StorageInSync=False', async () => {
+      const a = await readAgent();
+      return condition(a, 'StorageInSync')?.status === 'False' && a.status?.observedGeneration === a.metadata?.generation ? a : undefined;
+    });
+    expect(condition(agent, 'StorageInSync')?.message).toContain('home=5Gi -> home=9Gi');
+    expect(condition(agent, 'Ready')?.status).toBe('True');
+    const sts = await c.apps.readNamespacedStatefulSet({ name: 'devbot', namespace: ns.name });
+    expect(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage).toBe('5Gi');
+    const events = await kubectl(kubeconfig, ['get', 'events', '-n', ns.name, '--field-selector', 'involvedObject.name=devbot']);
+    expect(events.stdout).toContain('VolumeClaimTemplatesImmutable');
+  });
+
   it('scales to zero and says Suspended when suspended', async () => {
     await c.custom.patchNamespacedCustomObject(
       { group: 'agentsmith.dev', version: 'v1alpha1', namespace: ns.name, plural: 'agents', name: 'devbot', body: [{ op: 'add', path: '/spec/suspend', value: true }] },

@@ -23,6 +23,7 @@ export const ConditionType = {
   Ready: 'Ready',
   Progressing: 'Progressing',
   Degraded: 'Degraded',
+  StorageInSync: 'StorageInSync',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -41,5 +42,6 @@ export const Reason = {
   InvalidSpec: 'InvalidSpec',
   PersonaNotFound: 'PersonaNotFound',
   AsExpected: 'AsExpected',
+  VolumeClaimTemplatesImmutable: 'VolumeClaimTemplatesImmutable',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];

@@ -8,6 +8,7 @@ import { recordEvent } from '../kube/events.ts';
 import { applyAgentStatus } from '../kube/status.ts';
 import { renderAll, type DesiredChildren } from '../render/index.ts';
 import { childNames } from '../render/meta.ts';
+import { volumeClaimDrift } from '../render/statefulset.ts';
 import type { PersonaFiles, SharedRules } from '../render/persona.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import { describeError, httpStatusOf } from '../runtime/errors.ts';
@@ -109,6 +110,7 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
 
     let blocked: Observed['blocked'];
     let statefulSet: V1StatefulSet | undefined;
+    let storageDrift: string | undefined;
     try {
       const persona = await resolvePersona(deps.clients, agent);
       let desired: DesiredChildren;
@@ -116,6 +118,14 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
         desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona });
       } catch (err) {
         throw new Blocked(Reason.InvalidSpec, (err as Error).message);
+      }
+      const live = deps.caches.statefulSet(namespace, names.statefulSet);
+      if (live) {
+        storageDrift = volumeClaimDrift(desired.statefulSet, live);
+        if (storageDrift && desired.statefulSet.spec) {
+          // Immutable: re-assert what is there so the rest of the spec still applies.
+          desired.statefulSet.spec.volumeClaimTemplates = live.spec?.volumeClaimTemplates;
+        }
       }
       await serverSideApply(deps.clients, desired.serviceAccount);
       await serverSideApply(deps.clients, desired.configMap);
@@ -138,6 +148,7 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
       statefulSet: statefulSet ?? deps.caches.statefulSet(namespace, names.statefulSet),
       pod: deps.caches.pod(namespace, names.pod),
       ...(blocked ? { blocked } : {}),
+      ...(storageDrift ? { storageDrift } : {}),
     };
     const status = computeStatus(agent, observed, now().toISOString());
     deps.onPhase?.(key, status.phase);
@@ -147,6 +158,11 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
       } catch (err) {
         if (httpStatusOf(err) === 404) return {};
         throw err;
+      }
+      const storageBefore = findCondition(agent.status?.conditions, ConditionType.StorageInSync);
+      const storageAfter = findCondition(status.conditions, ConditionType.StorageInSync);
+      if (storageAfter?.status === 'False' && storageBefore?.status !== 'False') {
+        await recordEvent(deps.clients, log, agent, 'Warning', storageAfter.reason, 'Reconcile', storageAfter.message);
       }
       const before = findCondition(agent.status?.conditions, ConditionType.Ready);
       const after = findCondition(status.conditions, ConditionType.Ready);

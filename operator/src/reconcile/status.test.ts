@@ -70,6 +70,13 @@ describe('computeStatus', () => {
     expect(sameStatus(first, down)).toBe(false);
   });
 
+  it('says when storage cannot follow the spec, without touching readiness', () => {
+    const s = computeStatus(agent(), { statefulSet: sts(1), pod: pod(true), storageDrift: 'home=5Gi -> home=10Gi' }, T0);
+    expect(s.phase).toBe('Ready');
+    expect(findCondition(s.conditions, 'StorageInSync')).toMatchObject({ status: 'False', reason: 'VolumeClaimTemplatesImmutable' });
+    expect(findCondition(s.conditions, 'StorageInSync')?.message).toContain('home=5Gi -> home=10Gi');
+  });
+
   it('shows a rollout in progress while revisions differ', () => {
     const s = computeStatus(agent(), { statefulSet: sts(1, { updateRevision: 'r2' }), pod: pod(true) }, T0);
     expect(findCondition(s.conditions, 'Progressing')).toMatchObject({ status: 'True', reason: 'RolloutInProgress', message: 'rolling out revision r2' });

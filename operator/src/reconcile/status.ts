@@ -10,6 +10,8 @@ export interface Observed {
   pod?: V1Pod;
   /** Set when the spec or its references cannot be turned into children (terminal until changed). */
   blocked?: { reason: string; message: string };
+  /** Set when spec.storage asks for volume claims the existing StatefulSet cannot take. */
+  storageDrift?: string;
 }
 
 function podReady(pod: V1Pod): boolean {
@@ -102,6 +104,17 @@ export function computeStatus(agent: Agent, observed: Observed, now: string): Ag
       phase = looping ? 'Degraded' : pending ? 'Pending' : 'Progressing';
     }
   }
+
+  conds.push(
+    observed.storageDrift
+      ? {
+          type: ConditionType.StorageInSync,
+          status: 'False',
+          reason: Reason.VolumeClaimTemplatesImmutable,
+          message: `spec.storage changed (${observed.storageDrift}) but a StatefulSet's volume claim templates cannot change; the pod keeps its volumes. Resize the PVCs directly (if the StorageClass allows expansion) or recreate the Agent with storage.retainOnDelete=false`,
+        }
+      : { type: ConditionType.StorageInSync, status: 'True', reason: Reason.AsExpected, message: 'volumes match spec.storage' },
+  );
 
   const agentStatus = pod?.status?.containerStatuses?.find((c) => c.name === 'agent');
   return {

@@ -4,6 +4,7 @@ import { stringify } from 'yaml';
 import { Agent, type AgentSpec } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { renderAll, type RenderOptions } from './index.ts';
+import { volumeClaimDrift } from './statefulset.ts';
 
 /** An Agent as the API server would store it: defaults applied by the schema. */
 function agent(spec: Record<string, unknown>, name = 'devbot'): Agent {
@@ -81,6 +82,13 @@ describe('renderAll', () => {
     expect(hash(opts)).toBe(base);
     expect(hash({ ...opts, persona: { ...opts.persona, claudeMd: 'You are someone else.' } })).not.toBe(base);
     expect(hash(opts, { ...devbot, suspend: true })).toBe(base);
+  });
+
+  it('reports a storage change the live StatefulSet cannot take, and nothing otherwise', () => {
+    const live = renderAll(agent(devbot), opts).statefulSet;
+    expect(volumeClaimDrift(renderAll(agent({ ...devbot, suspend: true }), opts).statefulSet, live)).toBeUndefined();
+    const bigger = renderAll(agent({ ...devbot, storage: { home: '10Gi' } }), opts).statefulSet;
+    expect(volumeClaimDrift(bigger, live)).toBe('home=5Gi -> home=10Gi');
   });
 
   it('rejects a malformed persona settings.json with a message naming the file', () => {

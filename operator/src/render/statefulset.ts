@@ -51,6 +51,31 @@ function volumeClaim(name: string, size: string, storageClassName: string | unde
 }
 
 /**
+ * What differs between the volume claim templates of `desired` and those of the live
+ * StatefulSet (name, size, StorageClass), as one line; `undefined` when they agree.
+ * A StatefulSet's volumeClaimTemplates are immutable, so the reconciler keeps the live
+ * ones and reports this instead of failing the whole apply. Pure.
+ */
+export function volumeClaimDrift(desired: V1StatefulSet, live: V1StatefulSet): string | undefined {
+  const describe = (t: V1PersistentVolumeClaim) =>
+    `${t.metadata?.name}=${t.spec?.resources?.requests?.storage ?? '?'}${t.spec?.storageClassName ? `(${t.spec.storageClassName})` : ''}`;
+  const liveByName = new Map((live.spec?.volumeClaimTemplates ?? []).map((t) => [t.metadata?.name, t]));
+  const diffs: string[] = [];
+  for (const want of desired.spec?.volumeClaimTemplates ?? []) {
+    const have = liveByName.get(want.metadata?.name);
+    if (!have) {
+      diffs.push(`${describe(want)} is new`);
+      continue;
+    }
+    const sizeDiffers = have.spec?.resources?.requests?.storage !== want.spec?.resources?.requests?.storage;
+    // An unset class in the spec means "the cluster default", which the API server may have filled in.
+    const classDiffers = want.spec?.storageClassName !== undefined && have.spec?.storageClassName !== want.spec.storageClassName;
+    if (sizeDiffers || classDiffers) diffs.push(`${describe(have)} -> ${describe(want)}`);
+  }
+  return diffs.length ? diffs.join(', ') : undefined;
+}
+
+/**
  * The agent's StatefulSet: one replica (zero when suspended), the `setup` init container
  * and the `agent` container (tini -> `agent-smith supervise`), the config ConfigMap and
  * the `home` and `workspace` volume claim templates, whose PVCs are kept or deleted with
