@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import type { TestProject } from 'vitest/node';
 import { startLocalCluster, type LocalCluster } from '../../scripts/lib/cluster.ts';
 import { kubectl } from './kube.ts';
@@ -22,6 +23,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     kubeconfig: string;
     operatorLog: string;
+    /** Base URL of the operator's /healthz, /readyz and /metrics. */
+    operatorHttp: string;
   }
 }
 
@@ -57,8 +60,24 @@ export default async function setup(project: TestProject): Promise<() => Promise
   operator.stdout.pipe(out);
   operator.stderr.pipe(out);
   const operatorExited = new Promise<void>((resolve) => operator.once('exit', () => resolve()));
+  // The operator logs the port it bound (--metrics-port 0 picks a free one).
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`operator did not start; see ${operatorLog}`)), 30_000);
+    const lines = createInterface({ input: operator.stdout });
+    lines.on('line', (line) => {
+      const m = /"metrics":(\d+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        // Not lines.close(): that would pause stdout, stop the copy to the log file and
+        // at last block the operator on a full pipe.
+        lines.removeAllListeners('line');
+        resolve(Number(m[1]));
+      }
+    });
+  });
   project.provide('kubeconfig', kubeconfig);
   project.provide('operatorLog', operatorLog);
+  project.provide('operatorHttp', `http://127.0.0.1:${port}`);
 
   return async () => {
     operator.kill('SIGTERM');
