@@ -3,7 +3,9 @@
  * metrics, signals). `node operator/src/main.ts --help` lists the flags.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { CoordinationV1Api } from '@kubernetes/client-node';
 import { makeClients } from './kube/clients.ts';
+import { LeaderElector } from './runtime/leader.ts';
 import { DEFAULT_AGENT_IMAGE, DEFAULT_SHARED_DIR, loadSharedRules } from './config.ts';
 import { serveHealthAndMetrics } from './observability/http.ts';
 import { makeLogger } from './observability/logger.ts';
@@ -26,7 +28,10 @@ const program = new Command('agent-smith-operator')
   .option('--workers <n>', 'concurrent reconciles', positiveInt('--workers'), 2)
   .option('--resync-seconds <s>', 'reconcile every Agent at least this often', positiveInt('--resync-seconds'), 600)
   .option('--metrics-port <port>', 'port of /healthz, /readyz and /metrics (0: any free port)', positiveInt('--metrics-port'), 8080)
-  .option('--metrics-host <host>', 'address to bind /healthz, /readyz and /metrics', '0.0.0.0');
+  .option('--metrics-host <host>', 'address to bind /healthz, /readyz and /metrics', '0.0.0.0')
+  .option('--leader-elect', 'run leader election on a Lease; only the leader reconciles (use with several replicas)', false)
+  .option('--leader-election-namespace <ns>', 'namespace of the leader Lease', process.env.POD_NAMESPACE ?? 'default')
+  .option('--leader-election-id <name>', 'name of the leader Lease', 'agent-smith-operator');
 
 program.parse();
 const opts = program.opts<{
@@ -37,6 +42,9 @@ const opts = program.opts<{
   resyncSeconds: number;
   metricsPort: number;
   metricsHost: string;
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
+  leaderElectionId: string;
 }>();
 
 const log = makeLogger();
@@ -57,6 +65,10 @@ const server = await serveHealthAndMetrics(opts.metricsPort, opts.metricsHost, {
 const address = server.address();
 log.info({ server: clients.kc.getCurrentCluster()?.server, metrics: typeof address === 'object' && address ? address.port : address, image: opts.agentImage }, 'agent-smith operator starting');
 
+const elector = opts.leaderElect
+  ? new LeaderElector({ api: clients.kc.makeApiClient(CoordinationV1Api), namespace: opts.leaderElectionNamespace, name: opts.leaderElectionId, log })
+  : undefined;
+
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
@@ -65,6 +77,9 @@ async function shutdown(signal: string): Promise<void> {
   const force = setTimeout(() => process.exit(1), 20_000);
   force.unref();
   await operator.stop();
+  // After the workers stopped: the next leader must not overlap with our last reconcile.
+  await elector?.release();
+  metrics.leader.set(0);
   server.close();
   log.info('stopped');
   process.exit(0);
@@ -72,5 +87,24 @@ async function shutdown(signal: string): Promise<void> {
 process.on('SIGINT', () => void shutdown('SIGINT'));
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
-await operator.start();
-log.info('operator ready');
+await operator.startInformers();
+log.info('caches synced');
+if (elector) {
+  log.info({ identity: elector.identity, lease: `${opts.leaderElectionNamespace}/${opts.leaderElectionId}` }, 'waiting to become leader');
+  elector.run({
+    onStartedLeading: () => {
+      metrics.leader.set(1);
+      void operator.startWorkers().then(() => log.info('operator ready (leader)'));
+    },
+    onStoppedLeading: () => {
+      // Another replica may already reconcile: stop at once rather than race it.
+      metrics.leader.set(0);
+      log.error('lost the leader lease; exiting so a fresh start can rejoin the election');
+      process.exit(1);
+    },
+  });
+} else {
+  metrics.leader.set(1);
+  await operator.startWorkers();
+  log.info('operator ready');
+}

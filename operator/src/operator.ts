@@ -33,12 +33,13 @@ function ownerKeyOf(obj: KubernetesObject): string | undefined {
 /**
  * The Agent operator: informers on Agents and on every kind of child it manages (seen
  * through the managed-by label), all feeding one keyed queue of Agent keys, and the
- * Agent reconciler behind it. `start()` resolves once caches are synced and workers run.
+ * Agent reconciler behind it.
  */
 export class AgentOperator {
   readonly controller: Controller;
   private readonly informers: ResilientInformer<KubernetesObject>[] = [];
-  private running = false;
+  private synced = false;
+  private stopping = false;
 
   private readonly opts: OperatorOptions;
 
@@ -113,21 +114,29 @@ export class AgentOperator {
     return inf;
   }
 
-  /** Starts the informers, waits for their caches, then starts the workers. */
-  async start(): Promise<void> {
+  /**
+   * Starts the informers and resolves once every cache has synced. A standby replica
+   * (leader election) runs only this, so it can take over with warm caches.
+   */
+  async startInformers(): Promise<void> {
     for (const inf of this.informers) inf.start();
-    await this.controller.start();
-    this.running = true;
+    await Promise.all(this.informers.map((i) => i.waitForSync()));
+    this.synced = true;
   }
 
-  /** True once workers run. */
+  /** Starts the reconcile workers (after the caches have synced). */
+  async startWorkers(): Promise<void> {
+    await this.controller.start();
+  }
+
+  /** Ready: caches synced (leader or standby alike, as controller-runtime reports it). */
   isReady(): boolean {
-    return this.running;
+    return this.synced && !this.stopping;
   }
 
   /** Stops workers (letting in-flight reconciles finish), then the informers. */
   async stop(): Promise<void> {
-    this.running = false;
+    this.stopping = true;
     await this.controller.stop();
     await Promise.all(this.informers.map((i) => i.stop()));
   }

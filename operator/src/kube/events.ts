@@ -1,3 +1,4 @@
+import { V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_VERSION, KIND, type Agent } from '../api/agent.ts';
 import { describeError } from '../runtime/errors.ts';
@@ -13,10 +14,6 @@ function eventSuffix(now: Date): string {
   return (BigInt(now.getTime()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000))).toString(16);
 }
 
-/** RFC 3339 with microseconds, the wire format of metav1.MicroTime. */
-export function microTime(d: Date): string {
-  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
-}
 
 /**
  * Records a Kubernetes Event (events.k8s.io/v1) on an Agent, shown by
@@ -44,9 +41,9 @@ export async function recordEvent(
         // client-go's naming: <object>.<nanoseconds in hex> (a generateName ending in "."
         // is refused by the Event validation).
         metadata: { name: `${agent.metadata.name}.${eventSuffix(now)}`, namespace },
-        // metav1.MicroTime wants six fractional digits; client-node would send a Date as
-        // toISOString() (three), which the API server refuses.
-        eventTime: microTime(now) as unknown as Date,
+        // metav1.MicroTime wants six fractional digits; a plain Date would send three,
+        // which the API server refuses.
+        eventTime: new V1MicroTime(now.getTime()),
         type,
         reason,
         action,

@@ -39,6 +39,12 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  readonly leader = new Gauge({
+    name: 'agentsmith_leader',
+    help: '1 while this replica holds the leader lease (or runs without leader election).',
+    registers: [this.registry],
+  });
+
   constructor(withProcessMetrics = true) {
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry });
   }
