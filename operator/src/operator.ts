@@ -58,6 +58,8 @@ export class AgentOperator {
       clients.apps.listStatefulSetForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
     const pods = this.informer('pods', '/api/v1/pods', () =>
       clients.core.listPodForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
+    const secrets = this.informer('secrets', '/api/v1/secrets', () =>
+      clients.core.listSecretForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
     this.informer('configmaps', '/api/v1/configmaps', () =>
       clients.core.listConfigMapForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
     this.informer('services', '/api/v1/services', () =>
@@ -75,6 +77,7 @@ export class AgentOperator {
         agent: (ns, name) => agents.cache.get(name, ns),
         statefulSet: (ns, name) => statefulSets.cache.get(name, ns),
         pod: (ns, name) => pods.cache.get(name, ns),
+        secret: (ns, name) => secrets.cache.get(name, ns),
       },
       onPhase: (key, phase) => {
         if (phase) phases.set(key, phase);

@@ -15,6 +15,19 @@ export const CONTRACT_FILE = 'contract.json';
 export const HOME_DIR = '/home/agent';
 export const WORKSPACE_DIR = '/workspace';
 
+/** UID of the egress proxy: the one UID iptables lets out directly. */
+export const PROXY_UID = 1337;
+/** Port the egress proxy listens on (explicit proxy and transparent redirect). */
+export const PROXY_PORT = 15001;
+/** Port of the egress proxy's health endpoint. */
+export const PROXY_HEALTH_PORT = 15021;
+/** The egress CA certificate, mounted into every container (trust only). */
+export const EGRESS_CA_CERT_DIR = '/etc/agent-smith/egress-ca-cert';
+/** The egress CA certificate and key, mounted into the egress-proxy container only. */
+export const EGRESS_CA_DIR = '/etc/agent-smith/egress-ca';
+/** Real credential values, one file per credential name, in the egress-proxy container only. */
+export const CREDENTIALS_DIR = '/etc/agent-smith/credentials';
+
 export const PodContract = z.object({
   version: z.literal(CONTRACT_VERSION),
   agent: z.object({ name: z.string(), namespace: z.string(), team: z.string().optional() }),
@@ -39,6 +52,13 @@ export const PodContract = z.object({
     .optional(),
   github: z.object({ login: z.string(), watchPullRequests: z.object({ enabled: z.boolean(), intervalSeconds: z.number() }) }).optional(),
   events: z.object({ natsUrl: z.string(), subjectPrefix: z.string() }).optional(),
-  egress: z.object({ allow: z.array(z.string()), enforcement: z.enum(['iptables', 'proxy-env']) }),
+  egress: z.object({
+    allow: z.array(z.string()),
+    allowCidrs: z.array(z.string()),
+    enforcement: z.enum(['iptables', 'proxy-env']),
+    proxyPort: z.number(),
+    /** Credentials by name: where the proxy may send them and how. Values live in CREDENTIALS_DIR/<name>. */
+    credentials: z.array(z.object({ name: z.string(), hosts: z.array(z.string()), scheme: z.enum(['bearer', 'basic', 'raw']), header: z.string() })),
+  }),
 });
 export type PodContract = z.infer<typeof PodContract>;

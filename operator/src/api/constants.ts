@@ -24,6 +24,8 @@ export const ConditionType = {
   Progressing: 'Progressing',
   Degraded: 'Degraded',
   StorageInSync: 'StorageInSync',
+  PersonaResolved: 'PersonaResolved',
+  CredentialsResolved: 'CredentialsResolved',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -41,6 +43,7 @@ export const Reason = {
   ApplyFailed: 'ApplyFailed',
   InvalidSpec: 'InvalidSpec',
   PersonaNotFound: 'PersonaNotFound',
+  CredentialsMissing: 'CredentialsMissing',
   AsExpected: 'AsExpected',
   VolumeClaimTemplatesImmutable: 'VolumeClaimTemplatesImmutable',
 } as const;

@@ -1,4 +1,4 @@
-import type { V1ConfigMap, V1Pod, V1StatefulSet, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Pod, V1Secret, V1StatefulSet } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Agent } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
@@ -6,13 +6,17 @@ import { serverSideApply } from '../kube/apply.ts';
 import type { Clients } from '../kube/clients.ts';
 import { recordEvent } from '../kube/events.ts';
 import { applyAgentStatus } from '../kube/status.ts';
+import { generateEgressCa } from '../pki/egress-ca.ts';
+import { renderEgressCaSecret } from '../render/egress-ca-secret.ts';
 import { renderAll, type DesiredChildren } from '../render/index.ts';
 import { childNames } from '../render/meta.ts';
+import { InvalidPersonaError, type SharedRules } from '../render/persona.ts';
 import { volumeClaimDrift } from '../render/statefulset.ts';
-import type { PersonaFiles, SharedRules } from '../render/persona.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import { describeError, httpStatusOf } from '../runtime/errors.ts';
-import { findCondition } from './conditions.ts';
+import { findCondition, type ConditionInput } from './conditions.ts';
+import { allowlistHash, CA_VALIDITY_DAYS, planEgressCa } from './egress-ca.ts';
+import { checkCredentials, resolvePersona } from './references.ts';
 import { computeStatus, sameStatus, type Observed } from './status.ts';
 
 /** Read-only views of the informer caches the reconciler reads from. */
@@ -20,6 +24,8 @@ export interface Caches {
   agent(namespace: string, name: string): KubernetesObject | undefined;
   statefulSet(namespace: string, name: string): V1StatefulSet | undefined;
   pod(namespace: string, name: string): V1Pod | undefined;
+  /** Secrets the operator manages (the egress CA). */
+  secret(namespace: string, name: string): V1Secret | undefined;
 }
 
 export interface AgentReconcilerDeps {
@@ -34,42 +40,8 @@ export interface AgentReconcilerDeps {
   onPhase?: (key: string, phase: string | undefined) => void;
 }
 
-/** Reason and message shown when an Agent cannot be turned into children. */
-class Blocked extends Error {
-  readonly reason: string;
-  constructor(reason: string, message: string) {
-    super(message);
-    this.reason = reason;
-  }
-}
-
-/** Persona files from spec.persona: inline instructions, or the referenced ConfigMap's keys. */
-async function resolvePersona(clients: Clients, agent: Agent): Promise<PersonaFiles> {
-  const { persona } = agent.spec;
-  if (!persona.configMapRef) return { ...(persona.instructions ? { claudeMd: persona.instructions } : {}), subagents: {} };
-  const namespace = agent.metadata.namespace ?? 'default';
-  let cm: V1ConfigMap;
-  try {
-    cm = await clients.core.readNamespacedConfigMap({ name: persona.configMapRef.name, namespace });
-  } catch (err) {
-    if (httpStatusOf(err) === 404) {
-      throw new Blocked(Reason.PersonaNotFound, `spec.persona.configMapRef: ConfigMap ${namespace}/${persona.configMapRef.name} not found; create it or fix the name`);
-    }
-    throw err;
-  }
-  const data = cm.data ?? {};
-  const subagents: Record<string, string> = {};
-  for (const [key, value] of Object.entries(data)) {
-    const m = /^subagent\.(.+)\.md$/.exec(key);
-    if (m?.[1]) subagents[m[1]] = value;
-  }
-  return {
-    ...(data['CLAUDE.md'] !== undefined ? { claudeMd: data['CLAUDE.md'] } : {}),
-    ...(data['settings.json'] !== undefined ? { settingsJson: data['settings.json'] } : {}),
-    ...(data['mcp.json'] !== undefined ? { mcpJson: data['mcp.json'] } : {}),
-    subagents,
-  };
-}
+/** How soon an Agent blocked on a missing reference is looked at again, in ms. */
+const BLOCKED_RETRY_MS = 10_000;
 
 /** A readable path of the first zod issue, e.g. `spec.storage.home: must be a positive quantity`. */
 function firstIssue(error: { issues: Array<{ path: PropertyKey[]; message: string }> }): string {
@@ -80,13 +52,15 @@ function firstIssue(error: { issues: Array<{ path: PropertyKey[]; message: strin
 
 /**
  * Builds the level-based reconcile of one Agent (DESIGN.md flow 1): read the Agent from
- * the cache -> resolve its persona -> render the desired children (pure) -> server-side
- * apply them -> gather observed state -> compute conditions -> write status only if it
- * changed. It never asks what event caused it.
+ * the cache -> gather what it refers to (persona, credentials) -> ensure its egress CA
+ * -> render the desired children (pure) -> server-side apply them -> gather observed
+ * state -> compute conditions -> write status only if it changed. It never asks what
+ * event caused it.
  *
- * A spec that cannot be rendered (a missing persona ConfigMap, malformed persona JSON,
- * an immutable field changed) is shown as `Ready=False` with the reason, and retried on
- * the next change or resync; API errors are thrown and retried with backoff.
+ * A broken reference (a missing persona ConfigMap or credential Secret) or a persona
+ * that cannot be rendered is shown as a condition naming the field and the fix, and no
+ * child is changed, so a pod is never rolled out with a broken config; it is looked at
+ * again after BLOCKED_RETRY_MS. API errors are thrown and retried with backoff.
  */
 export function makeAgentReconciler(deps: AgentReconcilerDeps) {
   const now = deps.now ?? (() => new Date());
@@ -108,46 +82,50 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     const agent = parsed.data;
     const names = childNames(name);
 
-    let blocked: Observed['blocked'];
+    // Gather references first; decide after.
+    const persona = await resolvePersona(deps.clients, agent);
+    const credentials = await checkCredentials(deps.clients, agent);
+    const checks: ConditionInput[] = [persona.condition, credentials];
+    let blocked = checks.find((c) => c.status === 'False');
+
     let statefulSet: V1StatefulSet | undefined;
     let storageDrift: string | undefined;
-    try {
-      const persona = await resolvePersona(deps.clients, agent);
-      let desired: DesiredChildren;
+    if (!blocked && persona.files) {
+      let desired: DesiredChildren | undefined;
       try {
-        desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona });
+        const caCertPem = await ensureEgressCa(deps, agent, log, now());
+        desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona: persona.files, egressCaCertPem: caCertPem });
       } catch (err) {
-        throw new Blocked(Reason.InvalidSpec, (err as Error).message);
+        if (!(err instanceof InvalidPersonaError)) throw err;
+        blocked = { type: ConditionType.Ready, status: 'False', reason: Reason.InvalidSpec, message: err.message };
       }
-      const live = deps.caches.statefulSet(namespace, names.statefulSet);
-      if (live) {
-        storageDrift = volumeClaimDrift(desired.statefulSet, live);
-        if (storageDrift && desired.statefulSet.spec) {
-          // Immutable: re-assert what is there so the rest of the spec still applies.
-          desired.statefulSet.spec.volumeClaimTemplates = live.spec?.volumeClaimTemplates;
+      if (desired) {
+        const live = deps.caches.statefulSet(namespace, names.statefulSet);
+        if (live) {
+          storageDrift = volumeClaimDrift(desired.statefulSet, live);
+          if (storageDrift && desired.statefulSet.spec) {
+            // Immutable: re-assert what is there so the rest of the spec still applies.
+            desired.statefulSet.spec.volumeClaimTemplates = live.spec?.volumeClaimTemplates;
+          }
+        }
+        await serverSideApply(deps.clients, desired.serviceAccount);
+        await serverSideApply(deps.clients, desired.configMap);
+        await serverSideApply(deps.clients, desired.service);
+        try {
+          statefulSet = await serverSideApply(deps.clients, desired.statefulSet);
+        } catch (err) {
+          if (httpStatusOf(err) !== 422) throw err;
+          blocked = { type: ConditionType.Ready, status: 'False', reason: Reason.ApplyFailed, message: `StatefulSet ${names.statefulSet} rejected: ${describeError(err)}` };
         }
       }
-      await serverSideApply(deps.clients, desired.serviceAccount);
-      await serverSideApply(deps.clients, desired.configMap);
-      await serverSideApply(deps.clients, desired.service);
-      try {
-        statefulSet = await serverSideApply(deps.clients, desired.statefulSet);
-      } catch (err) {
-        if (httpStatusOf(err) === 422) {
-          throw new Blocked(Reason.ApplyFailed, `StatefulSet ${names.statefulSet} rejected: ${describeError(err)}`);
-        }
-        throw err;
-      }
-    } catch (err) {
-      if (!(err instanceof Blocked)) throw err;
-      blocked = { reason: err.reason, message: err.message };
-      log.warn({ reason: err.reason, msg: err.message }, 'Agent cannot be reconciled as specified');
     }
+    if (blocked) log.warn({ reason: blocked.reason, detail: blocked.message }, 'Agent cannot be reconciled as specified');
 
     const observed: Observed = {
       statefulSet: statefulSet ?? deps.caches.statefulSet(namespace, names.statefulSet),
       pod: deps.caches.pod(namespace, names.pod),
-      ...(blocked ? { blocked } : {}),
+      checks,
+      ...(blocked ? { blocked: { reason: blocked.reason, message: blocked.message } } : {}),
       ...(storageDrift ? { storageDrift } : {}),
     };
     const status = computeStatus(agent, observed, now().toISOString());
@@ -159,18 +137,41 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
         if (httpStatusOf(err) === 404) return {};
         throw err;
       }
-      const storageBefore = findCondition(agent.status?.conditions, ConditionType.StorageInSync);
-      const storageAfter = findCondition(status.conditions, ConditionType.StorageInSync);
-      if (storageAfter?.status === 'False' && storageBefore?.status !== 'False') {
-        await recordEvent(deps.clients, log, agent, 'Warning', storageAfter.reason, 'Reconcile', storageAfter.message);
-      }
-      const before = findCondition(agent.status?.conditions, ConditionType.Ready);
-      const after = findCondition(status.conditions, ConditionType.Ready);
-      if (after && (before?.status !== after.status || before.reason !== after.reason)) {
-        log.info({ ready: after.status, reason: after.reason, phase: status.phase }, after.message);
-        await recordEvent(deps.clients, log, agent, after.status === 'True' ? 'Normal' : blocked ? 'Warning' : 'Normal', after.reason, 'Reconcile', after.message);
-      }
+      await recordTransitions(deps, log, agent, status.conditions ?? []);
     }
-    return { requeueAfterMs: blocked ? Math.min(deps.resyncMs, 60_000) : deps.resyncMs };
+    return { requeueAfterMs: blocked ? Math.min(deps.resyncMs, BLOCKED_RETRY_MS) : deps.resyncMs };
   };
+}
+
+/**
+ * Ensures `<agent>-egress-ca` holds a valid CA for the current allowlist and returns its
+ * certificate PEM. Generates one only when planEgressCa says so.
+ */
+async function ensureEgressCa(deps: AgentReconcilerDeps, agent: Agent, log: Logger, at: Date): Promise<string> {
+  const namespace = agent.metadata.namespace ?? 'default';
+  const secretName = childNames(agent.metadata.name).egressCa;
+  const wantHash = allowlistHash(agent);
+  const plan = planEgressCa(deps.caches.secret(namespace, secretName), wantHash, at);
+  if (plan.action === 'keep') return plan.certPem;
+  const ca = await generateEgressCa({ agent: `${namespace}/${agent.metadata.name}`, allow: agent.spec.egress.allow, now: at, validityDays: CA_VALIDITY_DAYS });
+  await serverSideApply(deps.clients, renderEgressCaSecret(agent, ca, wantHash));
+  log.info({ secret: secretName, why: plan.why, notAfter: ca.notAfter.toISOString() }, 'generated the egress CA');
+  await recordEvent(deps.clients, log, agent, 'Normal', 'EgressCaGenerated', 'Reconcile', `generated the egress CA in Secret ${secretName}: ${plan.why}`);
+  return ca.certPem;
+}
+
+/** Records an Event for each condition whose status or reason changed (transitions only). */
+async function recordTransitions(deps: AgentReconcilerDeps, log: Logger, agent: Agent, after: NonNullable<Agent['status']>['conditions'] & object): Promise<void> {
+  for (const cond of after) {
+    const before = findCondition(agent.status?.conditions, cond.type);
+    if (before && before.status === cond.status && before.reason === cond.reason) continue;
+    // Ready and the reference checks are worth an event; the rest follow from them.
+    const healthy = cond.status === (cond.type === 'Degraded' ? 'False' : 'True');
+    if (cond.type === ConditionType.Ready) {
+      log.info({ ready: cond.status, reason: cond.reason }, cond.message);
+      await recordEvent(deps.clients, log, agent, 'Normal', cond.reason, 'Reconcile', cond.message);
+    } else if (!healthy && cond.type !== ConditionType.Progressing) {
+      await recordEvent(deps.clients, log, agent, 'Warning', cond.reason, 'Reconcile', cond.message);
+    }
+  }
 }

@@ -10,6 +10,8 @@ export interface Observed {
   pod?: V1Pod;
   /** Set when the spec or its references cannot be turned into children (terminal until changed). */
   blocked?: { reason: string; message: string };
+  /** Conditions of the reference checks gathered first (PersonaResolved, CredentialsResolved). */
+  checks?: ConditionInput[];
   /** Set when spec.storage asks for volume claims the existing StatefulSet cannot take. */
   storageDrift?: string;
 }
@@ -105,6 +107,7 @@ export function computeStatus(agent: Agent, observed: Observed, now: string): Ag
     }
   }
 
+  conds.push(...(observed.checks ?? []));
   conds.push(
     observed.storageDrift
       ? {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import { CONTRACT_FILE, CONTRACT_VERSION, WORKSPACE_DIR, type PodContract } from '../../../agent-image/src/contract/contract.ts';
+import { CONTRACT_FILE, CONTRACT_VERSION, PROXY_PORT, WORKSPACE_DIR, type PodContract } from '../../../agent-image/src/contract/contract.ts';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames } from './meta.ts';
 import type { AssembledPersona } from './persona.ts';
@@ -56,7 +56,13 @@ export function renderContract(agent: Agent, persona: AssembledPersona): PodCont
       : {}),
     ...(spec.github ? { github: spec.github } : {}),
     ...(spec.events ? { events: spec.events } : {}),
-    egress: { allow: spec.egress.allow, enforcement: spec.egress.enforcement },
+    egress: {
+      allow: spec.egress.allow,
+      allowCidrs: spec.egress.allowCidrs,
+      enforcement: spec.egress.enforcement,
+      proxyPort: PROXY_PORT,
+      credentials: spec.egress.credentials.map((c) => ({ name: c.name, hosts: c.hosts, scheme: c.scheme, header: c.header })),
+    },
   };
 }
 
@@ -77,9 +83,13 @@ export function renderConfigMap(agent: Agent, persona: AssembledPersona): V1Conf
   };
 }
 
-/** SHA-256 (hex, 16 chars) of a ConfigMap's data, in key order: the pod template's config hash. */
-export function configHash(cm: V1ConfigMap): string {
+/**
+ * SHA-256 (hex, 16 chars) of a ConfigMap's data, in key order, and of any `extra` inputs
+ * the pod reads at start (the egress CA certificate): the pod template's config hash.
+ */
+export function configHash(cm: V1ConfigMap, ...extra: string[]): string {
   const h = createHash('sha256');
+  for (const e of extra) h.update(e).update('\0');
   for (const key of Object.keys(cm.data ?? {}).sort()) h.update(key).update('\0').update(cm.data?.[key] ?? '').update('\0');
   return h.digest('hex').slice(0, 16);
 }

@@ -2,6 +2,7 @@ import type { V1ConfigMap, V1Service, V1ServiceAccount, V1StatefulSet } from '@k
 import type { Agent } from '../api/agent.ts';
 import { configHash, renderConfigMap } from './configmap.ts';
 import { assemblePersona, type PersonaFiles, type SharedRules } from './persona.ts';
+import { childNames } from './meta.ts';
 import { renderService } from './service.ts';
 import { renderServiceAccount } from './serviceaccount.ts';
 import { renderStatefulSet } from './statefulset.ts';
@@ -12,6 +13,8 @@ export interface RenderOptions {
   shared: SharedRules;
   /** The agent's persona files, resolved from spec.persona by the reconciler. */
   persona: PersonaFiles;
+  /** PEM of the current egress CA certificate; a new CA rolls the pod so it is trusted. */
+  egressCaCertPem: string;
 }
 
 /** Every child of an Agent, in the order they are applied (the StatefulSet last). */
@@ -33,6 +36,10 @@ export function renderAll(agent: Agent, opts: RenderOptions): DesiredChildren {
     serviceAccount: renderServiceAccount(agent),
     configMap,
     service: renderService(agent),
-    statefulSet: renderStatefulSet(agent, { image: opts.image, configHash: configHash(configMap) }),
+    statefulSet: renderStatefulSet(agent, {
+      image: opts.image,
+      configHash: configHash(configMap, opts.egressCaCertPem),
+      egressCaSecret: childNames(agent.metadata.name).egressCa,
+    }),
   };
 }

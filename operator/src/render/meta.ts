@@ -8,6 +8,7 @@ export function childNames(agentName: string) {
     serviceAccount: agentName,
     configMap: `${agentName}-config`,
     service: agentName,
+    egressCa: `${agentName}-egress-ca`,
     statefulSet: agentName,
     /** A StatefulSet of one replica always names its pod `<name>-0`. */
     pod: `${agentName}-0`,

@@ -28,6 +28,11 @@ export interface AssembledPersona {
   subagents: Record<string, string>;
 }
 
+/** A persona file that cannot be used (not JSON, not an object); the message names the file. */
+export class InvalidPersonaError extends Error {
+  override readonly name = 'InvalidPersonaError';
+}
+
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 function isObject(v: Json | undefined): v is { [k: string]: Json } {
@@ -50,22 +55,22 @@ export function mergeJson(base: Json, over: Json): Json {
 
 /**
  * Parses a JSON object from a persona file.
- * @throws Error naming `source` when the text is not a JSON object.
+ * @throws InvalidPersonaError naming `source` when the text is not a JSON object.
  */
 export function parseJsonObject(text: string, source: string): { [k: string]: Json } {
   let value: Json;
   try {
     value = JSON.parse(text) as Json;
   } catch (err) {
-    throw new Error(`${source} is not valid JSON: ${(err as Error).message}`);
+    throw new InvalidPersonaError(`${source} is not valid JSON: ${(err as Error).message}`);
   }
-  if (!isObject(value)) throw new Error(`${source} must be a JSON object`);
+  if (!isObject(value)) throw new InvalidPersonaError(`${source} must be a JSON object`);
   return value;
 }
 
 /**
  * Shared rules + the agent's persona → the files the pod gets. Pure.
- * @throws Error when a settings.json or mcp.json is not a JSON object (the message names the file).
+ * @throws InvalidPersonaError when a settings.json or mcp.json is not a JSON object (the message names the file).
  */
 export function assemblePersona(agentName: string, shared: SharedRules, persona: PersonaFiles): AssembledPersona {
   const parts = [shared.claudeMd.trimEnd()];

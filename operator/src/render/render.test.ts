@@ -19,6 +19,7 @@ function agent(spec: Record<string, unknown>, name = 'devbot'): Agent {
 const opts: RenderOptions = {
   image: 'example.org/agent:1',
   shared: { claudeMd: '# Shared rules\n', settingsJson: '{"permissions":{"allow":["Read"]}}' },
+  egressCaCertPem: '-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n',
   persona: { claudeMd: 'You are devbot.', mcpJson: '{"mcpServers":{"x":{"command":"x"}}}', subagents: { reviewer: '---\nname: reviewer\n---\n' } },
 };
 
@@ -82,6 +83,52 @@ describe('renderAll', () => {
     expect(hash(opts)).toBe(base);
     expect(hash({ ...opts, persona: { ...opts.persona, claudeMd: 'You are someone else.' } })).not.toBe(base);
     expect(hash(opts, { ...devbot, suspend: true })).toBe(base);
+  });
+
+  it('mounts the CA key and the real credentials into the egress proxy and nowhere else', () => {
+    const withCreds = agent({
+      ...devbot,
+      egress: { allow: ['github.com', 'api.github.com'], credentials: [{ name: 'github', hosts: ['api.github.com'], secretRef: { name: 'gh', key: 'token' } }] },
+    });
+    const pod = renderAll(withCreds, opts).statefulSet.spec!.template.spec!;
+    const all = [...(pod.initContainers ?? []), ...pod.containers];
+    const byName = Object.fromEntries(all.map((c) => [c.name, c]));
+    expect(Object.keys(byName)).toEqual(['egress-init', 'egress-proxy', 'setup', 'agent']);
+    const secretVolumes = new Set(['egress-ca', 'credentials']);
+    for (const c of all) {
+      const mountsSecret = (c.volumeMounts ?? []).some((m) => secretVolumes.has(m.name));
+      expect(mountsSecret, c.name).toBe(c.name === 'egress-proxy');
+      expect(JSON.stringify(c.env ?? [])).not.toContain('secretKeyRef');
+    }
+    const creds = pod.volumes?.find((v) => v.name === 'credentials');
+    expect(creds?.projected?.sources).toEqual([{ secret: { name: 'gh', items: [{ key: 'token', path: 'github' }] } }]);
+    expect(byName['egress-proxy']?.restartPolicy).toBe('Always');
+    expect(byName['egress-proxy']?.securityContext?.runAsUser).toBe(1337);
+  });
+
+  it('gives NET_ADMIN to egress-init only, and runs everything else non-root without capabilities', () => {
+    const pod = renderAll(agent(devbot), opts).statefulSet.spec!.template.spec!;
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+      const sc = c.securityContext!;
+      expect(sc.allowPrivilegeEscalation, c.name).toBe(false);
+      expect(sc.capabilities?.drop).toEqual(['ALL']);
+      expect(sc.seccompProfile?.type).toBe('RuntimeDefault');
+      if (c.name === 'egress-init') expect(sc.capabilities?.add).toEqual(['NET_ADMIN', 'NET_RAW']);
+      else expect([sc.runAsNonRoot, sc.capabilities?.add]).toEqual([true, undefined]);
+    }
+  });
+
+  it('has no egress-init in proxy-env mode and points the agent at the proxy instead', () => {
+    const pod = renderAll(agent({ ...devbot, egress: { allow: ['github.com'], enforcement: 'proxy-env' } }), opts).statefulSet.spec!.template.spec!;
+    expect(pod.initContainers?.map((c) => c.name)).toEqual(['egress-proxy', 'setup']);
+    const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
+    expect(env.HTTPS_PROXY).toBe('http://127.0.0.1:15001');
+    expect(env.NODE_EXTRA_CA_CERTS).toBe('/etc/agent-smith/egress-ca-cert/ca.crt');
+  });
+
+  it('rolls the pod when the egress CA changes', () => {
+    const hash = (pem: string) => renderAll(agent(devbot), { ...opts, egressCaCertPem: pem }).statefulSet.spec?.template.metadata?.annotations?.[ANNOTATION_CONFIG_HASH];
+    expect(hash('a')).not.toBe(hash('b'));
   });
 
   it('reports a storage change the live StatefulSet cannot take, and nothing otherwise', () => {

@@ -1,5 +1,16 @@
-import type { V1Container, V1PersistentVolumeClaim, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { CONFIG_DIR, CONTRACT_FILE, HOME_DIR, WORKSPACE_DIR } from '../../../agent-image/src/contract/contract.ts';
+import type { V1Container, V1EnvVar, V1PersistentVolumeClaim, V1SecurityContext, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import {
+  CONFIG_DIR,
+  CONTRACT_FILE,
+  CREDENTIALS_DIR,
+  EGRESS_CA_CERT_DIR,
+  EGRESS_CA_DIR,
+  HOME_DIR,
+  PROXY_HEALTH_PORT,
+  PROXY_PORT,
+  PROXY_UID,
+  WORKSPACE_DIR,
+} from '../../../agent-image/src/contract/contract.ts';
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
@@ -9,8 +20,10 @@ import { SUPERVISOR_PORT } from './service.ts';
 export interface StatefulSetOptions {
   /** Default agent image (spec.pod.image overrides it). */
   image: string;
-  /** Hash of the rendered ConfigMap (`configHash`); a change rolls the pod. */
+  /** Hash of everything the pod reads at start (`configHash`); a change rolls the pod. */
   configHash: string;
+  /** Name of the Secret holding the egress CA (`ca.crt`, `ca.key`). */
+  egressCaSecret: string;
 }
 
 /** UID and GID the agent's processes run as. */
@@ -19,23 +32,31 @@ export const AGENT_UID = 1000;
 const VOLUME_CONFIG = 'config';
 const VOLUME_HOME = 'home';
 const VOLUME_WORKSPACE = 'workspace';
+const VOLUME_CA_CERT = 'egress-ca-cert';
+const VOLUME_CA = 'egress-ca';
+const VOLUME_CREDENTIALS = 'credentials';
 
-function mounts(): V1VolumeMount[] {
+/** Mounts of the containers that run the agent's own code (setup, agent): no key, no credential. */
+function agentMounts(): V1VolumeMount[] {
   return [
     { name: VOLUME_CONFIG, mountPath: CONFIG_DIR, readOnly: true },
     { name: VOLUME_HOME, mountPath: HOME_DIR },
     { name: VOLUME_WORKSPACE, mountPath: WORKSPACE_DIR },
+    { name: VOLUME_CA_CERT, mountPath: EGRESS_CA_CERT_DIR, readOnly: true },
   ];
 }
 
-const restrictedSecurityContext = {
-  runAsNonRoot: true,
-  runAsUser: AGENT_UID,
-  runAsGroup: AGENT_UID,
-  allowPrivilegeEscalation: false,
-  capabilities: { drop: ['ALL'] },
-  seccompProfile: { type: 'RuntimeDefault' },
-};
+/** Non-root, no privilege escalation, no capabilities, default seccomp. */
+function restricted(uid: number): V1SecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: uid,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
 
 function volumeClaim(name: string, size: string, storageClassName: string | undefined): V1PersistentVolumeClaim {
   return {
@@ -48,6 +69,98 @@ function volumeClaim(name: string, size: string, storageClassName: string | unde
       ...(storageClassName ? { storageClassName } : {}),
     },
   };
+}
+
+/** Environment that sends the agent's HTTP(S) through the proxy in proxy-env mode. */
+function proxyEnv(): V1EnvVar[] {
+  const url = `http://127.0.0.1:${PROXY_PORT}`;
+  return ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy']
+    .map((name) => ({ name, value: url }))
+    .concat([{ name: 'NO_PROXY', value: 'localhost,127.0.0.1,::1' }, { name: 'no_proxy', value: 'localhost,127.0.0.1,::1' }]);
+}
+
+/** Environment that makes common TLS stacks trust the egress CA. */
+function trustEnv(): V1EnvVar[] {
+  const file = `${EGRESS_CA_CERT_DIR}/ca.crt`;
+  return [
+    { name: 'NODE_EXTRA_CA_CERTS', value: file },
+    { name: 'GIT_SSL_CAINFO', value: file },
+    { name: 'REQUESTS_CA_BUNDLE', value: file },
+  ];
+}
+
+/**
+ * The egress containers (DESIGN.md pod layout): `egress-init` (iptables mode only) and
+ * the `egress-proxy` native sidecar. Only the proxy mounts the CA key and the real
+ * credentials; only egress-init has NET_ADMIN, and only to install the redirect.
+ */
+function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]): V1Container[] {
+  const { egress } = agent.spec;
+  const out: V1Container[] = [];
+  if (egress.enforcement === 'iptables') {
+    out.push({
+      name: 'egress-init',
+      image,
+      command: ['agent-smith', 'egress-init'],
+      env: [
+        ...contractEnv,
+        { name: 'AGENT_SMITH_PROXY_UID', value: String(PROXY_UID) },
+        { name: 'AGENT_SMITH_PROXY_PORT', value: String(PROXY_PORT) },
+      ],
+      volumeMounts: [{ name: VOLUME_CONFIG, mountPath: CONFIG_DIR, readOnly: true }],
+      securityContext: {
+        // iptables needs root with NET_ADMIN (and NET_RAW for ip6tables) inside the pod's
+        // network namespace; nothing else runs with either.
+        runAsNonRoot: false,
+        runAsUser: 0,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+    });
+  }
+  out.push({
+    name: 'egress-proxy',
+    image,
+    command: ['agent-smith', 'proxy'],
+    // A native sidecar: started before the next init containers, kept running, stopped last.
+    restartPolicy: 'Always',
+    env: contractEnv,
+    ports: [
+      { name: 'proxy', containerPort: PROXY_PORT, protocol: 'TCP' },
+      { name: 'proxy-health', containerPort: PROXY_HEALTH_PORT, protocol: 'TCP' },
+    ],
+    volumeMounts: [
+      { name: VOLUME_CONFIG, mountPath: CONFIG_DIR, readOnly: true },
+      { name: VOLUME_CA, mountPath: EGRESS_CA_DIR, readOnly: true },
+      ...(egress.credentials.length ? [{ name: VOLUME_CREDENTIALS, mountPath: CREDENTIALS_DIR, readOnly: true }] : []),
+    ],
+    securityContext: restricted(PROXY_UID),
+    startupProbe: { httpGet: { path: '/readyz', port: 'proxy-health' }, periodSeconds: 1, failureThreshold: 30 },
+    readinessProbe: { httpGet: { path: '/readyz', port: 'proxy-health' }, periodSeconds: 10 },
+    livenessProbe: { httpGet: { path: '/healthz', port: 'proxy-health' }, periodSeconds: 20, failureThreshold: 3 },
+    resources: { requests: { cpu: '20m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+  });
+  return out;
+}
+
+function volumes(agent: Agent, names: ReturnType<typeof childNames>, egressCaSecret: string): V1Volume[] {
+  const out: V1Volume[] = [
+    { name: VOLUME_CONFIG, configMap: { name: names.configMap } },
+    { name: VOLUME_CA_CERT, secret: { secretName: egressCaSecret, items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } },
+    { name: VOLUME_CA, secret: { secretName: egressCaSecret, defaultMode: 0o440 } },
+  ];
+  const creds = agent.spec.egress.credentials;
+  if (creds.length) {
+    out.push({
+      name: VOLUME_CREDENTIALS,
+      projected: {
+        defaultMode: 0o440,
+        sources: creds.map((c) => ({ secret: { name: c.secretRef.name, items: [{ key: c.secretRef.key, path: c.name }] } })),
+      },
+    });
+  }
+  return out;
 }
 
 /**
@@ -76,45 +189,51 @@ export function volumeClaimDrift(desired: V1StatefulSet, live: V1StatefulSet): s
 }
 
 /**
- * The agent's StatefulSet: one replica (zero when suspended), the `setup` init container
- * and the `agent` container (tini -> `agent-smith supervise`), the config ConfigMap and
- * the `home` and `workspace` volume claim templates, whose PVCs are kept or deleted with
- * the StatefulSet as `spec.storage.retainOnDelete` says. Pure.
+ * The agent's StatefulSet (DESIGN.md "What the operator renders"): one replica (zero when
+ * suspended); init containers `egress-init` (iptables mode), the `egress-proxy` native
+ * sidecar and `setup`; the `agent` container (tini -> `agent-smith supervise`); the config
+ * ConfigMap, the egress CA and credential volumes; and the `home` and `workspace` volume
+ * claim templates, whose PVCs are kept or deleted with the StatefulSet as
+ * `spec.storage.retainOnDelete` says. Pure.
  */
 export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1StatefulSet {
   const { spec } = agent;
   const names = childNames(agent.metadata.name);
   const image = spec.pod?.image ?? opts.image;
-  const env = [
-    { name: 'HOME', value: HOME_DIR },
+  const contractEnv: V1EnvVar[] = [
     { name: 'AGENT_SMITH_CONTRACT', value: `${CONFIG_DIR}/${CONTRACT_FILE}` },
     { name: 'AGENT_SMITH_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'AGENT_SMITH_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+  ];
+  const env: V1EnvVar[] = [
+    { name: 'HOME', value: HOME_DIR },
+    ...contractEnv,
+    ...trustEnv(),
+    ...(spec.egress.enforcement === 'proxy-env' ? proxyEnv() : []),
   ];
   const setup: V1Container = {
     name: 'setup',
     image,
     command: ['agent-smith', 'setup'],
     env,
-    volumeMounts: mounts(),
-    securityContext: restrictedSecurityContext,
+    volumeMounts: agentMounts(),
+    securityContext: restricted(AGENT_UID),
   };
   const agentContainer: V1Container = {
     name: 'agent',
     image,
-    command: ['tini', '--', 'agent-smith', 'supervise'],
+    command: ['tini', '-g', '--', 'agent-smith', 'supervise'],
     env,
     workingDir: WORKSPACE_DIR,
     ports: [{ name: 'http', containerPort: SUPERVISOR_PORT, protocol: 'TCP' }],
-    volumeMounts: mounts(),
-    securityContext: restrictedSecurityContext,
+    volumeMounts: agentMounts(),
+    securityContext: restricted(AGENT_UID),
     readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 10, failureThreshold: 3 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 20, failureThreshold: 6, initialDelaySeconds: 10 },
     ...(spec.pod?.resources ? { resources: spec.pod.resources } : {}),
     stdin: true,
     tty: true,
   };
-  const volumes: V1Volume[] = [{ name: VOLUME_CONFIG, configMap: { name: names.configMap } }];
   const retain = spec.storage.retainOnDelete ? 'Retain' : 'Delete';
   return {
     apiVersion: 'apps/v1',
@@ -135,9 +254,9 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
           automountServiceAccountToken: agent.spec.kubernetesAccess?.clusterRole !== undefined,
           securityContext: { runAsNonRoot: true, runAsUser: AGENT_UID, runAsGroup: AGENT_UID, fsGroup: AGENT_UID, seccompProfile: { type: 'RuntimeDefault' } },
           terminationGracePeriodSeconds: 60,
-          initContainers: [setup],
+          initContainers: [...egressContainers(agent, image, contractEnv), setup],
           containers: [agentContainer],
-          volumes,
+          volumes: volumes(agent, names, opts.egressCaSecret),
           ...(spec.pod?.nodeSelector ? { nodeSelector: spec.pod.nodeSelector } : {}),
           ...(spec.pod?.tolerations ? { tolerations: spec.pod.tolerations } : {}),
           ...(spec.pod?.affinity ? { affinity: spec.pod.affinity } : {}),

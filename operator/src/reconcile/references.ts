@@ -1,0 +1,86 @@
+/**
+ * Gathering what an Agent refers to (its persona ConfigMap, its credential Secrets)
+ * before anything is decided. Each check returns a condition, so a user sees every
+ * broken reference at once, with the field and the fix; none throws for a missing
+ * object (API errors other than 404 do throw, and are retried).
+ */
+import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
+import type { Agent } from '../api/agent.ts';
+import { ConditionType, Reason } from '../api/constants.ts';
+import type { Clients } from '../kube/clients.ts';
+import type { PersonaFiles } from '../render/persona.ts';
+import { httpStatusOf } from '../runtime/errors.ts';
+import type { ConditionInput } from './conditions.ts';
+
+async function readOrUndefined<T>(read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (httpStatusOf(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+/** PersonaResolved, and the persona files when resolved (inline instructions, or the ConfigMap's keys). */
+export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ condition: ConditionInput; files?: PersonaFiles }> {
+  const { persona } = agent.spec;
+  const type = ConditionType.PersonaResolved;
+  if (!persona.configMapRef) {
+    return {
+      condition: { type, status: 'True', reason: Reason.AsExpected, message: persona.instructions ? 'inline persona' : 'no persona given; the shared rules only' },
+      files: { ...(persona.instructions ? { claudeMd: persona.instructions } : {}), subagents: {} },
+    };
+  }
+  const namespace = agent.metadata.namespace ?? 'default';
+  const name = persona.configMapRef.name;
+  const cm: V1ConfigMap | undefined = await readOrUndefined(() => clients.core.readNamespacedConfigMap({ name, namespace }));
+  if (!cm) {
+    return {
+      condition: { type, status: 'False', reason: Reason.PersonaNotFound, message: `spec.persona.configMapRef: ConfigMap ${namespace}/${name} not found; create it or fix the name` },
+    };
+  }
+  const data = cm.data ?? {};
+  const subagents: Record<string, string> = {};
+  for (const [key, value] of Object.entries(data)) {
+    const m = /^subagent\.(.+)\.md$/.exec(key);
+    if (m?.[1]) subagents[m[1]] = value;
+  }
+  return {
+    condition: { type, status: 'True', reason: Reason.AsExpected, message: `from ConfigMap ${namespace}/${name}` },
+    files: {
+      ...(data['CLAUDE.md'] !== undefined ? { claudeMd: data['CLAUDE.md'] } : {}),
+      ...(data['settings.json'] !== undefined ? { settingsJson: data['settings.json'] } : {}),
+      ...(data['mcp.json'] !== undefined ? { mcpJson: data['mcp.json'] } : {}),
+      subagents,
+    },
+  };
+}
+
+/**
+ * CredentialsResolved: every `spec.egress.credentials[i].secretRef` names an existing
+ * Secret that has the key, with a non-empty value. Values are read only to check they
+ * exist and are never returned, logged or copied: the pod mounts the Secrets directly
+ * into the egress-proxy container.
+ */
+export async function checkCredentials(clients: Clients, agent: Agent): Promise<ConditionInput> {
+  const type = ConditionType.CredentialsResolved;
+  const creds = agent.spec.egress.credentials;
+  if (!creds.length) return { type, status: 'True', reason: Reason.AsExpected, message: 'no credentials configured' };
+  const namespace = agent.metadata.namespace ?? 'default';
+  const problems: string[] = [];
+  const secrets = new Map<string, V1Secret | undefined>();
+  for (const [i, c] of creds.entries()) {
+    const { name, key } = c.secretRef;
+    if (!secrets.has(name)) secrets.set(name, await readOrUndefined(() => clients.core.readNamespacedSecret({ name, namespace })));
+    const secret = secrets.get(name);
+    const field = `spec.egress.credentials[${i}] (${c.name}).secretRef`;
+    if (!secret) problems.push(`${field}: Secret ${namespace}/${name} not found; create it or fix the name`);
+    else if (!secret.data?.[key] && !secret.stringData?.[key]) {
+      const keys = Object.keys(secret.data ?? {});
+      problems.push(`${field}: Secret ${namespace}/${name} has no key "${key}" (or it is empty); it has ${keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'no keys'}`);
+    }
+  }
+  return problems.length
+    ? { type, status: 'False', reason: Reason.CredentialsMissing, message: problems.join('; ') }
+    : { type, status: 'True', reason: Reason.AsExpected, message: `${creds.length} credential(s) found` };
+}
