@@ -4,7 +4,7 @@ import { GROUP, PLURAL, VERSION } from './api/agent.ts';
 import { LABEL_INSTANCE, MANAGED_SELECTOR } from './api/constants.ts';
 import type { Clients } from './kube/clients.ts';
 import type { OperatorMetrics } from './observability/metrics.ts';
-import { makeAgentReconciler } from './reconcile/agent.ts';
+import { makeAgentReconciler, type ChildKind } from './reconcile/agent.ts';
 import type { SharedRules } from './render/persona.ts';
 import { Controller } from './runtime/controller.ts';
 import { ResilientInformer } from './runtime/informer.ts';
@@ -52,20 +52,29 @@ export class AgentOperator {
     };
     const agents = this.informer('agents', `/apis/${GROUP}/${VERSION}/${PLURAL}`, () =>
       clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never,
-      (obj) => this.controller.enqueue(keyOf(obj)),
+      (obj) => {
+        this.controller.enqueue(keyOf(obj));
+        // A teammate joining, changing or leaving changes every teammate's roster.
+        const team = (obj as { spec?: { team?: string } }).spec?.team;
+        if (!team) return;
+        for (const other of agents.cache.list(obj.metadata?.namespace)) {
+          if ((other as { spec?: { team?: string } }).spec?.team === team) this.controller.enqueue(keyOf(other));
+        }
+      },
     );
-    const statefulSets = this.informer('statefulsets', '/apis/apps/v1/statefulsets', () =>
-      clients.apps.listStatefulSetForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
-    const pods = this.informer('pods', '/api/v1/pods', () =>
-      clients.core.listPodForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
-    const secrets = this.informer('secrets', '/api/v1/secrets', () =>
-      clients.core.listSecretForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
-    this.informer('configmaps', '/api/v1/configmaps', () =>
-      clients.core.listConfigMapForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
-    this.informer('services', '/api/v1/services', () =>
-      clients.core.listServiceForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
-    this.informer('serviceaccounts', '/api/v1/serviceaccounts', () =>
-      clients.core.listServiceAccountForAllNamespaces({ labelSelector: MANAGED_SELECTOR }) as never, enqueueOwner, MANAGED_SELECTOR);
+    const managed = (name: string, path: string, list: () => Promise<unknown>) =>
+      this.informer(name, path, list as () => Promise<never>, enqueueOwner, MANAGED_SELECTOR);
+    const sel = { labelSelector: MANAGED_SELECTOR };
+    const pods = managed('pods', '/api/v1/pods', () => clients.core.listPodForAllNamespaces(sel));
+    const children: Record<ChildKind, ResilientInformer<KubernetesObject>> = {
+      StatefulSet: managed('statefulsets', '/apis/apps/v1/statefulsets', () => clients.apps.listStatefulSetForAllNamespaces(sel)),
+      Secret: managed('secrets', '/api/v1/secrets', () => clients.core.listSecretForAllNamespaces(sel)),
+      ConfigMap: managed('configmaps', '/api/v1/configmaps', () => clients.core.listConfigMapForAllNamespaces(sel)),
+      Service: managed('services', '/api/v1/services', () => clients.core.listServiceForAllNamespaces(sel)),
+      ServiceAccount: managed('serviceaccounts', '/api/v1/serviceaccounts', () => clients.core.listServiceAccountForAllNamespaces(sel)),
+      RoleBinding: managed('rolebindings', '/apis/rbac.authorization.k8s.io/v1/rolebindings', () => clients.rbac.listRoleBindingForAllNamespaces(sel)),
+      NetworkPolicy: managed('networkpolicies', '/apis/networking.k8s.io/v1/networkpolicies', () => clients.networking.listNetworkPolicyForAllNamespaces(sel)),
+    };
 
     const phases = new Map<string, string>();
     const reconcile = makeAgentReconciler({
@@ -75,9 +84,10 @@ export class AgentOperator {
       resyncMs: opts.resyncMs,
       caches: {
         agent: (ns, name) => agents.cache.get(name, ns),
-        statefulSet: (ns, name) => statefulSets.cache.get(name, ns),
+        agents: (ns) => agents.cache.list(ns),
+        // Each informer lists exactly its kind, so the cast holds.
+        child: (kind, ns, name) => children[kind].cache.get(name, ns) as never,
         pod: (ns, name) => pods.cache.get(name, ns),
-        secret: (ns, name) => secrets.cache.get(name, ns),
       },
       onPhase: (key, phase) => {
         if (phase) phases.set(key, phase);

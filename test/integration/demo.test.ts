@@ -40,7 +40,8 @@ describe('scripts/demo (the main job)', () => {
     }
     expect(out).toMatch(/devbot\s+True\s+Ready\s+claude\s+homelab/);
     expect(out).toMatch(/infrabot\s+True\s+Ready\s+claude\s+homelab/);
-    expect(out).toMatch(/devbot-0\s+1\/1\s+Running/);
+    // The agent container and the egress-proxy native sidecar.
+    expect(out).toMatch(/devbot-0\s+2\/2\s+Running/);
     const kubeconfig = /export KUBECONFIG=(\S+)/.exec(out)?.[1];
     expect(kubeconfig).toBeDefined();
     const clusterDir = join(kubeconfig!, '..');

@@ -13,6 +13,8 @@ import {
   CustomObjectsApi,
   KubeConfig,
   KubernetesObjectApi,
+  NetworkingV1Api,
+  RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 import { CACHE_BIN } from '../../scripts/lib/cluster.ts';
 
@@ -28,6 +30,8 @@ export function kubeClients(kubeconfig: string) {
     custom: kc.makeApiClient(CustomObjectsApi),
     ext: kc.makeApiClient(ApiextensionsV1Api),
     objects: KubernetesObjectApi.makeApiClient(kc),
+    rbac: kc.makeApiClient(RbacAuthorizationV1Api),
+    networking: kc.makeApiClient(NetworkingV1Api),
   };
 }
 export type KubeClients = ReturnType<typeof kubeClients>;

@@ -15,6 +15,9 @@ export const CONTRACT_FILE = 'contract.json';
 export const HOME_DIR = '/home/agent';
 export const WORKSPACE_DIR = '/workspace';
 
+/** The team roster ConfigMap (roster.md, roster.json), mounted live: a teammate joining needs no restart. */
+export const TEAM_DIR = '/etc/agent-smith/team';
+
 /** UID of the egress proxy: the one UID iptables lets out directly. */
 export const PROXY_UID = 1337;
 /** Port the egress proxy listens on (explicit proxy and transparent redirect). */

@@ -5,6 +5,8 @@ import {
   EventsV1Api,
   KubeConfig,
   KubernetesObjectApi,
+  NetworkingV1Api,
+  RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 
 /** The API clients the operator uses. Only the `kube/` layer and `main.ts` touch these. */
@@ -15,6 +17,8 @@ export interface Clients {
   custom: CustomObjectsApi;
   events: EventsV1Api;
   objects: KubernetesObjectApi;
+  rbac: RbacAuthorizationV1Api;
+  networking: NetworkingV1Api;
 }
 
 /**
@@ -32,5 +36,7 @@ export function makeClients(kubeconfigPath?: string): Clients {
     custom: kc.makeApiClient(CustomObjectsApi),
     events: kc.makeApiClient(EventsV1Api),
     objects: KubernetesObjectApi.makeApiClient(kc),
+    rbac: kc.makeApiClient(RbacAuthorizationV1Api),
+    networking: kc.makeApiClient(NetworkingV1Api),
   };
 }

@@ -1,4 +1,14 @@
-import type { KubernetesObject, V1Pod, V1Secret, V1StatefulSet } from '@kubernetes/client-node';
+import type {
+  KubernetesObject,
+  V1ConfigMap,
+  V1NetworkPolicy,
+  V1Pod,
+  V1RoleBinding,
+  V1Secret,
+  V1Service,
+  V1ServiceAccount,
+  V1StatefulSet,
+} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Agent } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
@@ -6,6 +16,7 @@ import { serverSideApply } from '../kube/apply.ts';
 import type { Clients } from '../kube/clients.ts';
 import { recordEvent } from '../kube/events.ts';
 import { applyAgentStatus } from '../kube/status.ts';
+import { isSubset } from '../kube/subset.ts';
 import { generateEgressCa } from '../pki/egress-ca.ts';
 import { renderEgressCaSecret } from '../render/egress-ca-secret.ts';
 import { renderAll, type DesiredChildren } from '../render/index.ts';
@@ -19,13 +30,26 @@ import { allowlistHash, CA_VALIDITY_DAYS, planEgressCa } from './egress-ca.ts';
 import { checkCredentials, resolvePersona } from './references.ts';
 import { computeStatus, sameStatus, type Observed } from './status.ts';
 
+/** Kinds of child the operator keeps an informer cache of, and their types. */
+export interface ChildTypes {
+  ServiceAccount: V1ServiceAccount;
+  ConfigMap: V1ConfigMap;
+  Service: V1Service;
+  StatefulSet: V1StatefulSet;
+  Secret: V1Secret;
+  RoleBinding: V1RoleBinding;
+  NetworkPolicy: V1NetworkPolicy;
+}
+export type ChildKind = keyof ChildTypes;
+
 /** Read-only views of the informer caches the reconciler reads from. */
 export interface Caches {
   agent(namespace: string, name: string): KubernetesObject | undefined;
-  statefulSet(namespace: string, name: string): V1StatefulSet | undefined;
+  /** Every Agent of a namespace (for the team roster). */
+  agents(namespace: string): readonly KubernetesObject[];
+  /** A child the operator manages, as last seen (only objects with the managed-by label). */
+  child<K extends ChildKind>(kind: K, namespace: string, name: string): ChildTypes[K] | undefined;
   pod(namespace: string, name: string): V1Pod | undefined;
-  /** Secrets the operator manages (the egress CA). */
-  secret(namespace: string, name: string): V1Secret | undefined;
 }
 
 export interface AgentReconcilerDeps {
@@ -86,6 +110,12 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     const persona = await resolvePersona(deps.clients, agent);
     const credentials = await checkCredentials(deps.clients, agent);
     const checks: ConditionInput[] = [persona.condition, credentials];
+    const applyChild = async <T extends KubernetesObject>(obj: T): Promise<T> => {
+      const live = deps.caches.child(obj.kind as ChildKind, namespace, obj.metadata?.name ?? '') as T | undefined;
+      // Nothing to change: no write (an Agent at rest costs no API writes).
+      if (live && isSubset(obj, live)) return live;
+      return serverSideApply(deps.clients, obj);
+    };
     let blocked = checks.find((c) => c.status === 'False');
 
     let statefulSet: V1StatefulSet | undefined;
@@ -94,13 +124,17 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
       let desired: DesiredChildren | undefined;
       try {
         const caCertPem = await ensureEgressCa(deps, agent, log, now());
-        desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona: persona.files, egressCaCertPem: caCertPem });
+        const namespaceAgents = deps.caches.agents(namespace).flatMap((o) => {
+          const a = Agent.safeParse(o);
+          return a.success ? [a.data] : [];
+        });
+        desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona: persona.files, egressCaCertPem: caCertPem, namespaceAgents });
       } catch (err) {
         if (!(err instanceof InvalidPersonaError)) throw err;
         blocked = { type: ConditionType.Ready, status: 'False', reason: Reason.InvalidSpec, message: err.message };
       }
       if (desired) {
-        const live = deps.caches.statefulSet(namespace, names.statefulSet);
+        const live = deps.caches.child('StatefulSet', namespace, names.statefulSet);
         if (live) {
           storageDrift = volumeClaimDrift(desired.statefulSet, live);
           if (storageDrift && desired.statefulSet.spec) {
@@ -108,11 +142,15 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
             desired.statefulSet.spec.volumeClaimTemplates = live.spec?.volumeClaimTemplates;
           }
         }
-        await serverSideApply(deps.clients, desired.serviceAccount);
-        await serverSideApply(deps.clients, desired.configMap);
-        await serverSideApply(deps.clients, desired.service);
+        await applyChild(desired.serviceAccount);
+        if (desired.roleBinding) await applyChild(desired.roleBinding);
+        else if (deps.caches.child('RoleBinding', namespace, names.roleBinding)) await deleteRoleBinding(deps.clients, namespace, names.roleBinding);
+        await applyChild(desired.configMap);
+        if (desired.roster) await applyChild(desired.roster);
+        await applyChild(desired.service);
+        await applyChild(desired.networkPolicy);
         try {
-          statefulSet = await serverSideApply(deps.clients, desired.statefulSet);
+          statefulSet = await applyChild(desired.statefulSet);
         } catch (err) {
           if (httpStatusOf(err) !== 422) throw err;
           blocked = { type: ConditionType.Ready, status: 'False', reason: Reason.ApplyFailed, message: `StatefulSet ${names.statefulSet} rejected: ${describeError(err)}` };
@@ -122,7 +160,7 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     if (blocked) log.warn({ reason: blocked.reason, detail: blocked.message }, 'Agent cannot be reconciled as specified');
 
     const observed: Observed = {
-      statefulSet: statefulSet ?? deps.caches.statefulSet(namespace, names.statefulSet),
+      statefulSet: statefulSet ?? deps.caches.child('StatefulSet', namespace, names.statefulSet),
       pod: deps.caches.pod(namespace, names.pod),
       checks,
       ...(blocked ? { blocked: { reason: blocked.reason, message: blocked.message } } : {}),
@@ -151,13 +189,22 @@ async function ensureEgressCa(deps: AgentReconcilerDeps, agent: Agent, log: Logg
   const namespace = agent.metadata.namespace ?? 'default';
   const secretName = childNames(agent.metadata.name).egressCa;
   const wantHash = allowlistHash(agent);
-  const plan = planEgressCa(deps.caches.secret(namespace, secretName), wantHash, at);
+  const plan = planEgressCa(deps.caches.child('Secret', namespace, secretName), wantHash, at);
   if (plan.action === 'keep') return plan.certPem;
   const ca = await generateEgressCa({ agent: `${namespace}/${agent.metadata.name}`, allow: agent.spec.egress.allow, now: at, validityDays: CA_VALIDITY_DAYS });
   await serverSideApply(deps.clients, renderEgressCaSecret(agent, ca, wantHash));
   log.info({ secret: secretName, why: plan.why, notAfter: ca.notAfter.toISOString() }, 'generated the egress CA');
   await recordEvent(deps.clients, log, agent, 'Normal', 'EgressCaGenerated', 'Reconcile', `generated the egress CA in Secret ${secretName}: ${plan.why}`);
   return ca.certPem;
+}
+
+/** Deletes the RoleBinding left from an earlier spec.kubernetesAccess (404 is fine). */
+async function deleteRoleBinding(clients: Clients, namespace: string, name: string): Promise<void> {
+  try {
+    await clients.rbac.deleteNamespacedRoleBinding({ name, namespace });
+  } catch (err) {
+    if (httpStatusOf(err) !== 404) throw err;
+  }
 }
 
 /** Records an Event for each condition whose status or reason changed (transitions only). */

@@ -1,8 +1,11 @@
-import type { V1ConfigMap, V1Service, V1ServiceAccount, V1StatefulSet } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1NetworkPolicy, V1RoleBinding, V1Service, V1ServiceAccount, V1StatefulSet } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
 import { configHash, renderConfigMap } from './configmap.ts';
 import { assemblePersona, type PersonaFiles, type SharedRules } from './persona.ts';
 import { childNames } from './meta.ts';
+import { renderNetworkPolicy } from './networkpolicy.ts';
+import { renderRoleBinding } from './rbac.ts';
+import { renderRoster } from './roster.ts';
 import { renderService } from './service.ts';
 import { renderServiceAccount } from './serviceaccount.ts';
 import { renderStatefulSet } from './statefulset.ts';
@@ -15,13 +18,20 @@ export interface RenderOptions {
   persona: PersonaFiles;
   /** PEM of the current egress CA certificate; a new CA rolls the pod so it is trusted. */
   egressCaCertPem: string;
+  /** Every Agent of the namespace (from the cache), for the team roster. */
+  namespaceAgents: readonly Agent[];
 }
 
 /** Every child of an Agent, in the order they are applied (the StatefulSet last). */
 export interface DesiredChildren {
   serviceAccount: V1ServiceAccount;
+  /** Absent when spec.kubernetesAccess asks for no namespaced access (a leftover is deleted). */
+  roleBinding?: V1RoleBinding;
   configMap: V1ConfigMap;
+  /** The team's roster, when spec.team is set. */
+  roster?: V1ConfigMap;
   service: V1Service;
+  networkPolicy: V1NetworkPolicy;
   statefulSet: V1StatefulSet;
 }
 
@@ -30,12 +40,17 @@ export interface DesiredChildren {
  * @throws Error when a persona JSON file is malformed (the message names it).
  */
 export function renderAll(agent: Agent, opts: RenderOptions): DesiredChildren {
-  const persona = assemblePersona(agent.metadata.name, opts.shared, opts.persona);
+  const persona = assemblePersona(agent.metadata.name, opts.shared, opts.persona, agent.spec.team);
   const configMap = renderConfigMap(agent, persona);
+  const roleBinding = renderRoleBinding(agent);
+  const team = agent.spec.team;
   return {
     serviceAccount: renderServiceAccount(agent),
+    ...(roleBinding ? { roleBinding } : {}),
     configMap,
+    ...(team ? { roster: renderRoster(team, agent.metadata.namespace ?? 'default', opts.namespaceAgents) } : {}),
     service: renderService(agent),
+    networkPolicy: renderNetworkPolicy(agent),
     statefulSet: renderStatefulSet(agent, {
       image: opts.image,
       configHash: configHash(configMap, opts.egressCaCertPem),

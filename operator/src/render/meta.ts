@@ -9,6 +9,8 @@ export function childNames(agentName: string) {
     configMap: `${agentName}-config`,
     service: agentName,
     egressCa: `${agentName}-egress-ca`,
+    roleBinding: `${agentName}-access`,
+    networkPolicy: agentName,
     statefulSet: agentName,
     /** A StatefulSet of one replica always names its pod `<name>-0`. */
     pod: `${agentName}-0`,

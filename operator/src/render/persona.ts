@@ -1,3 +1,6 @@
+import { TEAM_DIR } from '../../../agent-image/src/contract/contract.ts';
+import { ROSTER_MARKDOWN } from './roster.ts';
+
 /**
  * Persona assembly: the team's shared rules first, then the agent's own persona. The
  * result is what the setup init container writes into the harness's home (CLAUDE.md,
@@ -69,12 +72,17 @@ export function parseJsonObject(text: string, source: string): { [k: string]: Js
 }
 
 /**
- * Shared rules + the agent's persona → the files the pod gets. Pure.
+ * Shared rules + the agent's persona (+ an import of the team roster when `team` is set)
+ * → the files the pod gets. Pure.
  * @throws InvalidPersonaError when a settings.json or mcp.json is not a JSON object (the message names the file).
  */
-export function assemblePersona(agentName: string, shared: SharedRules, persona: PersonaFiles): AssembledPersona {
+export function assemblePersona(agentName: string, shared: SharedRules, persona: PersonaFiles, team?: string): AssembledPersona {
   const parts = [shared.claudeMd.trimEnd()];
   parts.push(`# You are ${agentName}\n\n${(persona.claudeMd ?? '').trim() || '_No persona was given for this agent._'}`);
+  if (team) {
+    // A Claude Code import of the mounted roster: it stays current without a restart.
+    parts.push(`# Your team: ${team}\n\n@${TEAM_DIR}/${ROSTER_MARKDOWN}`);
+  }
   const settings = mergeJson(
     parseJsonObject(shared.settingsJson, 'agents/_shared/settings.json'),
     persona.settingsJson ? parseJsonObject(persona.settingsJson, 'persona settings.json') : {},

@@ -20,6 +20,7 @@ const opts: RenderOptions = {
   image: 'example.org/agent:1',
   shared: { claudeMd: '# Shared rules\n', settingsJson: '{"permissions":{"allow":["Read"]}}' },
   egressCaCertPem: '-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n',
+  namespaceAgents: [],
   persona: { claudeMd: 'You are devbot.', mcpJson: '{"mcpServers":{"x":{"command":"x"}}}', subagents: { reviewer: '---\nname: reviewer\n---\n' } },
 };
 
@@ -37,7 +38,8 @@ describe('renderAll', () => {
   });
 
   it('owns every child through a controller owner reference and carries the standard labels', () => {
-    const children = renderAll(agent(devbot), opts);
+    const { roster, ...children } = renderAll(agent(devbot), opts);
+    expect(roster).toBeDefined(); // shared by the team: checked in its own test
     for (const child of Object.values(children) as KubernetesObject[]) {
       expect(child.metadata?.ownerReferences).toEqual([
         expect.objectContaining({ kind: 'Agent', name: 'devbot', controller: true, uid: '0b5a6c2e-1111-2222-3333-444455556666' }),
@@ -129,6 +131,37 @@ describe('renderAll', () => {
   it('rolls the pod when the egress CA changes', () => {
     const hash = (pem: string) => renderAll(agent(devbot), { ...opts, egressCaCertPem: pem }).statefulSet.spec?.template.metadata?.annotations?.[ANNOTATION_CONFIG_HASH];
     expect(hash('a')).not.toBe(hash('b'));
+  });
+
+  it('lists every teammate in one roster owned by all of them, and imports it into CLAUDE.md', () => {
+    const infrabot = agent({ team: 'homelab', github: { login: 'infrabot-agent' } }, 'infrabot');
+    const other = agent({ team: 'other' }, 'stranger');
+    const me = agent(devbot);
+    const { roster, configMap } = renderAll(me, { ...opts, namespaceAgents: [infrabot, me, other] });
+    expect(roster?.metadata?.name).toBe('team-homelab-roster');
+    expect(roster?.metadata?.ownerReferences?.map((o) => [o.name, o.controller])).toEqual([['devbot', false], ['infrabot', false]]);
+    expect(roster?.data?.['roster.md']).toContain('- **infrabot** (claude) — GitHub @infrabot-agent');
+    expect(roster?.data?.['roster.md']).not.toContain('stranger');
+    expect(configMap.data?.['CLAUDE.md']).toContain('@/etc/agent-smith/team/roster.md');
+    // Every teammate renders the same roster, whatever order the cache lists them in.
+    expect(renderAll(infrabot, { ...opts, namespaceAgents: [me, infrabot] }).roster).toEqual(roster);
+  });
+
+  it('binds the asked ClusterRole in the namespace only when kubernetesAccess asks', () => {
+    expect(renderAll(agent(devbot), opts).roleBinding).toBeUndefined();
+    const rb = renderAll(agent({ ...devbot, kubernetesAccess: { clusterRole: 'view' } }), opts).roleBinding;
+    expect(rb?.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' });
+    expect(rb?.subjects).toEqual([{ kind: 'ServiceAccount', name: 'devbot', namespace: 'team-a' }]);
+  });
+
+  it('lets the pod reach DNS, 80/443, the in-cluster services it names, and nothing else', () => {
+    const np = renderAll(agent({ ...devbot, events: { natsUrl: 'nats://nats.infra.svc:4222' } }), opts).networkPolicy;
+    expect(np.spec?.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(np.spec?.egress).toEqual([
+      { ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }] },
+      { ports: [{ protocol: 'TCP', port: 80 }, { protocol: 'TCP', port: 443 }] },
+      { to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'infra' } } }], ports: [{ protocol: 'TCP', port: 4222 }] },
+    ]);
   });
 
   it('reports a storage change the live StatefulSet cannot take, and nothing otherwise', () => {

@@ -9,11 +9,13 @@ import {
   PROXY_HEALTH_PORT,
   PROXY_PORT,
   PROXY_UID,
+  TEAM_DIR,
   WORKSPACE_DIR,
 } from '../../../agent-image/src/contract/contract.ts';
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
+import { rosterName } from './roster.ts';
 import { SUPERVISOR_PORT } from './service.ts';
 
 /** Inputs of the StatefulSet renderer that do not come from the Agent. */
@@ -35,10 +37,12 @@ const VOLUME_WORKSPACE = 'workspace';
 const VOLUME_CA_CERT = 'egress-ca-cert';
 const VOLUME_CA = 'egress-ca';
 const VOLUME_CREDENTIALS = 'credentials';
+const VOLUME_TEAM = 'team';
 
 /** Mounts of the containers that run the agent's own code (setup, agent): no key, no credential. */
-function agentMounts(): V1VolumeMount[] {
+function agentMounts(agent: Agent): V1VolumeMount[] {
   return [
+    ...(agent.spec.team ? [{ name: VOLUME_TEAM, mountPath: TEAM_DIR, readOnly: true }] : []),
     { name: VOLUME_CONFIG, mountPath: CONFIG_DIR, readOnly: true },
     { name: VOLUME_HOME, mountPath: HOME_DIR },
     { name: VOLUME_WORKSPACE, mountPath: WORKSPACE_DIR },
@@ -60,8 +64,6 @@ function restricted(uid: number): V1SecurityContext {
 
 function volumeClaim(name: string, size: string, storageClassName: string | undefined): V1PersistentVolumeClaim {
   return {
-    apiVersion: 'v1',
-    kind: 'PersistentVolumeClaim',
     metadata: { name },
     spec: {
       accessModes: ['ReadWriteOnce'],
@@ -150,6 +152,9 @@ function volumes(agent: Agent, names: ReturnType<typeof childNames>, egressCaSec
     { name: VOLUME_CA_CERT, secret: { secretName: egressCaSecret, items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } },
     { name: VOLUME_CA, secret: { secretName: egressCaSecret, defaultMode: 0o440 } },
   ];
+  if (agent.spec.team) {
+    out.push({ name: VOLUME_TEAM, configMap: { name: rosterName(agent.spec.team), optional: true } });
+  }
   const creds = agent.spec.egress.credentials;
   if (creds.length) {
     out.push({
@@ -216,7 +221,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     image,
     command: ['agent-smith', 'setup'],
     env,
-    volumeMounts: agentMounts(),
+    volumeMounts: agentMounts(agent),
     securityContext: restricted(AGENT_UID),
   };
   const agentContainer: V1Container = {
@@ -226,7 +231,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     env,
     workingDir: WORKSPACE_DIR,
     ports: [{ name: 'http', containerPort: SUPERVISOR_PORT, protocol: 'TCP' }],
-    volumeMounts: agentMounts(),
+    volumeMounts: agentMounts(agent),
     securityContext: restricted(AGENT_UID),
     readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 10, failureThreshold: 3 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 20, failureThreshold: 6, initialDelaySeconds: 10 },

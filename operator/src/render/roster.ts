@@ -1,0 +1,65 @@
+import type { V1ConfigMap, V1OwnerReference } from '@kubernetes/client-node';
+import type { Agent } from '../api/agent.ts';
+import { LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF, LABEL_TEAM, MANAGED_BY } from '../api/constants.ts';
+import { ownerReference } from './meta.ts';
+
+/** ConfigMap key of the roster as Markdown (imported by every teammate's CLAUDE.md). */
+export const ROSTER_MARKDOWN = 'roster.md';
+/** ConfigMap key of the roster as JSON (for tools: review fan-out, the Matrix bridge). */
+export const ROSTER_JSON = 'roster.json';
+
+/** Name of a team's roster ConfigMap. */
+export function rosterName(team: string): string {
+  return `team-${team}-roster`;
+}
+
+/** One teammate as the roster lists it. */
+export interface RosterEntry {
+  name: string;
+  harness: string;
+  github?: string;
+  matrix?: string;
+  repos: string[];
+}
+
+function entry(a: Agent): RosterEntry {
+  return {
+    name: a.metadata.name,
+    harness: a.spec.harness.kind,
+    ...(a.spec.github ? { github: a.spec.github.login } : {}),
+    ...(a.spec.matrix ? { matrix: a.spec.matrix.userId } : {}),
+    repos: a.spec.repos.map((r) => r.name),
+  };
+}
+
+/**
+ * The roster of `team` in one namespace, from every Agent of that team there (sorted by
+ * name, so every teammate renders the same object). Owned by all of them without a
+ * controller, so it is garbage-collected when the last one goes. Pure.
+ *
+ * It is mounted (not copied) into each pod, so a teammate joining or leaving updates the
+ * file in place without restarting anyone.
+ */
+export function renderRoster(team: string, namespace: string, teammates: readonly Agent[]): V1ConfigMap {
+  const agents = [...teammates].filter((a) => a.spec.team === team && !a.metadata.deletionTimestamp).sort((x, y) => x.metadata.name.localeCompare(y.metadata.name));
+  const entries = agents.map(entry);
+  const lines = entries.map((e) => {
+    const ids = [e.github ? `GitHub @${e.github}` : undefined, e.matrix ? `Matrix ${e.matrix}` : undefined].filter(Boolean).join(', ');
+    return `- **${e.name}** (${e.harness})${ids ? ` — ${ids}` : ''}${e.repos.length ? `; repos: ${e.repos.join(', ')}` : ''}`;
+  });
+  const owners: V1OwnerReference[] = agents.map((a) => ({ ...ownerReference(a), controller: false }));
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: rosterName(team),
+      namespace,
+      labels: { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_PART_OF]: 'agent-smith', [LABEL_COMPONENT]: 'team-roster', [LABEL_TEAM]: team },
+      ownerReferences: owners,
+    },
+    data: {
+      [ROSTER_MARKDOWN]: `# Team ${team}\n\nThe agents of your team (you are among them). Mention a teammate by name to ask for help or a review.\n\n${lines.join('\n')}\n`,
+      [ROSTER_JSON]: JSON.stringify({ team, agents: entries }, null, 2) + '\n',
+    },
+  };
+}
