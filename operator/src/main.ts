@@ -7,6 +7,7 @@ import { CoordinationV1Api } from '@kubernetes/client-node';
 import { makeClients } from './kube/clients.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { DEFAULT_AGENT_IMAGE, DEFAULT_SHARED_DIR, loadSharedRules } from './config.ts';
+import { countApiRequests } from './observability/api-metrics.ts';
 import { serveHealthAndMetrics } from './observability/http.ts';
 import { makeLogger } from './observability/logger.ts';
 import { OperatorMetrics } from './observability/metrics.ts';
@@ -51,6 +52,7 @@ const log = makeLogger();
 const metrics = new OperatorMetrics();
 const shared = loadSharedRules(opts.sharedDir);
 const clients = makeClients(opts.kubeconfig);
+countApiRequests(clients.kc.getCurrentCluster()?.server ?? 'https://kubernetes.default.svc', metrics.apiRequests);
 const operator = new AgentOperator({
   clients,
   log,

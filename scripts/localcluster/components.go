@@ -125,6 +125,11 @@ func controllerManagerSpec(exe string, l layout, p *pkiFiles) childSpec {
 		"--cluster-signing-cert-file="+p.CACert,
 		"--cluster-signing-key-file="+p.CAKey,
 		"--cluster-name="+clusterName,
+		// kwok's fake nodes heartbeat from one process; on a loaded 2-core machine a
+		// late heartbeat must not mark every node NotReady (and with it every pod
+		// not Ready, which tests and the demo would see as flapping agents). Nodes
+		// here never really die, so a long grace period costs nothing.
+		"--node-monitor-grace-period=10m",
 	)
 }
 

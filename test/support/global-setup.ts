@@ -53,7 +53,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const logDir = mkdtempSync(join(tmpdir(), 'agent-smith-operator-'));
   const operatorLog = join(logDir, 'operator.log');
   const out = createWriteStream(operatorLog);
-  const operator = spawn(process.execPath, [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--resync-seconds', '60'], {
+  const operator = spawn(process.execPath, [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--resync-seconds', '20'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: 'debug' },
   });

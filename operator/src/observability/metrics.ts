@@ -39,6 +39,12 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  readonly apiRequests = new Counter({
+    name: 'agentsmith_api_requests_total',
+    help: 'Requests sent to the Kubernetes API server, by verb (get, list, watch, create, update, patch, delete) and resource.',
+    labelNames: ['verb', 'resource'] as const,
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({
     name: 'agentsmith_leader',
     help: '1 while this replica holds the leader lease (or runs without leader election).',

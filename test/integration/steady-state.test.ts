@@ -1,0 +1,60 @@
+/**
+ * An operator at rest writes nothing: with Agents Ready and nothing changing, resyncs
+ * reconcile every Agent again and send no create, update, patch or delete. Counted from
+ * the operator's own API-request metric. (The suite's operator resyncs every 20 s.)
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { stringify } from 'yaml';
+import { kubeClients, kubectl, makeNamespace, waitFor } from '../support/kube.ts';
+
+const kubeconfig = inject('kubeconfig');
+const base = inject('operatorHttp');
+const N = 20;
+const WINDOW_MS = 30_000;
+let ns: { name: string; remove: () => Promise<void> };
+
+/** Sum of a metric's samples whose labels match `filter`. */
+async function metric(name: string, filter: (labels: string) => boolean = () => true): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`).exec(line);
+    if (m && filter(m[1] ?? '')) sum += Number(m[2]);
+  }
+  return sum;
+}
+const writes = () => metric('agentsmith_api_requests_total', (l) => /verb="(create|update|patch|delete|deletecollection)"/.test(l));
+const reconciles = () => metric('controller_runtime_reconcile_total', (l) => l.includes('controller="agent"'));
+
+beforeAll(async () => {
+  ns = await makeNamespace(kubeClients(kubeconfig), 'steady');
+});
+afterAll(async () => ns?.remove());
+
+describe('at rest', () => {
+  it(`sends no write request while ${N} Ready Agents are resynced`, async () => {
+    const manifests = Array.from({ length: N }, (_, i) =>
+      stringify({
+        apiVersion: 'agentsmith.dev/v1alpha1',
+        kind: 'Agent',
+        metadata: { name: `idle-${i}`, namespace: ns.name },
+        spec: { team: 'idle', persona: { instructions: `You are idle-${i}.` }, egress: { allow: ['github.com'] } },
+      }),
+    ).join('---\n');
+    expect((await kubectl(kubeconfig, ['apply', '-f', '-'], manifests)).code).toBe(0);
+    await waitFor(
+      `all ${N} Ready`,
+      async () => (await kubectl(kubeconfig, ['wait', '-n', ns.name, '--for=condition=Ready', 'agents', '--all', '--timeout=5s'])).code === 0,
+      120_000,
+      1000,
+    );
+    // Let the last status writes and roster updates land.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const writesBefore = await writes();
+    const reconcilesBefore = await reconciles();
+    await new Promise((r) => setTimeout(r, WINDOW_MS));
+    const reconciled = (await reconciles()) - reconcilesBefore;
+    expect(reconciled, 'resyncs happened in the window, so the check is not vacuous').toBeGreaterThanOrEqual(N);
+    expect((await writes()) - writesBefore).toBe(0);
+  }, 240_000);
+});
