@@ -24,8 +24,10 @@ export const ConditionType = {
   Progressing: 'Progressing',
   Degraded: 'Degraded',
   StorageInSync: 'StorageInSync',
+  SpecValid: 'SpecValid',
   PersonaResolved: 'PersonaResolved',
   CredentialsResolved: 'CredentialsResolved',
+  ReferencesResolved: 'ReferencesResolved',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -42,8 +44,11 @@ export const Reason = {
   ScaledDown: 'ScaledDown',
   ApplyFailed: 'ApplyFailed',
   InvalidSpec: 'InvalidSpec',
+  ValidWithWarnings: 'ValidWithWarnings',
   PersonaNotFound: 'PersonaNotFound',
   CredentialsMissing: 'CredentialsMissing',
+  PersonaInvalid: 'PersonaInvalid',
+  ReferenceNotFound: 'ReferenceNotFound',
   AsExpected: 'AsExpected',
   VolumeClaimTemplatesImmutable: 'VolumeClaimTemplatesImmutable',
 } as const;

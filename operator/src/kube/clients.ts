@@ -7,6 +7,7 @@ import {
   KubernetesObjectApi,
   NetworkingV1Api,
   RbacAuthorizationV1Api,
+  StorageV1Api,
 } from '@kubernetes/client-node';
 
 /** The API clients the operator uses. Only the `kube/` layer and `main.ts` touch these. */
@@ -19,6 +20,7 @@ export interface Clients {
   objects: KubernetesObjectApi;
   rbac: RbacAuthorizationV1Api;
   networking: NetworkingV1Api;
+  storage: StorageV1Api;
 }
 
 /**
@@ -38,5 +40,6 @@ export function makeClients(kubeconfigPath?: string): Clients {
     objects: KubernetesObjectApi.makeApiClient(kc),
     rbac: kc.makeApiClient(RbacAuthorizationV1Api),
     networking: kc.makeApiClient(NetworkingV1Api),
+    storage: kc.makeApiClient(StorageV1Api),
   };
 }

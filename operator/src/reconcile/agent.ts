@@ -27,7 +27,8 @@ import type { ReconcileResult } from '../runtime/controller.ts';
 import { describeError, httpStatusOf } from '../runtime/errors.ts';
 import { findCondition, type ConditionInput } from './conditions.ts';
 import { allowlistHash, CA_VALIDITY_DAYS, planEgressCa } from './egress-ca.ts';
-import { checkCredentials, resolvePersona } from './references.ts';
+import { checkClusterReferences, checkCredentials, resolvePersona } from './references.ts';
+import { validateAgent } from './validate.ts';
 import { computeStatus, sameStatus, type Observed } from './status.ts';
 
 /** Kinds of child the operator keeps an informer cache of, and their types. */
@@ -106,10 +107,17 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     const agent = parsed.data;
     const names = childNames(name);
 
-    // Gather references first; decide after.
+    // Check, and gather references, first; decide after.
+    const validation = validateAgent(agent);
+    const specValid: ConditionInput = validation.errors.length
+      ? { type: ConditionType.SpecValid, status: 'False', reason: Reason.InvalidSpec, message: validation.errors.join('; ') }
+      : validation.warnings.length
+        ? { type: ConditionType.SpecValid, status: 'True', reason: Reason.ValidWithWarnings, message: validation.warnings.join('; ') }
+        : { type: ConditionType.SpecValid, status: 'True', reason: Reason.AsExpected, message: 'spec is valid' };
     const persona = await resolvePersona(deps.clients, agent);
     const credentials = await checkCredentials(deps.clients, agent);
-    const checks: ConditionInput[] = [persona.condition, credentials];
+    const references = await checkClusterReferences(deps.clients, agent);
+    const checks: ConditionInput[] = [specValid, persona.condition, credentials, references];
     const applyChild = async <T extends KubernetesObject>(obj: T): Promise<T> => {
       const live = deps.caches.child(obj.kind as ChildKind, namespace, obj.metadata?.name ?? '') as T | undefined;
       // Nothing to change: no write (an Agent at rest costs no API writes).

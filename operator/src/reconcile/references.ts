@@ -40,6 +40,17 @@ export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ 
     };
   }
   const data = cm.data ?? {};
+  if (data['CLAUDE.md'] === undefined) {
+    const keys = Object.keys(data);
+    return {
+      condition: {
+        type,
+        status: 'False',
+        reason: Reason.PersonaInvalid,
+        message: `spec.persona.configMapRef: ConfigMap ${namespace}/${name} has no CLAUDE.md key (it has ${keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'no keys'}); add the persona text under CLAUDE.md`,
+      },
+    };
+  }
   const subagents: Record<string, string> = {};
   for (const [key, value] of Object.entries(data)) {
     const m = /^subagent\.(.+)\.md$/.exec(key);
@@ -64,16 +75,15 @@ export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ 
  */
 export async function checkCredentials(clients: Clients, agent: Agent): Promise<ConditionInput> {
   const type = ConditionType.CredentialsResolved;
-  const creds = agent.spec.egress.credentials;
-  if (!creds.length) return { type, status: 'True', reason: Reason.AsExpected, message: 'no credentials configured' };
+  const refs = agent.spec.egress.credentials.map((c, i) => ({ field: `spec.egress.credentials[${i}] (${c.name}).secretRef`, ...c.secretRef }));
+  if (agent.spec.matrix) refs.push({ field: 'spec.matrix.accessTokenSecretRef', ...agent.spec.matrix.accessTokenSecretRef });
+  if (!refs.length) return { type, status: 'True', reason: Reason.AsExpected, message: 'no credentials configured' };
   const namespace = agent.metadata.namespace ?? 'default';
   const problems: string[] = [];
   const secrets = new Map<string, V1Secret | undefined>();
-  for (const [i, c] of creds.entries()) {
-    const { name, key } = c.secretRef;
+  for (const { field, name, key } of refs) {
     if (!secrets.has(name)) secrets.set(name, await readOrUndefined(() => clients.core.readNamespacedSecret({ name, namespace })));
     const secret = secrets.get(name);
-    const field = `spec.egress.credentials[${i}] (${c.name}).secretRef`;
     if (!secret) problems.push(`${field}: Secret ${namespace}/${name} not found; create it or fix the name`);
     else if (!secret.data?.[key] && !secret.stringData?.[key]) {
       const keys = Object.keys(secret.data ?? {});
@@ -82,5 +92,32 @@ export async function checkCredentials(clients: Clients, agent: Agent): Promise<
   }
   return problems.length
     ? { type, status: 'False', reason: Reason.CredentialsMissing, message: problems.join('; ') }
-    : { type, status: 'True', reason: Reason.AsExpected, message: `${creds.length} credential(s) found` };
+    : { type, status: 'True', reason: Reason.AsExpected, message: `${refs.length} credential(s) found` };
+}
+
+/**
+ * ReferencesResolved: the cluster objects the spec names exist — the ClusterRole of
+ * spec.kubernetesAccess, the StorageClass of spec.storage, the pull Secrets of
+ * spec.pod.imagePullSecrets. Without them the pod would be unusable or never start.
+ */
+export async function checkClusterReferences(clients: Clients, agent: Agent): Promise<ConditionInput> {
+  const type = ConditionType.ReferencesResolved;
+  const namespace = agent.metadata.namespace ?? 'default';
+  const problems: string[] = [];
+  const role = agent.spec.kubernetesAccess?.clusterRole;
+  if (role && !(await readOrUndefined(() => clients.rbac.readClusterRole({ name: role })))) {
+    problems.push(`spec.kubernetesAccess.clusterRole: ClusterRole "${role}" not found; name an existing one (kubectl get clusterroles)`);
+  }
+  const sc = agent.spec.storage.storageClassName;
+  if (sc && !(await readOrUndefined(() => clients.storage.readStorageClass({ name: sc })))) {
+    problems.push(`spec.storage.storageClassName: StorageClass "${sc}" not found; name an existing one (kubectl get storageclasses) or leave it unset for the default`);
+  }
+  for (const [i, s] of (agent.spec.pod?.imagePullSecrets ?? []).entries()) {
+    if (!(await readOrUndefined(() => clients.core.readNamespacedSecret({ name: s.name, namespace })))) {
+      problems.push(`spec.pod.imagePullSecrets[${i}]: Secret ${namespace}/${s.name} not found; create it or remove the entry`);
+    }
+  }
+  return problems.length
+    ? { type, status: 'False', reason: Reason.ReferenceNotFound, message: problems.join('; ') }
+    : { type, status: 'True', reason: Reason.AsExpected, message: 'every referenced object exists' };
 }

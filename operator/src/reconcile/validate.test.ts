@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { Agent } from '../api/agent.ts';
+import { validateAgent } from './validate.ts';
+
+const agent = (spec: Record<string, unknown>) =>
+  Agent.parse({ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', metadata: { name: 'a', namespace: 'n', uid: 'u' }, spec });
+const errors = (spec: Record<string, unknown>) => validateAgent(agent(spec)).errors;
+
+const gh = (name: string, hosts: string[], header = 'Authorization') => ({ name, hosts, secretRef: { name: 's', key: 'k' }, header });
+
+describe('validateAgent', () => {
+  it('accepts a sound agent', () => {
+    expect(errors({ repos: [{ name: 'a/x' }], egress: { allow: ['github.com', '*.githubusercontent.com', 'api.github.com'], credentials: [gh('github', ['api.github.com'])] } })).toEqual([]);
+  });
+
+  it('refuses a wildcard over a public suffix, naming the entry', () => {
+    expect(errors({ egress: { allow: ['*.com'] } })).toEqual([expect.stringMatching(/^spec\.egress\.allow\[0\]: "\*\.com" covers a whole public suffix/)]);
+    expect(errors({ egress: { allow: ['*.co.uk'] } })[0]).toMatch(/public suffix/);
+  });
+
+  it('refuses two credentials for one host in one header', () => {
+    const e = errors({ egress: { allow: ['*.github.com'], credentials: [gh('a', ['api.github.com']), gh('b', ['*.github.com'])] } });
+    expect(e).toEqual([expect.stringContaining('spec.egress.credentials[1] (b): host "*.github.com" already gets credential "a"')]);
+    expect(errors({ egress: { allow: ['*.github.com'], credentials: [gh('a', ['api.github.com']), gh('b', ['api.github.com'], 'X-Other')] } })).toEqual([]);
+  });
+
+  it('refuses a credential on a host the allowlist does not allow', () => {
+    expect(errors({ egress: { allow: ['github.com'], credentials: [gh('a', ['*.github.com'])] } })[0]).toMatch(/hosts\[0\]: "\*\.github\.com" is not allowed/);
+  });
+
+  it('refuses an allowCidrs range so wide it disables the private-address protection', () => {
+    expect(errors({ egress: { allowCidrs: ['0.0.0.0/0'] } })[0]).toMatch(/^spec\.egress\.allowCidrs\[0\]: "0\.0\.0\.0\/0" opens \/0/);
+    expect(errors({ egress: { allowCidrs: ['300.1.1.1/8'] } })[0]).toMatch(/not a valid CIDR/);
+  });
+
+  it('refuses two repositories that clone into one directory', () => {
+    expect(errors({ repos: [{ name: 'a/x' }, { name: 'b/x' }] })[0]).toMatch(/^spec\.repos\[1\]: "b\/x" would be cloned into \/workspace\/x like "a\/x"/);
+  });
+
+  it('refuses a Matrix homeserver or NATS server the egress policy does not reach', () => {
+    const matrix = { homeserverUrl: 'https://matrix.example.org', userId: '@a:example.org', accessTokenSecretRef: { name: 's', key: 'k' } };
+    expect(errors({ matrix })[0]).toMatch(/^spec\.matrix\.homeserverUrl: the Matrix homeserver host "matrix\.example\.org" is not allowed/);
+    expect(errors({ matrix, egress: { allow: ['matrix.example.org'] } })).toEqual([]);
+    expect(errors({ events: { natsUrl: 'nats://nats.infra.svc:4222' } })).toEqual([]);
+    expect(errors({ events: { natsUrl: 'nats://10.1.2.3:4222' } })[0]).toMatch(/allowCidrs/);
+  });
+
+  it('warns, without blocking, when PR watching has no GitHub credential', () => {
+    const v = validateAgent(agent({ github: { login: 'bot' } }));
+    expect(v.errors).toEqual([]);
+    expect(v.warnings).toEqual([expect.stringContaining('spec.github.watchPullRequests: enabled but no spec.egress.credentials entry covers api.github.com')]);
+  });
+});
