@@ -30,6 +30,7 @@ const program = new Command('agent-smith-operator')
   .option('--resync-seconds <s>', 'reconcile every Agent at least this often', positiveInt('--resync-seconds'), 600)
   .option('--metrics-port <port>', 'port of /healthz, /readyz and /metrics (0: any free port)', positiveInt('--metrics-port'), 8080)
   .option('--metrics-host <host>', 'address to bind /healthz, /readyz and /metrics', '0.0.0.0')
+  .option('--agent-selector <selector>', 'reconcile only the Agents matching this label selector (e.g. shard=a, or !canary)', process.env.AGENT_SMITH_AGENT_SELECTOR ?? '')
   .option('--leader-elect', 'run leader election on a Lease; only the leader reconciles (use with several replicas)', false)
   .option('--leader-election-namespace <ns>', 'namespace of the leader Lease', process.env.POD_NAMESPACE ?? 'default')
   .option('--leader-election-id <name>', 'name of the leader Lease', 'agent-smith-operator');
@@ -43,6 +44,7 @@ const opts = program.opts<{
   resyncSeconds: number;
   metricsPort: number;
   metricsHost: string;
+  agentSelector: string;
   leaderElect: boolean;
   leaderElectionNamespace: string;
   leaderElectionId: string;
@@ -61,6 +63,7 @@ const operator = new AgentOperator({
   shared,
   workers: Math.max(1, opts.workers),
   resyncMs: opts.resyncSeconds * 1000,
+  agentSelector: opts.agentSelector,
 });
 
 const server = await serveHealthAndMetrics(opts.metricsPort, opts.metricsHost, { healthy: () => true, ready: () => operator.isReady() }, metrics.registry);

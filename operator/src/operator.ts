@@ -17,6 +17,8 @@ export interface OperatorOptions {
   shared: SharedRules;
   workers: number;
   resyncMs: number;
+  /** Label selector limiting the Agents this operator reconciles (sharding, canaries); all when unset. */
+  agentSelector?: string;
 }
 
 /** Key of an object in the work queue: `namespace/name`. */
@@ -50,8 +52,9 @@ export class AgentOperator {
       const key = ownerKeyOf(obj);
       if (key) this.controller.enqueue(key);
     };
+    const agentSelector = opts.agentSelector || undefined;
     const agents = this.informer('agents', `/apis/${GROUP}/${VERSION}/${PLURAL}`, () =>
-      clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }) as never,
+      clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, ...(agentSelector ? { labelSelector: agentSelector } : {}) }) as never,
       (obj) => {
         this.controller.enqueue(keyOf(obj));
         // A teammate joining, changing or leaving changes every teammate's roster.
@@ -61,6 +64,7 @@ export class AgentOperator {
           if ((other as { spec?: { team?: string } }).spec?.team === team) this.controller.enqueue(keyOf(other));
         }
       },
+      agentSelector,
     );
     const managed = (name: string, path: string, list: () => Promise<unknown>) =>
       this.informer(name, path, list as () => Promise<never>, enqueueOwner, MANAGED_SELECTOR);

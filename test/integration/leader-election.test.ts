@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { kubeClients, waitFor } from '../support/kube.ts';
+import { TEST_SHARD_LABEL } from '../support/operator.ts';
 import { ROOT } from '../support/paths.ts';
 
 const kubeconfig = inject('kubeconfig');
@@ -23,10 +24,9 @@ interface Replica {
 function startReplica(): Replica {
   const proc = spawn(
     process.execPath,
-    [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--leader-elect', '--leader-election-namespace', 'default', '--leader-election-id', leaseName],
-    // A leader here reconciles beside the suite's own operator; both apply the same
-    // objects under the same field manager, so that is harmless. The election itself
-    // is observed through the Lease and the replicas' logs.
+    // These replicas reconcile only test-shard Agents of a shard no test creates, so they
+    // never act beside the suite's operator; the election is seen in the Lease and logs.
+    [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--leader-elect', '--leader-election-namespace', 'default', '--leader-election-id', leaseName, '--agent-selector', `${TEST_SHARD_LABEL}=${leaseName}`],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } },
   );
   const r: Replica = { proc, log: '' };

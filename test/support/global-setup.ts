@@ -18,6 +18,7 @@ import type { TestProject } from 'vitest/node';
 import { startLocalCluster, type LocalCluster } from '../../scripts/lib/cluster.ts';
 import { kubectl } from './kube.ts';
 import { ROOT } from './paths.ts';
+import { TEST_SHARD_LABEL } from './operator.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -53,7 +54,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const logDir = mkdtempSync(join(tmpdir(), 'agent-smith-operator-'));
   const operatorLog = join(logDir, 'operator.log');
   const out = createWriteStream(operatorLog);
-  const operator = spawn(process.execPath, [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--resync-seconds', '20'], {
+  const operator = spawn(process.execPath, [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--resync-seconds', '20', '--agent-selector', `!${TEST_SHARD_LABEL}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: 'debug' },
   });
