@@ -12,7 +12,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['operator/**/*.test.ts', 'agent-image/**/*.test.ts', 'scripts/**/*.test.ts'],
+          include: ['operator/**/*.test.ts', 'agent-image/**/*.test.ts', 'scripts/**/*.test.ts', 'test/unit/**/*.test.ts'],
         },
       },
       {
