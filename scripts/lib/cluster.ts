@@ -21,6 +21,8 @@ export interface LocalCluster {
   version: string;
   dir: string;
   nodes: string[];
+  /** PID of `localcluster up` (SIGUSR1 restarts kube-apiserver). */
+  pid: number;
   /** Stops the control plane (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -76,7 +78,7 @@ export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: s
       }
     });
   });
-  return { ...ready, stop: (graceMs = 30_000) => stopChild(child, exited, graceMs) };
+  return { ...ready, pid: child.pid ?? 0, stop: (graceMs = 30_000) => stopChild(child, exited, graceMs) };
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>, graceMs: number): Promise<void> {

@@ -74,6 +74,8 @@ ensure_localcluster() {
     done
     (cd "$src" && go build -trimpath -ldflags "-s -w $ld" -o "$out.tmp" .)
     mv "$out.tmp" "$out"
+    # Older builds of the same wrapper are ~100 MB each; keep only this one.
+    find "$AS_BIN" -maxdepth 1 -name 'localcluster-v*' ! -name "$(basename "$out")" -delete
   fi
   ln -sfn "$out" "$AS_BIN/localcluster"
   ln -sfn localcluster "$AS_BIN/kubectl"

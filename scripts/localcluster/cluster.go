@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -32,8 +33,9 @@ type cluster struct {
 	nodeNames []string // the fake Nodes, known once started
 
 	mu       sync.Mutex
-	children []*child    // in start order; guarded by mu
-	exited   chan *child // children that exited while not stopping
+	children []*child        // in start order; guarded by mu
+	expected map[*child]bool // children being restarted on purpose; guarded by mu
+	exited   chan *child     // children that exited while not stopping
 	stopping atomic.Bool
 }
 
@@ -41,7 +43,8 @@ func newCluster(exe, kwok string, nodes int, l layout) *cluster {
 	return &cluster{
 		Exe: exe, Kwok: kwok, Nodes: nodes, Layout: l,
 		// Every child exits at most once; the buffer means the watchers never block.
-		exited: make(chan *child, 8),
+		exited:   make(chan *child, 8),
+		expected: map[*child]bool{},
 	}
 }
 
@@ -128,13 +131,55 @@ func (c *cluster) spawn(spec childSpec) error {
 	c.mu.Lock()
 	c.children = append(c.children, ch)
 	c.mu.Unlock()
+	c.watch(ch)
+	return nil
+}
+
+// watch reports ch on c.exited if it exits on its own (not stopped, not restarted).
+func (c *cluster) watch(ch *child) {
 	go func() {
 		<-ch.Done()
-		if !c.stopping.Load() {
+		c.mu.Lock()
+		expected := c.expected[ch]
+		delete(c.expected, ch)
+		c.mu.Unlock()
+		if !expected && !c.stopping.Load() {
 			c.exited <- ch
 		}
 	}()
-	return nil
+}
+
+// RestartAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after grace) and
+// starts it again with the same flags and data, returning once it is ready. It
+// lets tests prove that clients survive an API-server restart (watches resume,
+// nothing is lost). Like Start, it must run on the goroutine that locked its
+// OS thread.
+func (c *cluster) RestartAPIServer(ctx context.Context, grace time.Duration) error {
+	c.mu.Lock()
+	idx := -1
+	for i, ch := range c.children {
+		if ch.Name == "kube-apiserver" {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		c.mu.Unlock()
+		return errors.New("no kube-apiserver to restart")
+	}
+	old := c.children[idx]
+	c.expected[old] = true
+	c.mu.Unlock()
+
+	old.Stop(grace)
+	ch, err := startChild(apiserverSpec(c.Exe, c.Layout, c.pki), c.Layout.Logs)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.children[idx] = ch
+	c.mu.Unlock()
+	c.watch(ch)
+	return c.poll(ctx, "kube-apiserver to be ready again", c.apiserverReady)
 }
 
 // Exited receives each child that exits on its own, i.e. before Stop.

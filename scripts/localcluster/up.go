@@ -36,7 +36,9 @@ on stdout:
 
 and runs until SIGINT, SIGTERM or SIGHUP (or, with --exit-on-stdin-close,
 until stdin is closed), then stops everything and removes DIR unless --keep.
-A second signal kills everything at once. Component logs are in DIR/logs.
+A second signal kills everything at once. SIGUSR1 restarts kube-apiserver
+(same flags and data) and says when it is ready again, for tests of clients
+that must survive that. Component logs are in DIR/logs.
 Exit status: 0 after a requested stop, 1 if start-up fails or a component
 dies, 2 for bad flags.
 
@@ -206,14 +208,34 @@ func serve(ctx context.Context, c *cluster, opts upOptions) int {
 	fmt.Fprintf(os.Stderr, "export KUBECONFIG=%s\n", c.Layout.Kubeconfig)
 	fmt.Fprintln(os.Stderr, "press Ctrl-C to stop")
 
+	// SIGUSR1 restarts kube-apiserver (for tests of clients that must survive it).
+	// The restart runs here, on the thread that started the children (Pdeathsig).
+	restart := make(chan os.Signal, 1)
+	signal.Notify(restart, syscall.SIGUSR1)
+	defer signal.Stop(restart)
+
 	code := 0
-	select {
-	case <-ctx.Done():
-		fmt.Fprintf(os.Stderr, "localcluster: %v, stopping\n", context.Cause(ctx))
-	case ch := <-c.Exited():
-		fmt.Fprintf(os.Stderr, "localcluster: %v, stopping everything\n", &childExitedError{Child: ch})
-		printTail(ch)
-		code = 1
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(os.Stderr, "localcluster: %v, stopping\n", context.Cause(ctx))
+			break loop
+		case ch := <-c.Exited():
+			fmt.Fprintf(os.Stderr, "localcluster: %v, stopping everything\n", &childExitedError{Child: ch})
+			printTail(ch)
+			code = 1
+			break loop
+		case <-restart:
+			fmt.Fprintln(os.Stderr, "localcluster: SIGUSR1, restarting kube-apiserver")
+			began := time.Now()
+			if err := c.RestartAPIServer(ctx, stopGrace); err != nil {
+				fmt.Fprintf(os.Stderr, "localcluster: restarting kube-apiserver failed: %v, stopping everything\n", err)
+				code = 1
+				break loop
+			}
+			fmt.Fprintf(os.Stderr, "localcluster: kube-apiserver ready again after %.1fs\n", time.Since(began).Seconds())
+		}
 	}
 	stopProv()
 	<-provDone

@@ -26,6 +26,8 @@ declare module 'vitest' {
     operatorLog: string;
     /** Base URL of the operator's /healthz, /readyz and /metrics. */
     operatorHttp: string;
+    /** PID of `localcluster up` (0 with an existing cluster); SIGUSR1 restarts kube-apiserver. */
+    clusterPid: number;
   }
 }
 
@@ -78,6 +80,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   project.provide('kubeconfig', kubeconfig);
   project.provide('operatorLog', operatorLog);
+  project.provide('clusterPid', cluster?.pid ?? 0);
   project.provide('operatorHttp', `http://127.0.0.1:${port}`);
 
   return async () => {
