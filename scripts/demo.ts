@@ -47,6 +47,11 @@ async function stopAll(code: number): Promise<never> {
 }
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
+// However this process ends (an uncaught error included), the operator must not outlive
+// it. (The control plane stops by itself when our end of its stdin closes.)
+process.on('exit', () => {
+  if (operator && operator.exitCode === null) operator.kill('SIGKILL');
+});
 
 try {
   say(`control plane ${cluster.version} up at ${cluster.server}`);

@@ -76,6 +76,19 @@ describe('drift', () => {
       const s = await c.core.readNamespacedService({ name: 'alpha', namespace: ns.name });
       return s.metadata?.deletionTimestamp === undefined;
     });
+    // The StatefulSet, and the egress CA Secret (a new CA is made and rolled out).
+    const ca = await c.core.readNamespacedSecret({ name: 'alpha-egress-ca', namespace: ns.name });
+    await c.apps.deleteNamespacedStatefulSet({ name: 'alpha', namespace: ns.name });
+    await c.core.deleteNamespacedSecret({ name: 'alpha-egress-ca', namespace: ns.name });
+    await waitFor('the StatefulSet to come back', async () => {
+      const s = await c.apps.readNamespacedStatefulSet({ name: 'alpha', namespace: ns.name });
+      return s.metadata?.uid !== undefined && s.metadata.deletionTimestamp === undefined;
+    });
+    const renewed = await waitFor('a new CA Secret', async () => {
+      const s = await c.core.readNamespacedSecret({ name: 'alpha-egress-ca', namespace: ns.name });
+      return s.metadata?.uid !== ca.metadata?.uid ? s : undefined;
+    });
+    expect(renewed.data?.['ca.key']).toBeDefined();
     await c.core.patchNamespacedConfigMap(
       { name: 'alpha-config', namespace: ns.name, body: [{ op: 'replace', path: '/data/CLAUDE.md', value: 'tampered' }] },
       jsonPatch,

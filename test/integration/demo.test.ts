@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { waitFor } from '../support/kube.ts';
 import { ROOT } from '../support/paths.ts';
 
@@ -32,10 +32,16 @@ describe('scripts/demo (the main job)', () => {
     demo.stdout.on('data', (d: Buffer) => (out += d.toString()));
     demo.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+    // On any failure below, stop the demo the way a person would, so nothing is left running.
+    onTestFinished(async () => {
+      if (demo.exitCode === null && demo.signalCode === null) {
+        demo.kill('SIGINT');
+        await exited;
+      }
+    });
     try {
       await waitFor('the demo to say both agents are Ready', async () => out.includes('press Ctrl-C'), 240_000, 500);
     } catch (err) {
-      demo.kill('SIGKILL');
       throw new Error(`${(err as Error).message}\n--- demo output ---\n${out}`);
     }
     expect(out).toMatch(/devbot\s+True\s+Ready\s+claude\s+homelab/);

@@ -14,7 +14,7 @@ describe('operator HTTP endpoints', () => {
     const res = await fetch(`${base}/metrics`);
     expect(res.headers.get('content-type')).toContain('text/plain');
     const text = await res.text();
-    for (const name of ['controller_runtime_reconcile_total', 'controller_runtime_reconcile_time_seconds', 'workqueue_depth', 'agentsmith_agents', 'process_cpu_seconds_total']) {
+    for (const name of ['controller_runtime_reconcile_total', 'controller_runtime_reconcile_time_seconds', 'workqueue_depth', 'workqueue_queue_duration_seconds', 'agentsmith_api_requests_total', 'agentsmith_leader', 'agentsmith_agents', 'process_cpu_seconds_total']) {
       expect(text).toContain(`# TYPE ${name}`);
     }
   });

@@ -63,6 +63,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   operator.stdout.pipe(out);
   operator.stderr.pipe(out);
   const operatorExited = new Promise<void>((resolve) => operator.once('exit', () => resolve()));
+  // If the test runner dies without its teardown, the operator must not outlive it.
+  process.on('exit', () => operator.kill('SIGKILL'));
   // The operator logs the port it bound (--metrics-port 0 picks a free one).
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`operator did not start; see ${operatorLog}`)), 30_000);

@@ -26,6 +26,13 @@ export class OperatorMetrics {
     labelNames: ['name'] as const,
     registers: [this.registry],
   });
+  readonly queueWait = new Histogram({
+    name: 'workqueue_queue_duration_seconds',
+    help: 'How long a key waits in the work queue before a worker takes it, in seconds.',
+    labelNames: ['name'] as const,
+    buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60],
+    registers: [this.registry],
+  });
   readonly queueRetries = new Counter({
     name: 'workqueue_retries_total',
     help: 'Keys re-queued after a failed reconcile.',

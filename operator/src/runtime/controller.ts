@@ -39,6 +39,10 @@ export class Controller {
   constructor(opts: ControllerOptions) {
     this.opts = opts;
     this.queue = opts.queue ?? new WorkQueue();
+    if (opts.metrics) {
+      const { queueWait } = opts.metrics;
+      this.queue.onWait = (ms) => queueWait.observe({ name: opts.name }, ms / 1000);
+    }
   }
 
   /** Queues `key` (de-duplicated). Safe to call from informer callbacks before `start`. */

@@ -57,3 +57,17 @@ describe('WorkQueue', () => {
     expect(await q.get()).toBeUndefined();
   });
 });
+
+describe('WorkQueue wait', () => {
+  it('reports how long a key waited before a worker took it', async () => {
+    const q = new WorkQueue();
+    const waits: number[] = [];
+    q.onWait = (ms) => waits.push(ms);
+    q.add('ns/a');
+    q.add('ns/a');
+    await new Promise((r) => setTimeout(r, 30));
+    await q.get();
+    expect(waits).toHaveLength(1);
+    expect(waits[0]).toBeGreaterThanOrEqual(25);
+  });
+});

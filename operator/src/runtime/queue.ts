@@ -19,24 +19,35 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly waiters: Array<(key: string | undefined) => void> = [];
+  /** When each waiting key was (first) added, in ms since the epoch: for the wait metric. */
+  private readonly addedAt = new Map<string, number>();
   private shuttingDown = false;
-
   readonly backoff: ExponentialBackoff;
+  /** Called with how long a key waited between add and get, in ms. */
+  onWait?: (ms: number) => void;
 
   constructor(backoff = new ExponentialBackoff()) {
     this.backoff = backoff;
+  }
+
+  private handOut(key: string): string {
+    const at = this.addedAt.get(key);
+    this.addedAt.delete(key);
+    if (at !== undefined) this.onWait?.(Date.now() - at);
+    return key;
   }
 
   /** Adds `key` now. No-op if it is already waiting, or after shutdown. */
   add(key: string): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
     this.dirty.add(key);
+    if (!this.addedAt.has(key)) this.addedAt.set(key, Date.now());
     if (this.processing.has(key)) return; // re-queued by done()
     const waiter = this.waiters.shift();
     if (waiter) {
       this.dirty.delete(key);
       this.processing.add(key);
-      waiter(key);
+      waiter(this.handOut(key));
     } else {
       this.queue.push(key);
     }
@@ -80,7 +91,7 @@ export class WorkQueue {
     if (key !== undefined) {
       this.dirty.delete(key);
       this.processing.add(key);
-      return Promise.resolve(key);
+      return Promise.resolve(this.handOut(key));
     }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
