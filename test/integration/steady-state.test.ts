@@ -45,7 +45,7 @@ describe('at rest', () => {
     await waitFor(
       `all ${N} Ready`,
       async () => (await kubectl(kubeconfig, ['wait', '-n', ns.name, '--for=condition=Ready', 'agents', '--all', '--timeout=5s'])).code === 0,
-      120_000,
+      180_000,
       1000,
     );
     // Let the last status writes and roster updates land.

@@ -39,7 +39,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     kubeconfig = process.env.KUBECONFIG;
   } else {
     const started = Date.now();
-    cluster = await startLocalCluster({ nodes: 2 });
+    // 4 kwok nodes of 110 pods each: the crash-recovery and steady-state tests alone run 150 pods,
+    // and namespaces of earlier tests may still be draining.
+    cluster = await startLocalCluster({ nodes: 4 });
     kubeconfig = cluster.kubeconfig;
     console.log(`[global-setup] local control plane ${cluster.version} ready in ${((Date.now() - started) / 1000).toFixed(1)} s at ${cluster.server}`);
   }
