@@ -53,15 +53,32 @@ export class AgentOperator {
       if (key) this.controller.enqueue(key);
     };
     const agentSelector = opts.agentSelector || undefined;
+    /** Per Agent key: the roster-relevant fields last seen, and its team (to notice a team change). */
+    const rosterPrints = new Map<string, string>();
+    const rosterTeams = new Map<string, string>();
     const agents = this.informer('agents', `/apis/${GROUP}/${VERSION}/${PLURAL}`, () =>
       clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, ...(agentSelector ? { labelSelector: agentSelector } : {}) }) as never,
       (obj) => {
-        this.controller.enqueue(keyOf(obj));
-        // A teammate joining, changing or leaving changes every teammate's roster.
-        const team = (obj as { spec?: { team?: string } }).spec?.team;
-        if (!team) return;
+        const key = keyOf(obj);
+        this.controller.enqueue(key);
+        // A teammate joining, leaving, or changing what the roster shows changes every
+        // teammate's roster; a status update does not (that would be O(team²) reconciles).
+        const spec = (obj as { spec?: { team?: string; harness?: unknown; github?: unknown; matrix?: unknown; repos?: unknown } }).spec;
+        const gone = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace) === undefined;
+        const print = gone ? 'gone' : JSON.stringify([spec?.team, spec?.harness, spec?.github, spec?.matrix, spec?.repos]);
+        if (rosterPrints.get(key) === print) return;
+        const teams = new Set([spec?.team, rosterTeams.get(key)].filter((t): t is string => !!t));
+        if (gone) {
+          rosterPrints.delete(key);
+          rosterTeams.delete(key);
+        } else {
+          rosterPrints.set(key, print);
+          if (spec?.team) rosterTeams.set(key, spec.team);
+          else rosterTeams.delete(key);
+        }
         for (const other of agents.cache.list(obj.metadata?.namespace)) {
-          if ((other as { spec?: { team?: string } }).spec?.team === team) this.controller.enqueue(keyOf(other));
+          const team = (other as { spec?: { team?: string } }).spec?.team;
+          if (team && teams.has(team)) this.controller.enqueue(keyOf(other));
         }
       },
       agentSelector,

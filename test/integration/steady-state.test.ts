@@ -44,10 +44,19 @@ describe('at rest', () => {
     expect((await kubectl(kubeconfig, ['apply', '-f', '-'], manifests)).code).toBe(0);
     await waitFor(
       `all ${N} Ready`,
-      async () => (await kubectl(kubeconfig, ['wait', '-n', ns.name, '--for=condition=Ready', 'agents', '--all', '--timeout=5s'])).code === 0,
+      // One list, not `kubectl wait --all` (kubectl's client-side rate limit makes that slower than its own timeout at this count).
+      async () => {
+        const list = (await kubeClients(kubeconfig).custom.listNamespacedCustomObject({ group: 'agentsmith.dev', version: 'v1alpha1', namespace: ns.name, plural: 'agents' })) as {
+          items: { status?: { conditions?: { type: string; status: string }[] } }[];
+        };
+        return list.items.filter((a) => a.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True')).length === N;
+      },
       180_000,
       1000,
     );
+    // Each pod template was written once: no reconcile replaced a CA or otherwise rolled a pod.
+    const sts = await kubeClients(kubeconfig).apps.listNamespacedStatefulSet({ namespace: ns.name });
+    expect(sts.items.map((s) => s.metadata?.generation).filter((g) => g !== 1)).toEqual([]);
     // Let the last status writes and roster updates land.
     await new Promise((r) => setTimeout(r, 3_000));
     const writesBefore = await writes();

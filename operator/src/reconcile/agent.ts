@@ -197,7 +197,17 @@ async function ensureEgressCa(deps: AgentReconcilerDeps, agent: Agent, log: Logg
   const namespace = agent.metadata.namespace ?? 'default';
   const secretName = childNames(agent.metadata.name).egressCa;
   const wantHash = allowlistHash(agent);
-  const plan = planEgressCa(deps.caches.child('Secret', namespace, secretName), wantHash, at);
+  let plan = planEgressCa(deps.caches.child('Secret', namespace, secretName), wantHash, at);
+  if (plan.action === 'generate') {
+    // The cache may lag our own last write (a CA made a moment ago, not yet seen by the
+    // watch): confirm with a live read before replacing a CA, or a burst of reconciles
+    // would mint a new CA each time and roll the pod with it.
+    const live = await deps.clients.core.readNamespacedSecret({ name: secretName, namespace }).catch((err: unknown) => {
+      if (httpStatusOf(err) === 404) return undefined;
+      throw err;
+    });
+    plan = planEgressCa(live, wantHash, at);
+  }
   if (plan.action === 'keep') return plan.certPem;
   const ca = await generateEgressCa({ agent: `${namespace}/${agent.metadata.name}`, allow: agent.spec.egress.allow, now: at, validityDays: CA_VALIDITY_DAYS });
   await serverSideApply(deps.clients, renderEgressCaSecret(agent, ca, wantHash));
