@@ -8,12 +8,11 @@
  */
 import { spawn, execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { CACHE_BIN, startLocalCluster } from './lib/cluster.ts';
 import { personaConfigMap } from './lib/persona.ts';
-import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
