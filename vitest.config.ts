@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Two projects:
+ * Three projects:
  * - unit: pure logic beside the code (`*.test.ts` under operator/ and agent-image/), no I/O.
+ * - runtime: `test/runtime`, the agent pod's programs with real tmux, git and Claude Code.
  * - integration: `test/integration`, against a real control plane (scripts/localcluster,
  *   started once by the global setup, or an existing cluster: see test/support/global-setup.ts).
  */
@@ -13,6 +14,18 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['operator/**/*.test.ts', 'agent-image/**/*.test.ts', 'scripts/**/*.test.ts', 'test/unit/**/*.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'runtime',
+          // The in-pod runtime with its real parts (tmux, git, the Claude Code binary, the
+          // fake model API, a local HTTPS git server); no Kubernetes control plane.
+          include: ['test/runtime/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // The Claude Code binary is large; one file at a time keeps 2 cores responsive.
+          fileParallelism: false,
         },
       },
       {

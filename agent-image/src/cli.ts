@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+/**
+ * `agent-smith`: the one entry point of the agent image.
+ *
+ *   agent-smith setup        init container: assemble the harness's home, trust the CA, clone repos
+ *   agent-smith supervise    main container (behind tini): keep the CLI alive in tmux
+ *   agent-smith attach NAME  for people: `tmux attach -t main` in an agent's pod (or a local supervisor)
+ *   agent-smith hook EVENT   called by the harness's hooks (Claude Code settings.json); not for people
+ *
+ * Every subcommand reads the pod contract (AGENT_SMITH_CONTRACT, default
+ * /etc/agent-smith/contract.json) through agent-image/src/contract/load.ts; a bad contract
+ * exits 2 with the field named. Modules load lazily so `attach` does not pay for the
+ * supervisor's imports.
+ */
+import { Command } from 'commander';
+import { ContractError } from './contract/load.ts';
+
+const program = new Command('agent-smith').description('agent-smith agent pod runtime').showHelpAfterError();
+
+program
+  .command('setup')
+  .description('assemble the harness home from the mounted config, trust the egress CA, clone or fetch the repos (idempotent)')
+  .action(async () => {
+    const { runSetup } = await import('./setup/setup.ts');
+    await runSetup();
+  });
+
+program
+  .command('supervise')
+  .description('run the coding-agent CLI in tmux session "main", restart it with backoff, serve /healthz, /readyz, /metrics and the MCP server')
+  .action(async () => {
+    const { runSupervise } = await import('./supervisor/main.ts');
+    await runSupervise();
+  });
+
+program
+  .command('attach')
+  .description("attach to an agent's tmux session (detach with C-b d)")
+  .argument('[agent]', 'Agent name (omit with --local)')
+  .option('-n, --namespace <ns>', 'namespace of the Agent (default: the kubeconfig context namespace)')
+  .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG or ~/.kube/config)')
+  .option('--context <name>', 'kubeconfig context')
+  .option('--local', 'attach to a supervisor on this machine instead of a pod')
+  .option('--socket <path>', 'tmux socket of the local supervisor (default: $AGENT_SMITH_TMUX_SOCKET or tmux default)')
+  .action(async (agent: string | undefined, opts: Record<string, string | boolean | undefined>) => {
+    const { runAttach } = await import('./attach/attach.ts');
+    process.exitCode = await runAttach({ agent, ...opts });
+  });
+
+program
+  .command('hook')
+  .description('internal: a harness hook (stop, session-start, prompt-submit, notification); reads the hook JSON on stdin')
+  .argument('<event>', 'hook event')
+  .action(async (event: string) => {
+    const { runHook } = await import('./supervisor/hook.ts');
+    process.exitCode = await runHook(event);
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof ContractError) {
+    process.stderr.write(`agent-smith: ${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
