@@ -3,12 +3,13 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   EventsV1Api,
-  KubeConfig,
   KubernetesObjectApi,
+  type KubeConfig,
   NetworkingV1Api,
   RbacAuthorizationV1Api,
   StorageV1Api,
 } from '@kubernetes/client-node';
+import { PooledKubeConfig } from './kubeconfig.ts';
 
 /** The API clients the operator uses. Only the `kube/` layer and `main.ts` touch these. */
 export interface Clients {
@@ -25,10 +26,11 @@ export interface Clients {
 
 /**
  * Loads a kubeconfig the usual way (`$KUBECONFIG`, `~/.kube/config`, or the in-cluster
- * service account) unless `kubeconfigPath` names one.
+ * service account) unless `kubeconfigPath` names one. Every client shares one pool of
+ * keep-alive connections (PooledKubeConfig).
  */
 export function makeClients(kubeconfigPath?: string): Clients {
-  const kc = new KubeConfig();
+  const kc = new PooledKubeConfig();
   if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
   else kc.loadFromDefault();
   return {
