@@ -27,7 +27,7 @@ export interface Layout {
   /** agent-smith's own state on the home volume: session id, inbox, sync tokens. */
   stateDir: string;
   /** Maps an absolute in-pod path (e.g. the contract's `workdir`) to the real path. */
-  resolve(podPath: string): string;
+  resolve: (podPath: string) => string;
 }
 
 /**

@@ -31,6 +31,31 @@ export const EGRESS_CA_DIR = '/etc/agent-smith/egress-ca';
 /** Real credential values, one file per credential name, in the egress-proxy container only. */
 export const CREDENTIALS_DIR = '/etc/agent-smith/credentials';
 
+/** Port of the supervisor's /healthz, /readyz and /metrics (all interfaces; the pod's `http` port). */
+export const SUPERVISOR_PORT = 8080;
+/** Loopback-only port of the supervisor's MCP server, hook and inbox endpoints. Never exposed outside the pod. */
+export const SUPERVISOR_LOCAL_PORT = 15090;
+
+/**
+ * How the supervisor restarts the CLI. Every field has a default; the operator renders
+ * none of them today, tests set short ones.
+ */
+export const SupervisorTuning = z.object({
+  /** Delay before the first restart after the CLI exits (ms). */
+  restartInitialDelayMs: z.number().int().min(0).default(250),
+  /** Cap of the doubling restart delay (ms). */
+  restartMaxDelayMs: z.number().int().min(0).default(60_000),
+  /** A CLI that stayed up this long counts as recovered: the delay and the crash count reset (s). */
+  stableAfterSeconds: z.number().min(0).default(120),
+  /** This many restarts within the window is a crash loop: readiness false, log line, `crash_loop` event. */
+  crashLoopRestarts: z.number().int().min(1).default(5),
+  /** The crash-loop window (s). */
+  crashLoopWindowSeconds: z.number().min(1).default(600),
+  /** On SIGTERM: time the CLI and the shell get after SIGTERM before SIGKILL (s); keep below the pod's grace period (60 s). */
+  stopGraceSeconds: z.number().min(0).default(45),
+});
+export type SupervisorTuning = z.infer<typeof SupervisorTuning>;
+
 export const PodContract = z.object({
   version: z.literal(CONTRACT_VERSION),
   agent: z.object({ name: z.string(), namespace: z.string(), team: z.string().optional() }),
@@ -55,6 +80,7 @@ export const PodContract = z.object({
     .optional(),
   github: z.object({ login: z.string(), watchPullRequests: z.object({ enabled: z.boolean(), intervalSeconds: z.number() }) }).optional(),
   events: z.object({ natsUrl: z.string(), subjectPrefix: z.string() }).optional(),
+  supervisor: SupervisorTuning.default(SupervisorTuning.parse({})),
   egress: z.object({
     allow: z.array(z.string()),
     allowCidrs: z.array(z.string()),
@@ -65,3 +91,5 @@ export const PodContract = z.object({
   }),
 });
 export type PodContract = z.infer<typeof PodContract>;
+/** The contract as written (defaults not yet applied): what the operator renders. */
+export type PodContractInput = z.input<typeof PodContract>;

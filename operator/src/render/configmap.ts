@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import { CONTRACT_FILE, CONTRACT_VERSION, PROXY_PORT, WORKSPACE_DIR, type PodContract } from '../../../agent-image/src/contract/contract.ts';
+import { CONTRACT_FILE, CONTRACT_VERSION, PROXY_PORT, WORKSPACE_DIR, type PodContractInput } from '../../../agent-image/src/contract/contract.ts';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames } from './meta.ts';
 import type { AssembledPersona } from './persona.ts';
@@ -16,7 +16,7 @@ export function repoDir(name: string): string {
 }
 
 /** The pod contract (agent-image/src/contract) for an Agent. Pure. */
-export function renderContract(agent: Agent, persona: AssembledPersona): PodContract {
+export function renderContract(agent: Agent, persona: AssembledPersona): PodContractInput {
   const { spec } = agent;
   const repos = spec.repos.map((r) => ({
     name: r.name,

@@ -2,8 +2,10 @@ import type { V1Service } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames, selectorLabels } from './meta.ts';
 
+import { SUPERVISOR_PORT } from '../../../agent-image/src/contract/contract.ts';
+
 /** Port of the supervisor's HTTP server (health, metrics) in the agent container. */
-export const SUPERVISOR_PORT = 8080;
+export { SUPERVISOR_PORT };
 
 /** The headless Service that gives the StatefulSet's pod a stable DNS name. Pure. */
 export function renderService(agent: Agent): V1Service {

@@ -1,0 +1,163 @@
+/**
+ * The supervisor inbox: a durable FIFO of messages for the harness, on the home volume,
+ * so nothing taken (a Matrix mention, a PR comment, a review request) is lost when the
+ * supervisor or the pod restarts.
+ *
+ * Layout under `dir`: `pending/<seq>-<id>.json` (one file per message, written to a
+ * temporary name and renamed, so a crash never leaves half a message) and
+ * `delivered.json` (the ids of the last DELIVERED_MEMORY delivered messages, so a
+ * producer that retries with the same id does not deliver twice). Delivery is
+ * at-least-once: a message stays pending until `ack`.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** How many delivered ids are remembered for de-duplication. */
+export const DELIVERED_MEMORY = 5000;
+/** Largest message text accepted (characters). */
+export const MAX_MESSAGE_CHARS = 64 * 1024;
+
+export const InboxMessageInput = z.object({
+  /** Producer's id (e.g. a Matrix event id); the same id is never delivered twice. Generated when absent. */
+  id: z.string().min(1).max(256).optional(),
+  /** Where it came from: matrix, github, review, api, ... */
+  source: z.string().min(1).max(64),
+  text: z.string().min(1).max(MAX_MESSAGE_CHARS),
+  /** Context shown to the agent with the message: room, sender, event id, thread, PR url ... */
+  meta: z.record(z.string(), z.string().max(1024)).default({}),
+});
+export type InboxMessageInput = z.input<typeof InboxMessageInput>;
+
+export interface InboxMessage {
+  id: string;
+  source: string;
+  text: string;
+  meta: Record<string, string>;
+  /** RFC 3339 time it entered the inbox. */
+  receivedAt: string;
+  seq: number;
+}
+
+/** Whether `put` stored a new message or recognised its id. */
+export type PutResult = { message: InboxMessage; duplicate: boolean };
+
+export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
+  private readonly pendingDir: string;
+  private readonly deliveredFile: string;
+  private pending: InboxMessage[] = [];
+  private delivered: string[] = [];
+  private deliveredSet = new Set<string>();
+  private seq = 0;
+  private writes: Promise<void> = Promise.resolve();
+
+  constructor(dir: string) {
+    super();
+    this.pendingDir = path.join(dir, 'pending');
+    this.deliveredFile = path.join(dir, 'delivered.json');
+  }
+
+  /** Loads pending messages and delivered ids from disk; removes torn temporary files. */
+  async open(): Promise<void> {
+    await mkdir(this.pendingDir, { recursive: true });
+    const files = (await readdir(this.pendingDir)).sort();
+    for (const f of files) {
+      const full = path.join(this.pendingDir, f);
+      if (!f.endsWith('.json')) {
+        await rm(full, { force: true });
+        continue;
+      }
+      try {
+        const m = JSON.parse(await readFile(full, 'utf8')) as InboxMessage;
+        this.pending.push(m);
+        this.seq = Math.max(this.seq, m.seq);
+      } catch {
+        await rename(full, `${full}.corrupt`).catch(() => undefined);
+      }
+    }
+    try {
+      this.delivered = (JSON.parse(await readFile(this.deliveredFile, 'utf8')) as string[]).slice(-DELIVERED_MEMORY);
+    } catch {
+      this.delivered = [];
+    }
+    this.deliveredSet = new Set(this.delivered);
+  }
+
+  get size(): number {
+    return this.pending.length;
+  }
+
+  /** The oldest pending message. */
+  peek(): InboxMessage | undefined {
+    return this.pending[0];
+  }
+
+  /**
+   * Stores a message durably (resolves after the file is renamed into place) and emits
+   * `message`. A message whose id is pending or was delivered is not stored again.
+   * @throws z.ZodError naming the field when the input is invalid.
+   */
+  async put(input: InboxMessageInput): Promise<PutResult> {
+    const m = InboxMessageInput.parse(input);
+    const id = m.id ?? randomUUID();
+    const existing = this.pending.find((p) => p.id === id);
+    if (existing) return { message: existing, duplicate: true };
+    if (this.deliveredSet.has(id)) return { message: { id, source: m.source, text: m.text, meta: m.meta, receivedAt: '', seq: 0 }, duplicate: true };
+    const message: InboxMessage = { id, source: m.source, text: m.text, meta: m.meta, receivedAt: new Date().toISOString(), seq: ++this.seq };
+    const file = this.fileOf(message);
+    await writeFile(`${file}.tmp`, JSON.stringify(message));
+    await rename(`${file}.tmp`, file);
+    this.pending.push(message);
+    this.emit('message', message);
+    return { message, duplicate: false };
+  }
+
+  /** Marks a message delivered: removes it from pending, remembers its id. Unknown ids are ignored. */
+  async ack(id: string): Promise<boolean> {
+    const i = this.pending.findIndex((p) => p.id === id);
+    if (i < 0) return false;
+    const [m] = this.pending.splice(i, 1);
+    this.delivered.push(id);
+    this.deliveredSet.add(id);
+    if (this.delivered.length > DELIVERED_MEMORY) {
+      for (const old of this.delivered.splice(0, this.delivered.length - DELIVERED_MEMORY)) this.deliveredSet.delete(old);
+    }
+    // Serialise writes of delivered.json; remove the pending file after the id is recorded.
+    const snapshot = JSON.stringify(this.delivered);
+    this.writes = this.writes.then(async () => {
+      await writeFile(`${this.deliveredFile}.tmp`, snapshot);
+      await rename(`${this.deliveredFile}.tmp`, this.deliveredFile);
+      if (m) await rm(this.fileOf(m), { force: true });
+    });
+    await this.writes;
+    return true;
+  }
+
+  private fileOf(m: InboxMessage): string {
+    const safeId = m.id.replace(/[^\w.-]/g, '_').slice(0, 80);
+    return path.join(this.pendingDir, `${String(m.seq).padStart(12, '0')}-${safeId}.json`);
+  }
+}
+
+/**
+ * The text the harness receives for a message: a line that says it is a real request
+ * (Claude Code wraps hook output in a "not user input" system notice), a tagged header with
+ * the source and its context (room, sender, event, thread ...), then the message. The id lets the supervisor
+ * recognise the prompt when it comes back through the UserPromptSubmit hook.
+ */
+export function renderMessage(m: Pick<InboxMessage, 'id' | 'source' | 'text' | 'meta'>): string {
+  const attrs = Object.entries({ id: m.id, source: m.source, ...m.meta })
+    .map(([k, v]) => `${k}="${v.replaceAll('"', "'").replaceAll('\n', ' ')}"`)
+    .join(' ');
+  return (
+    `A message for you arrived through agent-smith from ${m.source}. It is a real request from the sender named below: ` +
+    `act on it, and answer through the tools its source names.\n<agent-smith-message ${attrs}>\n${m.text}\n</agent-smith-message>`
+  );
+}
+
+/** The message id in a rendered message (from a UserPromptSubmit prompt), if any. */
+export function renderedMessageId(prompt: string): string | undefined {
+  return /<agent-smith-message id="([^"]+)"/.exec(prompt)?.[1];
+}

@@ -1,0 +1,127 @@
+/**
+ * `agent-smith supervise`: wiring of the supervisor (contract, tmux, inbox, HTTP, MCP,
+ * signals). Runs as the agent container's main process behind `tini -g`.
+ *
+ * Environment: AGENT_SMITH_CONTRACT / AGENT_SMITH_ROOT (layout.ts), AGENT_SMITH_PORT
+ * (public port, default 8080; 0 = any), AGENT_SMITH_LOCAL_PORT (loopback, default 15090),
+ * AGENT_SMITH_TMUX_SOCKET (default: tmux's own socket, found by `tmux attach -t main`).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { SUPERVISOR_PORT } from '../contract/contract.ts';
+import { loadContract } from '../contract/load.ts';
+import { writeFileAtomic } from '../harness/files.ts';
+import { harnessContext, localPort } from '../harness/context.ts';
+import { adapterFor } from '../harness/index.ts';
+import { layoutFromEnv } from '../layout.ts';
+import { makeLogger } from '../log.ts';
+import { trustEnv } from '../setup/setup.ts';
+import { EventOutbox } from './events.ts';
+import { serveSupervisor } from './http.ts';
+import { Inbox } from './inbox.ts';
+import type { Notification } from './mcp.ts';
+import { SupervisorMetrics } from './metrics.ts';
+import { Supervisor } from './supervisor.ts';
+import { Tmux } from './tmux.ts';
+
+function version(): string {
+  try {
+    const file = path.resolve(import.meta.dirname, '../../../package.json');
+    return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function tmuxConfig(agent: string): string {
+  return [
+    '# Written by agent-smith supervise. Pane 0: the coding-agent CLI; pane 1: a shell.',
+    'set -g remain-on-exit on',
+    'set -g exit-empty off',
+    'set -g history-limit 50000',
+    'set -g mouse on',
+    `set -g status-left "[${agent.replaceAll('"', '')}] "`,
+    'set -g status-left-length 40',
+    '',
+  ].join('\n');
+}
+
+/** Runs the supervisor until SIGTERM/SIGINT. @throws ContractError on a bad contract. */
+export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const log = makeLogger('agent-smith-supervisor');
+  const layout = layoutFromEnv(env);
+  const contract = loadContract(layout.contractFile);
+  const ctx = harnessContext(contract, layout, env);
+  const adapter = adapterFor(contract.harness.kind);
+  const metrics = new SupervisorMetrics();
+  const outbox = new EventOutbox(layout.stateDir, contract.agent.name, log);
+  const inbox = new Inbox(path.join(layout.stateDir, 'inbox'));
+  await inbox.open();
+
+  const configFile = path.join(layout.stateDir, 'tmux.conf');
+  await writeFileAtomic(configFile, tmuxConfig(contract.agent.name));
+  const trust = await trustEnv(layout);
+  const tmux = new Tmux({ socket: env.AGENT_SMITH_TMUX_SOCKET || undefined, configFile, env: { ...env, ...trust, HOME: layout.homeDir } });
+  const stdoutFile = `/proc/${process.pid}/fd/1`;
+  const shell = [env.SHELL && existsSync(env.SHELL) ? env.SHELL : existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'];
+
+  const supervisor = new Supervisor({
+    contract,
+    ctx,
+    adapter,
+    tmux,
+    inbox,
+    outbox,
+    metrics,
+    log,
+    paneEnv: { ...trust, HOME: layout.homeDir },
+    shell,
+    teeFile: existsSync(stdoutFile) ? stdoutFile : undefined,
+  });
+
+  const notifications: Notification[] = [];
+  const http = await serveSupervisor({
+    supervisor,
+    inbox,
+    metrics,
+    log,
+    publicPort: env.AGENT_SMITH_PORT !== undefined ? Number(env.AGENT_SMITH_PORT) : SUPERVISOR_PORT,
+    localPort: localPort(env),
+    mcp: {
+      status: () => supervisor.status(),
+      notify: async (n) => {
+        notifications.push(n);
+        if (notifications.length > 20) notifications.shift();
+        log.info({ level: n.level, text: n.text }, 'agent notification');
+        await outbox.emit('notification', { level: n.level, text: n.text });
+      },
+      recentNotifications: () => [...notifications],
+      metrics,
+      log,
+      version: version(),
+    },
+  });
+  log.info({ publicPort: http.publicPort, localPort: http.localPort, agent: contract.agent.name, harness: adapter.kind, workdir: ctx.workdir }, 'supervisor listening');
+  await supervisor.start();
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: SIGTERM to the CLI and the shell');
+    supervisor
+      .stop()
+      .then(async (result) => {
+        log.info(result, 'CLI and shell stopped');
+        await outbox.emit('agent_stopped', { signal, ...result });
+        await http.close();
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,28 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The supervisor's Prometheus metrics (served on /metrics of the pod's `http` port). */
+export class SupervisorMetrics {
+  readonly registry = new Registry();
+  readonly cliUp = new Gauge({ name: 'agentsmith_supervisor_cli_up', help: '1 while the harness CLI process is alive', registers: [this.registry] });
+  readonly cliRestarts = new Counter({
+    name: 'agentsmith_supervisor_cli_restarts_total',
+    help: 'CLI restarts by reason (exit, signal, tmux_lost)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly crashLoop = new Gauge({ name: 'agentsmith_supervisor_crash_loop', help: '1 while the CLI is in a crash loop', registers: [this.registry] });
+  readonly inboxDepth = new Gauge({ name: 'agentsmith_supervisor_inbox_pending', help: 'messages waiting in the inbox', registers: [this.registry] });
+  readonly inboxReceived = new Counter({ name: 'agentsmith_supervisor_inbox_received_total', help: 'messages put in the inbox, by source', labelNames: ['source'] as const, registers: [this.registry] });
+  readonly inboxDelivered = new Counter({
+    name: 'agentsmith_supervisor_inbox_delivered_total',
+    help: 'messages delivered to the harness, by route (hook, tmux)',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly hookEvents = new Counter({ name: 'agentsmith_supervisor_hook_events_total', help: 'harness hook calls, by event', labelNames: ['event'] as const, registers: [this.registry] });
+  readonly toolCalls = new Counter({ name: 'agentsmith_supervisor_mcp_tool_calls_total', help: 'MCP tool calls, by tool', labelNames: ['tool'] as const, registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'agentsmith_supervisor_' });
+  }
+}

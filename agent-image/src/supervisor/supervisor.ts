@@ -1,0 +1,454 @@
+/**
+ * The supervisor's core: keeps the harness CLI alive in tmux pane 0, restarts it with a
+ * doubling delay, detects a crash loop, recreates the tmux session when the server dies,
+ * keeps the session id for resumption, and delivers inbox messages to the CLI (through an
+ * armed hook, or typed into pane 0). HTTP, MCP and signals are wired in main.ts.
+ *
+ * Liveness is watched cheaply: the CLI's pid is probed with signal 0 every TICK_MS; the
+ * tmux session itself is listed every SESSION_CHECK_MS.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { PodContract, SupervisorTuning } from '../contract/contract.ts';
+import type { HarnessAdapter, HarnessContext } from '../harness/adapter.ts';
+import { writeFileAtomic } from '../harness/files.ts';
+import type { Logger } from '../log.ts';
+import type { EventOutbox } from './events.ts';
+import { renderMessage, renderedMessageId, type Inbox, type InboxMessage } from './inbox.ts';
+import type { SupervisorMetrics } from './metrics.ts';
+import { CLI_PANE, SHELL_PANE, type PaneInfo, type Tmux } from './tmux.ts';
+
+const TICK_MS = 100;
+const SESSION_CHECK_MS = 2000;
+/** A message handed to the CLI and not acknowledged within this time is offered again. */
+const ACK_TIMEOUT_MS = 60_000;
+/** After SessionStart, wait this long before typing into the pane (the prompt box needs to be up). */
+const INPUT_SETTLE_MS = 1500;
+/** A hook-less harness counts as ready for input this long after it started. */
+const HOOKLESS_READY_MS = 3000;
+
+export type CliState = 'starting' | 'idle' | 'busy' | 'exited' | 'stopping' | 'stopped';
+
+export interface SupervisorDeps {
+  contract: PodContract;
+  ctx: HarnessContext;
+  adapter: HarnessAdapter;
+  tmux: Tmux;
+  inbox: Inbox;
+  outbox: EventOutbox;
+  metrics: SupervisorMetrics;
+  log: Logger;
+  /** Environment for the panes (no secrets: people can read it in the pane). */
+  paneEnv: Record<string, string>;
+  /** argv of the shell in pane 1. */
+  shell: string[];
+  /** File pane 0's output is appended to (the container's stdout), or undefined. */
+  teeFile?: string | undefined;
+}
+
+interface Waiter {
+  generation: number;
+  settle: (m: InboxMessage | 'stale' | 'timeout') => void;
+}
+
+/** What `status` (MCP tool, /status) reports. */
+export interface SupervisorStatus {
+  agent: string;
+  harness: string;
+  state: CliState;
+  sessionId: string;
+  cliPid?: number | undefined;
+  /** Seconds the current CLI process has been up. */
+  uptimeSeconds?: number | undefined;
+  restarts: number;
+  crashLoop: boolean;
+  lastExit?: { status?: number | undefined; signal?: number | undefined; at: string } | undefined;
+  inboxPending: number;
+  hookArmed: boolean;
+}
+
+export class Supervisor {
+  readonly deps: SupervisorDeps;
+  private readonly tuning: SupervisorTuning;
+  private readonly log: Logger;
+  state: CliState = 'starting';
+  /** Bumped on every CLI (re)start: hooks of an older CLI are stale. */
+  generation = 0;
+  sessionId = '';
+  cliPid: number | undefined;
+  private startedAt = 0;
+  private inputReadyAt = Number.POSITIVE_INFINITY;
+  restarts = 0;
+  private consecutiveFailures = 0;
+  private restartTimes: number[] = [];
+  crashLoop = false;
+  lastExit: SupervisorStatus['lastExit'];
+  private waiters: Waiter[] = [];
+  private inFlight: { id: string; route: 'hook' | 'tmux'; at: number } | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private lastSessionCheck = 0;
+  private busyCheck = false;
+  private pumping = false;
+  /** Last time tmux answered (for /healthz). */
+  lastTmuxOk = Date.now();
+
+  constructor(deps: SupervisorDeps) {
+    this.deps = deps;
+    this.tuning = deps.contract.supervisor;
+    this.log = deps.log;
+    deps.inbox.on('message', () => this.pump());
+  }
+
+  private get sessionFile(): string {
+    return path.join(this.deps.ctx.layout.stateDir, 'session.json');
+  }
+
+  /** Starts tmux and the CLI (a fresh tmux server: leftovers of an earlier supervisor are removed). */
+  async start(): Promise<void> {
+    this.sessionId = await this.loadSessionId();
+    await this.deps.tmux.killServer();
+    await this.launch('start');
+    this.tickTimer = setInterval(() => this.tick(), TICK_MS);
+    await this.deps.outbox.emit('agent_started', { harness: this.deps.adapter.kind, sessionId: this.sessionId });
+  }
+
+  private async loadSessionId(): Promise<string> {
+    try {
+      const { id } = JSON.parse(await readFile(this.sessionFile, 'utf8')) as { id?: unknown };
+      if (typeof id === 'string' && /^[0-9a-f-]{36}$/.test(id)) return id;
+    } catch {
+      // first start
+    }
+    const id = randomUUID();
+    await this.saveSessionId(id);
+    return id;
+  }
+
+  private async saveSessionId(id: string): Promise<void> {
+    await writeFileAtomic(this.sessionFile, JSON.stringify({ id, updatedAt: new Date().toISOString() }) + '\n', 0o600);
+  }
+
+  /** (Re)starts the CLI: respawns pane 0, or recreates the whole session when it is gone. */
+  private async launch(reason: string): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    const { ctx, adapter, tmux } = this.deps;
+    this.generation++;
+    this.cancelWaiters();
+    this.inFlight = undefined;
+    const resume = await adapter.hasSession(ctx, this.sessionId);
+    const spec = adapter.launch(ctx, { id: this.sessionId, resume });
+    const env = { ...spec.env, AGENT_SMITH_CLI_GENERATION: String(this.generation) };
+    const panes = await tmux.panes();
+    if (!panes) {
+      await tmux.createSession({ cli: spec.argv, shell: this.deps.shell, cwd: ctx.workdir, env: { ...this.deps.paneEnv, ...env } });
+    } else {
+      await tmux.respawn(CLI_PANE, spec.argv, ctx.workdir, { ...this.deps.paneEnv, ...env }, !panes[0]?.dead);
+    }
+    if (this.deps.teeFile) await tmux.pipeOutput(CLI_PANE, this.deps.teeFile).catch((err: unknown) => this.log.warn({ err }, 'cannot tee pane 0 to stdout'));
+    const info = (await tmux.panes())?.[0];
+    this.cliPid = info && !info.dead ? info.pid : undefined;
+    this.startedAt = Date.now();
+    this.state = 'starting';
+    this.inputReadyAt = adapter.hasHooks ? Number.POSITIVE_INFINITY : this.startedAt + HOOKLESS_READY_MS;
+    this.lastTmuxOk = Date.now();
+    this.deps.metrics.cliUp.set(this.cliPid ? 1 : 0);
+    this.log.info({ reason, cliPid: this.cliPid, sessionId: this.sessionId, resume, generation: this.generation, argv: spec.argv[0] }, 'CLI started');
+  }
+
+  private tick(): void {
+    if (this.state === 'stopping' || this.state === 'stopped' || this.restartTimer || this.busyCheck) return;
+    const now = Date.now();
+    if (this.cliPid && !alive(this.cliPid)) {
+      this.cliPid = undefined;
+      this.run(this.onExit());
+      return;
+    }
+    if (this.cliPid && now - this.startedAt >= this.tuning.stableAfterSeconds * 1000 && (this.consecutiveFailures > 0 || this.crashLoop)) {
+      this.consecutiveFailures = 0;
+      if (this.crashLoop) {
+        this.crashLoop = false;
+        this.deps.metrics.crashLoop.set(0);
+        this.log.info({ uptimeSeconds: Math.round((now - this.startedAt) / 1000) }, 'CLI recovered from the crash loop');
+        void this.deps.outbox.emit('crash_loop_recovered', {});
+      }
+    }
+    if (now - this.lastSessionCheck >= SESSION_CHECK_MS) {
+      this.lastSessionCheck = now;
+      this.run(this.checkSession());
+    }
+    if (this.inFlight && now - this.inFlight.at > ACK_TIMEOUT_MS) {
+      this.log.warn({ id: this.inFlight.id, route: this.inFlight.route }, 'message not acknowledged by the CLI; offering it again');
+      this.inFlight = undefined;
+    }
+    if (this.deps.inbox.size > 0 && !this.inFlight) this.pump();
+  }
+
+  /** Runs a step of the loop exclusively (no tick while it runs); errors are logged. */
+  private run(p: Promise<void>): void {
+    this.busyCheck = true;
+    p.catch((err: unknown) => this.log.error({ err }, 'supervisor step failed')).finally(() => {
+      this.busyCheck = false;
+    });
+  }
+
+  private async checkSession(): Promise<void> {
+    const panes = await this.deps.tmux.panes();
+    if (!panes) {
+      this.log.warn({}, 'tmux session main is gone (server killed?); recreating it');
+      this.deps.metrics.cliRestarts.inc({ reason: 'tmux_lost' });
+      this.restarts++;
+      await this.launch('tmux session lost');
+      return;
+    }
+    this.lastTmuxOk = Date.now();
+    const shell = panes.find((p) => p.index === 1);
+    if (!shell) {
+      await this.deps.tmux.cmd('split-window', '-d', '-v', '-l', '30%', '-t', CLI_PANE, '-c', this.deps.ctx.workdir, '--', ...this.deps.shell);
+    } else if (shell.dead) {
+      await this.deps.tmux.respawn(SHELL_PANE, this.deps.shell, this.deps.ctx.workdir, {});
+    }
+  }
+
+  private async onExit(): Promise<void> {
+    const panes: PaneInfo[] | undefined = await this.deps.tmux.panes();
+    const pane = panes?.[0];
+    const now = Date.now();
+    const uptime = now - this.startedAt;
+    this.lastExit = { status: pane?.deadStatus, signal: pane?.deadSignal, at: new Date(now).toISOString() };
+    this.state = 'exited';
+    this.generation++;
+    this.cancelWaiters();
+    this.inFlight = undefined;
+    this.deps.metrics.cliUp.set(0);
+    if (uptime >= this.tuning.stableAfterSeconds * 1000) this.consecutiveFailures = 0;
+    this.consecutiveFailures++;
+    this.restarts++;
+    this.restartTimes = this.restartTimes.filter((t) => now - t < this.tuning.crashLoopWindowSeconds * 1000);
+    this.restartTimes.push(now);
+    const delayMs = Math.min(this.tuning.restartInitialDelayMs * 2 ** (this.consecutiveFailures - 1), this.tuning.restartMaxDelayMs);
+    const reason = !panes ? 'tmux_lost' : pane?.deadSignal ? 'signal' : 'exit';
+    this.deps.metrics.cliRestarts.inc({ reason });
+    this.log.warn({ ...this.lastExit, uptimeMs: uptime, attempt: this.consecutiveFailures, delayMs }, 'CLI exited; restarting after delay');
+    void this.deps.outbox.emit('cli_restarted', { ...this.lastExit, attempt: this.consecutiveFailures, delayMs });
+    if (!this.crashLoop && this.restartTimes.length >= this.tuning.crashLoopRestarts) {
+      this.crashLoop = true;
+      this.deps.metrics.crashLoop.set(1);
+      this.log.error(
+        { restarts: this.restartTimes.length, windowSeconds: this.tuning.crashLoopWindowSeconds, lastExit: this.lastExit },
+        `crash loop: the CLI exited ${this.restartTimes.length} times in ${this.tuning.crashLoopWindowSeconds}s; readiness is false until it stays up ${this.tuning.stableAfterSeconds}s. Attach with 'agent-smith attach' or read the pane output in the container log`,
+      );
+      void this.deps.outbox.emit('crash_loop', { restarts: this.restartTimes.length, windowSeconds: this.tuning.crashLoopWindowSeconds, lastExit: this.lastExit });
+    }
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      this.run(this.launch(`restart ${this.consecutiveFailures}`));
+    }, delayMs);
+  }
+
+  /** A hook call from the CLI (`agent-smith hook <event>`). Stale generations are ignored. */
+  async onHook(event: string, generation: number | undefined, input: Record<string, unknown>): Promise<void> {
+    this.deps.metrics.hookEvents.inc({ event });
+    if (generation !== undefined && generation !== this.generation) return;
+    const sessionId = typeof input.session_id === 'string' ? input.session_id : undefined;
+    if (sessionId && sessionId !== this.sessionId && /^[0-9a-f-]{36}$/.test(sessionId)) {
+      this.log.info({ from: this.sessionId, to: sessionId }, 'session id changed; keeping the new one for resumption');
+      this.sessionId = sessionId;
+      await this.saveSessionId(sessionId);
+    }
+    switch (event) {
+      case 'session-start':
+        this.state = 'idle';
+        this.inputReadyAt = Date.now() + INPUT_SETTLE_MS;
+        setTimeout(() => this.pump(), INPUT_SETTLE_MS + 10).unref();
+        break;
+      case 'prompt-submit': {
+        this.state = 'busy';
+        const id = typeof input.prompt === 'string' ? renderedMessageId(input.prompt) : undefined;
+        if (id && this.inFlight?.id === id) await this.ack(id, 'tmux');
+        break;
+      }
+      case 'stop':
+        this.state = 'idle';
+        break;
+      case 'notification':
+        this.log.info({ message: input.message }, 'CLI notification');
+        break;
+    }
+  }
+
+  /**
+   * Long poll of the Stop hook's inbox waiter: resolves with the next message, 'stale' when
+   * the waiter's CLI is not the current one (or a newer waiter replaced it), or 'timeout'.
+   */
+  waitForMessage(generation: number, timeoutMs: number): Promise<InboxMessage | 'stale' | 'timeout'> {
+    if (generation !== this.generation || this.state === 'stopping') return Promise.resolve('stale');
+    // One armed waiter at a time: the newest wins, older ones exit quietly.
+    this.cancelWaiters();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish('timeout'), timeoutMs);
+      const waiter: Waiter = { generation, settle: (m) => finish(m) };
+      const finish = (m: InboxMessage | 'stale' | 'timeout') => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(m);
+      };
+      this.waiters.push(waiter);
+      this.pump();
+    });
+  }
+
+  /** Called when a waiter's connection closed before it got anything. */
+  dropWaiter(generation: number): void {
+    this.waiters = this.waiters.filter((w) => w.generation !== generation);
+  }
+
+  get hookArmed(): boolean {
+    return this.waiters.some((w) => w.generation === this.generation);
+  }
+
+  private cancelWaiters(): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.settle('stale');
+  }
+
+  /** The CLI took a message (the hook printed it, or UserPromptSubmit echoed its id). */
+  async ack(id: string, route: 'hook' | 'tmux'): Promise<boolean> {
+    const ok = await this.deps.inbox.ack(id);
+    if (this.inFlight?.id === id) this.inFlight = undefined;
+    if (ok) {
+      this.deps.metrics.inboxDelivered.inc({ route });
+      this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
+      this.log.info({ id, route }, 'message delivered to the CLI');
+    }
+    this.pump();
+    return ok;
+  }
+
+  /** Hands the oldest pending message to the CLI when it can take one. */
+  pump(): void {
+    this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
+    if (this.pumping || this.inFlight || this.state === 'stopping' || this.state === 'stopped' || this.state === 'exited') return;
+    const m = this.deps.inbox.peek();
+    if (!m) return;
+    const waiter = this.waiters.findLast((w) => w.generation === this.generation);
+    if (waiter) {
+      this.inFlight = { id: m.id, route: 'hook', at: Date.now() };
+      waiter.settle(m);
+      return;
+    }
+    if (!this.cliPid || Date.now() < this.inputReadyAt) return;
+    this.pumping = true;
+    this.inFlight = { id: m.id, route: 'tmux', at: Date.now() };
+    this.deps.tmux
+      .paste(CLI_PANE, renderMessage(m))
+      .then(async () => {
+        this.log.info({ id: m.id, source: m.source }, 'message typed into pane 0');
+        // Without hooks nothing will confirm it: typing it is delivery.
+        if (!this.deps.adapter.hasHooks) await this.ack(m.id, 'tmux');
+      })
+      .catch((err: unknown) => {
+        this.log.warn({ err, id: m.id }, 'cannot type the message into pane 0; will retry');
+        this.inFlight = undefined;
+      })
+      .finally(() => {
+        this.pumping = false;
+      });
+  }
+
+  status(): SupervisorStatus {
+    return {
+      agent: this.deps.contract.agent.name,
+      harness: this.deps.adapter.kind,
+      state: this.state,
+      sessionId: this.sessionId,
+      cliPid: this.cliPid,
+      uptimeSeconds: this.cliPid ? Math.round((Date.now() - this.startedAt) / 1000) : undefined,
+      restarts: this.restarts,
+      crashLoop: this.crashLoop,
+      lastExit: this.lastExit,
+      inboxPending: this.deps.inbox.size,
+      hookArmed: this.hookArmed,
+    };
+  }
+
+  /** Ready: the CLI is alive and not in a crash loop. */
+  ready(): { ok: boolean; reason: string } {
+    if (this.crashLoop) return { ok: false, reason: 'crash loop' };
+    if (!this.cliPid) return { ok: false, reason: `CLI ${this.state}` };
+    return { ok: true, reason: 'CLI running' };
+  }
+
+  /**
+   * Graceful stop (SIGTERM): SIGTERM to the process groups of the CLI and the shell, SIGKILL
+   * after `stopGraceSeconds`, then the tmux server goes. Resolves the exit statuses.
+   */
+  async stop(): Promise<{ cli?: number | undefined; shell?: number | undefined; killed: boolean }> {
+    this.state = 'stopping';
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.cancelWaiters();
+    const { tmux } = this.deps;
+    const panes = (await tmux.panes()) ?? [];
+    const live = panes.filter((p) => !p.dead).map((p) => p.pid);
+    for (const pid of live) signalGroup(pid, 'SIGTERM');
+    const deadline = Date.now() + this.tuning.stopGraceSeconds * 1000;
+    while (live.some(alive) && Date.now() < deadline) await sleep(100);
+    const killed = live.some(alive);
+    if (killed) {
+      this.log.warn({ pids: live.filter(alive) }, 'CLI or shell ignored SIGTERM; sending SIGKILL');
+      for (const pid of live) signalGroup(pid, 'SIGKILL');
+      await sleep(200);
+    }
+    const after = (await tmux.panes()) ?? [];
+    const statusOf = (i: number) => {
+      const p = after.find((x) => x.index === i);
+      return p?.deadSignal ? 128 + p.deadSignal : p?.deadStatus;
+    };
+    const result = { cli: statusOf(0), shell: statusOf(1), killed };
+    await tmux.killServer();
+    this.state = 'stopped';
+    this.cliPid = undefined;
+    this.deps.metrics.cliUp.set(0);
+    return result;
+  }
+}
+
+/**
+ * Whether a process is alive: it exists (signal 0) and is not a zombie. A SIGKILLed
+ * multi-threaded CLI can stay a zombie for many seconds before tmux can reap it (its
+ * threads are still exiting), so the state letter in /proc/<pid>/stat (proc(5)) counts.
+ */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // no /proc here: trust signal 0
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // gone
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

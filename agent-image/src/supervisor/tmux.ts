@@ -1,0 +1,139 @@
+/**
+ * A thin client of the tmux server that holds the agent's session `main` (pane 0: the
+ * CLI, pane 1: a shell in the primary repo). Every call is one `tmux` command run with
+ * execFile (no shell). Facts from tmux(1), 3.3:
+ * - `new-session`/`split-window`/`respawn-pane` given several arguments after `--` exec
+ *   them directly (no `sh -c`), so `#{pane_pid}` is the program itself and a new process group;
+ * - `remain-on-exit on` keeps a dead pane (with `#{pane_dead_status}`) so it can be respawned;
+ * - `-f <file>` is read only when the server starts; `-S <socket>` picks the server,
+ *   otherwise `$TMUX_TMPDIR/tmux-<uid>/default` (what `tmux attach -t main` finds).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** The session people attach to: `tmux attach -t main`. */
+export const SESSION = 'main';
+export const CLI_PANE = `${SESSION}:0.0`;
+export const SHELL_PANE = `${SESSION}:0.1`;
+
+export interface PaneInfo {
+  index: number;
+  pid: number;
+  dead: boolean;
+  /** Exit status of a dead pane's process (undefined when killed by a signal or alive). */
+  deadStatus?: number;
+  /** Signal number that killed a dead pane's process, if any (tmux ≥ 3.3 `pane_dead_signal`). */
+  deadSignal?: number;
+}
+
+export class TmuxError extends Error {
+  override name = 'TmuxError';
+}
+
+export class Tmux {
+  private readonly socket: string | undefined;
+  private readonly configFile: string | undefined;
+  private readonly env: NodeJS.ProcessEnv;
+
+  /**
+   * @param opts.socket tmux socket path (`-S`); default: tmux's own default for the user.
+   * @param opts.configFile server config (`-f`), applied when this client starts the server.
+   * @param opts.env environment of the tmux client, and of the server (and so of every pane) when it starts one.
+   */
+  constructor(opts: { socket?: string | undefined; configFile?: string | undefined; env: NodeJS.ProcessEnv }) {
+    this.socket = opts.socket;
+    this.configFile = opts.configFile;
+    this.env = opts.env;
+  }
+
+  /** Runs `tmux <args>`; resolves stdout. @throws TmuxError with tmux's stderr. */
+  async cmd(...args: string[]): Promise<string> {
+    const base = [...(this.socket ? ['-S', this.socket] : []), ...(this.configFile ? ['-f', this.configFile] : [])];
+    try {
+      const { stdout } = await run('tmux', [...base, ...args], { env: this.env, timeout: 10_000, maxBuffer: 16 * 1024 * 1024 });
+      return stdout;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException & { stderr?: string };
+      throw new TmuxError(`tmux ${args[0] ?? ''}: ${(e.stderr ?? e.message).trim()}`);
+    }
+  }
+
+  async hasSession(): Promise<boolean> {
+    try {
+      await this.cmd('has-session', '-t', SESSION);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Creates session `main`: pane 0 runs `cli`, pane 1 runs `shell`, both in `cwd`.
+   * @throws TmuxError when the session exists or tmux cannot start.
+   */
+  async createSession(opts: { cli: string[]; shell: string[]; cwd: string; env: Record<string, string>; width?: number; height?: number }): Promise<void> {
+    const envArgs = Object.entries(opts.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+    await this.cmd('new-session', '-d', '-s', SESSION, '-x', String(opts.width ?? 200), '-y', String(opts.height ?? 50), '-c', opts.cwd, ...envArgs, '--', ...opts.cli);
+    await this.cmd('split-window', '-d', '-v', '-l', '30%', '-t', CLI_PANE, '-c', opts.cwd, ...envArgs, '--', ...opts.shell);
+  }
+
+  /** Restarts a (dead) pane's program; `-k` kills a live one first. */
+  async respawn(pane: string, argv: string[], cwd: string, env: Record<string, string>, kill = false): Promise<void> {
+    const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+    await this.cmd('respawn-pane', ...(kill ? ['-k'] : []), '-t', pane, '-c', cwd, ...envArgs, '--', ...argv);
+  }
+
+  /** Panes of window 0 of `main`, or undefined when the session is gone. */
+  async panes(): Promise<PaneInfo[] | undefined> {
+    let out: string;
+    try {
+      out = await this.cmd('list-panes', '-t', `${SESSION}:0`, '-F', '#{pane_index} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal}');
+    } catch {
+      return undefined;
+    }
+    return out
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [index, pid, dead, status, signal] = line.split(' ');
+        return {
+          index: Number(index),
+          pid: Number(pid),
+          dead: dead === '1',
+          ...(status ? { deadStatus: Number(status) } : {}),
+          ...(signal ? { deadSignal: Number(signal) } : {}),
+        };
+      });
+  }
+
+  /** Tees a pane's output (raw, with terminal escapes) into `file` (opened for append by `cat`). */
+  async pipeOutput(pane: string, file: string): Promise<void> {
+    await this.cmd('pipe-pane', '-t', pane, `exec cat >> '${file.replaceAll("'", `'\\''`)}'`);
+  }
+
+  /** Types `text` into a pane as one bracketed paste, then presses Enter. */
+  async paste(pane: string, text: string): Promise<void> {
+    const buffer = `agent-smith-${process.pid}-${Date.now()}`;
+    await this.cmd('set-buffer', '-b', buffer, '--', text);
+    await this.cmd('paste-buffer', '-p', '-d', '-b', buffer, '-t', pane);
+    // Give the CLI a moment to take the paste before the Enter that submits it.
+    await new Promise((r) => setTimeout(r, 150));
+    await this.cmd('send-keys', '-t', pane, 'Enter');
+  }
+
+  /** The visible screen of a pane as text (no escapes). */
+  async capture(pane: string): Promise<string> {
+    return this.cmd('capture-pane', '-p', '-t', pane);
+  }
+
+  async killServer(): Promise<void> {
+    try {
+      await this.cmd('kill-server');
+    } catch {
+      // already gone
+    }
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * An agent pod's file system and processes on this machine, for runtime tests: a scratch
+ * root (AGENT_SMITH_ROOT) holding /etc/agent-smith (contract + persona files, as the
+ * operator's ConfigMap would), /home/agent and /workspace; `agent-smith setup` and
+ * `agent-smith supervise` run as real processes against it, with the real tmux and the
+ * real Claude Code binary pointed at a fake model API.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
+import { ROOT } from './paths.ts';
+
+export const CLI = join(ROOT, 'agent-image/src/cli.ts');
+
+/** A free loopback TCP port (racy in theory, fine for one test at a time). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PodFiles {
+  root: string;
+  env: NodeJS.ProcessEnv;
+  /** Real path of an in-pod path. */
+  path(podPath: string): string;
+  localUrl: string;
+  tmuxSocket: string;
+  cleanup(): Promise<void>;
+}
+
+/** A contract for a Claude Code agent with no repos; override any part. */
+export function testContract(over: Partial<PodContractInput> = {}): PodContractInput {
+  return {
+    version: 1,
+    agent: { name: 'testbot', namespace: 'default' },
+    harness: { kind: 'claude', model: 'claude-sonnet-4-5', args: [] },
+    repos: [],
+    workdir: '/workspace',
+    files: { claudeMd: 'CLAUDE.md', settingsJson: 'settings.json', mcpJson: 'mcp.json', subagents: { reviewer: 'subagent.reviewer.md' } },
+    egress: { allow: [], allowCidrs: [], enforcement: 'proxy-env', proxyPort: 15001, credentials: [] },
+    supervisor: { restartInitialDelayMs: 100, restartMaxDelayMs: 2000, stableAfterSeconds: 8, crashLoopRestarts: 5, crashLoopWindowSeconds: 120, stopGraceSeconds: 5 },
+    ...over,
+  };
+}
+
+/**
+ * Lays out a pod root: the contract and persona files under /etc/agent-smith, empty home
+ * and workspace. `modelUrl` is the fake Anthropic API the CLI talks to.
+ */
+export async function makePod(opts: { contract?: PodContractInput; modelUrl?: string; files?: Record<string, string>; extraEnv?: NodeJS.ProcessEnv } = {}): Promise<PodFiles> {
+  const root = await mkdtemp(join(tmpdir(), 'agent-smith-pod-'));
+  const p = (podPath: string) => join(root, podPath);
+  const contract = opts.contract ?? testContract();
+  const files: Record<string, string> = {
+    'contract.json': JSON.stringify(contract, null, 2),
+    'CLAUDE.md': '# Rules\n\nYou are testbot.\n',
+    'settings.json': JSON.stringify({ permissions: { allow: ['Read'] } }),
+    'mcp.json': JSON.stringify({ mcpServers: {} }),
+    'subagent.reviewer.md': '---\nname: reviewer\ndescription: reviews\n---\nReview code.\n',
+    ...opts.files,
+  };
+  for (const [name, text] of Object.entries(files)) {
+    await mkdir(dirname(p(`/etc/agent-smith/${name}`)), { recursive: true });
+    await writeFile(p(`/etc/agent-smith/${name}`), text);
+  }
+  await mkdir(p('/home/agent'), { recursive: true });
+  await mkdir(p('/workspace'), { recursive: true });
+  await mkdir(p('/tmp'), { recursive: true });
+  const localPort = await freePort();
+  const tmuxSocket = p('/tmp/tmux.sock');
+  const env: NodeJS.ProcessEnv = {
+    PATH: `${join(ROOT, 'node_modules/.bin')}:${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
+    LANG: 'C.UTF-8',
+    TERM: 'xterm-256color',
+    SHELL: '/bin/bash',
+    AGENT_SMITH_ROOT: root,
+    AGENT_SMITH_LOCAL_PORT: String(localPort),
+    AGENT_SMITH_PORT: '0',
+    AGENT_SMITH_TMUX_SOCKET: tmuxSocket,
+    // Claude Code keeps task output and probe files under $TMPDIR/claude-<uid>/.
+    TMPDIR: p('/tmp'),
+    // Tests run as root: Claude Code refuses bypass modes as root unless told it is sandboxed.
+    IS_SANDBOX: '1',
+    DISABLE_TELEMETRY: '1',
+    ...(opts.modelUrl ? { ANTHROPIC_BASE_URL: opts.modelUrl, ANTHROPIC_AUTH_TOKEN: 'stub-model-token' } : {}),
+    ...opts.extraEnv,
+  };
+  return {
+    root,
+    env,
+    path: p,
+    localUrl: `http://127.0.0.1:${localPort}`,
+    tmuxSocket,
+    cleanup: async () => {
+      await new Promise<void>((r) => spawn('tmux', ['-S', tmuxSocket, 'kill-server'], { stdio: 'ignore' }).once('exit', () => r()));
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `agent-smith <args>` to completion. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.once('error', reject);
+    proc.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export interface SupervisorProcess {
+  proc: ChildProcess;
+  /** Parsed JSON log lines (stderr) so far. */
+  logs(): Array<Record<string, unknown> & { msg: string }>;
+  /** Raw pane output teed to stdout so far. */
+  stdout(): string;
+  /** Resolves with the first log line matching, or rejects after `timeoutMs`. */
+  waitForLog(pred: (l: Record<string, unknown> & { msg: string }) => boolean, timeoutMs?: number): Promise<Record<string, unknown> & { msg: string }>;
+  exited: Promise<number | null>;
+  publicUrl(): string;
+}
+
+/** Starts `agent-smith supervise` against a pod made by makePod. */
+export function startSupervisor(pod: PodFiles): SupervisorProcess {
+  const proc = spawn(process.execPath, [CLI, 'supervise'], { env: pod.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const lines: Array<Record<string, unknown> & { msg: string }> = [];
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+    let i: number;
+    while ((i = err.indexOf('\n')) >= 0) {
+      const line = err.slice(0, i);
+      err = err.slice(i + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown> & { msg: string });
+      } catch {
+        lines.push({ msg: line, raw: true });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const waitForLog: SupervisorProcess['waitForLog'] = async (pred, timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const hit = lines.find(pred);
+      if (hit) return hit;
+      if (proc.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`no matching supervisor log line within ${timeoutMs} ms; log:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`);
+  };
+  return {
+    proc,
+    logs: () => lines,
+    stdout: () => out,
+    waitForLog,
+    exited,
+    publicUrl: () => {
+      const l = lines.find((x) => x.msg === 'supervisor listening');
+      if (!l) throw new Error('supervisor not listening yet');
+      return `http://127.0.0.1:${String(l.publicPort)}`;
+    },
+  };
+}
+
+/** `tmux -S <socket> <args>` → stdout. */
+export function tmux(pod: PodFiles, ...args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn('tmux', ['-S', pod.tmuxSocket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let errOut = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (errOut += d.toString()));
+    proc.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`tmux ${args.join(' ')}: ${errOut}`))));
+  });
+}
