@@ -59,9 +59,10 @@ program
 try {
   await program.parseAsync();
 } catch (err) {
-  if (err instanceof ContractError) {
-    process.stderr.write(`agent-smith: ${err.message}\n`);
-    process.exit(2);
-  }
-  throw err;
+  // A clear line, no stack trace (AGENT_SMITH_DEBUG=1 shows it): a bad contract exits 2,
+  // anything else 1, so the pod's status shows which it was.
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`agent-smith: ${message}\n`);
+  if (process.env.AGENT_SMITH_DEBUG && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+  process.exit(err instanceof ContractError ? 2 : 1);
 }

@@ -82,7 +82,7 @@ export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<vo
   await adapterFor(contract.harness.kind).prepareHome(ctx);
   log.info({ home: layout.homeDir }, 'harness home assembled');
 
-  const gitEnv = { ...env, ...(await trustEnv(layout)) };
+  const gitEnv = { ...env, HOME: layout.homeDir, ...(await trustEnv(layout)) };
   const results = await syncRepos(contract.repos, { resolve: (p) => layout.resolve(p), env: gitEnv, log });
   await mkdir(ctx.workdir, { recursive: true });
   log.info({ repos: results, workdir: ctx.workdir }, 'setup done');
