@@ -6,6 +6,10 @@
 
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
+# node-pty (agent-smith attach) builds a native addon.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
@@ -22,18 +26,25 @@ COPY agents/_shared ./agents/_shared
 USER 65532:65532
 ENTRYPOINT ["node", "/app/operator/src/main.ts"]
 
-# The agent pod's image: setup, supervise, proxy and egress-init entry points, tini,
-# tmux, git and the coding-agent CLIs.
+# The agent pod's image: `agent-smith` (setup, supervise, attach, hook; proxy and
+# egress-init follow), tini, tmux, git, iptables, kubectl and the Claude Code CLI.
+# Claude Code's version is pinned to the one the tests run (package.json devDependencies).
+FROM registry.k8s.io/kubectl:v1.35.4 AS kubectl
+
 FROM base AS agent
+ARG CLAUDE_CODE_VERSION=2.1.330
+COPY --from=kubectl /bin/kubectl /usr/local/bin/kubectl
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini tmux git ca-certificates iptables openssh-client \
+ && apt-get install -y --no-install-recommends tini tmux git ca-certificates iptables openssh-client procps \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --uid 1000 --create-home --home-dir /home/agent agent \
- && useradd --uid 1337 --no-create-home proxy \
- && npm install -g @anthropic-ai/claude-code \
+ && useradd --uid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent \
+ && useradd --uid 1337 --no-create-home --shell /usr/sbin/nologin proxy \
+ && npm install -g --no-audit --no-fund @anthropic-ai/claude-code@${CLAUDE_CODE_VERSION} \
  && printf '#!/bin/sh\nexec node /app/agent-image/src/cli.ts "$@"\n' > /usr/local/bin/agent-smith \
- && chmod +x /usr/local/bin/agent-smith
+ && chmod +x /usr/local/bin/agent-smith \
+ && mkdir -p /workspace && chown 1000:1000 /workspace
 USER 1000:1000
+ENV HOME=/home/agent SHELL=/bin/bash
 WORKDIR /workspace
-ENTRYPOINT ["tini", "--", "agent-smith"]
+ENTRYPOINT ["tini", "-g", "--", "agent-smith"]
 CMD ["supervise"]

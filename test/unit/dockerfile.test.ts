@@ -1,8 +1,7 @@
 /**
- * Docker cannot run here, so the Dockerfile is kept honest by reading it: every path the
- * operator target copies exists, its entry point is the operator's main module, and
- * everything the operator imports at run time is a production dependency (the image
- * installs with --omit=dev).
+ * Docker cannot run here, so the Dockerfile is kept honest by reading it: every path each
+ * target copies exists, its entry point is a module it copies, and everything it imports
+ * at run time is a production dependency (the image installs with --omit=dev).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -54,17 +53,55 @@ describe('Dockerfile, target operator', () => {
   });
 
   it('has every package the operator imports at run time among the production dependencies', () => {
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-    const files = [...tsFiles(join(ROOT, 'operator/src')), ...tsFiles(join(ROOT, 'agent-image/src/contract'))];
-    const missing: string[] = [];
-    for (const file of files) {
-      for (const m of readFileSync(file, 'utf8').matchAll(/^import\s+(?!type\b)[^'"]*['"]([^'"]+)['"]/gm)) {
-        const spec = m[1]!;
-        if (spec.startsWith('.') || spec.startsWith('node:')) continue;
-        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
-        if (!(name in pkg.dependencies)) missing.push(`${relative(ROOT, file)} imports ${name}`);
-      }
+    expect(missingDependencies([...tsFiles(join(ROOT, 'operator/src')), ...tsFiles(join(ROOT, 'agent-image/src/contract'))])).toEqual([]);
+  });
+});
+
+/** `<file> imports <package>` for each run-time import of a package that is not a production dependency. */
+function missingDependencies(files: string[]): string[] {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+  const missing: string[] = [];
+  for (const file of files) {
+    for (const m of readFileSync(file, 'utf8').matchAll(/^import\s+(?!type\b)[^'"]*['"]([^'"]+)['"]/gm)) {
+      const spec = m[1]!;
+      if (spec.startsWith('.') || spec.startsWith('node:')) continue;
+      const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+      if (!(name in pkg.dependencies)) missing.push(`${relative(ROOT, file)} imports ${name}`);
     }
-    expect(missing).toEqual([]);
+  }
+  return missing;
+}
+
+describe('Dockerfile, target agent', () => {
+  const lines = [...stage('deps'), ...stage('base'), ...stage('agent')];
+
+  it('copies only paths that exist', () => {
+    for (const p of copiedPaths(lines)) expect(existsSync(join(ROOT, p)), p).toBe(true);
+  });
+
+  it('runs agent-smith supervise behind tini; the agent-smith wrapper starts the CLI module, which it copies', () => {
+    expect(lines.find((l) => l.startsWith('ENTRYPOINT'))).toBe('ENTRYPOINT ["tini", "-g", "--", "agent-smith"]');
+    expect(lines.find((l) => l.startsWith('CMD'))).toBe('CMD ["supervise"]');
+    const wrapper = /exec node \/app\/(\S+) /.exec(lines.join('\n'))?.[1];
+    expect(wrapper).toBe('agent-image/src/cli.ts');
+    expect(existsSync(join(ROOT, wrapper!))).toBe(true);
+    expect(copiedPaths(lines).some((p) => wrapper!.startsWith(p.replace(/\/?$/, '/')))).toBe(true);
+  });
+
+  it('installs the tools the pod uses and the Claude Code version the tests run', () => {
+    const text = lines.join('\n');
+    const apt = stage('agent').find((l) => l.includes('apt-get install')) ?? '';
+    for (const tool of ['tini', 'tmux', 'git', 'iptables', 'ca-certificates']) expect(apt.split(/\s+/), tool).toContain(tool);
+    expect(stage('agent').some((l) => /^COPY --from=kubectl \S*kubectl \/usr\/local\/bin\/kubectl$/.test(l))).toBe(true);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+    expect(text).toContain(`CLAUDE_CODE_VERSION=${pkg.devDependencies['@anthropic-ai/claude-code']}`);
+  });
+
+  it('runs as the non-root agent user (UID 1000, as the operator renders)', () => {
+    expect(stage('agent').some((l) => /^USER\s+1000(:1000)?$/.test(l))).toBe(true);
+  });
+
+  it('has every package agent-smith imports at run time among the production dependencies', () => {
+    expect(missingDependencies(tsFiles(join(ROOT, 'agent-image/src')))).toEqual([]);
   });
 });
