@@ -93,6 +93,8 @@ describe('supervise with the real Claude Code binary', () => {
       return s.includes('❯') && s;
     });
     expect(screen).not.toMatch(/trust|theme|Do you want|Yes, proceed|API key/i);
+    // Pane 0's output is teed to the supervisor's stdout (the container log).
+    await until('the pane output on stdout', () => sup!.stdout().includes('Claude Code'));
     const panes = await tmux(pod, 'list-panes', '-t', 'main:0', '-F', '#{pane_index} #{pane_current_command} #{pane_current_path}');
     expect(panes).toMatch(/^0 claude /m);
     expect(panes).toMatch(new RegExp(`^1 bash ${pod.path('/workspace')}$`, 'm'));
