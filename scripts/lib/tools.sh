@@ -117,8 +117,23 @@ ensure_npm_deps() {
   fi
 }
 
+# ensure_system_tools: programs the agent pod's runtime uses (tmux, git) and node-pty's
+# native build needs (make, g++, python3), from Debian's packages when missing.
+ensure_system_tools() {
+  local missing=() tool
+  for tool in tmux git make g++ python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} from Debian's packages"
+  local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  # The package names equal the command names for all of these.
+  $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # bootstrap: everything both README commands need.
 bootstrap() {
+  ensure_system_tools
   ensure_node
   ensure_npm_deps
   ensure_cluster_tools
