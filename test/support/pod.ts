@@ -14,6 +14,8 @@ import type { PodContractInput } from '../../agent-image/src/contract/contract.t
 import { ROOT } from './paths.ts';
 
 export const CLI = join(ROOT, 'agent-image/src/cli.ts');
+/** The image's entry point (agent-image/bin/agent-smith: node with the image's flags). */
+export const ENTRYPOINT = join(ROOT, 'agent-image/bin/agent-smith');
 
 /** A free loopback TCP port (racy in theory, fine for one test at a time). */
 export async function freePort(): Promise<number> {
@@ -139,8 +141,9 @@ export interface SupervisorProcess {
 }
 
 /** Starts `agent-smith supervise` against a pod made by makePod. */
-export function startSupervisor(pod: PodFiles): SupervisorProcess {
-  const proc = spawn(process.execPath, [CLI, 'supervise'], { env: pod.env, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startSupervisor(pod: PodFiles, entrypoint = ENTRYPOINT): SupervisorProcess {
+  // The image's entry point, so the supervisor runs with the image's Node flags.
+  const proc = spawn(entrypoint, ['supervise'], { env: pod.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const lines: Array<Record<string, unknown> & { msg: string }> = [];

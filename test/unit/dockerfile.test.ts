@@ -82,10 +82,18 @@ describe('Dockerfile, target agent', () => {
   it('runs agent-smith supervise behind tini; the agent-smith wrapper starts the CLI module, which it copies', () => {
     expect(lines.find((l) => l.startsWith('ENTRYPOINT'))).toBe('ENTRYPOINT ["tini", "-g", "--", "agent-smith"]');
     expect(lines.find((l) => l.startsWith('CMD'))).toBe('CMD ["supervise"]');
-    const wrapper = /exec node \/app\/(\S+) /.exec(lines.join('\n'))?.[1];
-    expect(wrapper).toBe('agent-image/src/cli.ts');
-    expect(existsSync(join(ROOT, wrapper!))).toBe(true);
+    const wrapper = /ln -s \/app\/(\S+) \/usr\/local\/bin\/agent-smith/.exec(lines.join('\n'))?.[1];
+    expect(wrapper).toBe('agent-image/bin/agent-smith');
     expect(copiedPaths(lines).some((p) => wrapper!.startsWith(p.replace(/\/?$/, '/')))).toBe(true);
+    // The wrapper runs the CLI module next to it.
+    // The wrapper runs the compiled CLI next to it (the build stage's output), else the sources.
+    const text = readFileSync(join(ROOT, wrapper!), 'utf8');
+    expect(text).toContain('cli=$here/../src/cli.js');
+    expect(text).toMatch(/exec node .*"\$cli" "\$@"/);
+    expect(existsSync(join(ROOT, 'agent-image/src/cli.ts'))).toBe(true);
+    expect(dockerfile).toMatch(/RUN npx tsc -p agent-image\/tsconfig\.build\.json --outDir \/out/);
+    expect(stage('agent')).toContain('COPY --from=build /out/agent-image/src ./agent-image/src');
+    expect(existsSync(join(ROOT, 'agent-image/tsconfig.build.json'))).toBe(true);
   });
 
   it('installs the tools the pod uses and the Claude Code version the tests run', () => {

@@ -6,7 +6,11 @@
  * (public port, default 8080; 0 = any), AGENT_SMITH_LOCAL_PORT (loopback, default 15090),
  * AGENT_SMITH_TMUX_SOCKET (default: tmux's own socket, found by `tmux attach -t main`).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { constants as fsConstants, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SUPERVISOR_PORT } from '../contract/contract.ts';
 import { loadContract } from '../contract/load.ts';
@@ -14,7 +18,7 @@ import { writeFileAtomic } from '../harness/files.ts';
 import { harnessContext, localPort } from '../harness/context.ts';
 import { adapterFor } from '../harness/index.ts';
 import { layoutFromEnv } from '../layout.ts';
-import { makeLogger } from '../log.ts';
+import { makeLogger, type Logger } from '../log.ts';
 import { trustEnv } from '../setup/setup.ts';
 import { EventOutbox } from './events.ts';
 import { serveSupervisor } from './http.ts';
@@ -46,6 +50,31 @@ function tmuxConfig(agent: string): string {
   ].join('\n');
 }
 
+/**
+ * A FIFO that pane 0's output is piped into (`tmux pipe-pane 'cat >> FIFO'`) and that
+ * this process copies to its stdout, the container log. A FIFO rather than
+ * /proc/self/fd/1, which cannot be opened when stdout is a socket. Opened read-write so it
+ * never reports end-of-file when `cat` is replaced after a restart (fifo(7)).
+ * @returns the FIFO path, or undefined (logged) when none can be made.
+ */
+async function paneOutputFifo(log: Logger): Promise<string | undefined> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'agent-smith-'));
+  const fifo = path.join(dir, 'pane0.fifo');
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  try {
+    execFileSync('mkfifo', ['-m', '600', fifo]);
+    const fd = openSync(fifo, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+    const stream = new Socket({ fd, readable: true, writable: false });
+    stream.on('error', (err) => log.warn({ err }, 'pane output tee failed'));
+    stream.pipe(process.stdout);
+    stream.unref();
+    return fifo;
+  } catch (err) {
+    log.warn({ err }, 'cannot tee pane 0 to stdout (no mkfifo?); the pane output is only in tmux');
+    return undefined;
+  }
+}
+
 /** Runs the supervisor until SIGTERM/SIGINT. @throws ContractError on a bad contract. */
 export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const log = makeLogger('agent-smith-supervisor');
@@ -62,7 +91,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   await writeFileAtomic(configFile, tmuxConfig(contract.agent.name));
   const trust = await trustEnv(layout);
   const tmux = new Tmux({ socket: env.AGENT_SMITH_TMUX_SOCKET || undefined, configFile, env: { ...env, ...trust, HOME: layout.homeDir } });
-  const stdoutFile = `/proc/${process.pid}/fd/1`;
+  const teeFile = await paneOutputFifo(log);
   const shell = [env.SHELL && existsSync(env.SHELL) ? env.SHELL : existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'];
 
   const supervisor = new Supervisor({
@@ -76,7 +105,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     log,
     paneEnv: { ...trust, HOME: layout.homeDir },
     shell,
-    teeFile: existsSync(stdoutFile) ? stdoutFile : undefined,
+    teeFile,
   });
 
   const notifications: Notification[] = [];
