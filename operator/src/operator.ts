@@ -8,6 +8,7 @@ import { makeAgentReconciler, type ChildKind } from './reconcile/agent.ts';
 import type { SharedRules } from './render/persona.ts';
 import { Controller } from './runtime/controller.ts';
 import { ResilientInformer } from './runtime/informer.ts';
+import { statusOnly, trimMetadata } from './runtime/trim.ts';
 
 export interface OperatorOptions {
   clients: Clients;
@@ -83,10 +84,12 @@ export class AgentOperator {
       },
       agentSelector,
     );
-    const managed = (name: string, path: string, list: () => Promise<unknown>) =>
-      this.informer(name, path, list as () => Promise<never>, enqueueOwner, MANAGED_SELECTOR);
+    // The caches keep what reconcile reads: children whole but for managed fields (their
+    // spec is compared with the desired one), pods' metadata and status only.
+    const managed = (name: string, path: string, list: () => Promise<unknown>, transform = trimMetadata) =>
+      this.informer(name, path, list as () => Promise<never>, enqueueOwner, MANAGED_SELECTOR, transform);
     const sel = { labelSelector: MANAGED_SELECTOR };
-    const pods = managed('pods', '/api/v1/pods', () => clients.core.listPodForAllNamespaces(sel));
+    const pods = managed('pods', '/api/v1/pods', () => clients.core.listPodForAllNamespaces(sel), statusOnly);
     const children: Record<ChildKind, ResilientInformer<KubernetesObject>> = {
       StatefulSet: managed('statefulsets', '/apis/apps/v1/statefulsets', () => clients.apps.listStatefulSetForAllNamespaces(sel)),
       Secret: managed('secrets', '/api/v1/secrets', () => clients.core.listSecretForAllNamespaces(sel)),
@@ -135,12 +138,14 @@ export class AgentOperator {
     list: () => Promise<never>,
     onChange: (obj: KubernetesObject) => void,
     labelSelector?: string,
+    transform: (obj: KubernetesObject) => KubernetesObject = trimMetadata,
   ): ResilientInformer<KubernetesObject> {
     const inf = new ResilientInformer<KubernetesObject>(this.opts.clients.kc, {
       name,
       path,
       list,
       onChange,
+      transform,
       log: this.opts.log,
       ...(labelSelector ? { labelSelector } : {}),
     });

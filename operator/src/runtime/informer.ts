@@ -10,15 +10,31 @@ import type { Logger } from 'pino';
 import { ExponentialBackoff } from './backoff.ts';
 import { describeError } from './errors.ts';
 
-/** Watch that asks the server for bookmarks, so a quiet resource keeps a fresh resourceVersion. */
-class BookmarkWatch extends Watch {
+/**
+ * Watch that asks the server for bookmarks, so a quiet resource keeps a fresh
+ * resourceVersion, and passes each added, modified or deleted object through
+ * `transform` before the cache sees it.
+ */
+class BookmarkWatch<T> extends Watch {
+  private readonly transform: ((obj: T) => T) | undefined;
+
+  constructor(kc: KubeConfig, transform?: (obj: T) => T) {
+    super(kc);
+    this.transform = transform;
+  }
+
   override watch(
     path: string,
     queryParams: Record<string, string | number | boolean | undefined>,
     callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
-    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+    const transform = this.transform;
+    const cb = transform
+      ? (phase: string, apiObj: unknown, watchObj?: unknown) =>
+          callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? transform(apiObj as T) : apiObj, watchObj)
+      : callback;
+    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, cb, done);
   }
 }
 
@@ -32,6 +48,12 @@ export interface InformerOptions<T extends KubernetesObject> {
   labelSelector?: string;
   /** Called for every add, update and delete (the object as last seen). */
   onChange: (obj: T) => void;
+  /**
+   * Applied to every listed and watched object before it is cached (client-go's
+   * TransformFunc): drop what readers of the cache never look at. Must keep
+   * `metadata.name`, `namespace` and `resourceVersion`. Default: keep everything.
+   */
+  transform?: (obj: T) => T;
   log: Logger;
   /** Restart backoff; defaults to 1 s doubling to 30 s. */
   backoff?: ExponentialBackoff;
@@ -62,12 +84,13 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.backoff = opts.backoff ?? new ExponentialBackoff(1000, 30_000);
     const list = async (): Promise<KubernetesListObject<T>> => {
       const result = await opts.list();
+      if (opts.transform) result.items = result.items.map(opts.transform);
       // The list replaces the cache; the first one completes the initial sync.
       // ListWatch fills its cache right after this promise settles; mark synced after that.
       setImmediate(() => this.markSynced());
       return result;
     };
-    this.lw = new ListWatch<T>(opts.path, new BookmarkWatch(kc), list, false, opts.labelSelector);
+    this.lw = new ListWatch<T>(opts.path, new BookmarkWatch<T>(kc, opts.transform), list, false, opts.labelSelector);
     for (const verb of ['add', 'update', 'delete'] as const) {
       this.lw.on(verb, (obj: T) => {
         this.backoff.forget('watch');
