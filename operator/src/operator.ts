@@ -113,11 +113,18 @@ export class AgentOperator {
         child: (kind, ns, name) => children[kind].cache.get(name, ns) as never,
         pod: (ns, name) => pods.cache.get(name, ns),
       },
+      // O(1) per reconcile: only the Agent's old and new phase change (a phase left
+      // with no Agent reads 0).
       onPhase: (key, phase) => {
-        if (phase) phases.set(key, phase);
-        else phases.delete(key);
-        opts.metrics.agentsByPhase.reset();
-        for (const p of phases.values()) opts.metrics.agentsByPhase.inc({ phase: p });
+        const before = phases.get(key);
+        if (before === phase) return;
+        if (before) opts.metrics.agentsByPhase.dec({ phase: before });
+        if (phase) {
+          phases.set(key, phase);
+          opts.metrics.agentsByPhase.inc({ phase });
+        } else {
+          phases.delete(key);
+        }
       },
     });
     this.controller = new Controller({

@@ -65,6 +65,11 @@ export interface AgentReconcilerDeps {
   onPhase?: (key: string, phase: string | undefined) => void;
 }
 
+/** `spec.team` of an Agent as cached (unparsed). */
+function teamOf(o: KubernetesObject): string | undefined {
+  return (o as { spec?: { team?: string } }).spec?.team;
+}
+
 /** How soon an Agent blocked on a missing reference is looked at again, in ms. */
 const BLOCKED_RETRY_MS = 10_000;
 
@@ -89,6 +94,18 @@ function firstIssue(error: { issues: Array<{ path: PropertyKey[]; message: strin
  */
 export function makeAgentReconciler(deps: AgentReconcilerDeps) {
   const now = deps.now ?? (() => new Date());
+  // Parsed teammates by cached object: the informer replaces an object when it changes,
+  // so an entry lives exactly as long as the version it was parsed from.
+  const teammates = new WeakMap<KubernetesObject, Agent[]>();
+  const parseTeammate = (o: KubernetesObject): Agent[] => {
+    let parsed = teammates.get(o);
+    if (!parsed) {
+      const a = Agent.safeParse(o);
+      parsed = a.success ? [a.data] : [];
+      teammates.set(o, parsed);
+    }
+    return parsed;
+  };
   return async function reconcileAgent(key: string, log: Logger): Promise<ReconcileResult> {
     const [namespace = 'default', name = ''] = key.split('/');
     const raw = deps.caches.agent(namespace, name);
@@ -132,10 +149,10 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
       let desired: DesiredChildren | undefined;
       try {
         const caCertPem = await ensureEgressCa(deps, agent, log, now());
-        const namespaceAgents = deps.caches.agents(namespace).flatMap((o) => {
-          const a = Agent.safeParse(o);
-          return a.success ? [a.data] : [];
-        });
+        // Only teammates matter (the roster); parsing every Agent of the namespace on every
+        // reconcile made a burst of N reconciles cost O(N²) zod parses.
+        const team = agent.spec.team;
+        const namespaceAgents = team ? deps.caches.agents(namespace).flatMap((o) => (teamOf(o) === team ? parseTeammate(o) : [])) : [];
         desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona: persona.files, egressCaCertPem: caCertPem, namespaceAgents });
       } catch (err) {
         if (!(err instanceof InvalidPersonaError)) throw err;

@@ -18,7 +18,7 @@ export interface RenderOptions {
   persona: PersonaFiles;
   /** PEM of the current egress CA certificate; a new CA rolls the pod so it is trusted. */
   egressCaCertPem: string;
-  /** Every Agent of the namespace (from the cache), for the team roster. */
+  /** The Agents of the namespace (from the cache) for the team roster; those of other teams are ignored. */
   namespaceAgents: readonly Agent[];
 }
 
