@@ -2,6 +2,7 @@
 /**
  * `agent-smith`: the one entry point of the agent image.
  *
+ *   agent-smith egress-init  init container (iptables mode): install the firewall that sends all egress through the proxy
  *   agent-smith setup        init container: assemble the harness's home, trust the CA, clone repos
  *   agent-smith supervise    main container (behind tini): keep the CLI alive in tmux
  *   agent-smith attach NAME  for people: `tmux attach -t main` in an agent's pod (or a local supervisor)
@@ -16,6 +17,14 @@ import { Command } from 'commander';
 import { ContractError } from './contract/load.ts';
 
 const program = new Command('agent-smith').description('agent-smith agent pod runtime').showHelpAfterError();
+
+program
+  .command('egress-init')
+  .description("install the egress firewall (iptables and ip6tables): outbound TCP of every UID but the proxy's redirected to the proxy, the rest dropped; verify it or fail")
+  .action(async () => {
+    const { runEgressInit } = await import('./egress/init.ts');
+    await runEgressInit();
+  });
 
 program
   .command('setup')

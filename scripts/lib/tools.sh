@@ -117,17 +117,22 @@ ensure_npm_deps() {
   fi
 }
 
-# ensure_system_tools: programs the agent pod's runtime uses (tmux, git) and node-pty's
-# native build needs (make, g++, python3), from Debian's packages when missing.
+# ensure_system_tools: programs the agent pod's runtime uses (tmux, git, iptables for
+# egress-init and `ip netns` for its runtime test) and node-pty's native build needs (make,
+# g++, python3), from Debian's packages when missing.
 ensure_system_tools() {
   local missing=() tool
   for tool in tmux git make g++ python3; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
+  # In /usr/sbin, which a non-root PATH may lack. iptables-legacy-restore: Debian's iptables
+  # package ships both the nft and the legacy variants.
+  PATH=$PATH:/usr/sbin:/sbin command -v iptables-legacy-restore >/dev/null 2>&1 || missing+=(iptables)
+  PATH=$PATH:/usr/sbin:/sbin command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} from Debian's packages"
   local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  # The package names equal the command names for all of these.
+  # The package names equal the command names, but for iproute2 (ip) and iptables.
   $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
