@@ -74,7 +74,7 @@ async function floor(n: number, kubeconfig: string): Promise<{ seconds: number; 
   await pool(all, 8, async (agent) => {
     const ca = await generateEgressCa({ agent: agent.metadata.name, allow: agent.spec.egress.allow, now: new Date(), validityDays: 365 });
     await apply(renderEgressCaSecret(agent, ca, allowlistHash(agent)));
-    const d = renderAll(agent, { image: 'bench/agent:1', shared, persona: { claudeMd: agent.spec.persona.instructions ?? '', subagents: {} }, egressCaCertPem: ca.certPem, namespaceAgents: all });
+    const d = renderAll(agent, { image: 'bench/agent:1', shared, persona: { claudeMd: agent.spec.persona.instructions ?? '', subagents: {} }, egressCaCertPem: ca.certPem, egressCaKeyPem: ca.keyPem, namespaceAgents: all });
     // Owner references point at Agents that do not exist here; drop them (GC would delete the children).
     for (const o of [d.serviceAccount, d.configMap, d.roster, d.service, d.networkPolicy, d.statefulSet]) {
       if (!o) continue;

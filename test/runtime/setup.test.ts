@@ -13,6 +13,7 @@ import { startGitServer, type GitServer } from '../fakes/git-server.ts';
 import { makePod, runCli, testContract, type PodFiles } from '../support/pod.ts';
 
 const git = promisify(execFile);
+const STUB = 'agent-smith-stub-0123456789abcdefghijklmnopqrstuvwxyzABCDEFG';
 
 /** path → sha256 of every file under dir (the state a second run must not change). */
 async function snapshot(dir: string): Promise<Record<string, string>> {
@@ -40,6 +41,13 @@ describe('agent-smith setup', () => {
         { name: 'acme/infra', url: server.repoUrl('infra'), dir: '/workspace/infra' },
       ],
       workdir: '/workspace/app',
+      egress: {
+        allow: ['github.com', 'api.github.com'],
+        allowCidrs: [],
+        enforcement: 'proxy-env',
+        proxyPort: 15001,
+        credentials: [{ name: 'github', hosts: ['github.com', 'api.github.com'], scheme: 'basic', header: 'Authorization', stub: STUB, require: false, env: ['GITHUB_TOKEN'] }],
+      },
     });
     pod = await makePod({ contract, extraEnv: { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' } });
     // The per-agent egress CA, mounted as the operator mounts it. Here it is the git
@@ -72,6 +80,14 @@ describe('agent-smith setup', () => {
     expect(await readFile(join(home, '.agent-smith/ca-bundle.pem'), 'utf8')).toContain(server.caPem.trim());
     expect(await readFile(pod.path('/workspace/app/README.md'), 'utf8')).toBe('# app\n');
     expect(await readFile(pod.path('/workspace/infra/main.tf'), 'utf8')).toBe('# infra\n');
+    // git presents the stub (never a real token) for the credential's hosts, nothing elsewhere.
+    const fill = (host: string) =>
+      new Promise<string>((resolve, reject) => {
+        const p = execFile('git', ['credential', 'fill'], { env: { ...pod.env, HOME: home, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_GLOBAL: join(home, '.gitconfig') } }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+        p.stdin?.end(`protocol=https\nhost=${host}\n\n`);
+      });
+    expect(await fill('github.com')).toContain(`username=x-access-token\npassword=${STUB}\n`);
+    await expect(fill('example.com')).rejects.toThrow();
 
     // The agent works: an uncommitted edit and a local commit. Upstream moves on.
     const app = pod.path('/workspace/app');

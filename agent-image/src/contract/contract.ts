@@ -30,6 +30,11 @@ export const EGRESS_CA_CERT_DIR = '/etc/agent-smith/egress-ca-cert';
 export const EGRESS_CA_DIR = '/etc/agent-smith/egress-ca';
 /** Real credential values, one file per credential name, in the egress-proxy container only. */
 export const CREDENTIALS_DIR = '/etc/agent-smith/credentials';
+/**
+ * The agent's Matrix access token (spec.matrix.accessTokenSecretRef), mounted read-only into
+ * the agent container only; the supervisor's Matrix bridge reads it (never an environment variable).
+ */
+export const MATRIX_ACCESS_TOKEN_FILE = '/etc/agent-smith/matrix/access-token';
 
 /** Port of the supervisor's /healthz, /readyz and /metrics (all interfaces; the pod's `http` port). */
 export const SUPERVISOR_PORT = 8080;
@@ -86,8 +91,24 @@ export const PodContract = z.object({
     allowCidrs: z.array(z.string()),
     enforcement: z.enum(['iptables', 'proxy-env']),
     proxyPort: z.number(),
-    /** Credentials by name: where the proxy may send them and how. Values live in CREDENTIALS_DIR/<name>. */
-    credentials: z.array(z.object({ name: z.string(), hosts: z.array(z.string()), scheme: z.enum(['bearer', 'basic', 'raw']), header: z.string() })),
+    /**
+     * Credentials by name: where the proxy may send them and how. Real values live in
+     * CREDENTIALS_DIR/<name> (proxy container only). `stub` is what the agent holds instead
+     * (derived by the operator from the per-agent CA key: high-entropy, stable while the CA
+     * is); `env` names the agent's environment variables that carry the stub; `require`
+     * makes the proxy refuse a request to the credential's hosts that does not carry the stub.
+     */
+    credentials: z.array(
+      z.object({
+        name: z.string(),
+        hosts: z.array(z.string()),
+        scheme: z.enum(['bearer', 'basic', 'raw']),
+        header: z.string(),
+        stub: z.string().min(32),
+        require: z.boolean().default(false),
+        env: z.array(z.string()).default([]),
+      }),
+    ),
   }),
 });
 export type PodContract = z.infer<typeof PodContract>;

@@ -15,7 +15,7 @@
  * - `--mcp-config <file>` loads MCP servers from a `.mcp.json`-shaped file; MCP tools are
  *   deferred behind ToolSearch unless the server entry says `alwaysLoad: true`.
  */
-import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { access, copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { TEAM_DIR } from '../contract/contract.ts';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
@@ -125,6 +125,13 @@ export class ClaudeAdapter implements HarnessAdapter {
     };
   }
 
+  /**
+   * Whether the transcript of `sessionId` holds a conversation Claude Code can resume.
+   * A CLI killed while it rewrites its transcript on `--resume` can leave one that it then
+   * refuses ("No conversation found with session ID"), which would crash-loop every later
+   * start; so a good transcript is copied aside before each start
+   * (`<id>.jsonl.agent-smith-good`) and put back when the live one has no conversation.
+   */
   async hasSession(ctx: HarnessContext, sessionId: string): Promise<boolean> {
     const projects = path.join(claudeDir(ctx), 'projects');
     let dirs: string[];
@@ -134,13 +141,28 @@ export class ClaudeAdapter implements HarnessAdapter {
       return false;
     }
     for (const d of dirs) {
-      try {
-        await access(path.join(projects, d, `${sessionId}.jsonl`));
+      const file = path.join(projects, d, `${sessionId}.jsonl`);
+      const good = `${file}.agent-smith-good`;
+      if (await hasConversation(file)) {
+        await copyFile(file, `${good}.tmp`);
+        await rename(`${good}.tmp`, good);
         return true;
-      } catch {
-        // not in this project folder
+      }
+      if (await hasConversation(good)) {
+        await copyFile(good, file);
+        return true;
       }
     }
+    return false;
+  }
+}
+
+/** Whether a transcript file exists and records at least one user turn. */
+async function hasConversation(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return (await readFile(file, 'utf8')).includes('"type":"user"');
+  } catch {
     return false;
   }
 }

@@ -5,8 +5,11 @@
  *
  * It never sees a real credential: those are mounted into the egress-proxy container only.
  */
+import { execFile } from 'node:child_process';
 import { access, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import type { PodContract } from '../contract/contract.ts';
 import { loadContract } from '../contract/load.ts';
 import { harnessContext } from '../harness/context.ts';
 import { adapterFor } from '../harness/index.ts';
@@ -14,6 +17,8 @@ import { writeFileAtomic } from '../harness/files.ts';
 import { layoutFromEnv, type Layout } from '../layout.ts';
 import { makeLogger } from '../log.ts';
 import { syncRepos } from './repos.ts';
+
+const run = promisify(execFile);
 
 /** Where the system's CA bundle is on Debian (the agent image's base). */
 export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
@@ -67,6 +72,27 @@ export async function writeCaBundle(layout: Layout): Promise<boolean> {
   return true;
 }
 
+/**
+ * Configures git (the agent's `~/.gitconfig`) to present each Authorization-header
+ * credential's STUB as the password for its exact hosts (`x-access-token:<stub>`, the
+ * form GitHub documents for tokens over HTTPS); the egress proxy swaps it for the real
+ * token. Wildcard hosts get no helper (git's credential matching is per host). Idempotent.
+ */
+export async function writeGitCredentials(layout: Layout, contract: PodContract, env: NodeJS.ProcessEnv): Promise<number> {
+  const file = path.join(layout.homeDir, '.gitconfig');
+  let n = 0;
+  for (const c of contract.egress.credentials) {
+    if (c.header.toLowerCase() !== 'authorization') continue;
+    for (const host of c.hosts.filter((h) => !h.startsWith('*.'))) {
+      const [name] = host.split(':');
+      const helper = `!f() { test "$1" = get && printf 'username=x-access-token\\npassword=%s\\n' '${c.stub}'; }; f`;
+      await run('git', ['config', '--file', file, '--replace-all', `credential.https://${name}.helper`, helper], { env });
+      n++;
+    }
+  }
+  return n;
+}
+
 /** Runs setup. @throws ContractError (bad contract), Error naming the file or repository that failed. */
 export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const log = makeLogger('agent-smith-setup');
@@ -83,6 +109,8 @@ export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<vo
   log.info({ home: layout.homeDir }, 'harness home assembled');
 
   const gitEnv = { ...env, HOME: layout.homeDir, ...(await trustEnv(layout)) };
+  const helpers = await writeGitCredentials(layout, contract, gitEnv);
+  if (helpers) log.info({ hosts: helpers }, 'git presents the credential stubs (never a real token) for their hosts');
   const results = await syncRepos(contract.repos, { resolve: (p) => layout.resolve(p), env: gitEnv, log });
   await mkdir(ctx.workdir, { recursive: true });
   log.info({ repos: results, workdir: ctx.workdir }, 'setup done');

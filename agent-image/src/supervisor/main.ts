@@ -12,7 +12,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { SUPERVISOR_PORT } from '../contract/contract.ts';
+import { SUPERVISOR_PORT, type PodContract } from '../contract/contract.ts';
 import { loadContract } from '../contract/load.ts';
 import { writeFileAtomic } from '../harness/files.ts';
 import { harnessContext, localPort } from '../harness/context.ts';
@@ -75,6 +75,11 @@ async function paneOutputFifo(log: Logger): Promise<string | undefined> {
   }
 }
 
+/** The agent's environment variables that hold credential stubs (contract egress.credentials[].env). */
+export function stubEnv(contract: PodContract): Record<string, string> {
+  return Object.fromEntries(contract.egress.credentials.flatMap((c) => c.env.map((name) => [name, c.stub] as const)));
+}
+
 /** Runs the supervisor until SIGTERM/SIGINT. @throws ContractError on a bad contract. */
 export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const log = makeLogger('agent-smith-supervisor');
@@ -103,7 +108,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     outbox,
     metrics,
     log,
-    paneEnv: { ...trust, HOME: layout.homeDir },
+    paneEnv: { ...trust, ...stubEnv(contract), HOME: layout.homeDir },
     shell,
     teeFile,
   });

@@ -232,6 +232,15 @@ export const CredentialSpec = z
       .regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name')
       .default('Authorization')
       .describe('Header the stub is swapped in.'),
+    require: z
+      .boolean()
+      .default(false)
+      .describe('Refuse requests to these hosts that do not carry the stub (and requests that carry a real key directly).'),
+    env: z
+      .array(z.string().min(1).max(128).regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name: upper-case letters, digits and "_"'))
+      .max(8)
+      .default([])
+      .describe('Environment variables of the agent that hold the stub token, e.g. [GITHUB_TOKEN, GH_TOKEN].'),
   })
   .describe('A credential swapped in by the egress proxy.');
 

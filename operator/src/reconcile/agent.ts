@@ -148,12 +148,12 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     if (!blocked && persona.files) {
       let desired: DesiredChildren | undefined;
       try {
-        const caCertPem = await ensureEgressCa(deps, agent, log, now());
+        const ca = await ensureEgressCa(deps, agent, log, now());
         // Only teammates matter (the roster); parsing every Agent of the namespace on every
         // reconcile made a burst of N reconciles cost O(N²) zod parses.
         const team = agent.spec.team;
         const namespaceAgents = team ? deps.caches.agents(namespace).flatMap((o) => (teamOf(o) === team ? parseTeammate(o) : [])) : [];
-        desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona: persona.files, egressCaCertPem: caCertPem, namespaceAgents });
+        desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona: persona.files, egressCaCertPem: ca.certPem, egressCaKeyPem: ca.keyPem, namespaceAgents });
       } catch (err) {
         if (!(err instanceof InvalidPersonaError)) throw err;
         blocked = { type: ConditionType.Ready, status: 'False', reason: Reason.InvalidSpec, message: err.message };
@@ -208,9 +208,9 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
 
 /**
  * Ensures `<agent>-egress-ca` holds a valid CA for the current allowlist and returns its
- * certificate PEM. Generates one only when planEgressCa says so.
+ * certificate and key PEM. Generates one only when planEgressCa says so.
  */
-async function ensureEgressCa(deps: AgentReconcilerDeps, agent: Agent, log: Logger, at: Date): Promise<string> {
+async function ensureEgressCa(deps: AgentReconcilerDeps, agent: Agent, log: Logger, at: Date): Promise<{ certPem: string; keyPem: string }> {
   const namespace = agent.metadata.namespace ?? 'default';
   const secretName = childNames(agent.metadata.name).egressCa;
   const wantHash = allowlistHash(agent);
@@ -225,12 +225,12 @@ async function ensureEgressCa(deps: AgentReconcilerDeps, agent: Agent, log: Logg
     });
     plan = planEgressCa(live, wantHash, at);
   }
-  if (plan.action === 'keep') return plan.certPem;
+  if (plan.action === 'keep') return { certPem: plan.certPem, keyPem: plan.keyPem };
   const ca = await generateEgressCa({ agent: `${namespace}/${agent.metadata.name}`, allow: agent.spec.egress.allow, now: at, validityDays: CA_VALIDITY_DAYS });
   await serverSideApply(deps.clients, renderEgressCaSecret(agent, ca, wantHash));
   log.info({ secret: secretName, why: plan.why, notAfter: ca.notAfter.toISOString() }, 'generated the egress CA');
   await recordEvent(deps.clients, log, agent, 'Normal', 'EgressCaGenerated', 'Reconcile', `generated the egress CA in Secret ${secretName}: ${plan.why}`);
-  return ca.certPem;
+  return { certPem: ca.certPem, keyPem: ca.keyPem };
 }
 
 /** Deletes the RoleBinding left from an earlier spec.kubernetesAccess (404 is fine). */

@@ -11,7 +11,7 @@ const secret = (notAfter: string, hash = 'h1'): V1Secret => ({
 
 describe('planEgressCa', () => {
   it('keeps a valid CA made for the same allowlist (never regenerated on an ordinary reconcile)', () => {
-    expect(planEgressCa(secret('2027-01-01T00:00:00Z'), 'h1', now)).toEqual({ action: 'keep', certPem: 'CERT' });
+    expect(planEgressCa(secret('2027-01-01T00:00:00Z'), 'h1', now)).toEqual({ action: 'keep', certPem: 'CERT', keyPem: 'KEY' });
   });
 
   it('generates one when there is none, or it is malformed', () => {

@@ -14,7 +14,7 @@ export function allowlistHash(agent: Agent): string {
   return createHash('sha256').update(permittedNames(agent.spec.egress.allow).join('\n')).digest('hex').slice(0, 16);
 }
 
-export type CaPlan = { action: 'keep'; certPem: string } | { action: 'generate'; why: string };
+export type CaPlan = { action: 'keep'; certPem: string; keyPem: string } | { action: 'generate'; why: string };
 
 /**
  * Whether the existing CA Secret can stay. Pure. A CA is made once and kept across
@@ -28,5 +28,5 @@ export function planEgressCa(existing: V1Secret | undefined, wantAllowHash: stri
   if (!Number.isFinite(notAfter)) return { action: 'generate', why: 'the CA Secret has no valid expiry annotation' };
   if (notAfter - now.getTime() < CA_ROTATE_BEFORE_DAYS * 86_400_000) return { action: 'generate', why: `the CA expires ${new Date(notAfter).toISOString()}` };
   if (existing.metadata?.annotations?.[ANNOTATION_CA_ALLOWLIST] !== wantAllowHash) return { action: 'generate', why: 'the egress allowlist changed' };
-  return { action: 'keep', certPem: Buffer.from(cert, 'base64').toString() };
+  return { action: 'keep', certPem: Buffer.from(cert, 'base64').toString(), keyPem: Buffer.from(existing.data['ca.key'], 'base64').toString() };
 }

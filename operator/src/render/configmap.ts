@@ -4,6 +4,7 @@ import { CONTRACT_FILE, CONTRACT_VERSION, PROXY_PORT, WORKSPACE_DIR, type PodCon
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames } from './meta.ts';
 import type { AssembledPersona } from './persona.ts';
+import { credentialStub } from './stubs.ts';
 
 /** ConfigMap key of a subagent definition (ConfigMap keys cannot hold `/`). */
 export function subagentKey(name: string): string {
@@ -16,7 +17,8 @@ export function repoDir(name: string): string {
 }
 
 /** The pod contract (agent-image/src/contract) for an Agent. Pure. */
-export function renderContract(agent: Agent, persona: AssembledPersona): PodContractInput {
+export function renderContract(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string): PodContractInput {
+  const agentRef = `${agent.metadata.namespace ?? 'default'}/${agent.metadata.name}`;
   const { spec } = agent;
   const repos = spec.repos.map((r) => ({
     name: r.name,
@@ -61,15 +63,23 @@ export function renderContract(agent: Agent, persona: AssembledPersona): PodCont
       allowCidrs: spec.egress.allowCidrs,
       enforcement: spec.egress.enforcement,
       proxyPort: PROXY_PORT,
-      credentials: spec.egress.credentials.map((c) => ({ name: c.name, hosts: c.hosts, scheme: c.scheme, header: c.header })),
+      credentials: spec.egress.credentials.map((c) => ({
+        name: c.name,
+        hosts: c.hosts,
+        scheme: c.scheme,
+        header: c.header,
+        stub: credentialStub(egressCaKeyPem, agentRef, c.name),
+        require: c.require,
+        env: c.env,
+      })),
     },
   };
 }
 
 /** `<agent>-config`: the pod contract and the assembled persona. Pure. */
-export function renderConfigMap(agent: Agent, persona: AssembledPersona): V1ConfigMap {
+export function renderConfigMap(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string): V1ConfigMap {
   const data: Record<string, string> = {
-    [CONTRACT_FILE]: JSON.stringify(renderContract(agent, persona), null, 2) + '\n',
+    [CONTRACT_FILE]: JSON.stringify(renderContract(agent, persona, egressCaKeyPem), null, 2) + '\n',
     'CLAUDE.md': persona.claudeMd,
     'settings.json': persona.settingsJson,
     'mcp.json': persona.mcpJson,

@@ -18,6 +18,8 @@ export interface RenderOptions {
   persona: PersonaFiles;
   /** PEM of the current egress CA certificate; a new CA rolls the pod so it is trusted. */
   egressCaCertPem: string;
+  /** PEM of the egress CA's private key: the credential stubs are derived from it (render/stubs.ts). */
+  egressCaKeyPem: string;
   /** The Agents of the namespace (from the cache) for the team roster; those of other teams are ignored. */
   namespaceAgents: readonly Agent[];
 }
@@ -41,7 +43,7 @@ export interface DesiredChildren {
  */
 export function renderAll(agent: Agent, opts: RenderOptions): DesiredChildren {
   const persona = assemblePersona(agent.metadata.name, opts.shared, opts.persona, agent.spec.team);
-  const configMap = renderConfigMap(agent, persona);
+  const configMap = renderConfigMap(agent, persona, opts.egressCaKeyPem);
   const roleBinding = renderRoleBinding(agent);
   const team = agent.spec.team;
   return {

@@ -20,6 +20,7 @@ const opts: RenderOptions = {
   image: 'example.org/agent:1',
   shared: { claudeMd: '# Shared rules\n', settingsJson: '{"permissions":{"allow":["Read"]}}' },
   egressCaCertPem: '-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n',
+  egressCaKeyPem: '-----BEGIN PRIVATE KEY-----\nTEST\n-----END PRIVATE KEY-----\n',
   namespaceAgents: [],
   persona: { claudeMd: 'You are devbot.', mcpJson: '{"mcpServers":{"x":{"command":"x"}}}', subagents: { reviewer: '---\nname: reviewer\n---\n' } },
 };
@@ -106,6 +107,19 @@ describe('renderAll', () => {
     expect(creds?.projected?.sources).toEqual([{ secret: { name: 'gh', items: [{ key: 'token', path: 'github' }] } }]);
     expect(byName['egress-proxy']?.restartPolicy).toBe('Always');
     expect(byName['egress-proxy']?.securityContext?.runAsUser).toBe(1337);
+  });
+
+  it('gives the agent a stub per credential in the contract, derived from the CA key, never the Secret reference', () => {
+    const cred = { name: 'github', hosts: ['api.github.com'], secretRef: { name: 'gh', key: 'token' }, require: true, env: ['GITHUB_TOKEN', 'GH_TOKEN'] };
+    const withCreds = agent({ ...devbot, egress: { allow: ['github.com', 'api.github.com'], credentials: [cred] } });
+    const contractOf = (o: typeof opts) => JSON.parse(renderAll(withCreds, o).configMap.data?.['contract.json'] ?? '{}') as { egress: { credentials: Array<Record<string, unknown>> } };
+    const [c] = contractOf(opts).egress.credentials;
+    expect(c).toMatchObject({ name: 'github', hosts: ['api.github.com'], require: true, env: ['GITHUB_TOKEN', 'GH_TOKEN'] });
+    expect(String(c?.stub)).toMatch(/^agent-smith-stub-[\w-]{43}$/);
+    expect(JSON.stringify(c)).not.toContain('"gh"');
+    // Stable for the same CA; a new CA key gives new stubs (and rolls the pod).
+    expect(contractOf(opts).egress.credentials[0]?.stub).toBe(c?.stub);
+    expect(contractOf({ ...opts, egressCaKeyPem: 'OTHER KEY' }).egress.credentials[0]?.stub).not.toBe(c?.stub);
   });
 
   it('gives NET_ADMIN to egress-init only, and runs everything else non-root without capabilities', () => {
