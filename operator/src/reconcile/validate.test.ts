@@ -10,7 +10,7 @@ const gh = (name: string, hosts: string[], header = 'Authorization') => ({ name,
 
 describe('validateAgent', () => {
   it('accepts a sound agent', () => {
-    expect(errors({ repos: [{ name: 'a/x' }], egress: { allow: ['github.com', '*.githubusercontent.com', 'api.github.com'], credentials: [gh('github', ['api.github.com'])] } })).toEqual([]);
+    expect(errors({ repos: [{ name: 'a/x' }], egress: { allow: ['github.com', 'raw.githubusercontent.com', 'api.github.com'], credentials: [gh('github', ['api.github.com'])] } })).toEqual([]);
   });
 
   it('refuses a wildcard over a public suffix, naming the entry', () => {
@@ -18,10 +18,16 @@ describe('validateAgent', () => {
     expect(errors({ egress: { allow: ['*.co.uk'] } })[0]).toMatch(/public suffix/);
   });
 
-  it('refuses two credentials for one host in one header', () => {
+  it('refuses two credentials for one host, in any headers (the proxy picks the credential by host)', () => {
     const e = errors({ egress: { allow: ['*.github.com'], credentials: [gh('a', ['api.github.com']), gh('b', ['*.github.com'])] } });
     expect(e).toEqual([expect.stringContaining('spec.egress.credentials[1] (b): host "*.github.com" already gets credential "a"')]);
-    expect(errors({ egress: { allow: ['*.github.com'], credentials: [gh('a', ['api.github.com']), gh('b', ['api.github.com'], 'X-Other')] } })).toEqual([]);
+    expect(errors({ egress: { allow: ['*.github.com'], credentials: [gh('a', ['api.github.com']), gh('b', ['api.github.com'], 'X-Other')] } })).toHaveLength(1);
+    expect(errors({ egress: { allow: ['*.github.com'], credentials: [gh('a', ['api.github.com']), gh('b', ['uploads.github.com'], 'X-Other')] } })).toEqual([]);
+  });
+
+  it('refuses a wildcard over a private-registry suffix, as the proxy does', () => {
+    expect(errors({ egress: { allow: ['*.github.io'] } })[0]).toMatch(/^spec\.egress\.allow\[0\]: "\*\.github\.io" covers a whole public suffix/);
+    expect(errors({ egress: { allow: ['*.githubusercontent.com'] } })[0]).toMatch(/public suffix/);
   });
 
   it('refuses a credential on a host the allowlist does not allow', () => {

@@ -8,6 +8,13 @@
  * by a missing reference.
  */
 import { getDomain } from 'tldts';
+
+/**
+ * Public Suffix List options: the private section counts too (github.io,
+ * githubusercontent.com, s3.amazonaws.com ...), as in the egress proxy's policy, so a
+ * wildcard the proxy would refuse is refused here first, with the field named.
+ */
+const PSL = { allowPrivateDomains: true } as const;
 import type { Agent } from '../api/agent.ts';
 import { repoDir } from '../render/configmap.ts';
 import { inClusterService } from '../render/networkpolicy.ts';
@@ -62,7 +69,7 @@ export function validateAgent(agent: Agent): Validation {
 
   // Allowlist: no wildcard over a public suffix, no duplicates.
   allow.forEach((a, i) => {
-    if (a.startsWith('*.') && getDomain(bareHost(a)) === null) {
+    if (a.startsWith('*.') && getDomain(bareHost(a), PSL) === null) {
       problems.push(`spec.egress.allow[${i}]: "${a}" covers a whole public suffix; name the domains the agent needs (e.g. *.example.com)`);
     }
     const first = allow.indexOf(a);
@@ -78,11 +85,11 @@ export function validateAgent(agent: Agent): Validation {
     }
   });
 
-  // Credentials: hosts allowed, each host reached by one credential only, one secretRef not reused under two names for different hosts is fine.
+  // Credentials: hosts allowed, each host reached by one credential only (the proxy picks the credential by host).
   const creds = spec.egress.credentials;
   creds.forEach((c, i) => {
     c.hosts.forEach((h, j) => {
-      if (h.startsWith('*.') && getDomain(bareHost(h)) === null) {
+      if (h.startsWith('*.') && getDomain(bareHost(h), PSL) === null) {
         problems.push(`spec.egress.credentials[${i}].hosts[${j}]: "${h}" covers a whole public suffix; scope the credential to the hosts that need it`);
       }
       if (!allow.some((a) => patternsOverlap(h, a) && (a.startsWith('*.') || !h.startsWith('*.')))) {
@@ -92,10 +99,10 @@ export function validateAgent(agent: Agent): Validation {
     for (let k = 0; k < i; k++) {
       const other = creds[k];
       if (!other) continue;
-      const clash = c.hosts.find((h) => other.hosts.some((o) => patternsOverlap(h, o) && (c.header.toLowerCase() === other.header.toLowerCase())));
+      const clash = c.hosts.find((h) => other.hosts.some((o) => patternsOverlap(h, o)));
       if (clash) {
         problems.push(
-          `spec.egress.credentials[${i}] (${c.name}): host "${clash}" already gets credential "${other.name}" in header ${other.header}; a request can carry one credential per header, so scope them to different hosts or headers`,
+          `spec.egress.credentials[${i}] (${c.name}): host "${clash}" already gets credential "${other.name}"; the proxy swaps one credential per host, so scope them to different hosts`,
         );
       }
     }
