@@ -7,6 +7,7 @@
  *   agent-smith supervise    main container (behind tini): keep the CLI alive in tmux
  *   agent-smith attach NAME  for people: `tmux attach -t main` in an agent's pod (or a local supervisor)
  *   agent-smith hook EVENT   called by the harness's hooks (Claude Code settings.json); not for people
+ *   agent-smith proxy        egress-proxy sidecar: the credential-swap proxy
  *
  * Every subcommand reads the pod contract (AGENT_SMITH_CONTRACT, default
  * /etc/agent-smith/contract.json) through agent-image/src/contract/load.ts; a bad contract
@@ -54,6 +55,14 @@ program
   .action(async (agent: string | undefined, opts: Record<string, string | boolean | undefined>) => {
     const { runAttach } = await import('./attach/attach.ts');
     process.exitCode = await runAttach({ agent, ...opts });
+  });
+
+program
+  .command('proxy')
+  .description('egress-proxy sidecar: the credential-swap proxy on 127.0.0.1/::1 (explicit and transparent), health and metrics on the health port')
+  .action(async () => {
+    const { runProxy } = await import('./proxy/main.ts');
+    await runProxy();
   });
 
 program

@@ -1,0 +1,238 @@
+/**
+ * The egress proxy's configuration: the pod contract's `egress` section, the real
+ * credential values (one file per credential under CREDENTIALS_DIR), limits, and two
+ * hooks for tests and development (an extra upstream CA, a hosts file).
+ *
+ * Every error is a {@link ConfigError} whose message names the file or field and never a
+ * value: the proxy logs it as the reason it is not ready.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { CREDENTIALS_DIR, PROXY_HEALTH_PORT, PROXY_PORT, type PodContract } from '../contract/contract.ts';
+import type { Layout } from '../layout.ts';
+import type { Logger } from '../log.ts';
+import type { Credential } from './swap.ts';
+
+/** The proxy cannot serve: a file is missing or invalid. The message names it, never a value. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Resource limits. Times in ms, sizes in bytes. */
+export interface ProxyLimits {
+  /** Client connections open at once (explicit, tunnels and transparent); more are closed at accept. */
+  maxConnections: number;
+  /** From accept (or the CONNECT 200) to a finished TLS handshake. */
+  handshakeTimeoutMs: number;
+  /** Request line plus header section (Node's maxHeaderSize); upstream response heads too. */
+  maxHeaderBytes: number;
+  /** Time for a client to send a complete header section (slowloris). */
+  headersTimeoutMs: number;
+  /** A client or upstream socket with no traffic this long is closed. */
+  idleTimeoutMs: number;
+  /** Idle keep-alive client connections are closed after this. */
+  keepAliveTimeoutMs: number;
+  /** TCP connect plus TLS handshake to an upstream. */
+  upstreamConnectTimeoutMs: number;
+  /** Leaf certificates kept (LRU). */
+  certCacheSize: number;
+  /** Lifetime of a minted leaf certificate. */
+  leafValidityMs: number;
+  /** Longest real credential value accepted (bytes): bounds the scanners' hold-back. */
+  maxSecretBytes: number;
+}
+
+export const DEFAULT_LIMITS: ProxyLimits = {
+  maxConnections: 256,
+  handshakeTimeoutMs: 10_000,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 5 * 60_000,
+  keepAliveTimeoutMs: 30_000,
+  upstreamConnectTimeoutMs: 10_000,
+  certCacheSize: 1000,
+  leafValidityMs: 24 * 3600_000,
+  maxSecretBytes: 8 * 1024,
+};
+
+/** Names that must never carry a credential: framing, routing and hop-by-hop fields. */
+const FORBIDDEN_CREDENTIAL_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'expect',
+]);
+
+/**
+ * Reads the real value of each contract credential from `dir/<name>`: the file's
+ * content minus one trailing newline (`kubectl create secret --from-file` keeps it).
+ *
+ * Refused (ConfigError naming the file or credential): a missing or unreadable file; an
+ * empty value; fewer than 8 or more than `maxBytes` bytes; characters a header value
+ * cannot carry (RFC 9110 section 5.5: visible ASCII, space, tab; no CR, LF, NUL); a value
+ * equal to, containing or contained in any stub or other value (the swap and the scrubber
+ * could not tell them apart); two credentials with one name or one stub; a credential
+ * header that is a framing or hop-by-hop field.
+ */
+export function readCredentials(specs: PodContract['egress']['credentials'], dir: string, maxBytes = DEFAULT_LIMITS.maxSecretBytes): Credential[] {
+  const out: Credential[] = [];
+  for (const spec of specs) {
+    const where = `egress.credentials[${spec.name}]`;
+    if (!/^[A-Za-z0-9][-._A-Za-z0-9]*$/.test(spec.name) || spec.name.includes('..')) throw new ConfigError(`${where}: the name is not a file name`);
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(spec.header)) throw new ConfigError(`${where}.header: "${spec.header}" is not an HTTP field name (RFC 9110 section 5.1)`);
+    if (FORBIDDEN_CREDENTIAL_HEADERS.has(spec.header.toLowerCase()) || spec.header.toLowerCase().startsWith('proxy-')) {
+      throw new ConfigError(`${where}.header: ${spec.header} is a framing or hop-by-hop field and cannot carry a credential`);
+    }
+    const file = path.join(dir, spec.name);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`${file}: cannot read the value of credential ${spec.name} (${(err as NodeJS.ErrnoException).code ?? 'error'}); is its Secret key mounted?`);
+    }
+    const real = text.endsWith('\r\n') ? text.slice(0, -2) : text.endsWith('\n') ? text.slice(0, -1) : text;
+    if (!real) throw new ConfigError(`${file}: the value of credential ${spec.name} is empty`);
+    if (Buffer.byteLength(real) < 8) throw new ConfigError(`${file}: the value of credential ${spec.name} is shorter than 8 bytes; that is not a credential and would make response scrubbing mangle ordinary text`);
+    if (Buffer.byteLength(real) > maxBytes) throw new ConfigError(`${file}: the value of credential ${spec.name} is longer than ${maxBytes} bytes`);
+    if (!/^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$/.test(real)) {
+      throw new ConfigError(`${file}: the value of credential ${spec.name} has characters a header cannot carry (line breaks inside, control characters, non-ASCII, or surrounding spaces)`);
+    }
+    out.push({ name: spec.name, hosts: spec.hosts, scheme: spec.scheme, header: spec.header, stub: spec.stub, require: spec.require, real });
+  }
+  const names = new Set<string>();
+  for (const c of out) {
+    if (names.has(c.name)) throw new ConfigError(`egress.credentials: the name ${c.name} appears twice`);
+    names.add(c.name);
+  }
+  const values = out.flatMap((c) => [
+    { what: `the stub of ${c.name}`, v: c.stub },
+    { what: `the value of ${c.name} (${path.join(dir, c.name)})`, v: c.real },
+  ]);
+  for (const [i, a] of values.entries()) {
+    for (const [j, b] of values.entries()) {
+      if (i !== j && a.v.includes(b.v)) throw new ConfigError(`${b.what} is ${a.v === b.v ? 'equal to' : 'contained in'} ${a.what}; the proxy could not tell them apart`);
+    }
+  }
+  return out;
+}
+
+/** Upstream name resolution replaced by a file: a test and development hook. */
+export interface HostsOverride {
+  file: string;
+  /** Addresses of `host` (canonical name), or undefined when the file does not list it. */
+  addresses: (host: string) => string[] | undefined;
+  /** The port to dial for `host:port` (the file may map a port; the policy still sees `port`). */
+  port: (host: string, port: number) => number;
+}
+
+/**
+ * The AGENT_SMITH_PROXY_HOSTS_FILE hook: a JSON object mapping host names to an address
+ * (`"api.test": "127.0.0.1"`) or to `{"addresses": [...], "ports": {"443": 40123}}`, so
+ * tests can give names to loopback servers on ephemeral ports. Names not in the file do
+ * not resolve. The address guard still applies to every mapped address: a test must also
+ * open loopback with `egress.allowCidrs`.
+ *
+ * Honoured only when AGENT_SMITH_ROOT is set (a test or development layout; the operator
+ * never sets it in a pod), and announced with a warning; set without it, it is ignored
+ * with an error line, so a stray variable cannot weaken a real pod.
+ *
+ * @throws ConfigError when the file is unreadable or malformed
+ */
+export function hostsOverrideFromEnv(env: NodeJS.ProcessEnv, layout: Layout, log: Logger): HostsOverride | undefined {
+  const file = env.AGENT_SMITH_PROXY_HOSTS_FILE;
+  if (!file) return undefined;
+  if (!layout.root) {
+    log.error({ env: 'AGENT_SMITH_PROXY_HOSTS_FILE' }, 'AGENT_SMITH_PROXY_HOSTS_FILE is a test hook and is ignored unless AGENT_SMITH_ROOT is set; names resolve through DNS');
+    return undefined;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`${file} (AGENT_SMITH_PROXY_HOSTS_FILE): cannot read it as JSON (${(err as Error).message})`);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: must be a JSON object of host name -> address`);
+  const table = new Map<string, { addresses: string[]; ports: Map<number, number> }>();
+  for (const [name, v] of Object.entries(raw as Record<string, unknown>)) {
+    const entry = typeof v === 'string' ? { addresses: [v], ports: {} } : (v as { addresses?: unknown; ports?: unknown });
+    const addresses = entry.addresses;
+    if (!Array.isArray(addresses) || !addresses.length || !addresses.every((a) => typeof a === 'string' && isIP(a))) {
+      throw new ConfigError(`${file}: ${name}: addresses must be IP addresses`);
+    }
+    const ports = new Map<number, number>();
+    for (const [from, to] of Object.entries((entry.ports ?? {}) as Record<string, unknown>)) {
+      if (!Number.isInteger(Number(from)) || !Number.isInteger(to)) throw new ConfigError(`${file}: ${name}: ports must map a port to a port`);
+      ports.set(Number(from), to as number);
+    }
+    table.set(name.toLowerCase().replace(/\.$/, ''), { addresses: addresses as string[], ports });
+  }
+  log.warn({ file, names: [...table.keys()] }, 'TEST HOOK: upstream names resolve from AGENT_SMITH_PROXY_HOSTS_FILE, not DNS (the address guard still applies)');
+  return {
+    file,
+    addresses: (host) => table.get(host)?.addresses,
+    port: (host, port) => table.get(host)?.ports.get(port) ?? port,
+  };
+}
+
+/**
+ * AGENT_SMITH_UPSTREAM_CA: a PEM file of extra CA certificates trusted for upstream TLS
+ * besides the system roots (a corporate CA, or a test server's). Logged with each
+ * subject, so a pod that trusts more than the public roots says so.
+ * @throws ConfigError when the file is unreadable or holds no certificate
+ */
+export function upstreamCaFromEnv(env: NodeJS.ProcessEnv, log: Logger): string[] | undefined {
+  const file = env.AGENT_SMITH_UPSTREAM_CA;
+  if (!file) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file} (AGENT_SMITH_UPSTREAM_CA): cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (!pems.length) throw new ConfigError(`${file} (AGENT_SMITH_UPSTREAM_CA): no PEM certificate in it`);
+  let subjects: string[];
+  try {
+    subjects = pems.map((p) => new X509Certificate(p).subject.replace(/\n/g, ', '));
+  } catch (err) {
+    throw new ConfigError(`${file} (AGENT_SMITH_UPSTREAM_CA): not a valid certificate (${(err as Error).message})`);
+  }
+  log.warn({ file, subjects }, 'upstream TLS also trusts the CAs of AGENT_SMITH_UPSTREAM_CA');
+  return pems;
+}
+
+function portFromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name}=${v}: not a TCP port (0 picks a free one)`);
+  return n;
+}
+
+/**
+ * The proxy's listening port: AGENT_SMITH_PROXY_PORT (0: a free port), else the
+ * contract's `egress.proxyPort`, else PROXY_PORT (15001). The health port:
+ * AGENT_SMITH_PROXY_HEALTH_PORT, else PROXY_HEALTH_PORT (15021).
+ * @throws ConfigError for a malformed variable
+ */
+export function listenPorts(env: NodeJS.ProcessEnv, contract: PodContract | undefined): { port: number; healthPort: number } {
+  return {
+    port: portFromEnv(env, 'AGENT_SMITH_PROXY_PORT') ?? contract?.egress.proxyPort ?? PROXY_PORT,
+    healthPort: portFromEnv(env, 'AGENT_SMITH_PROXY_HEALTH_PORT') ?? PROXY_HEALTH_PORT,
+  };
+}
+
+/** Where the credential files live for this layout. */
+export function credentialsDir(layout: Layout): string {
+  return layout.resolve(CREDENTIALS_DIR);
+}
