@@ -1,0 +1,248 @@
+/**
+ * A local upstream for egress proxy tests: one HTTPS port serving several host names by
+ * SNI (each with a leaf from the fake's own ECDSA P-256 CA, made with @peculiar/x509),
+ * and one plain HTTP port. It records every byte it receives, per connection, and every
+ * parsed request, so a test can prove what did NOT reach a host.
+ *
+ * Endpoints (any host):
+ *   /echo            JSON of what arrived: method, url, sni, rawHeaders, body (utf8)
+ *   /redirect?to=URL 302 with Location: URL (a proxy must pass it on, not follow it)
+ *   /reflect-auth    the Authorization and X-Api-Key it got, in response headers and in a
+ *                    chunked body (raw, base64, and split across writes): scrubbing bait
+ *   /gzip            a gzip-encoded body whatever Accept-Encoding said
+ *   /sse             three server-sent events 150 ms apart
+ *   /ws              WebSocket upgrade (RFC 6455 handshake), then echoes raw bytes
+ *
+ * Names in `wrongCert` are served a certificate for `impostor.invalid`, so a client that
+ * checks the server's identity must refuse them.
+ */
+// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata';
+import { createHash, webcrypto } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import tls from 'node:tls';
+import { gzipSync } from 'node:zlib';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+export interface RecordedRequest {
+  /** `https` or `http`. */
+  scheme: string;
+  /** SNI of the TLS connection (https), undefined for plain HTTP. */
+  sni: string | undefined;
+  method: string;
+  url: string;
+  rawHeaders: string[];
+  body: string;
+}
+
+export interface HttpsUpstream {
+  httpsPort: number;
+  httpPort: number;
+  /** PEM of the fake's CA (what the proxy must trust upstream). */
+  caPem: string;
+  /** Parsed requests, in arrival order. */
+  requests: RecordedRequest[];
+  /** Every byte received on every connection (decrypted for TLS), with the SNI it came in under. */
+  received: Array<{ sni: string | undefined; bytes: Buffer[] }>;
+  /** All bytes received for `sni` (undefined: plain HTTP), as latin1 text. */
+  receivedFor(sni: string | undefined): string;
+  /** Every byte received from anyone, as latin1 text. */
+  allReceived(): string;
+  clear(): void;
+  close(): Promise<void>;
+}
+
+interface Issued {
+  caPem: string;
+  caKeys: { publicKey: webcrypto.CryptoKey; privateKey: webcrypto.CryptoKey };
+  ca: x509.X509Certificate;
+}
+
+const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
+
+async function makeCa(): Promise<Issued> {
+  const caKeys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+  const ca = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: 'CN=agent-smith test upstream CA',
+    notBefore: new Date(Date.now() - 5 * 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    signingAlgorithm: ALG,
+    keys: caKeys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
+    ],
+  });
+  return { caPem: ca.toString('pem') + '\n', caKeys, ca };
+}
+
+async function leaf(issued: Issued, name: string): Promise<tls.SecureContext> {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${name}`,
+    issuer: issued.ca.subject,
+    notBefore: new Date(Date.now() - 5 * 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    signingAlgorithm: ALG,
+    publicKey: keys.publicKey,
+    signingKey: issued.caKeys.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: name }]),
+      await x509.AuthorityKeyIdentifierExtension.create(issued.caKeys.publicKey),
+    ],
+  });
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return tls.createSecureContext({ cert: cert.toString('pem'), key: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') });
+}
+
+function handler(scheme: string, requests: RecordedRequest[]) {
+  return (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const sni = scheme === 'https' ? ((req.socket as tls.TLSSocket).servername || undefined) : undefined;
+      const rec: RecordedRequest = { scheme, sni, method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, body: Buffer.concat(chunks).toString('utf8') };
+      requests.push(rec);
+      const url = new URL(req.url ?? '/', 'http://upstream.invalid');
+      switch (url.pathname) {
+        case '/redirect':
+          res.writeHead(302, { Location: url.searchParams.get('to') ?? '/' }).end();
+          return;
+        case '/reflect-auth': {
+          const auth = req.headers.authorization ?? '';
+          const key = String(req.headers['x-api-key'] ?? '');
+          res.writeHead(200, { 'Content-Type': 'text/plain', 'X-Seen-Authorization': auth, 'X-Seen-Api-Key': key });
+          const text = `auth=${auth}\nkey=${key}\nb64=${Buffer.from(auth + key).toString('base64')}\n`;
+          // Split the value across writes (and so across chunks).
+          const mid = Math.floor(text.length / 2);
+          res.write(text.slice(0, mid));
+          setTimeout(() => res.end(text.slice(mid)), 20);
+          return;
+        }
+        case '/gzip':
+          res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' }).end(gzipSync(`gzipped for ${req.headers.authorization ?? 'nobody'}\n`));
+          return;
+        case '/sse': {
+          res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+          let n = 0;
+          const tick = () => {
+            res.write(`event: tick\ndata: {"n":${n}}\n\n`);
+            if (++n < 3) setTimeout(tick, 150);
+            else res.end();
+          };
+          tick();
+          return;
+        }
+        default:
+          res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(rec));
+      }
+    });
+  };
+}
+
+/** RFC 6455 section 4.2.2: Sec-WebSocket-Accept. */
+function wsAccept(key: string): string {
+  return createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+}
+
+function onUpgrade(scheme: string, requests: RecordedRequest[]) {
+  return (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+    const sni = scheme === 'https' ? ((socket as unknown as tls.TLSSocket).servername || undefined) : undefined;
+    requests.push({ scheme, sni, method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, body: '' });
+    const key = req.headers['sec-websocket-key'];
+    if (typeof key !== 'string' || !(req.url ?? '').startsWith('/ws')) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n` +
+        `X-Seen-Authorization: ${req.headers.authorization ?? ''}\r\n\r\n`,
+    );
+    if (head.length) socket.write(head);
+    socket.on('data', (d: Buffer) => socket.write(d));
+    socket.on('error', () => socket.destroy());
+  };
+}
+
+/** Starts the fake on 127.0.0.1 (two free ports) serving `names`. */
+export async function startHttpsUpstream(opts: { names: string[]; wrongCert?: string[] }): Promise<HttpsUpstream> {
+  const issued = await makeCa();
+  const contexts = new Map<string, tls.SecureContext>();
+  for (const name of opts.names) contexts.set(name, await leaf(issued, name));
+  const impostor = await leaf(issued, 'impostor.invalid');
+  for (const name of opts.wrongCert ?? []) contexts.set(name, impostor);
+
+  const requests: RecordedRequest[] = [];
+  const received: HttpsUpstream['received'] = [];
+  const sockets = new Set<Socket>();
+  const track = (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  };
+
+  const secure = https.createServer({
+    SNICallback: (name, cb) => {
+      const ctx = contexts.get(name);
+      if (ctx) cb(null, ctx);
+      else cb(new Error(`upstream fake does not serve ${name}`));
+    },
+  });
+  secure.on('connection', track);
+  secure.on('secureConnection', (s: tls.TLSSocket) => {
+    const entry = { sni: s.servername || undefined, bytes: [] as Buffer[] };
+    received.push(entry);
+    s.on('data', (d: Buffer) => entry.bytes.push(Buffer.from(d)));
+  });
+  secure.on('request', handler('https', requests));
+  secure.on('upgrade', onUpgrade('https', requests));
+  secure.on('tlsClientError', () => undefined);
+
+  const plain = http.createServer();
+  plain.on('connection', (s: Socket) => {
+    track(s);
+    const entry = { sni: undefined, bytes: [] as Buffer[] };
+    received.push(entry);
+    s.on('data', (d: Buffer) => entry.bytes.push(Buffer.from(d)));
+  });
+  plain.on('request', handler('http', requests));
+  plain.on('upgrade', onUpgrade('http', requests));
+
+  const listen = (server: http.Server) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+    });
+  const httpsPort = await listen(secure);
+  const httpPort = await listen(plain);
+
+  const text = (entries: HttpsUpstream['received']) => entries.map((e) => Buffer.concat(e.bytes).toString('latin1')).join('\n');
+  return {
+    httpsPort,
+    httpPort,
+    caPem: issued.caPem,
+    requests,
+    received,
+    receivedFor: (sni) => text(received.filter((e) => e.sni === sni)),
+    allReceived: () => text(received),
+    clear: () => {
+      requests.length = 0;
+      received.length = 0;
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await Promise.all([secure, plain].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    },
+  };
+}

@@ -1,0 +1,305 @@
+/**
+ * Runs `agent-smith proxy` as a real process against a scratch pod root, and speaks to
+ * it the ways an agent's tools do (CONNECT + TLS, absolute-form HTTP, transparent TLS
+ * and HTTP as iptables would redirect them) or the ways an attacker would (raw bytes).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import tls from 'node:tls';
+import { generateEgressCa } from '../../operator/src/pki/egress-ca.ts';
+import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
+import { makePod, testContract, CLI, type PodFiles } from '../support/pod.ts';
+
+export interface CredentialFixture {
+  name: string;
+  hosts: string[];
+  scheme: 'bearer' | 'basic' | 'raw';
+  header: string;
+  stub: string;
+  require: boolean;
+  real: string;
+}
+
+export interface ProxyFixture {
+  pod: PodFiles;
+  proc: ChildProcess;
+  port: number;
+  healthPort: number;
+  /** PEM of the per-agent egress CA (what the agent trusts). */
+  caPem: string;
+  caFile: string;
+  /** Everything the process wrote (stderr and stdout). */
+  output(): string;
+  /** Parsed JSON log lines. */
+  logs(): Array<Record<string, unknown>>;
+  audits(): Array<Record<string, unknown>>;
+  waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  health(path: string): Promise<{ status: number; body: string }>;
+  stop(): Promise<void>;
+}
+
+export interface ProxyOptions {
+  allow: string[];
+  allowCidrs: string[];
+  credentials: CredentialFixture[];
+  /** name -> addresses and port map (AGENT_SMITH_PROXY_HOSTS_FILE). */
+  hosts: Record<string, { addresses: string[]; ports?: Record<string, number> }>;
+  upstreamCa: string[];
+  /** Credentials whose file is not written (the proxy must not become ready). */
+  withoutFiles?: string[];
+  /** Wait for "egress proxy ready" (default true). */
+  waitReady?: boolean;
+}
+
+/** Starts the proxy; resolves once it listens (and, by default, is ready). */
+export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
+  const egress: PodContractInput['egress'] = {
+    allow: opts.allow,
+    allowCidrs: opts.allowCidrs,
+    enforcement: 'iptables',
+    proxyPort: 15001,
+    credentials: opts.credentials.map(({ real: _real, ...c }) => ({ ...c, env: [] })),
+  };
+  const pod = await makePod({ contract: testContract({ egress }) });
+  const ca = await generateEgressCa({ agent: 'default/testbot', allow: opts.allow, now: new Date(), validityDays: 30 });
+  await mkdir(pod.path('/etc/agent-smith/egress-ca'), { recursive: true });
+  await writeFile(pod.path('/etc/agent-smith/egress-ca/ca.crt'), ca.certPem);
+  await writeFile(pod.path('/etc/agent-smith/egress-ca/ca.key'), ca.keyPem);
+  await mkdir(pod.path('/etc/agent-smith/credentials'), { recursive: true });
+  for (const c of opts.credentials) {
+    if (!opts.withoutFiles?.includes(c.name)) await writeFile(pod.path(`/etc/agent-smith/credentials/${c.name}`), `${c.real}\n`);
+  }
+  const caFile = pod.path('/tmp/egress-ca.pem');
+  await writeFile(caFile, ca.certPem);
+  const hostsFile = pod.path('/tmp/hosts.json');
+  await writeFile(hostsFile, JSON.stringify(opts.hosts));
+  const upstreamCaFile = pod.path('/tmp/upstream-ca.pem');
+  await writeFile(upstreamCaFile, opts.upstreamCa.join('\n'));
+
+  const env = {
+    ...pod.env,
+    AGENT_SMITH_PROXY_PORT: '0',
+    AGENT_SMITH_PROXY_HEALTH_PORT: '0',
+    AGENT_SMITH_PROXY_HOSTS_FILE: hostsFile,
+    AGENT_SMITH_UPSTREAM_CA: upstreamCaFile,
+    LOG_LEVEL: 'debug',
+  };
+  const proc = spawn(process.execPath, [CLI, 'proxy'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let pending = '';
+  const lines: Array<Record<string, unknown>> = [];
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    pending += d.toString();
+    let i: number;
+    while ((i = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, i);
+      pending = pending.slice(i + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ msg: line, raw: true });
+      }
+    }
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const hit = lines.find(pred);
+      if (hit) return hit;
+      if (proc.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no matching proxy log line within ${timeoutMs} ms; output:\n${out}`);
+  };
+  const listening = await waitForLog((l) => l.msg === 'egress proxy listening');
+  if (opts.waitReady !== false) await waitForLog((l) => l.msg === 'egress proxy ready');
+  const healthPort = listening.healthPort as number;
+  return {
+    pod,
+    proc,
+    port: listening.port as number,
+    healthPort,
+    caPem: ca.certPem,
+    caFile,
+    output: () => out,
+    logs: () => lines,
+    audits: () => lines.filter((l) => l.audit === true),
+    waitForLog,
+    health: async (path) => {
+      const res = await fetch(`http://127.0.0.1:${healthPort}${path}`);
+      return { status: res.status, body: await res.text() };
+    },
+    stop: async () => {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      await pod.cleanup();
+    },
+  };
+}
+
+// --- clients -------------------------------------------------------------------------
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string[]>;
+  body: Buffer;
+  /** The response head as received. */
+  head: string;
+}
+
+/**
+ * Reads one HTTP/1.1 response from `socket` (Content-Length, chunked, 101 or
+ * close-delimited), or rejects when the socket closes before a head arrives.
+ */
+export function readResponse(socket: net.Socket | tls.TLSSocket, timeoutMs = 10_000, connectAnswer = false): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    let settled = false;
+    const timer = setTimeout(() => finish(new Error(`no complete response within ${timeoutMs} ms; got ${JSON.stringify(buf.toString('latin1').slice(0, 300))}`)), timeoutMs);
+    const finish = (err: Error | undefined, res?: RawResponse) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('error', onError);
+      if (err) reject(err);
+      else resolve(res as RawResponse);
+    };
+    const parse = (closed: boolean): RawResponse | undefined => {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return undefined;
+      const head = buf.subarray(0, end).toString('latin1');
+      const [statusLine = '', ...fieldLines] = head.split('\r\n');
+      const status = Number(statusLine.split(' ')[1]);
+      const headers: Record<string, string[]> = {};
+      for (const l of fieldLines) {
+        const c = l.indexOf(':');
+        const k = l.slice(0, c).trim().toLowerCase();
+        (headers[k] ??= []).push(l.slice(c + 1).trim());
+      }
+      const rest = buf.subarray(end + 4);
+      // RFC 9110 section 9.3.6: a 2xx answer to CONNECT has no content.
+      if ((connectAnswer && status >= 200 && status < 300) || status === 101 || status === 204 || status === 304 || (status >= 100 && status < 200)) return { status, headers, body: Buffer.alloc(0), head };
+      const cl = headers['content-length']?.[0];
+      if (cl !== undefined) return rest.length >= Number(cl) ? { status, headers, body: rest.subarray(0, Number(cl)), head } : undefined;
+      if (headers['transfer-encoding']?.[0]?.toLowerCase() === 'chunked') {
+        const parts: Buffer[] = [];
+        let p = 0;
+        for (;;) {
+          const lineEnd = rest.indexOf('\r\n', p);
+          if (lineEnd < 0) return undefined;
+          const size = Number.parseInt(rest.subarray(p, lineEnd).toString('latin1'), 16);
+          if (size === 0) return rest.indexOf('\r\n', lineEnd + 2) >= 0 ? { status, headers, body: Buffer.concat(parts), head } : undefined;
+          if (rest.length < lineEnd + 2 + size + 2) return undefined;
+          parts.push(rest.subarray(lineEnd + 2, lineEnd + 2 + size));
+          p = lineEnd + 2 + size + 2;
+        }
+      }
+      return closed ? { status, headers, body: rest, head } : undefined;
+    };
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const res = parse(false);
+      if (res) finish(undefined, res);
+    };
+    const onClose = () => {
+      const res = parse(true);
+      finish(res ? undefined : new Error(`connection closed before a response; got ${JSON.stringify(buf.toString('latin1').slice(0, 300))}`), res);
+    };
+    const onError = (e: Error) => finish(e);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.once('error', onError);
+  });
+}
+
+/** A TCP connection to the proxy. */
+export function dial(port: number, host = '127.0.0.1'): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Sends `CONNECT authority` (with `Host` unless told otherwise) and reads the answer; the socket is the tunnel on 200. */
+export async function connect(port: number, authority: string, hostHeader: string | null = authority): Promise<{ socket: net.Socket; res: RawResponse }> {
+  const socket = await dial(port);
+  socket.write(`CONNECT ${authority} HTTP/1.1\r\n${hostHeader !== null ? `Host: ${hostHeader}\r\n` : ''}\r\n`);
+  const res = await readResponse(socket, 10_000, true);
+  return { socket, res };
+}
+
+/** TLS over `socket` (a tunnel, or a raw connection as iptables redirects it) trusting `caPem`. */
+export function startTls(socket: net.Socket, opts: { servername?: string; caPem: string; alpn?: string[] }): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const t = tls.connect({
+      socket,
+      ca: opts.caPem,
+      ALPNProtocols: opts.alpn ?? ['http/1.1'],
+      ...(opts.servername !== undefined ? { servername: opts.servername } : { checkServerIdentity: () => undefined }),
+    });
+    t.once('secureConnect', () => resolve(t));
+    t.once('error', reject);
+  });
+}
+
+/** Writes `request` (CRLF line ends added where `\n` stands alone) and reads the response. */
+export async function exchange(socket: net.Socket | tls.TLSSocket, request: string | Buffer | Array<string | Buffer>, gapMs = 0): Promise<RawResponse> {
+  const pending = readResponse(socket);
+  const parts = Array.isArray(request) ? request : [request];
+  for (const p of parts) {
+    socket.write(typeof p === 'string' ? p.replace(/\r?\n/g, '\r\n') : p);
+    if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+  }
+  return pending;
+}
+
+/** CONNECT + TLS (SNI = the host) + one request through the proxy. */
+export async function viaConnect(fx: ProxyFixture, authority: string, request: string | Buffer | Array<string | Buffer>, opts: { servername?: string; gapMs?: number } = {}): Promise<RawResponse> {
+  const { socket, res } = await connect(fx.port, authority);
+  if (res.status !== 200) {
+    socket.destroy();
+    return res;
+  }
+  const t = await startTls(socket, { servername: opts.servername ?? authority.replace(/:\d+$/, ''), caPem: fx.caPem });
+  try {
+    return await exchange(t, request, opts.gapMs);
+  } finally {
+    t.destroy();
+  }
+}
+
+/** A connection as iptables REDIRECT delivers it: raw TLS to the proxy port, SNI = servername. */
+export async function viaTransparentTls(fx: ProxyFixture, servername: string, request: string | Buffer): Promise<RawResponse> {
+  const t = await startTls(await dial(fx.port), { servername, caPem: fx.caPem });
+  try {
+    return await exchange(t, request);
+  } finally {
+    t.destroy();
+  }
+}
+
+/** A request written straight to the proxy port (explicit absolute-form, or transparent plain HTTP). */
+export async function viaPlain(fx: ProxyFixture, request: string | Buffer | Array<string | Buffer>, gapMs = 0): Promise<RawResponse> {
+  const s = await dial(fx.port);
+  try {
+    return await exchange(s, request, gapMs);
+  } finally {
+    s.destroy();
+  }
+}
+
+/** Prometheus text of the proxy's /metrics: the value of the series `name{labels}` (0 when absent). */
+export async function metric(fx: ProxyFixture, series: string): Promise<number> {
+  const { body } = await fx.health('/metrics');
+  const line = body.split('\n').find((l) => l.startsWith(series + ' '));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
