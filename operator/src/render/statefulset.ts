@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { V1Container, V1EnvVar, V1PersistentVolumeClaim, V1SecurityContext, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import {
   CONFIG_DIR,
@@ -6,6 +7,7 @@ import {
   EGRESS_CA_CERT_DIR,
   EGRESS_CA_DIR,
   HOME_DIR,
+  MATRIX_ACCESS_TOKEN_FILE,
   PROXY_HEALTH_PORT,
   PROXY_PORT,
   PROXY_UID,
@@ -38,6 +40,7 @@ const VOLUME_CA_CERT = 'egress-ca-cert';
 const VOLUME_CA = 'egress-ca';
 const VOLUME_CREDENTIALS = 'credentials';
 const VOLUME_TEAM = 'team';
+const VOLUME_MATRIX_TOKEN = 'matrix-token';
 
 /** Mounts of the containers that run the agent's own code (setup, agent): no key, no credential. */
 function agentMounts(agent: Agent): V1VolumeMount[] {
@@ -48,6 +51,15 @@ function agentMounts(agent: Agent): V1VolumeMount[] {
     { name: VOLUME_WORKSPACE, mountPath: WORKSPACE_DIR },
     { name: VOLUME_CA_CERT, mountPath: EGRESS_CA_CERT_DIR, readOnly: true },
   ];
+}
+
+/**
+ * The Matrix access token (spec.matrix.accessTokenSecretRef, that one key) for the
+ * supervisor's bridge: mounted into the agent container only, read-only, at
+ * MATRIX_ACCESS_TOKEN_FILE. Not an environment variable, so nothing the CLI spawns inherits it.
+ */
+function matrixTokenMount(agent: Agent): V1VolumeMount[] {
+  return agent.spec.matrix ? [{ name: VOLUME_MATRIX_TOKEN, mountPath: path.posix.dirname(MATRIX_ACCESS_TOKEN_FILE), readOnly: true }] : [];
 }
 
 /** Non-root, no privilege escalation, no capabilities, default seccomp. */
@@ -152,6 +164,10 @@ function volumes(agent: Agent, names: ReturnType<typeof childNames>, egressCaSec
     { name: VOLUME_CA_CERT, secret: { secretName: egressCaSecret, items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } },
     { name: VOLUME_CA, secret: { secretName: egressCaSecret, defaultMode: 0o440 } },
   ];
+  if (agent.spec.matrix) {
+    const ref = agent.spec.matrix.accessTokenSecretRef;
+    out.push({ name: VOLUME_MATRIX_TOKEN, secret: { secretName: ref.name, items: [{ key: ref.key, path: path.posix.basename(MATRIX_ACCESS_TOKEN_FILE) }], defaultMode: 0o440 } });
+  }
   if (agent.spec.team) {
     out.push({ name: VOLUME_TEAM, configMap: { name: rosterName(agent.spec.team), optional: true } });
   }
@@ -231,7 +247,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     env,
     workingDir: WORKSPACE_DIR,
     ports: [{ name: 'http', containerPort: SUPERVISOR_PORT, protocol: 'TCP' }],
-    volumeMounts: agentMounts(agent),
+    volumeMounts: [...agentMounts(agent), ...matrixTokenMount(agent)],
     securityContext: restricted(AGENT_UID),
     readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 10, failureThreshold: 3 },
     livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 20, failureThreshold: 6, initialDelaySeconds: 10 },
