@@ -144,17 +144,14 @@ export interface HostsOverride {
  *
  * Honoured only when AGENT_SMITH_ROOT is set (a test or development layout; the operator
  * never sets it in a pod), and announced with a warning; set without it, it is ignored
- * with an error line, so a stray variable cannot weaken a real pod.
+ * (main.ts logs an error line at start-up), so a stray variable cannot weaken a real pod.
  *
  * @throws ConfigError when the file is unreadable or malformed
  */
 export function hostsOverrideFromEnv(env: NodeJS.ProcessEnv, layout: Layout, log: Logger): HostsOverride | undefined {
   const file = env.AGENT_SMITH_PROXY_HOSTS_FILE;
-  if (!file) return undefined;
-  if (!layout.root) {
-    log.error({ env: 'AGENT_SMITH_PROXY_HOSTS_FILE' }, 'AGENT_SMITH_PROXY_HOSTS_FILE is a test hook and is ignored unless AGENT_SMITH_ROOT is set; names resolve through DNS');
-    return undefined;
-  }
+  // Without a root the hook is off; main.ts says so once at start-up.
+  if (!file || !layout.root) return undefined;
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));

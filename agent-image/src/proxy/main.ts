@@ -114,6 +114,9 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
   const limits = DEFAULT_LIMITS;
   const auditor = new Auditor(log);
 
+  if (env.AGENT_SMITH_PROXY_HOSTS_FILE && !layout.root) {
+    log.error({ env: 'AGENT_SMITH_PROXY_HOSTS_FILE' }, 'AGENT_SMITH_PROXY_HOSTS_FILE is a test hook and is ignored unless AGENT_SMITH_ROOT is set; names resolve through DNS');
+  }
   let early: PodContract | undefined;
   try {
     early = loadContract(layout.contractFile);

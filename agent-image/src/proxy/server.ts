@@ -123,10 +123,24 @@ export class EgressProxy {
       connectionsCheckingInterval: 1000,
     });
     this.#http.timeout = l.idleTimeoutMs;
-    this.#http.on('request', (req, res) => this.#onRequest(req, res));
-    this.#http.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#onConnect(req, socket, head));
-    this.#http.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket));
+    this.#http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#guard(req.socket, () => this.#onRequest(req, res)));
+    this.#http.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#guard(socket, () => this.#onConnect(req, socket, head)));
+    this.#http.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#guard(socket, () => this.#onUpgrade(req, socket, head)));
+    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#guard(socket, () => this.#onClientError(err, socket)));
+  }
+
+  /**
+   * Runs a connection's handler; an exception closes that connection (nothing was
+   * forwarded by a handler that threw before forwarding) instead of the process, whose
+   * other tunnels would go with it.
+   */
+  #guard(socket: Duplex, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#opts.log.error({ err: (err as Error).name, message: (err as Error).message.slice(0, 200) }, 'egress proxy: handler failed; connection closed');
+      socket.destroy();
+    }
   }
 
   /** Serve: everything is loaded and valid. */
@@ -177,7 +191,7 @@ export class EgressProxy {
   }
 
   #listenOne(host: string, port: number): Promise<net.Server> {
-    const server = net.createServer({ allowHalfOpen: false }, (s) => this.#onAccept(s));
+    const server = net.createServer({ allowHalfOpen: false }, (s) => this.#guard(s, () => this.#onAccept(s)));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host, port, ipv6Only: host === '::1', exclusive: true }, () => {
@@ -226,20 +240,24 @@ export class EgressProxy {
    * rest goes to the HTTP parser. `tunnel`: the socket is inside a CONNECT.
    */
   #sniff(socket: net.Socket, conn: Conn, tunnel: boolean): void {
-    const onReadable = () => {
-      const b = socket.read(1) as Buffer | null;
-      if (b === null) return;
-      socket.off('readable', onReadable);
-      socket.unshift(b);
-      if (b[0] === TLS_HANDSHAKE) {
-        if (!tunnel) conn.mode = 'transparent';
-        void this.#intercept(socket, conn);
-      } else {
-        // Plain HTTP: the server's own header timeout takes over from the handshake timer.
-        socket.setTimeout(0);
-        this.#http.emit('connection', socket);
-      }
-    };
+    const onReadable = () =>
+      this.#guard(socket, () => {
+        const b = socket.read(1) as Buffer | null;
+        if (b === null) return;
+        socket.off('readable', onReadable);
+        socket.unshift(b);
+        if (b[0] === TLS_HANDSHAKE) {
+          if (!tunnel) conn.mode = 'transparent';
+          this.#intercept(socket, conn).catch((err: Error) => {
+            this.#opts.log.error({ err: err.name, message: err.message.slice(0, 200) }, 'egress proxy: TLS interception failed; connection closed');
+            socket.destroy();
+          });
+        } else {
+          // Plain HTTP: the server's own header timeout takes over from the handshake timer.
+          socket.setTimeout(0);
+          this.#http.emit('connection', socket);
+        }
+      });
     socket.on('readable', onReadable);
   }
 
