@@ -69,15 +69,20 @@ async function git(args: string[], cwd: string): Promise<string> {
 /**
  * Starts the server on 127.0.0.1 (a free port) with one bare repository per entry of
  * `repos`, each holding one commit of the given files on branch main.
+ *
+ * `hostnames`: extra DNS names in the certificate (a client that reaches the server by
+ * name, e.g. through an egress proxy with a test resolver). `basicPassword`: every
+ * request must carry HTTP Basic credentials with this password (RFC 7617); others get
+ * 401 with `WWW-Authenticate: Basic`, as GitHub answers a token-less clone.
  */
-export async function startGitServer(opts: { repos: Record<string, Record<string, string>> }): Promise<GitServer> {
+export async function startGitServer(opts: { repos: Record<string, Record<string, string>>; hostnames?: string[]; basicPassword?: string }): Promise<GitServer> {
   const base = await mkdtemp(path.join(os.tmpdir(), 'agent-smith-git-server-'));
   const projectRoot = path.join(base, 'repos');
   const workRoot = path.join(base, 'work');
   await mkdir(projectRoot);
   await mkdir(workRoot);
 
-  const tls = await issueCertificates();
+  const tls = await issueCertificates(opts.hostnames ?? []);
   const caFile = path.join(base, 'ca.pem');
   await writeFile(caFile, tls.caPem);
 
@@ -115,6 +120,11 @@ export async function startGitServer(opts: { repos: Record<string, Record<string
   const sockets = new Set<Socket>();
   const server = https.createServer({ key: tls.keyPem, cert: tls.certPem }, (req, res) => {
     requests.push(req.url ?? '');
+    if (opts.basicPassword !== undefined && !basicPasswordIs(req, opts.basicPassword)) {
+      req.resume();
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="agent-smith test git server"', 'Content-Type': 'text/plain' }).end('authentication required\n');
+      return;
+    }
     serveCgi(req, res, projectRoot);
   });
   server.on('connection', (s: Socket) => {
@@ -141,6 +151,14 @@ export async function startGitServer(opts: { repos: Record<string, Record<string
       await rm(base, { recursive: true, force: true });
     },
   };
+}
+
+/** Whether the request carries HTTP Basic credentials (RFC 7617) with `password`. */
+function basicPasswordIs(req: IncomingMessage, password: string): boolean {
+  const m = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(req.headers.authorization ?? '');
+  if (!m?.[1]) return false;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  return decoded.slice(decoded.indexOf(':') + 1) === password;
 }
 
 /**
@@ -230,8 +248,8 @@ interface TestTls {
   keyPem: string;
 }
 
-/** A self-signed ECDSA P-256 CA and a leaf certificate for 127.0.0.1 and localhost, valid for a day. */
-async function issueCertificates(): Promise<TestTls> {
+/** A self-signed ECDSA P-256 CA and a leaf certificate for 127.0.0.1, localhost and `hostnames`, valid for a day. */
+async function issueCertificates(hostnames: readonly string[]): Promise<TestTls> {
   const notBefore = new Date(Date.now() - 5 * 60_000);
   const notAfter = new Date(Date.now() + 86_400_000);
   const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
@@ -268,6 +286,7 @@ async function issueCertificates(): Promise<TestTls> {
       new x509.SubjectAlternativeNameExtension([
         { type: 'ip', value: '127.0.0.1' },
         { type: 'dns', value: 'localhost' },
+        ...hostnames.map((value) => ({ type: 'dns' as const, value })),
       ]),
       await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
     ],
