@@ -8,8 +8,9 @@
  * - floor: a plain client server-side-applies the very child objects the operator would
  *   render (same renderers, CA included) for N agents, 8 at a time, and waits for every
  *   pod to be Ready. No watch, no status, no checks: the least work that gets N pods.
- * - operator: the operator process (4 workers) reconciles N applied Agents; we wait for
- *   every Agent's Ready=True (which needs its pod Ready).
+ * - operator: the operator process (4 workers, started with the Node flags of the
+ *   Dockerfile's operator ENTRYPOINT, as the image runs it) reconciles N applied Agents;
+ *   we wait for every Agent's Ready=True (which needs its pod Ready).
  * Reported: seconds until all Ready, API requests per Agent (the operator's own metric;
  * the floor counts its calls), the operator's peak RSS (VmHWM) and CPU seconds; and the
  * operator/floor time ratio. Results go to test/bench/results.md (appended) and stdout.
@@ -86,6 +87,16 @@ async function floor(n: number, kubeconfig: string): Promise<{ seconds: number; 
   return { seconds: (Date.now() - started) / 1000, requestsPerAgent: requests / n };
 }
 
+/** The Node flags the operator image starts with: its ENTRYPOINT minus `node` and the script. */
+function imageNodeFlags(): string[] {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const stage = dockerfile.split(/^FROM\s/m).find((s) => /^\S+\s+AS\s+operator\s*$/im.test(s.split('\n')[0] ?? ''));
+  const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(stage ?? '')?.[1];
+  if (!entry) throw new Error('no ENTRYPOINT in the Dockerfile\'s operator stage');
+  const argv = JSON.parse(entry) as string[];
+  return argv.slice(1, -1);
+}
+
 function procStats(pid: number): { rssMb: number; cpuSeconds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -105,7 +116,7 @@ async function operator(n: number, kubeconfig: string): Promise<{ seconds: numbe
   );
   await sleep(2000);
   const port = 18000 + Math.floor(Math.random() * 1000);
-  const op = spawn(process.execPath, [join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', String(port), '--metrics-host', '127.0.0.1', '--workers', '4'], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } });
+  const op = spawn(process.execPath, [...imageNodeFlags(), join(ROOT, 'operator/src/main.ts'), '--kubeconfig', kubeconfig, '--metrics-port', String(port), '--metrics-host', '127.0.0.1', '--workers', '4'], { stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'warn' } });
   try {
     while (!(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false))) await sleep(200);
     const started = Date.now();
@@ -139,6 +150,6 @@ for (const n of Ns) {
   console.log(row);
   rows.push(row);
 }
-const header = `\n## ${new Date().toISOString()} (${process.env.HOSTNAME ?? 'local'}, ${(await import('node:os')).cpus().length} cores)\n\n| N | floor s | operator s | ratio | floor req/agent | operator req/agent | operator peak RSS MB | operator CPU s |\n|---|---|---|---|---|---|---|---|\n`;
+const header = `\n## ${new Date().toISOString()} (${process.env.HOSTNAME ?? 'local'}, ${(await import('node:os')).cpus().length} cores; operator: node ${imageNodeFlags().join(' ')})\n\n| N | floor s | operator s | ratio | floor req/agent | operator req/agent | operator peak RSS MB | operator CPU s |\n|---|---|---|---|---|---|---|---|\n`;
 appendFileSync(join(ROOT, 'test/bench/results.md'), header + rows.join('\n') + '\n');
 console.log(header + rows.join('\n'));
