@@ -142,6 +142,14 @@ describe('renderAll', () => {
     expect(env.NODE_EXTRA_CA_CERTS).toBe('/etc/agent-smith/egress-ca-cert/ca.crt');
   });
 
+  it('names the proxy in iptables mode too (the pod has no DNS of its own) and lets allowCidrs go direct', () => {
+    const pod = renderAll(agent({ ...devbot, egress: { allow: ['github.com'], allowCidrs: ['10.96.0.0/12'], enforcement: 'iptables' } }), opts).statefulSet.spec!.template.spec!;
+    expect(pod.initContainers?.map((c) => c.name)).toEqual(['egress-init', 'egress-proxy', 'setup']);
+    const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
+    expect(env.HTTPS_PROXY).toBe('http://127.0.0.1:15001');
+    expect(env.NO_PROXY).toBe('localhost,127.0.0.1,::1,.svc,.cluster.local,10.96.0.0/12');
+  });
+
   it('rolls the pod when the egress CA changes', () => {
     const hash = (pem: string) => renderAll(agent(devbot), { ...opts, egressCaCertPem: pem }).statefulSet.spec?.template.metadata?.annotations?.[ANNOTATION_CONFIG_HASH];
     expect(hash('a')).not.toBe(hash('b'));

@@ -85,12 +85,20 @@ function volumeClaim(name: string, size: string, storageClassName: string | unde
   };
 }
 
-/** Environment that sends the agent's HTTP(S) through the proxy in proxy-env mode. */
-function proxyEnv(): V1EnvVar[] {
+/**
+ * Environment that sends the agent's HTTP(S) to the proxy as an explicit proxy, in both
+ * enforcement modes. In iptables mode it is not the enforcement (the firewall is) but
+ * what lets names resolve: the pod has no DNS of its own there (egress-init lets only
+ * the proxy's UID query DNS), so clients hand the proxy the name (CONNECT host:443).
+ * Clients that ignore HTTPS_PROXY still cannot get out except through the proxy.
+ * NO_PROXY: loopback, in-cluster names and the spec's allowCidrs, which go direct.
+ */
+function proxyEnv(allowCidrs: readonly string[]): V1EnvVar[] {
   const url = `http://127.0.0.1:${PROXY_PORT}`;
+  const noProxy = ['localhost', '127.0.0.1', '::1', '.svc', '.cluster.local', ...allowCidrs].join(',');
   return ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy']
     .map((name) => ({ name, value: url }))
-    .concat([{ name: 'NO_PROXY', value: 'localhost,127.0.0.1,::1' }, { name: 'no_proxy', value: 'localhost,127.0.0.1,::1' }]);
+    .concat([{ name: 'NO_PROXY', value: noProxy }, { name: 'no_proxy', value: noProxy }]);
 }
 
 /** Environment that makes common TLS stacks trust the egress CA. */
@@ -230,7 +238,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     { name: 'HOME', value: HOME_DIR },
     ...contractEnv,
     ...trustEnv(),
-    ...(spec.egress.enforcement === 'proxy-env' ? proxyEnv() : []),
+    ...proxyEnv(spec.egress.allowCidrs),
   ];
   const setup: V1Container = {
     name: 'setup',
