@@ -27,6 +27,7 @@ import { ProxyMetrics } from './metrics.ts';
 import { canonicalHost, compileAllowlist, credentialFor, PolicyError, validateAllowCidrs, type CanonicalHost, type Lookup } from './policy.ts';
 import { EgressProxy, type ProxyRuntime } from './server.ts';
 import { CredentialSet, type Credential } from './swap.ts';
+import { upstreamSecureContext } from './upstream.ts';
 
 const RETRY_MS = 2_000;
 
@@ -100,7 +101,7 @@ async function loadRuntime(opts: { layout: Layout; env: NodeJS.ProcessEnv; log: 
       leaves,
       ...(lookup ? { lookup } : {}),
       ...(hosts ? { dialPort: hosts.port } : {}),
-      ...(extraCa ? { extraCa } : {}),
+      upstreamContext: upstreamSecureContext(extraCa),
     },
   };
 }

@@ -46,7 +46,8 @@ export interface ProxyRuntime {
   leaves: LeafCertificates;
   lookup?: Lookup;
   dialPort?: (host: string, port: number) => number;
-  extraCa?: readonly string[];
+  /** Upstream TLS context (upstream.ts `upstreamSecureContext`). */
+  upstreamContext: tls.SecureContext;
 }
 
 interface Conn {
@@ -191,7 +192,9 @@ export class EgressProxy {
   }
 
   #listenOne(host: string, port: number): Promise<net.Server> {
-    const server = net.createServer({ allowHalfOpen: false }, (s) => this.#guard(s, () => this.#onAccept(s)));
+    // noDelay: a response head and body go out as separate small writes; with Nagle on,
+    // each waits for the peer's delayed ACK (40 ms on Linux).
+    const server = net.createServer({ allowHalfOpen: false, noDelay: true }, (s) => this.#guard(s, () => this.#onAccept(s)));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host, port, ipv6Only: host === '::1', exclusive: true }, () => {
@@ -275,7 +278,7 @@ export class EgressProxy {
       allowCidrs: rt.allowCidrs,
       ...(rt.lookup ? { lookup: rt.lookup } : {}),
       ...(rt.dialPort ? { dialPort: rt.dialPort } : {}),
-      ...(rt.extraCa ? { extraCa: rt.extraCa } : {}),
+      secureContext: rt.upstreamContext,
       ownPorts: this.#opts.ownPorts,
       connectTimeoutMs: this.#opts.limits.upstreamConnectTimeoutMs,
       idleTimeoutMs: this.#opts.limits.idleTimeoutMs,

@@ -33,8 +33,12 @@ export interface UpstreamOptions {
   lookup?: Lookup;
   /** Maps the policy's port to the port to dial (test hosts file); identity otherwise. */
   dialPort?: (host: string, port: number) => number;
-  /** Extra PEM CAs trusted besides the system roots. */
-  extraCa?: readonly string[];
+  /**
+   * The upstream TLS context: system roots (plus AGENT_SMITH_UPSTREAM_CA), TLS 1.2 or
+   * newer. Built once (see {@link upstreamSecureContext}): a context with the whole root
+   * store costs milliseconds, too much for every new connection.
+   */
+  secureContext: tls.SecureContext;
   /** Ports of this proxy (listener and health): never dialed on a loopback address. */
   ownPorts: ReadonlySet<number>;
   connectTimeoutMs: number;
@@ -46,6 +50,11 @@ function isLocalAddress(address: string): boolean {
   if (isIP(address) === 4) return address.startsWith('127.') || address.startsWith('0.');
   const a = address.toLowerCase();
   return a === '::1' || a === '::' || a.startsWith('::ffff:127.') || a.startsWith('::ffff:0.');
+}
+
+/** The upstream TLS context: the system roots plus `extraCa` (PEM), TLS 1.2 or newer. */
+export function upstreamSecureContext(extraCa?: readonly string[]): tls.SecureContext {
+  return tls.createSecureContext({ minVersion: 'TLSv1.2', ...(extraCa?.length ? { ca: [...tls.rootCertificates, ...extraCa] } : {}) });
 }
 
 /** The upstream legs of one client connection; `close()` when the connection closes. */
@@ -91,16 +100,15 @@ export class UpstreamPool {
       throw new PolicyError('forbidden_address', `${host.host}:${port} resolves to this proxy (${address}:${dialPort}); refusing a request loop`);
     }
     if (this.#closed) throw new PolicyError('policy_error', 'client connection closed');
-    const common = { keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: o.idleTimeoutMs };
+    const common = { keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: o.idleTimeoutMs, noDelay: true };
     const agent = useTls
       ? new https.Agent({
           ...common,
           rejectUnauthorized: true,
-          ...(o.extraCa?.length ? { ca: [...tls.rootCertificates, ...o.extraCa] } : {}),
+          secureContext: o.secureContext,
           // Pin the identity to the policy's host, whatever Host header a request carries.
           checkServerIdentity: (_name: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(host.host, cert),
           ALPNProtocols: ['http/1.1'],
-          minVersion: 'TLSv1.2',
           ...(host.kind === 'dns' ? { servername: host.host } : {}),
         })
       : new http.Agent(common);
