@@ -440,6 +440,11 @@ describe('agent-smith proxy: attack battery', () => {
       expect(names.filter((n) => n === 'x-hop' || n === 'proxy-authorization' || n === 'keep-alive')).toEqual([]);
     });
 
+    it('refuses TRACE, which would echo the swapped credential', async () => {
+      expectDenied(seen(await viaConnect(fx, 'api.test:443', request('TRACE', '/', 'api.test', [`Authorization: ${basic(GITHUB_STUB)}`]))), 405, 'bad_method');
+      expect(up.requests).toEqual([]);
+    });
+
     it('refuses dot segments in the path', async () => {
       expectDenied(seen(await viaConnect(fx, 'api.test:443', request('GET', '/repos/../admin', 'api.test'))), 400, 'bad_path');
       expectDenied(seen(await viaConnect(fx, 'api.test:443', request('GET', '/repos/%2e%2E/admin', 'api.test'))), 400, 'bad_path');

@@ -102,6 +102,9 @@ function checkPath(path: string): void {
  * {@link asRefusal}); never dials.
  */
 export function decideRequest(conn: ConnectionFacts, req: RequestFacts, policy: { allowlist: Allowlist; credentials: CredentialSet<CanonicalHost> }): Decided {
+  // RFC 9110 section 9.3.8: TRACE reflects the request, Authorization included, back to
+  // the client; nothing an agent needs, so it never reaches an upstream.
+  if (req.method.toUpperCase() === 'TRACE') throw new Refusal(405, 'bad_method', 'TRACE is refused (it echoes request headers, credentials included)');
   const headers = pairs(req.rawHeaders);
   checkRequestHeaders(
     headers,
