@@ -10,6 +10,7 @@
  *   /reflect-auth    the Authorization and X-Api-Key it got, in response headers and in a
  *                    chunked body (raw, base64, and split across writes): scrubbing bait
  *   /gzip            a gzip-encoded body whatever Accept-Encoding said
+ *   /big?n=BYTES     n bytes of filler (benchmarks)
  *   /sse             three server-sent events 150 ms apart
  *   /ws              WebSocket upgrade (RFC 6455 handshake), then echoes raw bytes
  *
@@ -129,6 +130,26 @@ function handler(scheme: string, requests: RecordedRequest[]) {
           const mid = Math.floor(text.length / 2);
           res.write(text.slice(0, mid));
           setTimeout(() => res.end(text.slice(mid)), 20);
+          return;
+        }
+        case '/big': {
+          // n bytes of filler in 64 KiB writes (benchmarks).
+          const n = Number(url.searchParams.get('n') ?? '0');
+          res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(n) });
+          const block = Buffer.alloc(64 * 1024, 'abcdefghijklmnopqrstuvwxyz0123456789\n');
+          let left = n;
+          const pump = () => {
+            while (left > 0) {
+              const part = block.subarray(0, Math.min(block.length, left));
+              left -= part.length;
+              if (!res.write(part)) {
+                res.once('drain', pump);
+                return;
+              }
+            }
+            res.end();
+          };
+          pump();
           return;
         }
         case '/gzip':

@@ -50,6 +50,10 @@ export interface ProxyOptions {
   withoutFiles?: string[];
   /** Wait for "egress proxy ready" (default true). */
   waitReady?: boolean;
+  /** Extra `node` flags (the benchmark runs the proxy with the image's too). */
+  nodeArgs?: string[];
+  /** LOG_LEVEL of the proxy (default debug). */
+  logLevel?: string;
 }
 
 /** Starts the proxy; resolves once it listens (and, by default, is ready). */
@@ -83,9 +87,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     AGENT_SMITH_PROXY_HEALTH_PORT: '0',
     AGENT_SMITH_PROXY_HOSTS_FILE: hostsFile,
     AGENT_SMITH_UPSTREAM_CA: upstreamCaFile,
-    LOG_LEVEL: 'debug',
+    LOG_LEVEL: opts.logLevel ?? 'debug',
   };
-  const proc = spawn(process.execPath, [CLI, 'proxy'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'proxy'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let pending = '';
   const lines: Array<Record<string, unknown>> = [];
