@@ -74,6 +74,8 @@ export async function serveSupervisor(opts: {
   metrics: SupervisorMetrics;
   mcp: McpToolDeps;
   mcpTools?: ToolRegistrar[];
+  /** More parts of readiness (the Matrix bridge): each named check must be ok too; /readyz shows them all. */
+  readyChecks?: Record<string, () => { ok: boolean; reason: string; [detail: string]: unknown }>;
   log: Logger;
   publicPort: number;
   publicHost?: string;
@@ -91,7 +93,10 @@ export async function serveSupervisor(opts: {
       }
       case '/readyz': {
         const r = supervisor.ready();
-        return json(res, r.ok ? 200 : 503, r);
+        const parts = Object.fromEntries(Object.entries(opts.readyChecks ?? {}).map(([name, check]) => [name, check()]));
+        const failed = Object.entries(parts).find(([, p]) => !p.ok);
+        const ok = r.ok && !failed;
+        return json(res, ok ? 200 : 503, { ...r, ok, reason: r.ok && failed ? failed[1].reason : r.reason, ...parts });
       }
       case '/metrics':
         metrics.registry

@@ -4,7 +4,8 @@
  *
  * Environment: AGENT_SMITH_CONTRACT / AGENT_SMITH_ROOT (layout.ts), AGENT_SMITH_PORT
  * (public port, default 8080; 0 = any), AGENT_SMITH_LOCAL_PORT (loopback, default 15090),
- * AGENT_SMITH_TMUX_SOCKET (default: tmux's own socket, found by `tmux attach -t main`).
+ * AGENT_SMITH_TMUX_SOCKET (default: tmux's own socket, found by `tmux attach -t main`),
+ * AGENT_SMITH_MATRIX_TIMELINE_LIMIT (timeline events per room per /sync, default 50).
  */
 import { execFileSync } from 'node:child_process';
 import { constants as fsConstants, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -12,13 +13,16 @@ import { mkdtemp } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { SUPERVISOR_PORT, type PodContract } from '../contract/contract.ts';
+import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, TEAM_DIR, type PodContract } from '../contract/contract.ts';
 import { loadContract } from '../contract/load.ts';
 import { writeFileAtomic } from '../harness/files.ts';
 import { harnessContext, localPort } from '../harness/context.ts';
 import { adapterFor } from '../harness/index.ts';
 import { layoutFromEnv } from '../layout.ts';
 import { makeLogger, type Logger } from '../log.ts';
+import { MatrixBridge } from '../matrix/bridge.ts';
+import { MatrixMetrics } from '../matrix/metrics.ts';
+import { matrixTools } from '../matrix/tools.ts';
 import { trustEnv } from '../setup/setup.ts';
 import { EventOutbox } from './events.ts';
 import { serveSupervisor } from './http.ts';
@@ -113,6 +117,22 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     teeFile,
   });
 
+  const bridge = contract.matrix
+    ? new MatrixBridge({
+        config: contract.matrix,
+        agentName: contract.agent.name,
+        tokenFile: layout.resolve(MATRIX_ACCESS_TOKEN_FILE),
+        rosterFile: path.join(layout.resolve(TEAM_DIR), 'roster.json'),
+        stateDir: layout.stateDir,
+        inbox,
+        metrics: new MatrixMetrics(metrics.registry),
+        log,
+        outbox,
+        onDelivered: (m) => metrics.inboxReceived.inc({ source: m.source }),
+        ...(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT ? { timelineLimit: Number(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT) } : {}),
+      })
+    : undefined;
+
   const notifications: Notification[] = [];
   const http = await serveSupervisor({
     supervisor,
@@ -121,6 +141,8 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     log,
     publicPort: env.AGENT_SMITH_PORT !== undefined ? Number(env.AGENT_SMITH_PORT) : SUPERVISOR_PORT,
     localPort: localPort(env),
+    mcpTools: bridge ? [matrixTools(bridge, metrics)] : [],
+    readyChecks: bridge ? { matrix: () => ({ ...bridge.ready(), ...bridge.status() }) } : {},
     mcp: {
       status: () => supervisor.status(),
       notify: async (n) => {
@@ -137,14 +159,15 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   });
   log.info({ publicPort: http.publicPort, localPort: http.localPort, agent: contract.agent.name, harness: adapter.kind, workdir: ctx.workdir }, 'supervisor listening');
   await supervisor.start();
+  await bridge?.start();
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping: SIGTERM to the CLI and the shell');
-    supervisor
-      .stop()
+    Promise.all([supervisor.stop(), bridge?.stop()])
+      .then(([result]) => result)
       .then(async (result) => {
         log.info(result, 'CLI and shell stopped');
         await outbox.emit('agent_stopped', { signal, ...result });

@@ -1,0 +1,127 @@
+/**
+ * The bridge against a homeserver that misbehaves in ways a real Synapse will not on cue:
+ * a 429 with `retry_after_ms`, a token it rejects (401 M_UNKNOWN_TOKEN) until the Secret
+ * holding it is rotated, and a token of another user. A small HTTP fake of the three
+ * endpoints involved (whoami, sync, join), shapes from the client-server API.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MatrixBridge } from '../../agent-image/src/matrix/bridge.ts';
+import { MatrixMetrics } from '../../agent-image/src/matrix/metrics.ts';
+import { Inbox } from '../../agent-image/src/supervisor/inbox.ts';
+import { until } from '../support/matrix-pod.ts';
+
+interface Seen {
+  path: string;
+  auth: string;
+  at: number;
+}
+
+describe('Matrix bridge: homeserver errors', () => {
+  let dir: string;
+  let server: Server;
+  let url: string;
+  let seen: Seen[];
+  let logs: string[];
+  let bridge: MatrixBridge | undefined;
+  /** What the fake answers; tests change it. */
+  let users: Record<string, string>;
+  let syncReplies: Array<{ status: number; body: unknown }>;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'agent-smith-matrix-'));
+    seen = [];
+    logs = [];
+    users = {};
+    syncReplies = [];
+    server = createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      const auth = req.headers.authorization ?? '';
+      seen.push({ path, auth, at: Date.now() });
+      const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      const user = users[auth.replace(/^Bearer /, '')];
+      if (!user) return send(401, { errcode: 'M_UNKNOWN_TOKEN', error: 'Invalid access token passed.' });
+      if (path === '/_matrix/client/v3/account/whoami') return send(200, { user_id: user });
+      if (path === '/_matrix/client/v3/sync') {
+        const next = syncReplies.shift() ?? { status: 200, body: { next_batch: `s${seen.length}` } };
+        // An empty long poll: answer after a moment, as a homeserver with nothing new would at its timeout.
+        setTimeout(() => send(next.status, next.body), next.status === 200 ? 100 : 0);
+        return;
+      }
+      send(404, { errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterEach(async () => {
+    await bridge?.stop();
+    bridge = undefined;
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function start(token: string, metrics = new MatrixMetrics(new Registry())): Promise<MatrixBridge> {
+    await writeFile(join(dir, 'access-token'), `${token}\n`);
+    const inbox = new Inbox(join(dir, 'inbox'));
+    await inbox.open();
+    const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => (logs.push(chunk.toString()), cb()) });
+    bridge = new MatrixBridge({
+      config: { homeserverUrl: url, userId: '@bot:hs', allowedUsers: [], rooms: [] },
+      agentName: 'bot',
+      tokenFile: join(dir, 'access-token'),
+      stateDir: join(dir, 'state'),
+      inbox,
+      metrics,
+      log: pino({ level: 'debug' }, sink),
+      backoffInitialMs: 200,
+      backoffMaxMs: 400,
+    });
+    await bridge.start();
+    return bridge;
+  }
+
+  it("waits exactly the homeserver's retry_after_ms after a 429, then resumes", async () => {
+    users = { 'tok-1': '@bot:hs' };
+    syncReplies = [{ status: 429, body: { errcode: 'M_LIMIT_EXCEEDED', error: 'Too Many Requests', retry_after_ms: 1500 } }];
+    const registry = new Registry();
+    const b = await start('tok-1', new MatrixMetrics(registry));
+    await until('syncing', () => b.status().state === 'syncing' && seen.filter((s) => s.path.endsWith('/sync')).length >= 2);
+    const syncs = seen.filter((s) => s.path.endsWith('/sync'));
+    // 1.5 s, not the 200 ms backoff the bridge would otherwise use.
+    expect(syncs[1]!.at - syncs[0]!.at).toBeGreaterThanOrEqual(1450);
+    expect(syncs[1]!.at - syncs[0]!.at).toBeLessThan(2500);
+    expect(await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_sync_errors_total')).toContain('kind="rate_limited"} 1');
+    expect(b.ready().ok).toBe(true);
+  });
+
+  it('is unauthorized (not ready) while the homeserver rejects the token, and picks up a rotated token file', async () => {
+    users = { 'tok-new': '@bot:hs' };
+    const b = await start('tok-old');
+    await until('unauthorized', () => b.status().state === 'unauthorized');
+    expect(b.ready()).toMatchObject({ ok: false });
+    expect(b.ready().reason).toMatch(/M_UNKNOWN_TOKEN/);
+    // The Secret is updated in place (kubelet rewrites the mounted file).
+    await writeFile(join(dir, 'access-token'), 'tok-new\n');
+    await until('syncing with the new token', () => b.status().state === 'syncing', 10_000);
+    expect(seen.at(-1)!.auth).toBe('Bearer tok-new');
+    // Neither token was ever logged.
+    expect(logs.join('')).not.toMatch(/tok-old|tok-new/);
+  });
+
+  it("refuses a token that belongs to another user than spec.matrix.userId", async () => {
+    users = { 'tok-2': '@someone-else:hs' };
+    const b = await start('tok-2');
+    await until('unauthorized', () => b.status().state === 'unauthorized');
+    expect(b.ready().reason).toMatch(/belongs to @someone-else:hs, not to spec.matrix.userId @bot:hs/);
+    expect(seen.some((s) => s.path.endsWith('/sync'))).toBe(false);
+  });
+});
