@@ -541,6 +541,22 @@ describe('agent-smith proxy: attack battery', () => {
     });
   });
 
+  it('closes connections beyond 256 at accept, and idle ones that never finish a handshake after 10 s', async () => {
+    const idle = await Promise.all(Array.from({ length: 256 }, () => dial(fx.port)));
+    const closed = idle.map((s) => new Promise<number>((r) => s.once('close', () => r(Date.now()))));
+    for (const s of idle) s.on('error', () => undefined);
+    const extra = await dial(fx.port);
+    await new Promise((r) => extra.once('close', r));
+    expect(await metric(fx, 'agentsmith_proxy_connections_refused_total{reason="limit"}')).toBeGreaterThanOrEqual(1);
+    // Slowloris: nothing sent, so each is closed by the handshake timer.
+    const start = Date.now();
+    const at = await Promise.all(closed);
+    expect(Math.max(...at) - start).toBeLessThan(12_000);
+    expect(Math.min(...at) - start).toBeGreaterThan(8_000);
+    // Capacity is back.
+    expect(seen(await viaPlain(fx, request('GET', 'http://other.test/echo', 'other.test'))).status).toBe(200);
+  }, 30_000);
+
   it('answers a pipelined keep-alive connection in order', async () => {
     const { socket } = await connect(fx.port, 'other.test:443');
     const t = await startTls(socket, { servername: 'other.test', caPem: fx.caPem });

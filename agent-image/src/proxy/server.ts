@@ -97,6 +97,10 @@ function refusalFields(r: Refusal): Partial<AuditRecord> {
   };
 }
 
+/**
+ * The listener and every connection on it (see the module comment). `listen`, then
+ * `setRuntime` once everything is loaded; `close` on SIGTERM.
+ */
 export class EgressProxy {
   readonly #opts: EgressProxyOptions;
   readonly #http: http.Server;

@@ -72,6 +72,10 @@ export interface HostLike {
   host: string;
 }
 
+/**
+ * The loaded credentials and everything derived from them: which one a host gets, the
+ * request guard per host, the response scrubber and the log redactor.
+ */
 export class CredentialSet<H extends HostLike = HostLike> {
   readonly credentials: readonly Credential[];
   readonly #pick: (credentials: readonly Credential[], host: H) => Credential | undefined;
