@@ -175,13 +175,20 @@ const row = (route: string, scenario: string, value: number, unit: string, extra
   rows.push([route, scenario, `${f(value)} ${unit}`, Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : '-', extra]);
 };
 
-for (const route of routes) {
-  const ka = stats(await keepAlive(route));
-  row(route.label, 'keep-alive p50', ka.p50, 'ms', `p95 ${f(ka.p95)} ms, mean ${f(ka.mean)} ms`);
-  const nc = stats(await newConnection(route));
-  row(route.label, 'new connection p50', nc.p50, 'ms', `p95 ${f(nc.p95)} ms, mean ${f(nc.mean)} ms`);
-  row(route.label, 'download, credential host', await download(route, 'api.test'), 'MiB/s', route.label.startsWith('agent-smith') ? 'scrubbed' : '');
-  row(route.label, 'download, other host', await download(route, 'other.test'), 'MiB/s');
+try {
+  for (const route of routes) {
+    const ka = stats(await keepAlive(route));
+    row(route.label, 'keep-alive p50', ka.p50, 'ms', `p95 ${f(ka.p95)} ms, mean ${f(ka.mean)} ms`);
+    const nc = stats(await newConnection(route));
+    row(route.label, 'new connection p50', nc.p50, 'ms', `p95 ${f(nc.p95)} ms, mean ${f(nc.mean)} ms`);
+    row(route.label, 'download, credential host', await download(route, 'api.test'), 'MiB/s', route.label.startsWith('agent-smith') ? 'scrubbed' : '');
+    row(route.label, 'download, other host', await download(route, 'other.test'), 'MiB/s');
+  }
+} finally {
+  mitm?.kill();
+  for (const { fx } of proxies) await fx.stop();
+  await up.close();
+  if (mitmDir) rmSync(mitmDir, { recursive: true, force: true });
 }
 
 const header = ['route', 'scenario', 'value', 'vs direct', 'notes'];
@@ -193,7 +200,3 @@ process.stdout.write(
     '\n\n',
 );
 
-mitm?.kill();
-for (const { fx } of proxies) await fx.stop();
-await up.close();
-if (mitmDir) rmSync(mitmDir, { recursive: true, force: true });

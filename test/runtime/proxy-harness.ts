@@ -56,6 +56,12 @@ export interface ProxyOptions {
   logLevel?: string;
 }
 
+/** Proxies still running: killed if this process exits without stopping them (a failed run). */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
 /** Starts the proxy; resolves once it listens (and, by default, is ready). */
 export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
   const egress: PodContractInput['egress'] = {
@@ -90,6 +96,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     LOG_LEVEL: opts.logLevel ?? 'debug',
   };
   const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'proxy'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
   let out = '';
   let pending = '';
   const lines: Array<Record<string, unknown>> = [];
