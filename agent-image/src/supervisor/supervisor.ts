@@ -391,6 +391,9 @@ export class Supervisor {
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.cancelWaiters();
+    // A message being typed into pane 0 finishes (and, without hooks, is acknowledged)
+    // before the CLI goes, or the next start would type it again.
+    for (const until = Date.now() + 3000; this.pumping && Date.now() < until; ) await sleep(50);
     const { tmux } = this.deps;
     const panes = (await tmux.panes()) ?? [];
     const live = panes.filter((p) => !p.dead).map((p) => p.pid);
