@@ -83,7 +83,7 @@ describe('agent-smith setup', () => {
     // git presents the stub (never a real token) for the credential's hosts, nothing elsewhere.
     const fill = (host: string) =>
       new Promise<string>((resolve, reject) => {
-        const p = execFile('git', ['credential', 'fill'], { env: { ...pod.env, HOME: home, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_GLOBAL: join(home, '.gitconfig') } }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+        const p = execFile('git', ['credential', 'fill'], { env: { ...pod.env, HOME: home, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_GLOBAL: join(home, '.gitconfig') } }, (err, stdout) => (err ? reject(new Error(`git credential fill: ${err.message}`)) : resolve(stdout)));
         p.stdin?.end(`protocol=https\nhost=${host}\n\n`);
       });
     expect(await fill('github.com')).toContain(`username=x-access-token\npassword=${STUB}\n`);
