@@ -19,7 +19,7 @@ import { access, copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/
 import path from 'node:path';
 import { TEAM_DIR } from '../contract/contract.ts';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
-import { isObject, mergeJson, readJsonObject, shellQuote, writeFileAtomic } from './files.ts';
+import { isObject, mergeJson, parseJsonObject, readJsonObject, shellQuote, writeFileAtomic } from './files.ts';
 
 /** Name of the supervisor's MCP server in the CLI's MCP config (tools appear as `mcp__agent-smith__<tool>`). */
 export const MCP_SERVER_NAME = 'agent-smith';
@@ -63,8 +63,8 @@ export class ClaudeAdapter implements HarnessAdapter {
     // Read and check every input before writing anything: a bad persona file leaves the home as it was.
     let claudeMd = await read(contract.files.claudeMd);
     if (layout.root) claudeMd = claudeMd.replaceAll(`@${TEAM_DIR}/`, `@${layout.resolve(TEAM_DIR)}/`);
-    const personaSettings = parseObject(await read(contract.files.settingsJson), `${contract.files.settingsJson} (persona settings.json)`);
-    const personaMcp = contract.files.mcpJson ? parseObject(await read(contract.files.mcpJson), `${contract.files.mcpJson} (persona mcp.json)`) : {};
+    const personaSettings = parseJsonObject(await read(contract.files.settingsJson), `${contract.files.settingsJson} (persona settings.json)`);
+    const personaMcp = contract.files.mcpJson ? parseJsonObject(await read(contract.files.mcpJson), `${contract.files.mcpJson} (persona mcp.json)`) : {};
     const subagents = await Promise.all(
       Object.entries(contract.files.subagents).map(async ([name, key]) => {
         if (!/^[\w.-]+$/.test(name) || name.startsWith('.')) throw new Error(`files.subagents: "${name}" is not a usable subagent name (letters, digits, '.', '_', '-')`);
@@ -165,15 +165,4 @@ async function hasConversation(file: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function parseObject(text: string, source: string): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${source} is not valid JSON: ${(err as Error).message}`);
-  }
-  if (!isObject(v)) throw new Error(`${source} must be a JSON object`);
-  return v;
 }

@@ -13,8 +13,32 @@ export async function writeFileAtomic(file: string, data: string, mode = 0o644):
   await rename(tmp, file);
 }
 
-/** Reads a JSON object; a missing file is `{}`. @throws Error naming the file when it is not a JSON object. */
-export async function readJsonObject(file: string): Promise<Record<string, unknown>> {
+/** A JSON value. */
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+export function isObject(v: unknown): v is { [k: string]: Json } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Parses text that must hold a JSON object. The operator (persona files) and setup
+ * (persona files, the CLI's own state files) share it.
+ * @throws the error `toError` makes (default Error) naming `source`: "<source> is not valid
+ * JSON: ..." or "<source> must be a JSON object".
+ */
+export function parseJsonObject(text: string, source: string, toError: (message: string) => Error = (m) => new Error(m)): { [k: string]: Json } {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw toError(`${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(value)) throw toError(`${source} must be a JSON object`);
+  return value;
+}
+
+/** Reads a file that must hold a JSON object; a missing file is `{}`. @throws Error naming the file otherwise. */
+export async function readJsonObject(file: string): Promise<{ [k: string]: Json }> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -22,30 +46,19 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw err;
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${file} is not valid JSON (${(err as Error).message}); fix or delete it`);
-  }
-  if (!isObject(value)) throw new Error(`${file} must hold a JSON object`);
-  return value;
+  return parseJsonObject(text, file);
 }
 
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Deep merge: `over` wins on scalars, objects merge, arrays concatenate without duplicates. */
-export function mergeJson(base: unknown, over: unknown): unknown {
+/** Deep merge of JSON objects: `over` wins; arrays are concatenated without duplicates (hook and permission lists add up). */
+export function mergeJson(base: Json, over: Json): Json {
   if (isObject(base) && isObject(over)) {
-    const out: Record<string, unknown> = { ...base };
-    for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeJson(out[k], v) : v;
+    const out: { [k: string]: Json } = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeJson(out[k] as Json, v) : v;
     return out;
   }
   if (Array.isArray(base) && Array.isArray(over)) {
-    const seen = new Set(base.map((x: unknown) => JSON.stringify(x)));
-    return [...(base as unknown[]), ...(over as unknown[]).filter((x) => !seen.has(JSON.stringify(x)))];
+    const seen = new Set(base.map((x) => JSON.stringify(x)));
+    return [...base, ...over.filter((x) => !seen.has(JSON.stringify(x)))];
   }
   return over;
 }

@@ -1,4 +1,5 @@
 import { TEAM_DIR } from '../../../agent-image/src/contract/contract.ts';
+import { mergeJson, parseJsonObject as parseJson, type Json } from '../../../agent-image/src/harness/files.ts';
 import { ROSTER_MARKDOWN } from './roster.ts';
 
 /**
@@ -36,39 +37,14 @@ export class InvalidPersonaError extends Error {
   override readonly name = 'InvalidPersonaError';
 }
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-function isObject(v: Json | undefined): v is { [k: string]: Json } {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Deep merge of JSON objects: `over` wins; arrays are concatenated without duplicates (hook and permission lists add up). */
-export function mergeJson(base: Json, over: Json): Json {
-  if (isObject(base) && isObject(over)) {
-    const out: { [k: string]: Json } = { ...base };
-    for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeJson(out[k] as Json, v) : v;
-    return out;
-  }
-  if (Array.isArray(base) && Array.isArray(over)) {
-    const seen = new Set(base.map((x) => JSON.stringify(x)));
-    return [...base, ...over.filter((x) => !seen.has(JSON.stringify(x)))];
-  }
-  return over;
-}
+export { mergeJson };
 
 /**
  * Parses a JSON object from a persona file.
  * @throws InvalidPersonaError naming `source` when the text is not a JSON object.
  */
 export function parseJsonObject(text: string, source: string): { [k: string]: Json } {
-  let value: Json;
-  try {
-    value = JSON.parse(text) as Json;
-  } catch (err) {
-    throw new InvalidPersonaError(`${source} is not valid JSON: ${(err as Error).message}`);
-  }
-  if (!isObject(value)) throw new InvalidPersonaError(`${source} must be a JSON object`);
-  return value;
+  return parseJson(text, source, (m) => new InvalidPersonaError(m));
 }
 
 /**
