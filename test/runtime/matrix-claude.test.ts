@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../fakes/anthropic-api.ts';
-import { makeMatrixPod, metric, until } from '../support/matrix-pod.ts';
+import { makeMatrixPod, metric, waitFor } from '../support/matrix-pod.ts';
 import { runCli, startSupervisor, tmux, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../support/synapse.ts';
 
@@ -71,7 +71,7 @@ describe('Matrix → Claude Code → Matrix', () => {
 
   it('answers a mention in the room, and a mention in a thread in that thread, as m.notice', async () => {
     // The bridge is live in the room once a plain message gets its 👀 (and goes nowhere).
-    const hello = await until('the bridge live in the room', async () => {
+    const hello = await waitFor('the bridge live in the room', async () => {
       const id = await alice.sendText(room, 'good morning everyone');
       await alice.waitForEvent(room, (e) => isReaction(e, bot.userId, id), 3_000);
       return id;

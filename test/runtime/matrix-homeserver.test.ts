@@ -16,7 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MatrixBridge } from '../../agent-image/src/matrix/bridge.ts';
 import { MatrixMetrics } from '../../agent-image/src/matrix/metrics.ts';
 import { Inbox } from '../../agent-image/src/supervisor/inbox.ts';
-import { until } from '../support/matrix-pod.ts';
+import { waitFor } from '../support/matrix-pod.ts';
 
 interface Seen {
   path: string;
@@ -94,7 +94,7 @@ describe('Matrix bridge: homeserver errors', () => {
     syncReplies = [{ status: 429, body: { errcode: 'M_LIMIT_EXCEEDED', error: 'Too Many Requests', retry_after_ms: 1500 } }];
     const registry = new Registry();
     const b = await start('tok-1', new MatrixMetrics(registry));
-    await until('syncing', () => b.status().state === 'syncing' && seen.filter((s) => s.path.endsWith('/sync')).length >= 2);
+    await waitFor('syncing', () => b.status().state === 'syncing' && seen.filter((s) => s.path.endsWith('/sync')).length >= 2);
     const syncs = seen.filter((s) => s.path.endsWith('/sync'));
     // 1.5 s, not the 200 ms backoff the bridge would otherwise use.
     expect(syncs[1]!.at - syncs[0]!.at).toBeGreaterThanOrEqual(1450);
@@ -106,12 +106,12 @@ describe('Matrix bridge: homeserver errors', () => {
   it('is unauthorized (not ready) while the homeserver rejects the token, and picks up a rotated token file', async () => {
     users = { 'tok-new': '@bot:hs' };
     const b = await start('tok-old');
-    await until('unauthorized', () => b.status().state === 'unauthorized');
+    await waitFor('unauthorized', () => b.status().state === 'unauthorized');
     expect(b.ready()).toMatchObject({ ok: false });
     expect(b.ready().reason).toMatch(/M_UNKNOWN_TOKEN/);
     // The Secret is updated in place (kubelet rewrites the mounted file).
     await writeFile(join(dir, 'access-token'), 'tok-new\n');
-    await until('syncing with the new token', () => b.status().state === 'syncing', 10_000);
+    await waitFor('syncing with the new token', () => b.status().state === 'syncing', 10_000);
     expect(seen.at(-1)!.auth).toBe('Bearer tok-new');
     // Neither token was ever logged.
     expect(logs.join('')).not.toMatch(/tok-old|tok-new/);
@@ -120,7 +120,7 @@ describe('Matrix bridge: homeserver errors', () => {
   it("refuses a token that belongs to another user than spec.matrix.userId", async () => {
     users = { 'tok-2': '@someone-else:hs' };
     const b = await start('tok-2');
-    await until('unauthorized', () => b.status().state === 'unauthorized');
+    await waitFor('unauthorized', () => b.status().state === 'unauthorized');
     expect(b.ready().reason).toMatch(/belongs to @someone-else:hs, not to spec.matrix.userId @bot:hs/);
     expect(seen.some((s) => s.path.endsWith('/sync'))).toBe(false);
   });

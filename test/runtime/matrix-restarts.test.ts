@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deliveredToCli, makeMatrixPod, putInInbox, until } from '../support/matrix-pod.ts';
+import { deliveredToCli, makeMatrixPod, putInInbox, waitFor } from '../support/matrix-pod.ts';
 import { runCli, startSupervisor, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../support/synapse.ts';
 
@@ -54,7 +54,7 @@ describe('Matrix bridge across restarts', () => {
   it('delivers 100 messages exactly once while the supervisor restarts 3 times and Synapse once', async () => {
     sups.push(startSupervisor(pod));
     await current().waitForLog((l) => l.msg === 'Matrix bridge starting');
-    const warm = await until('the bridge live in the room', async () => {
+    const warm = await waitFor('the bridge live in the room', async () => {
       const id = await alice.sendText(room, 'warm-up');
       await alice.waitForEvent(room, (e) => isReaction(e, bot.userId, id), 3_000);
       return id;
@@ -68,7 +68,7 @@ describe('Matrix bridge across restarts', () => {
         await sleep(10);
       }
     })();
-    const whenSent = (n: number) => until(`${n} messages sent`, () => sent.length >= n, 60_000);
+    const whenSent = (n: number) => waitFor(`${n} messages sent`, () => sent.length >= n, 60_000);
     const restart = async (signal: 'SIGTERM' | 'SIGKILL', resumeAfter?: number) => {
       const sup = current();
       sup.proc.kill(signal);
@@ -93,7 +93,7 @@ describe('Matrix bridge across restarts', () => {
 
     const expected = [warm, ...sent];
     expect(new Set(sent).size).toBe(COUNT);
-    await until('every message delivered to the CLI', () => expected.every((id) => deliveredToCli(...sups).includes(id)), 60_000).catch((err: Error) => {
+    await waitFor('every message delivered to the CLI', () => expected.every((id) => deliveredToCli(...sups).includes(id)), 60_000).catch((err: Error) => {
       const missing = expected.filter((id) => !deliveredToCli(...sups).includes(id));
       throw new Error(`${err.message}; missing ${missing.length}: ${missing.slice(0, 5).join(' ')}`);
     });

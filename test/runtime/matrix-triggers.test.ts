@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { callTool, makeMatrixPod, metric, putInInbox, until } from '../support/matrix-pod.ts';
+import { callTool, makeMatrixPod, metric, putInInbox, waitFor } from '../support/matrix-pod.ts';
 import { runCli, startSupervisor, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { isReaction, startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../support/synapse.ts';
 
@@ -78,7 +78,7 @@ describe('Matrix bridge triggers against a real Synapse', () => {
     const named: string[] = [];
     for (let i = 1; i <= 4; i++) named.push(await otherbot.sendText(room, `testbot, check item ${i}`, {}, {}));
     // While the room has agent messages in a row, the agent's own answer is refused too.
-    await until('the 4 agent messages counted', async () => {
+    await waitFor('the 4 agent messages counted', async () => {
       const state = JSON.parse(await readFile(pod.path('/home/agent/.agent-smith/matrix/sync.json'), 'utf8')) as { agentRun: Record<string, number> };
       return (state.agentRun[room] ?? 0) >= 4;
     });
@@ -145,7 +145,7 @@ describe('Matrix bridge triggers against a real Synapse', () => {
   it('accepts invites only from allow-listed users', async () => {
     const strangers = await dave.createRoom({ invite: [bot.userId] });
     const friends = await alice.createRoom({ invite: [bot.userId] });
-    await until('the invite from alice accepted', async () => (await bot.joinedRooms()).includes(friends));
+    await waitFor('the invite from alice accepted', async () => (await bot.joinedRooms()).includes(friends));
     await sup.waitForLog((l) => l.msg === 'refused an invite from a user not in spec.matrix.allowedUsers' && l.room === strangers);
     expect(await bot.joinedRooms()).not.toContain(strangers);
     const m = await alice.sendText(friends, 'welcome, here is a task');

@@ -7,6 +7,7 @@ import { spawn as spawnPty } from 'node-pty';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../fakes/anthropic-api.ts';
 import { CLI, makePod, runCli, startSupervisor, tmux, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
+import { waitFor } from '../support/wait.ts';
 
 /** The raw text of a request's last message (hook-delivered messages arrive inside a system reminder). */
 function lastMessageText(req: RecordedRequest): string {
@@ -36,21 +37,6 @@ async function send(pod: PodFiles, text: string, id?: string): Promise<string> {
   const res = await fetch(`${pod.localUrl}/inbox`, { method: 'POST', body: JSON.stringify({ source: 'test', text, ...(id ? { id } : {}) }) });
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
 }
 
 async function metric(sup: SupervisorProcess, line: RegExp): Promise<number | undefined> {
@@ -88,13 +74,13 @@ describe('supervise with the real Claude Code binary', () => {
     sup = startSupervisor(pod);
     await sup.waitForLog((l) => l.msg === 'CLI started');
     // The prompt box is up and nothing asks a question (onboarding, trust, permission mode).
-    const screen = await until('the prompt', async () => {
+    const screen = await waitFor('the prompt', async () => {
       const s = await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0');
       return s.includes('❯') && s;
     });
     expect(screen).not.toMatch(/trust|theme|Do you want|Yes, proceed|API key/i);
     // Pane 0's output is teed to the supervisor's stdout (the container log).
-    await until('the pane output on stdout', () => sup!.stdout().includes('Claude Code'));
+    await waitFor('the pane output on stdout', () => sup!.stdout().includes('Claude Code'));
     const panes = await tmux(pod, 'list-panes', '-t', 'main:0', '-F', '#{pane_index} #{pane_current_command} #{pane_current_path}');
     expect(panes).toMatch(/^0 claude /m);
     expect(panes).toMatch(new RegExp(`^1 bash ${pod.path('/workspace')}$`, 'm'));
@@ -110,11 +96,11 @@ describe('supervise with the real Claude Code binary', () => {
     await sup.waitForLog((l) => l.msg === 'message delivered to the CLI' && l.route === 'tmux');
 
     // Second message: the CLI is idle with its Stop hook armed; the hook wakes it.
-    await until('the Stop hook armed', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { hookArmed: boolean }).hookArmed);
+    await waitFor('the Stop hook armed', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { hookArmed: boolean }).hookArmed);
     await send(pod, 'second one MARK-hook');
     await fake.waitForRequest((r) => lastMessageText(r).includes('MARK-hook'), 60_000);
     await sup.waitForLog((l) => l.msg === 'message delivered to the CLI' && l.route === 'hook');
-    await until('the answer on screen', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('echo MARK-hook'));
+    await waitFor('the answer on screen', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('echo MARK-hook'));
 
     // The same id again is not delivered twice.
     const id = await send(pod, 'dup MARK-dup', 'fixed-id-1');
@@ -127,10 +113,10 @@ describe('supervise with the real Claude Code binary', () => {
   it('restarts a CLI killed ten times with a growing delay, reports the crash loop once, and resumes the same session', async () => {
     sup = startSupervisor(pod);
     await sup.waitForLog((l) => l.msg === 'CLI started');
-    await until('the CLI idle', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { state: string }).state === 'idle');
+    await waitFor('the CLI idle', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { state: string }).state === 'idle');
     await send(pod, 'remember MARK-before-crash');
     await fake.waitForRequest((r) => lastMessageText(r).includes('MARK-before-crash'));
-    await until('the answer on screen', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('echo MARK-before-crash'));
+    await waitFor('the answer on screen', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('echo MARK-before-crash'));
     const sessionId = (JSON.parse(await readFile(pod.path('/home/agent/.agent-smith/session.json'), 'utf8')) as { id: string }).id;
 
     for (let i = 1; i <= 10; i++) {
@@ -141,7 +127,7 @@ describe('supervise with the real Claude Code binary', () => {
       await new Promise((r) => setTimeout(r, Math.max(0, startedAt + 1500 - Date.now())));
       const pid = Number((await tmux(pod, 'display-message', '-p', '-t', 'main:0.0', '#{pane_pid}')).trim());
       process.kill(pid, 'SIGKILL');
-      await until(`restart ${i}`, () => cliStarts(sup!).length >= i + 1, 30_000).catch((err: Error) => {
+      await waitFor(`restart ${i}`, () => cliStarts(sup!).length >= i + 1, 30_000).catch((err: Error) => {
         throw new Error(`${err.message}\n${sup!.logs().map((l) => JSON.stringify(l)).join('\n')}`);
       });
       if (i === 5) {
@@ -172,15 +158,15 @@ describe('supervise with the real Claude Code binary', () => {
   it('recreates the tmux session with both panes when the tmux server is killed; agent-smith attach shows the CLI', async () => {
     sup = startSupervisor(pod);
     await sup.waitForLog((l) => l.msg === 'CLI started');
-    await until('the prompt', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('❯'));
+    await waitFor('the prompt', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('❯'));
     await tmux(pod, 'kill-server');
-    await until('a second CLI start', () => cliStarts(sup!).length >= 2, 30_000);
-    const panes = await until('both panes', async () => {
+    await waitFor('a second CLI start', () => cliStarts(sup!).length >= 2, 30_000);
+    const panes = await waitFor('both panes', async () => {
       const p = await tmux(pod, 'list-panes', '-t', 'main:0', '-F', '#{pane_index} #{pane_current_command}');
       return /^0 claude$/m.test(p) && /^1 bash$/m.test(p) && p;
     });
     expect(panes).toBeTruthy();
-    await until('the CLI on screen again', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('Claude Code'));
+    await waitFor('the CLI on screen again', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('Claude Code'));
     expect((await fetch(`${sup.publicUrl()}/readyz`)).status).toBe(200);
 
     // A person attaches with `agent-smith attach --local` from a terminal (a PTY here),
@@ -189,7 +175,7 @@ describe('supervise with the real Claude Code binary', () => {
     const term = spawnPty(process.execPath, [CLI, 'attach', '--local', '--socket', pod.tmuxSocket], { name: 'xterm-256color', cols: 120, rows: 40, env: pod.env });
     term.onData((d) => (screen += d));
     const exited = new Promise<{ exitCode: number }>((resolve) => term.onExit(resolve));
-    await until('the CLI screen through attach', () => screen.includes('Claude Code') && screen.includes('❯'), 20_000);
+    await waitFor('the CLI screen through attach', () => screen.includes('Claude Code') && screen.includes('❯'), 20_000);
     term.write('\x02d');
     expect((await exited).exitCode).toBe(0);
     expect(screen).toContain('[detached');
@@ -199,7 +185,7 @@ describe('supervise with the real Claude Code binary', () => {
   it('on SIGTERM stops the CLI and the shell within the grace period and reports their exit status', async () => {
     sup = startSupervisor(pod);
     await sup.waitForLog((l) => l.msg === 'CLI started');
-    await until('the prompt', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('❯'));
+    await waitFor('the prompt', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('❯'));
     const pids = (await tmux(pod, 'list-panes', '-t', 'main:0', '-F', '#{pane_pid}')).trim().split('\n').map(Number);
     expect(pids).toHaveLength(2);
     const t0 = Date.now();

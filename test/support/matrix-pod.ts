@@ -60,20 +60,7 @@ export function deliveredToCli(...sups: SupervisorProcess[]): string[] {
   return sups.flatMap((s) => s.logs().filter((l) => l.msg === 'message delivered to the CLI').map((l) => String(l.id)));
 }
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-}
+export { waitFor } from './wait.ts';
 
 /** One sample of a Prometheus metric by its full line prefix (name and labels), or 0. */
 export async function metric(sup: SupervisorProcess, prefix: string): Promise<number> {
