@@ -30,7 +30,7 @@ import type { Logger } from '../log.ts';
 import { Auditor, auditPath, Trail, type AuditRecord, type Mode } from './audit.ts';
 import type { LeafCertificates } from './ca.ts';
 import type { ProxyLimits } from './config.ts';
-import { asRefusal, decideRequest, Refusal, type Target } from './decide.ts';
+import { asRefusal, decideRequest, Refusal, type Decided, type Target } from './decide.ts';
 import { forwardRequest, forwardUpgrade, rawDeny, writeDeny, type ForwardContext } from './forward.ts';
 import { checkRequestHeaders, field, pairs } from './headers.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -457,13 +457,7 @@ export class EgressProxy {
       writeDeny(res, r.status, r.reason, rt.credentials.scrubValue(r.message), true);
       return;
     }
-    if (!conn.bound) trail.rec.mode = d.absoluteForm ? 'explicit' : 'transparent';
-    Object.assign(trail.rec, { host: d.target.host.host, port: d.target.port, rule: d.rule, path: auditPath(d.path) });
-    if (d.credential) trail.rec.credential = d.credential;
-    if (d.swapped) {
-      trail.rec.location = d.swapped.location;
-      this.#opts.metrics.swaps.inc({ credential: d.swapped.credential, location: d.swapped.location });
-    }
+    this.#recordDecision(conn, trail, d);
     forwardRequest(this.#forwardContext(conn, rt), req, res, d, trail);
   }
 
@@ -487,6 +481,12 @@ export class EgressProxy {
     } catch (err) {
       return deny(asRefusal(err));
     }
+    this.#recordDecision(conn, trail, d);
+    forwardUpgrade(this.#forwardContext(conn, rt), socket, head, d, trail);
+  }
+
+  /** Fills a request's audit record from an allowed decision and counts its swap. */
+  #recordDecision(conn: Conn, trail: Trail, d: Decided): void {
     if (!conn.bound) trail.rec.mode = d.absoluteForm ? 'explicit' : 'transparent';
     Object.assign(trail.rec, { host: d.target.host.host, port: d.target.port, rule: d.rule, path: auditPath(d.path) });
     if (d.credential) trail.rec.credential = d.credential;
@@ -494,7 +494,6 @@ export class EgressProxy {
       trail.rec.location = d.swapped.location;
       this.#opts.metrics.swaps.inc({ credential: d.swapped.credential, location: d.swapped.location });
     }
-    forwardUpgrade(this.#forwardContext(conn, rt), socket, head, d, trail);
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
