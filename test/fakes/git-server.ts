@@ -8,10 +8,7 @@
  * upstream changes through a scratch working clone and a local push, the way a teammate's
  * push would appear to the client.
  */
-// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
-import 'reflect-metadata';
 import { execFile, spawn } from 'node:child_process';
-import { webcrypto } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,12 +16,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import * as x509 from '@peculiar/x509';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+import { makeTestCa } from './test-ca.ts';
 
 const execFileAsync = promisify(execFile);
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const BRANCH = 'main';
 
 export interface GitServer {
@@ -248,54 +242,9 @@ interface TestTls {
   keyPem: string;
 }
 
-/** A self-signed ECDSA P-256 CA and a leaf certificate for 127.0.0.1, localhost and `hostnames`, valid for a day. */
+/** A test CA and a leaf for 127.0.0.1, localhost and `hostnames`, valid for a day. */
 async function issueCertificates(hostnames: readonly string[]): Promise<TestTls> {
-  const notBefore = new Date(Date.now() - 5 * 60_000);
-  const notAfter = new Date(Date.now() + 86_400_000);
-  const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
-
-  const caKeys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: 'CN=agent-smith test git server CA',
-    notBefore,
-    notAfter,
-    signingAlgorithm: ALG,
-    keys: caKeys,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-
-  const leafKeys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
-  const leaf = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: 'CN=127.0.0.1',
-    issuer: ca.subject,
-    notBefore,
-    notAfter,
-    signingAlgorithm: ALG,
-    publicKey: leafKeys.publicKey,
-    signingKey: caKeys.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([
-        { type: 'ip', value: '127.0.0.1' },
-        { type: 'dns', value: 'localhost' },
-        ...hostnames.map((value) => ({ type: 'dns' as const, value })),
-      ]),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-
-  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', leafKeys.privateKey);
-  return {
-    caPem: ca.toString('pem') + '\n',
-    certPem: leaf.toString('pem') + '\n',
-    keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') + '\n',
-  };
+  const ca = await makeTestCa('agent-smith test git server CA');
+  const leaf = await ca.issue([{ type: 'ip', value: '127.0.0.1' }, { type: 'dns', value: 'localhost' }, ...hostnames.map((value) => ({ type: 'dns' as const, value }))]);
+  return { caPem: ca.caPem, ...leaf };
 }

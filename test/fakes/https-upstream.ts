@@ -17,19 +17,14 @@
  * Names in `wrongCert` are served a certificate for `impostor.invalid`, so a client that
  * checks the server's identity must refuse them.
  */
-// @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata API.
-import 'reflect-metadata';
-import { createHash, webcrypto } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { gzipSync } from 'node:zlib';
-import * as x509 from '@peculiar/x509';
+import { makeTestCa, type TestCa } from './test-ca.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-
-const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 export interface RecordedRequest {
   /** `https` or `http`. */
@@ -59,53 +54,10 @@ export interface HttpsUpstream {
   close(): Promise<void>;
 }
 
-interface Issued {
-  caPem: string;
-  caKeys: { publicKey: webcrypto.CryptoKey; privateKey: webcrypto.CryptoKey };
-  ca: x509.X509Certificate;
-}
-
-const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
-
-async function makeCa(): Promise<Issued> {
-  const caKeys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
-    name: 'CN=agent-smith test upstream CA',
-    notBefore: new Date(Date.now() - 5 * 60_000),
-    notAfter: new Date(Date.now() + 86_400_000),
-    signingAlgorithm: ALG,
-    keys: caKeys,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-    ],
-  });
-  return { caPem: ca.toString('pem') + '\n', caKeys, ca };
-}
-
-async function leaf(issued: Issued, name: string): Promise<tls.SecureContext> {
-  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: `CN=${name}`,
-    issuer: issued.ca.subject,
-    notBefore: new Date(Date.now() - 5 * 60_000),
-    notAfter: new Date(Date.now() + 86_400_000),
-    signingAlgorithm: ALG,
-    publicKey: keys.publicKey,
-    signingKey: issued.caKeys.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: name }]),
-      await x509.AuthorityKeyIdentifierExtension.create(issued.caKeys.publicKey),
-    ],
-  });
-  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-  return tls.createSecureContext({ cert: cert.toString('pem'), key: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') });
+/** A TLS context for `name`, issued by the fake's CA. */
+async function leaf(ca: TestCa, name: string): Promise<tls.SecureContext> {
+  const { certPem, keyPem } = await ca.issue([{ type: 'dns', value: name }]);
+  return tls.createSecureContext({ cert: certPem, key: keyPem });
 }
 
 function handler(scheme: string, requests: RecordedRequest[]) {
@@ -199,7 +151,7 @@ function onUpgrade(scheme: string, requests: RecordedRequest[]) {
 
 /** Starts the fake on 127.0.0.1 (two free ports) serving `names`. */
 export async function startHttpsUpstream(opts: { names: string[]; wrongCert?: string[] }): Promise<HttpsUpstream> {
-  const issued = await makeCa();
+  const issued = await makeTestCa('agent-smith test upstream CA');
   const contexts = new Map<string, tls.SecureContext>();
   for (const name of opts.names) contexts.set(name, await leaf(issued, name));
   const impostor = await leaf(issued, 'impostor.invalid');
