@@ -2,7 +2,8 @@
  * `agent-smith supervise` with its real parts: tmux, the real Claude Code binary (from
  * npm) against the fake Anthropic API, the supervisor's MCP server and inbox.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { spawn as spawnPty } from 'node-pty';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../fakes/anthropic-api.ts';
@@ -180,6 +181,29 @@ describe('supervise with the real Claude Code binary', () => {
     expect((await exited).exitCode).toBe(0);
     expect(screen).toContain('[detached');
     expect(await tmux(pod, 'list-panes', '-t', 'main:0', '-F', '#{pane_current_command}')).toMatch(/^claude$/m);
+  });
+
+  it('starts a new session when the CLI keeps refusing to resume its transcript, instead of crash-looping', async () => {
+    sup = startSupervisor(pod);
+    await sup.waitForLog((l) => l.msg === 'CLI started');
+    await waitFor('the CLI idle', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { state: string }).state === 'idle');
+    await send(pod, 'remember MARK-old-session');
+    await waitFor('the answer on screen', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('echo MARK-old-session'));
+    const oldId = (JSON.parse(await readFile(pod.path('/home/agent/.agent-smith/session.json'), 'utf8')) as { id: string }).id;
+    // Damage the transcript and its good copy the way an interrupted rewrite can: a user
+    // line Claude Code cannot use. Then kill the CLI so it has to resume.
+    const projects = pod.path('/home/agent/.claude/projects');
+    const [dir] = await readdir(projects);
+    for (const f of [`${oldId}.jsonl`, `${oldId}.jsonl.agent-smith-good`]) await writeFile(join(projects, dir!, f), '{"type":"user"}\n');
+    process.kill(Number((await tmux(pod, 'display-message', '-p', '-t', 'main:0.0', '#{pane_pid}')).trim()), 'SIGKILL');
+    const reset = await sup.waitForLog((l) => String(l.msg).includes('starting a new session'), 60_000);
+    expect(reset).toMatchObject({ from: oldId });
+    const newId = (JSON.parse(await readFile(pod.path('/home/agent/.agent-smith/session.json'), 'utf8')) as { id: string }).id;
+    expect(newId).not.toBe(oldId);
+    // The CLI runs again in the new session and answers.
+    await waitFor('the CLI idle again', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { state: string }).state === 'idle', 60_000);
+    await send(pod, 'again MARK-new-session');
+    await fake.waitForRequest((r) => lastMessageText(r).includes('MARK-new-session'), 60_000);
   });
 
   it('on SIGTERM stops the CLI and the shell within the grace period and reports their exit status', async () => {

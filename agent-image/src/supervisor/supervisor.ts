@@ -26,6 +26,10 @@ const SESSION_CHECK_MS = 2000;
 const ACK_TIMEOUT_MS = 60_000;
 /** After SessionStart, wait this long before typing into the pane (the prompt box needs to be up). */
 const INPUT_SETTLE_MS = 1500;
+/** A resumed CLI that exits by itself this soon did not get its session back. */
+const RESUME_FAILED_MS = 10_000;
+/** After this many failed resumes in a row the supervisor starts a new session rather than loop. */
+const MAX_FAILED_RESUMES = 2;
 /** A hook-less harness counts as ready for input this long after it started. */
 const HOOKLESS_READY_MS = 3000;
 
@@ -82,6 +86,10 @@ export class Supervisor {
   private inputReadyAt = Number.POSITIVE_INFINITY;
   restarts = 0;
   private consecutiveFailures = 0;
+  /** Whether the running CLI was started to resume its session. */
+  private resumed = false;
+  /** Resumed starts in a row that exited by themselves within RESUME_FAILED_MS. */
+  private failedResumes = 0;
   private restartTimes: number[] = [];
   crashLoop = false;
   lastExit: SupervisorStatus['lastExit'];
@@ -138,7 +146,18 @@ export class Supervisor {
     this.generation++;
     this.cancelWaiters();
     this.inFlight = undefined;
+    if (this.failedResumes >= MAX_FAILED_RESUMES) {
+      // The CLI refuses its own transcript (e.g. it was killed while rewriting it on resume):
+      // a new session keeps the agent working; the old transcript stays on the home volume.
+      const from = this.sessionId;
+      this.sessionId = randomUUID();
+      await this.saveSessionId(this.sessionId);
+      this.failedResumes = 0;
+      this.log.warn({ from, to: this.sessionId }, `the CLI exited ${MAX_FAILED_RESUMES} times right after resuming its session; starting a new session`);
+      void this.deps.outbox.emit('session_reset', { from, to: this.sessionId });
+    }
     const resume = await adapter.hasSession(ctx, this.sessionId);
+    this.resumed = resume;
     const spec = adapter.launch(ctx, { id: this.sessionId, resume });
     const env = { ...spec.env, AGENT_SMITH_CLI_GENERATION: String(this.generation) };
     const panes = await tmux.panes();
@@ -230,6 +249,8 @@ export class Supervisor {
     this.restartTimes.push(now);
     const delayMs = Math.min(this.tuning.restartInitialDelayMs * 2 ** (this.consecutiveFailures - 1), this.tuning.restartMaxDelayMs);
     const reason = !panes ? 'tmux_lost' : pane?.deadSignal ? 'signal' : 'exit';
+    // Exited by itself (not killed) soon after a resume: the session did not come back.
+    this.failedResumes = this.resumed && reason === 'exit' && uptime < RESUME_FAILED_MS ? this.failedResumes + 1 : 0;
     this.deps.metrics.cliRestarts.inc({ reason });
     this.log.warn({ ...this.lastExit, uptimeMs: uptime, attempt: this.consecutiveFailures, delayMs }, 'CLI exited; restarting after delay');
     void this.deps.outbox.emit('cli_restarted', { ...this.lastExit, attempt: this.consecutiveFailures, delayMs });
