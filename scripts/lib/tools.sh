@@ -23,6 +23,8 @@ NODE_VERSION=24.21.0
 KUBE_VERSION=v1.35.4
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.22.0
+# nats-server with JetStream for the event-log tests and the demo (test/support/nats.ts).
+NATS_SERVER_VERSION=v2.15.3
 # Synapse for the Matrix bridge tests (test/support/synapse.ts reads this line).
 SYNAPSE_VERSION=1.163.2
 
@@ -100,12 +102,14 @@ go_install_pinned() {
 
 ensure_kwok() { go_install_pinned kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 ensure_helm() { go_install_pinned helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
+ensure_nats_server() { go_install_pinned nats-server "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"; }
 
-# ensure_cluster_tools: everything the local control plane needs.
+# ensure_cluster_tools: everything the local control plane needs, and nats-server.
 ensure_cluster_tools() {
   ensure_localcluster
   ensure_kwok
   ensure_helm
+  ensure_nats_server
   export PATH=$AS_BIN:$PATH
 }
 
@@ -136,7 +140,7 @@ ensure_system_tools() {
   log "installing ${missing[*]} from Debian's packages"
   local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
   # The package names equal the command names, but for iproute2 (ip) and iptables.
-  $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # ensure_synapse: Synapse $SYNAPSE_VERSION from PyPI in its own venv under the cache
@@ -150,7 +154,7 @@ ensure_synapse() {
   if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
     log "installing python3-venv from Debian's packages (Synapse needs Python >= 3.10 with venv)"
     local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
-    $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
   fi
   log "installing Synapse $SYNAPSE_VERSION from PyPI into $dir (about 1.5 minutes)"
   rm -rf "$dir"
