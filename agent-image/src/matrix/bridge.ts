@@ -21,6 +21,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
+import { REVIEW_REQUEST_KEY, reviewRequestId } from '../review/fanout.ts';
 import type { EventOutbox } from '../supervisor/events.ts';
 import type { Inbox, InboxMessage } from '../supervisor/inbox.ts';
 import { MAX_MESSAGE_CHARS } from '../supervisor/inbox.ts';
@@ -128,6 +129,8 @@ export class MatrixBridge {
   private readonly threadByEvent = new Map<string, string>();
   private readonly allowedUsers: Set<string>;
   private configuredRooms = new Set<string>();
+  /** The room id of spec.matrix.rooms[0], the team room review requests go to, once joined. */
+  private teamRoomId: string | undefined;
 
   constructor(opts: BridgeOptions) {
     this.opts = opts;
@@ -245,6 +248,7 @@ export class MatrixBridge {
             onRetry: (err, waitMs) => this.log.warn({ room, error: err.message, retryInMs: waitMs }, 'cannot join a configured room yet'),
           });
           this.configuredRooms.add(id);
+          if (room === this.opts.config.rooms[0]) this.teamRoomId = id;
           this.log.info({ room, roomId: id }, 'joined a configured room');
         } catch (err) {
           if (!this.abort.signal.aborted) this.log.error({ room, error: (err as Error).message }, 'cannot join a configured room; is the agent invited, and is the room id right?');
@@ -347,8 +351,10 @@ export class MatrixBridge {
     }
     const thread = threadOf(ev.content);
     const body = String(ev.content.body);
+    // A teammate's review request also arrives from the event log under this id: delivered once.
+    const review = ev.content[REVIEW_REQUEST_KEY] as { event_id?: unknown } | undefined;
     const { message, duplicate } = await this.opts.inbox.put({
-      id: ev.event_id,
+      id: review && typeof review.event_id === 'string' && d.agent ? reviewRequestId(review.event_id) : ev.event_id,
       source: 'matrix',
       text: body.length > MAX_MESSAGE_CHARS ? `${body.slice(0, MAX_MESSAGE_CHARS - 20)} [... cut]` : body,
       meta: { room: roomId, sender: ev.sender, event: ev.event_id, ...(thread ? { thread } : {}) },
@@ -488,6 +494,32 @@ export class MatrixBridge {
     const id = await withRetry(() => this.client.send(args.room, 'm.room.message', content, txnId, this.abort.signal), { attempts: 5, signal: this.abort.signal });
     this.opts.metrics.repliesSent.inc();
     this.log.info({ room: args.room, event: id, ...(thread ? { thread } : {}) }, 'agent replied in Matrix');
+    return id;
+  }
+
+  /**
+   * Review fan-out (agent-image/src/review/fanout.ts): an `m.notice` in the team room
+   * (spec.matrix.rooms[0]) mentioning `mentions` (user ids, `m.mentions.user_ids`), with
+   * `dev.agentsmith.review_request: {event_id}` so a reviewer's bridge files it under the
+   * same inbox id as the event-log path. The transaction id is derived from `eventId`, so a
+   * retry is the same Matrix event. Not subject to the loop guard: it is the agent's
+   * supervisor announcing, not the agent answering.
+   * @returns the new event id, or undefined when the team room is not joined (yet)
+   * @throws MatrixError when the homeserver refuses or stays away through the retries
+   */
+  async announceReviewRequest(args: { eventId: string; text: string; html: string; mentions: string[] }): Promise<string | undefined> {
+    const room = this.teamRoomId;
+    if (!room) return undefined;
+    const content = {
+      msgtype: 'm.notice',
+      body: args.text,
+      format: 'org.matrix.custom.html',
+      formatted_body: args.html,
+      'm.mentions': { user_ids: args.mentions },
+      [REVIEW_REQUEST_KEY]: { event_id: args.eventId },
+    };
+    const id = await withRetry(() => this.client.send(room, 'm.room.message', content, `review-${args.eventId}`, this.abort.signal), { attempts: 5, signal: this.abort.signal });
+    this.log.info({ room, event: id, mentions: args.mentions }, 'review request announced');
     return id;
   }
 
