@@ -83,7 +83,25 @@ export const PodContract = z.object({
   matrix: z
     .object({ homeserverUrl: z.string(), userId: z.string(), allowedUsers: z.array(z.string()), rooms: z.array(z.string()) })
     .optional(),
-  github: z.object({ login: z.string(), watchPullRequests: z.object({ enabled: z.boolean(), intervalSeconds: z.number() }) }).optional(),
+  /**
+   * GitHub identity and the PR rewake (agent-image/src/github). `apiUrl`: REST base URL
+   * (default https://api.github.com; GitHub Enterprise Server: https://<host>/api/v3).
+   * `intervalSeconds`: poll while the CLI is idle (the Agent API's minimum is 30; the
+   * contract takes any positive value, for tests). `maxConsecutiveRewakes`: PR rewakes in a
+   * row without other input after which the supervisor stops rewaking (Claude Code stops
+   * honouring Stop-hook blocks after a few in a row as well).
+   */
+  github: z
+    .object({
+      login: z.string(),
+      apiUrl: z.string().url().optional(),
+      watchPullRequests: z.object({
+        enabled: z.boolean(),
+        intervalSeconds: z.number().positive(),
+        maxConsecutiveRewakes: z.number().int().min(1).default(3),
+      }),
+    })
+    .optional(),
   events: z.object({ natsUrl: z.string(), subjectPrefix: z.string() }).optional(),
   supervisor: SupervisorTuning.default(SupervisorTuning.parse({})),
   egress: z.object({

@@ -24,13 +24,14 @@ import { MatrixBridge } from '../matrix/bridge.ts';
 import { MatrixMetrics } from '../matrix/metrics.ts';
 import { matrixTools } from '../matrix/tools.ts';
 import { trustEnv } from '../setup/setup.ts';
+import { GitHubMetrics, startPrRewake, type PrRewake } from '../github/index.ts';
 import { EventOutbox } from './events.ts';
 import { serveSupervisor } from './http.ts';
 import { Inbox } from './inbox.ts';
 import type { Notification } from './mcp.ts';
 import { SupervisorMetrics } from './metrics.ts';
 import { Supervisor } from './supervisor.ts';
-import { Tmux } from './tmux.ts';
+import { CLI_PANE, Tmux } from './tmux.ts';
 
 function version(): string {
   try {
@@ -103,6 +104,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   const teeFile = await paneOutputFifo(log);
   const shell = [env.SHELL && existsSync(env.SHELL) ? env.SHELL : existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'];
 
+  const github: { rewake?: PrRewake | undefined } = {};
   const supervisor = new Supervisor({
     contract,
     ctx,
@@ -115,6 +117,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     paneEnv: { ...trust, ...stubEnv(contract), HOME: layout.homeDir },
     shell,
     teeFile,
+    onHookEvent: (event, input) => github.rewake?.onHook(event, input),
   });
 
   const bridge = contract.matrix
@@ -160,12 +163,23 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   log.info({ publicPort: http.publicPort, localPort: http.localPort, agent: contract.agent.name, harness: adapter.kind, workdir: ctx.workdir }, 'supervisor listening');
   await supervisor.start();
   await bridge?.start();
+  github.rewake = await startPrRewake({
+    contract,
+    layout,
+    env,
+    inbox,
+    probe: { hasHooks: adapter.hasHooks, status: () => supervisor.status(), capturePane: () => tmux.capture(CLI_PANE) },
+    metrics: new GitHubMetrics(metrics.registry),
+    log,
+    emit: (type, data) => outbox.emit(type, data),
+  });
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping: SIGTERM to the CLI and the shell');
+    github.rewake?.stop();
     Promise.all([supervisor.stop(), bridge?.stop()])
       .then(([result]) => result)
       .then(async (result) => {

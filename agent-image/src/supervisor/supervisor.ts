@@ -50,6 +50,8 @@ export interface SupervisorDeps {
   shell: string[];
   /** File pane 0's output is appended to (the container's stdout), or undefined. */
   teeFile?: string | undefined;
+  /** Told of every hook call of the current CLI after the supervisor handled it (the PR rewake checks on `stop`). */
+  onHookEvent?: ((event: string, input: Record<string, unknown>) => void) | undefined;
 }
 
 interface Waiter {
@@ -298,6 +300,7 @@ export class Supervisor {
         this.log.info({ message: input.message }, 'CLI notification');
         break;
     }
+    this.deps.onHookEvent?.(event, input);
   }
 
   /**
