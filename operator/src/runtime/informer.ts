@@ -46,6 +46,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** Lists the collection (with the same selector as `labelSelector`). */
   list: () => Promise<KubernetesListObject<T>>;
   labelSelector?: string;
+  /** Field selector of the list and the watch, e.g. `spec.nodeName=local` (the list must use the same). */
+  fieldSelector?: string;
   /** Called for every add, update and delete (the object as last seen). */
   onChange: (obj: T) => void;
   /**
@@ -90,7 +92,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       setImmediate(() => this.markSynced());
       return result;
     };
-    this.lw = new ListWatch<T>(opts.path, new BookmarkWatch<T>(kc, opts.transform), list, false, opts.labelSelector);
+    this.lw = new ListWatch<T>(opts.path, new BookmarkWatch<T>(kc, opts.transform), list, false, opts.labelSelector, opts.fieldSelector);
     for (const verb of ['add', 'update', 'delete'] as const) {
       this.lw.on(verb, (obj: T) => {
         this.backoff.forget('watch');

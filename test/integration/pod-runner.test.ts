@@ -1,0 +1,278 @@
+/**
+ * The development pod runner (scripts/lib/pod-runner) against the real control plane:
+ * it registers a Node, and the pods the scheduler binds there run as local processes with
+ * their volumes laid out as the kubelet lays them out, their init containers in order, a
+ * native sidecar kept running, readiness reported, crashes restarted, and nothing left
+ * behind when the pod is deleted. Claim data outlives the pod.
+ *
+ * The containers use the runner's test image `agent-smith-dev/shell` (the host's sh and node).
+ */
+import { lstat, mkdtemp, readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startPodRunner, type PodRunner } from '../../scripts/lib/pod-runner/index.ts';
+import { POD_RUNNER_LABEL } from '../../scripts/lib/pod-runner/node.ts';
+import { findMarked } from '../../scripts/lib/pod-runner/process.ts';
+import { kubeClients, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
+
+const kubeconfig = inject('kubeconfig');
+const NODE = 'local-test';
+const SHELL = 'agent-smith-dev/shell:1';
+const root = process.getuid?.() === 0;
+
+let c: KubeClients;
+let ns: { name: string; remove: () => Promise<void> };
+let runner: PodRunner;
+let stateDir: string;
+
+/** The main container: an HTTP server whose /ready answers 200 once scratch/ready exists; it records its env and identity first. */
+const MAIN_JS = `
+const fs = require('node:fs'); const http = require('node:http');
+const r = process.env.AGENT_SMITH_ROOT;
+fs.writeFileSync(r + '/scratch/main-' + process.pid + '.json', JSON.stringify({ uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), cwd: process.cwd(), env: process.env }));
+http.createServer((q, s) => { s.statusCode = fs.existsSync(r + '/scratch/ready') ? 200 : 503; s.end(); }).listen(Number(process.env.POD_RUNNER_PORT_8080), '127.0.0.1');
+`;
+
+function testPod(name: string): V1Pod {
+  const append = (what: string) => `echo ${what} >> "$AGENT_SMITH_ROOT/scratch/order"`;
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: ns.name, labels: { app: 'pod-runner-test' } },
+    spec: {
+      nodeSelector: { [POD_RUNNER_LABEL]: NODE },
+      tolerations: [{ key: POD_RUNNER_LABEL, operator: 'Exists', effect: 'NoSchedule' }],
+      automountServiceAccountToken: false,
+      terminationGracePeriodSeconds: 5,
+      securityContext: { runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000 },
+      initContainers: [
+        { name: 'first', image: SHELL, command: ['sh', '-c', `${append('first')}; echo run >> "$AGENT_SMITH_ROOT/data/runs"`], volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }, { name: 'data', mountPath: '/data' }] },
+        {
+          name: 'sidecar',
+          image: SHELL,
+          restartPolicy: 'Always',
+          command: ['sh', '-c', `${append('sidecar')}; exec sleep 3600`],
+          startupProbe: { exec: { command: ['sh', '-c', 'grep -q sidecar "$AGENT_SMITH_ROOT/scratch/order"'] }, periodSeconds: 1, failureThreshold: 30 },
+          volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }],
+        },
+        { name: 'second', image: SHELL, command: ['sh', '-c', append('second')], volumeMounts: [{ name: 'scratch', mountPath: '/scratch' }] },
+      ],
+      containers: [
+        {
+          name: 'main',
+          image: SHELL,
+          command: ['node', '-e', MAIN_JS],
+          workingDir: '/data',
+          ports: [{ name: 'http', containerPort: 8080 }],
+          readinessProbe: { httpGet: { path: '/ready', port: 'http' }, periodSeconds: 1, failureThreshold: 1 },
+          env: [
+            { name: 'FROM_CM', valueFrom: { configMapKeyRef: { name: 'settings', key: 'plain' } } },
+            { name: 'FROM_SECRET', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } },
+            { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+            { name: 'GREETING', value: 'hello $(POD_NAME) $$(POD_NAME)' },
+            { name: 'SETTINGS_FILE', value: '/etc/config/nested/settings.json' },
+            { name: 'UPSTREAM', value: 'http://127.0.0.1:8080/x' },
+          ],
+          envFrom: [{ prefix: 'CM_', configMapRef: { name: 'settings' } }],
+          volumeMounts: [
+            { name: 'scratch', mountPath: '/scratch' },
+            { name: 'data', mountPath: '/data' },
+            { name: 'config', mountPath: '/etc/config', readOnly: true },
+            { name: 'secret', mountPath: '/etc/secret', readOnly: true },
+          ],
+        },
+      ],
+      volumes: [
+        { name: 'scratch', emptyDir: {} },
+        { name: 'data', persistentVolumeClaim: { claimName: 'data' } },
+        {
+          name: 'config',
+          configMap: {
+            name: 'settings',
+            defaultMode: 0o444,
+            items: [
+              { key: 'settings', path: 'nested/settings.json', mode: 0o400 },
+              { key: 'plain', path: 'plain.txt' },
+            ],
+          },
+        },
+        { name: 'secret', secret: { secretName: 'creds', defaultMode: 0o440 } },
+      ],
+    },
+  };
+}
+
+async function readPod(name: string): Promise<V1Pod> {
+  return c.core.readNamespacedPod({ name, namespace: ns.name });
+}
+
+const condition = (p: V1Pod, type: string) => p.status?.conditions?.find((x) => x.type === type)?.status;
+const pidOf = (containerID: string | undefined) => Number(containerID?.replace('pod-runner://', '') ?? 0);
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+beforeAll(async () => {
+  c = kubeClients(kubeconfig);
+  ns = await makeNamespace(c, 'pod-runner');
+  // Under /tmp, not a home directory: the pods' UIDs must reach it.
+  stateDir = await mkdtemp(join(tmpdir(), 'pod-runner-test-'));
+  runner = await startPodRunner({
+    kubeconfig,
+    nodeName: NODE,
+    stateDir,
+    log: pino({ level: 'debug' }, pino.destination({ dest: join(stateDir, 'runner.log'), sync: true })),
+    backoff: { initialMs: 1000, maxMs: 2000 },
+    resyncMs: 1000,
+  });
+  await c.core.createNamespacedConfigMap({ namespace: ns.name, body: { metadata: { name: 'settings' }, data: { settings: '{"a":1}', plain: 'plain text', other: 'not projected' } } });
+  await c.core.createNamespacedSecret({ namespace: ns.name, body: { metadata: { name: 'creds' }, stringData: { token: 's3cr3t-value', 'ca.crt': 'PEM' } } });
+  await c.core.createNamespacedPersistentVolumeClaim({
+    namespace: ns.name,
+    body: { metadata: { name: 'data' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
+  });
+});
+
+afterAll(async () => {
+  await runner?.stop();
+  await ns?.remove();
+  if (stateDir) console.log(`[pod-runner test] runner log: ${join(stateDir, 'runner.log')}`);
+});
+
+describe('the development pod runner', () => {
+  it('registers a Ready node with its label and taint, left alone by kwok', async () => {
+    const node = await waitFor('the Ready node', async () => {
+      const n = await c.core.readNode({ name: NODE });
+      return n.status?.conditions?.find((x) => x.type === 'Ready')?.status === 'True' && n;
+    });
+    expect(node.metadata?.labels?.[POD_RUNNER_LABEL]).toBe(NODE);
+    expect(node.spec?.taints).toContainEqual(expect.objectContaining({ key: POD_RUNNER_LABEL, effect: 'NoSchedule' }));
+    expect(node.metadata?.annotations?.['kwok.x-k8s.io/node']).toBeUndefined();
+    const lease = await c.kc.makeApiClient((await import('@kubernetes/client-node')).CoordinationV1Api).readNamespacedLease({ name: NODE, namespace: 'kube-node-lease' });
+    expect(Date.now() - new Date(lease.spec?.renewTime ?? 0).getTime()).toBeLessThan(30_000);
+  });
+
+  it('runs a pod: volumes as the kubelet lays them out, init order, a running sidecar, readiness, restarts, and deletion that leaves nothing', async () => {
+    await c.core.createNamespacedPod({ namespace: ns.name, body: testPod('app') });
+
+    // Init containers ran in order; the sidecar started (its startup probe passed) before `second`.
+    const running = await waitFor('the main container running', async () => {
+      const p = await readPod('app');
+      return p.status?.containerStatuses?.[0]?.state?.running && p;
+    });
+    expect(running.spec?.nodeName).toBe(NODE);
+    const where = runner.describe(ns.name, 'app');
+    if (!where) throw new Error('the runner does not know pod app');
+    const mainRoot = where.containers.main?.rootfs ?? '';
+    expect((await readFile(join(mainRoot, 'scratch/order'), 'utf8')).split('\n').filter(Boolean)).toEqual(['first', 'sidecar', 'second']);
+    const init = Object.fromEntries((running.status?.initContainerStatuses ?? []).map((s) => [s.name, s]));
+    expect(init.first?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
+    expect(init.second?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
+    expect(init.sidecar?.state?.running).toBeDefined();
+    expect(init.sidecar?.started).toBe(true);
+    expect(running.status?.podIP).toBe('127.0.0.1');
+    expect(running.status?.phase).toBe('Running');
+    expect(condition(running, 'Initialized')).toBe('True');
+
+    // Not ready until its readiness probe passes; then Ready=True in the API.
+    expect(condition(running, 'Ready')).toBe('False');
+    await writeFile(join(mainRoot, 'scratch/ready'), '');
+    const ready = await waitFor('Ready=True', async () => {
+      const p = await readPod('app');
+      return condition(p, 'Ready') === 'True' && p;
+    });
+    expect(ready.status?.containerStatuses?.[0]?.ready).toBe(true);
+    expect(condition(ready, 'ContainersReady')).toBe('True');
+
+    // ConfigMap with items: only the listed keys, at their paths, through ..data, with their modes.
+    const config = join(mainRoot, 'etc/config');
+    expect(await readFile(join(config, 'nested/settings.json'), 'utf8')).toBe('{"a":1}');
+    expect(await readFile(join(config, 'plain.txt'), 'utf8')).toBe('plain text');
+    await expect(stat(join(config, 'other'))).rejects.toThrow();
+    expect(await readlink(join(config, 'nested'))).toBe('..data/nested');
+    expect(await readlink(join(config, 'plain.txt'))).toBe('..data/plain.txt');
+    expect(await readlink(join(config, '..data'))).toMatch(/^\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d+$/);
+    // The kubelet's fsGroup handling of a read-only volume: group fsGroup, mode |= 0440.
+    const settings = await stat(join(config, 'nested/settings.json'));
+    expect(settings.mode & 0o7777).toBe(root ? 0o440 : 0o400);
+    expect((await stat(join(config, 'plain.txt'))).mode & 0o7777).toBe(0o444);
+    // Secret without items: every key, defaultMode.
+    const secret = join(mainRoot, 'etc/secret');
+    expect(await readFile(join(secret, 'token'), 'utf8')).toBe('s3cr3t-value');
+    expect(await readFile(join(secret, 'ca.crt'), 'utf8')).toBe('PEM');
+    expect((await stat(join(secret, 'token'))).mode & 0o7777).toBe(0o440);
+    if (root) {
+      expect(settings.gid).toBe(2000);
+      expect((await stat(join(secret, 'token'))).gid).toBe(2000);
+    }
+
+    // The process: env from valueFrom/envFrom/fieldRef with $(VAR) expansion, in-pod paths and
+    // loopback ports rewritten, working dir, and the pod's UID with fsGroup as a group.
+    const mainPid = pidOf(ready.status?.containerStatuses?.[0]?.containerID);
+    const seen = JSON.parse(await readFile(join(mainRoot, `scratch/main-${mainPid}.json`), 'utf8')) as { uid: number; gid: number; groups: number[]; cwd: string; env: Record<string, string> };
+    expect(seen.env).toMatchObject({ FROM_CM: 'plain text', FROM_SECRET: 's3cr3t-value', POD_NAME: 'app', GREETING: 'hello app $(POD_NAME)', CM_plain: 'plain text', CM_other: 'not projected' });
+    expect(seen.env.SETTINGS_FILE).toBe(join(mainRoot, 'etc/config/nested/settings.json'));
+    expect(seen.env.UPSTREAM).toBe(`http://127.0.0.1:${where.ports['8080']}/x`);
+    expect(where.ports['8080']).not.toBe(8080);
+    if (root) {
+      expect(seen).toMatchObject({ uid: 1000, gid: 1000 });
+      expect(seen.groups).toContain(2000);
+    }
+
+    // Kill the main process: the pod's restart count grows, and it runs again.
+    process.kill(mainPid, 'SIGKILL');
+    const restarted = await waitFor('a restart', async () => {
+      const p = await readPod('app');
+      const s = p.status?.containerStatuses?.[0];
+      return s && s.restartCount >= 1 && s.state?.running && pidOf(s.containerID) !== mainPid && p;
+    });
+    const after = restarted.status?.containerStatuses?.[0];
+    expect(after?.lastState?.terminated).toMatchObject({ exitCode: 137, reason: 'Error' });
+    // The sidecar was left running through it.
+    const sidecarPid = pidOf(restarted.status?.initContainerStatuses?.find((s) => s.name === 'sidecar')?.containerID);
+    expect(alive(sidecarPid)).toBe(true);
+
+    // Delete: every process of the pod ends, and the runner removes the pod object (grace 0).
+    const uid = restarted.metadata?.uid ?? '';
+    const marked = await findMarked('');
+    const podProcs = (await Promise.all(marked.map(async (pid) => ((await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '')).includes(`:${uid}:`) ? pid : 0)))).filter(Boolean);
+    expect(podProcs.length).toBeGreaterThanOrEqual(2);
+    await c.core.deleteNamespacedPod({ name: 'app', namespace: ns.name });
+    await waitFor('the pod object gone', async () => {
+      try {
+        await readPod('app');
+        return false;
+      } catch {
+        return true;
+      }
+    }, 30_000);
+    for (const pid of [...podProcs, sidecarPid, pidOf(after?.containerID)]) expect(alive(pid), `pid ${pid}`).toBe(false);
+    await expect(lstat(mainRoot)).rejects.toThrow();
+  });
+
+  it('keeps claim data across a re-created pod', async () => {
+    await c.core.createNamespacedPod({ namespace: ns.name, body: testPod('app') });
+    await waitFor('the re-created pod running', async () => (await readPod('app')).status?.containerStatuses?.[0]?.state?.running);
+    // `first` appended a line on each run: the one of the deleted pod is still there.
+    const mainRoot = runner.describe(ns.name, 'app')?.containers.main?.rootfs ?? '';
+    expect(await readFile(join(mainRoot, 'data/runs'), 'utf8')).toBe('run\nrun\n');
+    await c.core.deleteNamespacedPod({ name: 'app', namespace: ns.name, gracePeriodSeconds: 1 });
+  });
+
+  it('refuses an image it cannot run, saying so in the container status', async () => {
+    const pod = testPod('foreign');
+    pod.spec = { ...pod.spec, initContainers: [], volumes: [], containers: [{ name: 'web', image: 'nginx:1.27' }] };
+    await c.core.createNamespacedPod({ namespace: ns.name, body: pod });
+    const waiting = await waitFor('ErrImagePull', async () => (await readPod('foreign')).status?.containerStatuses?.[0]?.state?.waiting);
+    expect(waiting.reason).toBe('ErrImagePull');
+    expect(waiting.message).toContain('pod-runner (development) cannot run image "nginx:1.27"');
+  });
+});
