@@ -7,6 +7,7 @@
  *   agent-smith supervise    main container (behind tini): keep the CLI alive in tmux
  *   agent-smith attach NAME  for people: `tmux attach -t main` in an agent's pod (or a local supervisor)
  *   agent-smith hook EVENT   called by the harness's hooks (Claude Code settings.json); not for people
+ *   agent-smith events       query the team's event log (NATS JetStream): --agent, --type, --since, --limit
  *   agent-smith proxy        egress-proxy sidecar: the credential-swap proxy
  *
  * Every subcommand reads the pod contract (AGENT_SMITH_CONTRACT, default
@@ -63,6 +64,23 @@ program
   .action(async () => {
     const { runProxy } = await import('./proxy/main.ts');
     await runProxy();
+  });
+
+program
+  .command('events')
+  .description("print the team's event log (NATS JetStream), oldest first, one JSON event per line")
+  .option('--agent <name>', 'only events of this agent')
+  .option('--team <name>', 'only events of this team (default: every team)')
+  .option('--type <type>', 'only this event type (pr_opened, task_done, agent_started, ...)')
+  .option('--since <when>', 'a duration back from now (30m, 1h, 2d) or an RFC 3339 time')
+  .option('--limit <n>', 'at most this many events, the newest (default 100)')
+  .option('--nats-url <url>', "NATS server (default: the contract's events.natsUrl)")
+  .option('--stream <name>', "JetStream stream (default: the contract's, or AGENT_EVENTS)")
+  .option('--subject-prefix <prefix>', "subject prefix (default: the contract's, or agents)")
+  .option('--contract <file>', 'pod contract to read events from (default: $AGENT_SMITH_CONTRACT or the mounted one)')
+  .action(async (opts: Record<string, string | undefined>) => {
+    const { runEvents } = await import('./events/cli.ts');
+    process.exitCode = await runEvents(opts);
   });
 
 program

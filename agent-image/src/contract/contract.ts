@@ -61,6 +61,31 @@ export const SupervisorTuning = z.object({
 });
 export type SupervisorTuning = z.infer<typeof SupervisorTuning>;
 
+/**
+ * The event log (DESIGN.md flow 4; agent-image/src/events/): a NATS JetStream stream the
+ * supervisor creates when missing and publishes to, through an on-disk outbox on the home
+ * volume. The operator copies spec.events here; the defaults are the operator's too.
+ */
+export const EventsConfig = z.object({
+  /** NATS server(s), comma-separated (`nats://host:4222`); credentials in the URL are never logged. */
+  natsUrl: z.string(),
+  /** Subjects are `<subjectPrefix>.<team>.<agent>.<type>`; `_` stands for no team. */
+  subjectPrefix: z.string().default('agents'),
+  /** JetStream stream name; created when missing with subjects `<subjectPrefix>.>` and the limits below. */
+  stream: z.string().default('AGENT_EVENTS'),
+  /** Stream limit: oldest events are removed after this age (s); 0 = no limit. */
+  maxAgeSeconds: z.number().int().min(0).default(30 * 24 * 3600),
+  /** Stream limit: number of events kept; -1 = no limit. */
+  maxMessages: z.number().int().min(-1).default(1_000_000),
+  /** Stream limit: bytes kept; -1 = no limit. */
+  maxBytes: z.number().int().min(-1).default(1024 ** 3),
+  /** JetStream's duplicate window (s): a re-sent event with the same Nats-Msg-Id inside it is dropped. */
+  duplicateWindowSeconds: z.number().int().min(1).default(3600),
+  /** Most events the on-disk outbox holds while NATS is away; beyond it the oldest are dropped (logged, counted). */
+  outboxMaxEvents: z.number().int().min(1).default(10_000),
+});
+export type EventsConfig = z.infer<typeof EventsConfig>;
+
 export const PodContract = z.object({
   version: z.literal(CONTRACT_VERSION),
   agent: z.object({ name: z.string(), namespace: z.string(), team: z.string().optional() }),
@@ -102,7 +127,7 @@ export const PodContract = z.object({
       }),
     })
     .optional(),
-  events: z.object({ natsUrl: z.string(), subjectPrefix: z.string() }).optional(),
+  events: EventsConfig.optional(),
   supervisor: SupervisorTuning.default(SupervisorTuning.parse({})),
   egress: z.object({
     allow: z.array(z.string()),

@@ -22,7 +22,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import { REVIEW_REQUEST_KEY, reviewRequestId } from '../review/fanout.ts';
-import type { EventOutbox } from '../supervisor/events.ts';
+import type { EventOutbox } from '../events/outbox.ts';
 import type { Inbox, InboxMessage } from '../supervisor/inbox.ts';
 import { MAX_MESSAGE_CHARS } from '../supervisor/inbox.ts';
 import { MatrixClient, MatrixError, withRetry, type MatrixEvent, type StrippedStateEvent, type SyncResponse } from './client.ts';

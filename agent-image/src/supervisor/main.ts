@@ -16,6 +16,7 @@ import path from 'node:path';
 import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, TEAM_DIR, type PodContract } from '../contract/contract.ts';
 import { loadContract } from '../contract/load.ts';
 import { writeFileAtomic } from '../harness/files.ts';
+import { EventLog, EventMetrics, EventOutbox, eventTools } from '../events/index.ts';
 import { harnessContext, localPort } from '../harness/context.ts';
 import { adapterFor } from '../harness/index.ts';
 import { layoutFromEnv } from '../layout.ts';
@@ -25,7 +26,6 @@ import { MatrixMetrics } from '../matrix/metrics.ts';
 import { matrixTools } from '../matrix/tools.ts';
 import { trustEnv } from '../setup/setup.ts';
 import { GitHubMetrics, startPrRewake, type PrRewake } from '../github/index.ts';
-import { EventOutbox } from './events.ts';
 import { serveSupervisor } from './http.ts';
 import { Inbox } from './inbox.ts';
 import type { Notification } from './mcp.ts';
@@ -93,7 +93,19 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   const ctx = harnessContext(contract, layout, env);
   const adapter = adapterFor(contract.harness.kind);
   const metrics = new SupervisorMetrics();
-  const outbox = new EventOutbox(layout.stateDir, contract.agent.name, log);
+  const eventMetrics = new EventMetrics(metrics.registry);
+  const outbox = new EventOutbox({
+    stateDir: layout.stateDir,
+    agent: contract.agent.name,
+    team: contract.agent.team,
+    log,
+    maxEvents: contract.events?.outboxMaxEvents,
+    metrics: eventMetrics,
+  });
+  await outbox.open();
+  // Without spec.events the outbox still records locally (bounded), as a log on the home volume.
+  const eventLog = contract.events ? new EventLog({ config: contract.events, outbox, log, metrics: eventMetrics }) : undefined;
+  eventLog?.start();
   const inbox = new Inbox(path.join(layout.stateDir, 'inbox'));
   await inbox.open();
 
@@ -144,7 +156,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     log,
     publicPort: env.AGENT_SMITH_PORT !== undefined ? Number(env.AGENT_SMITH_PORT) : SUPERVISOR_PORT,
     localPort: localPort(env),
-    mcpTools: bridge ? [matrixTools(bridge, metrics)] : [],
+    mcpTools: [...(bridge ? [matrixTools(bridge, metrics)] : []), eventTools({ outbox, eventLog, config: contract.events, metrics })],
     readyChecks: bridge ? { matrix: () => ({ ...bridge.ready(), ...bridge.status() }) } : {},
     mcp: {
       status: () => supervisor.status(),
@@ -185,6 +197,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
       .then(async (result) => {
         log.info(result, 'CLI and shell stopped');
         await outbox.emit('agent_stopped', { signal, ...result });
+        await eventLog?.stop();
         await http.close();
         process.exit(0);
       })

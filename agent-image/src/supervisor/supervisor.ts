@@ -15,7 +15,7 @@ import type { PodContract, SupervisorTuning } from '../contract/contract.ts';
 import type { HarnessAdapter, HarnessContext } from '../harness/adapter.ts';
 import { writeFileAtomic } from '../harness/files.ts';
 import type { Logger } from '../log.ts';
-import type { EventOutbox } from './events.ts';
+import type { EventOutbox } from '../events/outbox.ts';
 import { renderMessage, renderedMessageId, type Inbox, type InboxMessage } from './inbox.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import { CLI_PANE, SHELL_PANE, type PaneInfo, type Tmux } from './tmux.ts';
