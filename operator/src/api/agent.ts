@@ -278,7 +278,30 @@ export const EventsSpec = z
       .max(128)
       .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be NATS subject tokens separated by dots')
       .default('agents')
-      .describe('Events go to <subjectPrefix>.<team>.<agent>.<type>.'),
+      .describe('Events go to <subjectPrefix>.<team>.<agent>.<type>; the team token is "_" for an agent without a team.'),
+    stream: z
+      .string()
+      .max(64)
+      .regex(/^[A-Za-z0-9_-]+$/, 'must be a JetStream stream name: letters, digits, "_" and "-"')
+      .default('AGENT_EVENTS')
+      .describe('JetStream stream holding the events; created when missing with subjects <subjectPrefix>.> and the limits below (an existing stream is used as it is).'),
+    maxAgeSeconds: z.number().int().min(0).default(30 * 24 * 3600).describe('Stream limit: events older than this are removed (seconds; 0 = no age limit). Default 30 days.'),
+    maxMessages: z.number().int().min(-1).default(1_000_000).describe('Stream limit: most events kept, oldest removed first (-1 = no limit).'),
+    maxBytes: z.number().int().min(-1).default(1024 ** 3).describe('Stream limit: most bytes kept, oldest removed first (-1 = no limit). Default 1 GiB.'),
+    duplicateWindowSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 3600)
+      .default(3600)
+      .describe('JetStream duplicate window (seconds, at most maxAgeSeconds): an event re-sent within it (same Nats-Msg-Id, after a crash or an outage) is stored once.'),
+    outboxMaxEvents: z
+      .number()
+      .int()
+      .min(100)
+      .max(1_000_000)
+      .default(10_000)
+      .describe('Most events the on-disk outbox on the home volume holds while NATS is unreachable; beyond it the oldest are dropped (logged and counted).'),
   })
   .describe('Durable event log on NATS JetStream.');
 

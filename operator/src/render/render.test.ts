@@ -1,6 +1,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { PodContract } from '../../../agent-image/src/contract/contract.ts';
 import { Agent, type AgentSpec } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { renderAll, type RenderOptions } from './index.ts';
@@ -184,6 +185,21 @@ describe('renderAll', () => {
       { ports: [{ protocol: 'TCP', port: 80 }, { protocol: 'TCP', port: 443 }] },
       { to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'infra' } } }], ports: [{ protocol: 'TCP', port: 4222 }] },
     ]);
+  });
+
+  it('gives the pod the event log settings with their defaults, in a contract the pod accepts', () => {
+    const withEvents = agent({ ...devbot, events: { natsUrl: 'nats://nats.infra.svc:4222', maxAgeSeconds: 86_400 } });
+    const raw = renderAll(withEvents, opts).configMap.data?.['contract.json'] ?? '{}';
+    expect(PodContract.parse(JSON.parse(raw)).events).toEqual({
+      natsUrl: 'nats://nats.infra.svc:4222',
+      subjectPrefix: 'agents',
+      stream: 'AGENT_EVENTS',
+      maxAgeSeconds: 86_400,
+      maxMessages: 1_000_000,
+      maxBytes: 1024 ** 3,
+      duplicateWindowSeconds: 3600,
+      outboxMaxEvents: 10_000,
+    });
   });
 
   it('reports a storage change the live StatefulSet cannot take, and nothing otherwise', () => {
