@@ -46,7 +46,7 @@ async function eventPod(nats: NatsServer, agent: string, team?: string): Promise
     contract: testContract({
       agent: { name: agent, namespace: 'default', ...(team ? { team } : {}) },
       harness: { kind: 'custom', command: ['cat'], args: [] },
-      events: { natsUrl: nats.url, subjectPrefix: PREFIX },
+      events: { natsUrl: nats.url, subjectPrefix: PREFIX, maxAgeSeconds: 7 * 86_400, maxMessages: 50_000 },
     }),
   });
   const setup = await runCli(['setup'], pod.env);
@@ -87,6 +87,9 @@ describe('event log', () => {
       // The test's own client, reconnecting across the outage below.
       nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
       await waitFor('agent_started in the stream', async () => (await stored(nc, { agent: 'devbot', type: 'agent_started' })).length === 1, 30_000);
+      // The supervisor created the stream with the contract's limits.
+      const { config } = await (await jetstreamManager(nc)).streams.info(STREAM);
+      expect(config).toMatchObject({ subjects: ['agents.>'], max_msgs: 50_000, max_age: 7 * 86_400 * 1e9, max_bytes: 1024 ** 3, duplicate_window: 3600 * 1e9, storage: 'file' });
 
       await nats.stop();
       for (let i = 0; i < 100; i++) {
