@@ -26,9 +26,13 @@
  * would otherwise keep the agent busy for ever. So PR rewakes in a row are counted; any
  * other input (an inbox message from another source, a prompt typed in the pane) or a
  * check that finds nothing unanswered resets the count; at `maxConsecutiveRewakes` the
- * rewake is withheld (logged once, counted) and its comments stay new for later. A Stop
- * whose input says `stop_hook_active` (Claude Code is already continuing because of a Stop
- * hook) gets no immediate check: the next poll does it, an interval later.
+ * rewake is withheld (logged once, counted) and its comments stay new for later.
+ * `stop_hook_active` in the Stop input says Claude Code is continuing because of a Stop
+ * hook; 2.1.330 sets it on the Stop that ends any turn our waiter started (exit 2), a
+ * Matrix message's as much as a PR rewake's. When the turn was a PR rewake, the Stop gets
+ * no immediate check (no back-to-back blocks): the next idle poll does it, an interval
+ * later. After other turns the check runs at once, so a comment that came in while the
+ * agent worked is named as soon as it stops.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -185,8 +189,9 @@ export class PrRewake {
     if (event === 'session-start') this.sawStop = false;
     if (event !== 'stop') return;
     this.sawStop = true;
-    if (input.stop_hook_active === true) {
-      this.opts.log.info({}, 'Stop with stop_hook_active: no PR check now (Claude Code is already continuing because of a Stop hook); the idle poll checks later');
+    this.opts.log.debug({ stopHookActive: input.stop_hook_active === true }, 'Stop reported');
+    if (input.stop_hook_active === true && this.gate.consecutive > 0) {
+      this.opts.log.info({ consecutive: this.gate.consecutive }, 'Stop after a PR rewake (stop_hook_active): no PR check now; the idle poll checks an interval later');
       return;
     }
     void this.runCheck('stop');
