@@ -200,6 +200,11 @@ export const GitHubSpec = z
       .max(45)
       .regex(/^[A-Za-z0-9]([-A-Za-z0-9]{0,37}[A-Za-z0-9])?(\[bot\])?$/, 'must be a GitHub login such as octocat or my-app[bot]')
       .describe('The GitHub login the agent opens pull requests as.'),
+    apiUrl: z
+      .string()
+      .regex(/^https:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, 'must be an https:// URL such as https://github.example.com/api/v3')
+      .optional()
+      .describe('REST API base URL; default https://api.github.com. GitHub Enterprise Server: https://<host>/api/v3. Its host must be in egress.allow, and a credential scoped to it supplies the token.'),
     watchPullRequests: z
       .object({
         enabled: z.boolean().default(true).describe('Rewake the agent when its pull requests get unanswered review comments.'),
@@ -210,8 +215,15 @@ export const GitHubSpec = z
           .max(86400)
           .default(300)
           .describe('Seconds between polls while the CLI is idle.'),
+        maxConsecutiveRewakes: z
+          .number()
+          .int()
+          .min(1)
+          .max(8)
+          .default(3)
+          .describe('PR rewakes in a row without other input (a message, a prompt) after which the agent is left alone until someone else talks to it.'),
       })
-      .default({ enabled: true, intervalSeconds: 300 })
+      .default({ enabled: true, intervalSeconds: 300, maxConsecutiveRewakes: 3 })
       .describe('Pull-request review rewake.'),
   })
   .describe('GitHub identity of the agent.');

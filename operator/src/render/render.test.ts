@@ -202,6 +202,13 @@ describe('renderAll', () => {
     });
   });
 
+  it('gives the pod the PR rewake settings (API URL, interval, rewake limit) with their defaults, in a contract the pod accepts', () => {
+    const contractOf = (github: Record<string, unknown>) => PodContract.parse(JSON.parse(renderAll(agent({ ...devbot, github }), opts).configMap.data?.['contract.json'] ?? '{}')).github;
+    expect(contractOf({ login: 'devbot-agent' })).toEqual({ login: 'devbot-agent', watchPullRequests: { enabled: true, intervalSeconds: 300, maxConsecutiveRewakes: 3 } });
+    const ghes = { login: 'devbot', apiUrl: 'https://github.example.com/api/v3', watchPullRequests: { intervalSeconds: 60, maxConsecutiveRewakes: 5 } };
+    expect(contractOf(ghes)).toEqual({ login: 'devbot', apiUrl: 'https://github.example.com/api/v3', watchPullRequests: { enabled: true, intervalSeconds: 60, maxConsecutiveRewakes: 5 } });
+  });
+
   it('reports a storage change the live StatefulSet cannot take, and nothing otherwise', () => {
     const live = renderAll(agent(devbot), opts).statefulSet;
     expect(volumeClaimDrift(renderAll(agent({ ...devbot, suspend: true }), opts).statefulSet, live)).toBeUndefined();
