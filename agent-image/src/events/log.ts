@@ -60,27 +60,28 @@ export function streamConfig(config: EventsConfig) {
 /**
  * Makes sure the stream exists: creates it with streamConfig() when missing. An existing
  * stream is left as it is (it is shared by every agent of the prefix, and an operator may
- * have tuned it); a warning says when it does not bind the prefix's subjects.
+ * have tuned it).
+ * @returns `created`, and `subjects`: the existing stream's subjects when they do not
+ *   include `<prefix>.>` (publishes to it will then fail), else undefined
  * @throws the NATS error when JetStream cannot be reached or refuses
  */
-export async function ensureStream(jsm: JetStreamManager, config: EventsConfig, log: Logger): Promise<void> {
+export async function ensureStream(jsm: JetStreamManager, config: EventsConfig): Promise<{ created: boolean; subjects?: string[] | undefined }> {
   const want = streamConfig(config);
   try {
     const info = await jsm.streams.info(config.stream);
     const subjects = info.config.subjects ?? [];
-    if (!want.subjects.every((s) => subjects.includes(s) || subjects.includes('>'))) {
-      log.warn({ stream: config.stream, subjects, want: want.subjects }, 'the event stream exists but does not bind this prefix; publishes will fail');
-    }
-    return;
+    const binds = want.subjects.every((s) => subjects.includes(s) || subjects.includes('>'));
+    return { created: false, subjects: binds ? undefined : subjects };
   } catch (err) {
     if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
   }
   try {
     await jsm.streams.add(want);
-    log.info({ subjects: want.subjects, maxAgeSeconds: config.maxAgeSeconds, maxMessages: config.maxMessages, maxBytes: config.maxBytes }, 'created the event stream');
+    return { created: true };
   } catch (err) {
     // Another agent created it between our info and add (10058: stream name already in use).
     if (!(err instanceof JetStreamApiError && err.code === 10058)) throw err;
+    return { created: false };
   }
 }
 
@@ -115,6 +116,7 @@ export class EventLog {
   private streamReadyOn: NatsConnection | undefined;
   private js: { nc: NatsConnection; client: JetStreamClient } | undefined;
   private outageSince: number | undefined;
+  private warnedSubjects = false;
   private drainDone: Promise<void> = Promise.resolve();
   private readonly consumers = new Set<Consumption>();
 
@@ -247,7 +249,11 @@ export class EventLog {
 
   private async ensureStreamOn(nc: NatsConnection): Promise<JetStreamClient> {
     if (this.streamReadyOn !== nc) {
-      await ensureStream(await jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS }), this.config, this.log);
+      const r = await ensureStream(await jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS }), this.config);
+      const c = this.config;
+      if (r.created) this.log.info({ subjects: streamSubjects(c.subjectPrefix), maxAgeSeconds: c.maxAgeSeconds, maxMessages: c.maxMessages, maxBytes: c.maxBytes }, 'created the event stream');
+      if (r.subjects && !this.warnedSubjects) this.log.warn({ subjects: r.subjects, want: streamSubjects(c.subjectPrefix) }, 'the event stream exists but does not bind this prefix; publishes will fail');
+      this.warnedSubjects ||= r.subjects !== undefined;
       this.streamReadyOn = nc;
     }
     if (this.js?.nc !== nc) this.js = { nc, client: jetstream(nc, { timeout: REQUEST_TIMEOUT_MS }) };
