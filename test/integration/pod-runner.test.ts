@@ -7,6 +7,7 @@
  *
  * The containers use the runner's test image `agent-smith-dev/shell` (the host's sh and node).
  */
+import { readFileSync } from 'node:fs';
 import { lstat, mkdtemp, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startPodRunner, type PodRunner } from '../../scripts/lib/pod-runner/index.ts';
 import { POD_RUNNER_LABEL } from '../../scripts/lib/pod-runner/node.ts';
 import { findMarked } from '../../scripts/lib/pod-runner/process.ts';
-import { kubeClients, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
+import { stringify } from 'yaml';
+import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
 
 const kubeconfig = inject('kubeconfig');
 const NODE = 'local-test';
@@ -111,10 +113,10 @@ async function readPod(name: string): Promise<V1Pod> {
 
 const condition = (p: V1Pod, type: string) => p.status?.conditions?.find((x) => x.type === type)?.status;
 const pidOf = (containerID: string | undefined) => Number(containerID?.replace('pod-runner://', '') ?? 0);
+/** Whether `pid` is a live process (a zombie waiting for its reaper, PID 1 here, counts as gone). */
 const alive = (pid: number) => {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
@@ -275,4 +277,78 @@ describe('the development pod runner', () => {
     expect(waiting.reason).toBe('ErrImagePull');
     expect(waiting.message).toContain('pod-runner (development) cannot run image "nginx:1.27"');
   });
+});
+
+describe('an Agent scheduled on the runner', () => {
+  interface AgentObject {
+    status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+  }
+  const readAgent = async () =>
+    (await c.custom.getNamespacedCustomObject({ group: 'agentsmith.dev', version: 'v1alpha1', namespace: ns.name, plural: 'agents', name: 'podbot' })) as AgentObject;
+
+  it('runs the operator\'s own pod (egress-init skipped, the proxy sidecar, setup, supervise with a custom harness) to Ready=True, and deleting the Agent stops every process', async () => {
+    const agent = {
+      apiVersion: 'agentsmith.dev/v1alpha1',
+      kind: 'Agent',
+      metadata: { name: 'podbot', namespace: ns.name },
+      spec: {
+        harness: { kind: 'custom', command: ['sh', '-c', 'echo custom harness up; exec sleep 86400'] },
+        persona: { instructions: 'You are podbot.' },
+        egress: { allow: ['github.com'] },
+        storage: { retainOnDelete: false },
+        pod: { nodeSelector: { [POD_RUNNER_LABEL]: NODE }, tolerations: [{ key: POD_RUNNER_LABEL, operator: 'Exists', effect: 'NoSchedule' }] },
+      },
+    };
+    const applied = await kubectl(kubeconfig, ['apply', '-f', '-'], stringify(agent));
+    expect(applied.stderr).toBe('');
+    const ready = await waitFor(
+      'Agent Ready=True',
+      async () => (await readAgent()).status?.conditions?.find((x) => x.type === 'Ready' && x.status === 'True'),
+      120_000,
+      1000,
+    );
+    expect(ready.status).toBe('True');
+
+    const pod = await readPod('podbot-0');
+    expect(pod.spec?.nodeName).toBe(NODE);
+    const init = Object.fromEntries((pod.status?.initContainerStatuses ?? []).map((s) => [s.name, s]));
+    expect(init['egress-init']?.state?.terminated?.message).toContain('egress-init skipped');
+    expect(init['egress-proxy']).toMatchObject({ ready: true, started: true });
+    expect(init['egress-proxy']?.state?.running).toBeDefined();
+    expect(init.setup?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
+    expect(pod.status?.containerStatuses?.[0]).toMatchObject({ name: 'agent', ready: true });
+    // The supervisor answers on its remapped port, and runs the harness in tmux as UID 1000.
+    const where = runner.describe(ns.name, 'podbot-0');
+    const health = await fetch(`http://127.0.0.1:${where?.ports['8080']}/readyz`);
+    expect(health.status).toBe(200);
+    const uid = pod.metadata?.uid ?? '';
+    const procs = await waitFor('the harness in tmux', async () => {
+      const found: { pid: number; uid: number; cmd: string }[] = [];
+      for (const pid of await findMarked('')) {
+        const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
+        if (!environ.includes(`:${uid}:agent`)) continue;
+        const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ');
+        const st = await stat(`/proc/${pid}`).catch(() => undefined);
+        found.push({ pid, uid: st?.uid ?? -1, cmd });
+      }
+      return found.some((p) => p.cmd.startsWith('sleep 86400')) && found;
+    });
+    if (root) for (const p of procs) expect(p.uid, p.cmd).toBe(1000);
+    expect(procs.some((p) => p.cmd.startsWith('tmux'))).toBe(true);
+
+    await kubectl(kubeconfig, ['delete', 'agent', 'podbot', '-n', ns.name, '--wait=false']);
+    await waitFor('the pod gone', async () => {
+      try {
+        await readPod('podbot-0');
+        return false;
+      } catch {
+        return true;
+      }
+    }, 90_000, 500);
+    for (const p of procs) expect(alive(p.pid), p.cmd).toBe(false);
+    const left = (await Promise.all((await findMarked('')).map(async (pid) => ((await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '')).includes(`:${uid}:`) ? pid : 0)))).filter(Boolean);
+    expect(left).toEqual([]);
+    // The supervisor waits stopGraceSeconds (45 s) for the interactive shell of pane 1,
+    // which ignores SIGTERM: the deletion alone takes most of a minute.
+  }, 180_000);
 });

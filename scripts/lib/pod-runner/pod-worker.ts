@@ -10,6 +10,7 @@
  * Every change of a container is written to the pod's status (status.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -61,6 +62,8 @@ interface ContainerRun extends ContainerSnapshot {
   spec: V1Container;
   plan: ImagePlan;
   rootfs: string;
+  /** The container's /tmp (short path: see rootfs.ts). */
+  tmp: string;
   mounts: Mount[];
   proc?: ChildProcess;
   startedAtMs: number;
@@ -199,6 +202,7 @@ export class PodWorker {
       started: false,
       restartCount: this.previousRestarts(c.name, role),
       rootfs: path.join(this.podDir, 'containers', c.name, 'rootfs'),
+      tmp: path.join('/tmp', `pod-runner-${createHash('sha256').update(`${this.o.runnerId}:${this.uid}:${c.name}`).digest('hex').slice(0, 12)}`),
       mounts: [],
       startedAtMs: 0,
       crashes: 0,
@@ -229,7 +233,7 @@ export class PodWorker {
         if (!vol) throw new VolumeError(`volumeMount ${m.name} of container ${c.name} names no volume`);
         return { mountPath: m.mountPath, source: m.subPath ? path.join(vol.hostPath, m.subPath) : vol.hostPath };
       });
-      await buildRootfs(c.rootfs, c.mounts);
+      await buildRootfs(c.rootfs, c.mounts, c.tmp);
       await mkdir(path.join(this.logDir, c.name), { recursive: true });
     }
     this.sandboxReady = true;
@@ -356,8 +360,8 @@ export class PodWorker {
     // The runner's own variables win: they say where this container really is.
     env.HOME ??= c.rootfs;
     env.AGENT_SMITH_ROOT = c.rootfs;
-    env.TMPDIR = path.join(c.rootfs, 'tmp');
-    env.TMUX_TMPDIR = path.join(c.rootfs, 'tmp');
+    env.TMPDIR = c.tmp;
+    env.TMUX_TMPDIR = c.tmp;
     for (const [from, to] of this.ports) env[`POD_RUNNER_PORT_${from}`] = String(to);
     if (plan.kind === 'agent') {
       const set = (name: string, port: number) => {
@@ -611,7 +615,9 @@ export class PodWorker {
       await signalMarked(this.markerPrefix, 'SIGKILL');
       await this.running;
       forgetPodTokens(this.uid);
-      await rm(this.podDir, { recursive: true, force: true }).catch((err: unknown) => this.log.warn({ err }, 'cannot remove the pod directory'));
+      for (const dir of [this.podDir, ...this.containers.map((c) => c.tmp)]) {
+        await rm(dir, { recursive: true, force: true }).catch((err: unknown) => this.log.warn({ err, dir }, 'cannot remove a directory of the pod'));
+      }
       if (opts.deleteObject) {
         await this.statusWrite;
         await this.o.api.deletePod(this.pod);
@@ -663,12 +669,12 @@ export class PodWorker {
   }
 
   /** Paths and ports of this pod on the host, for tools (attach, the demo). */
-  describe(): { podDir: string; logDir: string; ports: Record<string, number>; containers: Record<string, { rootfs: string; pid?: number }> } {
+  describe(): { podDir: string; logDir: string; ports: Record<string, number>; containers: Record<string, { rootfs: string; tmp: string; pid?: number }> } {
     return {
       podDir: this.podDir,
       logDir: this.logDir,
       ports: Object.fromEntries([...this.ports].map(([k, v]) => [String(k), v])),
-      containers: Object.fromEntries(this.containers.map((c) => [c.name, { rootfs: c.rootfs, ...(c.proc?.pid ? { pid: c.proc.pid } : {}) }])),
+      containers: Object.fromEntries(this.containers.map((c) => [c.name, { rootfs: c.rootfs, tmp: c.tmp, ...(c.proc?.pid ? { pid: c.proc.pid } : {}) }])),
     };
   }
 }

@@ -55,15 +55,22 @@ function shadowedBy(outer: string, mounts: readonly Mount[]): Set<string> {
 }
 
 /**
- * (Re)builds `rootfs` for `mounts`: `/tmp` (1777), and every mount as described above.
- * Safe to call again for the same container (it starts from an empty root).
+ * (Re)builds `rootfs` for `mounts`: `/tmp` as a symlink to `tmp` (made empty, 1777), and
+ * every mount as described above. Safe to call again for the same container (it starts
+ * from an empty root).
+ *
+ * `tmp` lives outside the root with a short path because Unix socket paths are limited to
+ * 107 bytes: tmux puts its socket in $TMUX_TMPDIR/tmux-<uid>/default, and a root deep in the
+ * state dir would not fit.
  */
-export async function buildRootfs(rootfs: string, mounts: readonly Mount[]): Promise<void> {
+export async function buildRootfs(rootfs: string, mounts: readonly Mount[], tmp: string): Promise<void> {
   await rm(rootfs, { recursive: true, force: true });
   await mkdir(rootfs, { recursive: true, mode: 0o755 });
   await chmod(rootfs, 0o755);
-  await mkdir(path.join(rootfs, 'tmp'));
-  await chmod(path.join(rootfs, 'tmp'), 0o1777);
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await chmod(tmp, 0o1777);
+  await symlink(tmp, path.join(rootfs, 'tmp'));
   const sorted = [...mounts].map((m) => ({ ...m, mountPath: path.posix.normalize(m.mountPath).replace(/\/$/, '') || '/' })).sort((a, b) => a.mountPath.length - b.mountPath.length);
   for (const m of sorted) {
     const target = path.join(rootfs, m.mountPath);
