@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Inbox } from '../supervisor/inbox.ts';
 import { GitHubMetrics } from './metrics.ts';
-import { PrRewake } from './rewake.ts';
+import { MAX_ITEMS_PER_REWAKE, PrRewake } from './rewake.ts';
 import type { UnansweredItem } from './unanswered.ts';
 import type { CheckResult } from './watcher.ts';
 
@@ -115,6 +115,19 @@ describe('PR rewake', () => {
     const again = await start();
     await again.runCheck('poll');
     expect(await drain()).toEqual([]);
+  });
+
+  it('names at most MAX_ITEMS_PER_REWAKE comments at once; the rest come next', async () => {
+    const r = await start(5);
+    found = Array.from({ length: MAX_ITEMS_PER_REWAKE + 3 }, (_, i) => item(i + 1));
+    await r.runCheck('poll');
+    const [first] = await drain();
+    expect(first).toContain('(3 more new comments will follow in the next message.)');
+    expect(first).not.toContain('already told about');
+    await r.runCheck('poll');
+    const [second] = await drain();
+    expect(second?.match(/^- /gm)).toHaveLength(3);
+    expect(second).toContain(`${MAX_ITEMS_PER_REWAKE} earlier comments you were already told about`);
   });
 
   it('stops after the consecutive limit, logs it once, and goes on after other input', async () => {

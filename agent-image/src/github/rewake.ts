@@ -48,6 +48,8 @@ import type { CheckResult } from './watcher.ts';
 export const REWAKE_SOURCE = 'github';
 /** How many comment keys notified.json remembers (oldest forgotten first). */
 export const NOTIFIED_MEMORY = 20_000;
+/** Most comments one rewake names (each line is at most ~400 characters; the inbox takes 64 KiB). */
+export const MAX_ITEMS_PER_REWAKE = 25;
 /** On Stop, how long to wait for the Stop hook's inbox waiter to arm before putting the message (ms). */
 const ARM_WAIT_MS = 2000;
 
@@ -244,8 +246,10 @@ export class PrRewake {
     metrics.checks.inc({ trigger, result: result.complete ? 'ok' : 'incomplete' });
     if (result.complete) metrics.unanswered.set(result.items.length);
     if (result.complete && result.items.length === 0) this.otherInput('nothing unanswered');
-    const fresh = result.items.filter((i) => !this.notified.has(i.key));
-    log.debug({ trigger, pullRequests: result.pullRequests, unanswered: result.items.length, fresh: fresh.length }, 'PR check');
+    const allFresh = result.items.filter((i) => !this.notified.has(i.key));
+    // A bounded message (the inbox takes at most 64 KiB); the rest are new at the next check.
+    const fresh = allFresh.slice(0, MAX_ITEMS_PER_REWAKE);
+    log.debug({ trigger, pullRequests: result.pullRequests, unanswered: result.items.length, fresh: allFresh.length }, 'PR check');
     if (!fresh.length) return;
     if (!this.gate.open) {
       metrics.suppressed.inc({ reason: 'consecutive_limit' });
@@ -269,7 +273,7 @@ export class PrRewake {
     const { duplicate } = await this.opts.inbox.put({
       id,
       source: REWAKE_SOURCE,
-      text: rewakeText(fresh, this.opts.login, result.items.length - fresh.length),
+      text: rewakeText(fresh, this.opts.login, result.items.length - allFresh.length, allFresh.length - fresh.length),
       meta: { pull_requests: prs.join(' ').slice(0, 1024), comments: keys.join(' ').slice(0, 1024) },
     });
     await this.notified.add(keys);

@@ -162,13 +162,14 @@ export function describeItem(i: UnansweredItem): string {
 }
 
 /**
- * The text of a rewake: the new items, and a count of older ones still waiting that
- * were already shown once.
+ * The text of a rewake: the new items, a count of new ones left for the next message
+ * (`more`), and a count of older ones still waiting that were already shown once.
  */
-export function rewakeText(fresh: readonly UnansweredItem[], login: string, alreadyShown = 0): string {
+export function rewakeText(fresh: readonly UnansweredItem[], login: string, alreadyShown = 0, more = 0): string {
   const lines = [
     `Review feedback on your pull requests (GitHub login ${login}) is waiting for your answer:`,
     ...fresh.map(describeItem),
+    ...(more ? [`(${more} more new comment${more === 1 ? '' : 's'} will follow in the next message.)`] : []),
     ...(alreadyShown ? [`(${alreadyShown} earlier comment${alreadyShown === 1 ? '' : 's'} you were already told about ${alreadyShown === 1 ? 'is' : 'are'} also still unanswered.)`] : []),
     'Answer each one: reply in its review thread (or on the pull request), and push a fix where one is asked for. You are told about a comment once.',
   ];
