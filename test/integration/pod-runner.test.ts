@@ -352,3 +352,35 @@ describe('an Agent scheduled on the runner', () => {
     // which ignores SIGTERM: the deletion alone takes most of a minute.
   }, 180_000);
 });
+
+describe('stopping the runner', () => {
+  it('stops every process of its pods (a daemon in its own session too), marks the pods Failed and the Node NotReady', async () => {
+    const pod = testPod('daemon');
+    pod.spec = {
+      ...pod.spec,
+      initContainers: [],
+      volumes: [],
+      securityContext: {},
+      containers: [{ name: 'main', image: SHELL, command: ['sh', '-c', 'setsid sleep 1001 & exec sleep 1002'] }],
+    };
+    await c.core.createNamespacedPod({ namespace: ns.name, body: pod });
+    const running = await waitFor('the pod running', async () => {
+      const p = await readPod('daemon');
+      return p.status?.containerStatuses?.[0]?.state?.running && p;
+    });
+    const uid = running.metadata?.uid ?? '';
+    const procs = await waitFor('both sleeps', async () => {
+      const found: number[] = [];
+      for (const pid of await findMarked('')) if ((await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '')).includes(`:${uid}:`)) found.push(pid);
+      return found.length >= 2 && found;
+    });
+
+    await runner.stop();
+    for (const pid of procs) expect(alive(pid), `pid ${pid}`).toBe(false);
+    const after = await readPod('daemon');
+    expect(after.status).toMatchObject({ phase: 'Failed', reason: 'PodRunnerStopped' });
+    expect(condition(after, 'Ready')).toBe('False');
+    const node = await c.core.readNode({ name: NODE });
+    expect(node.status?.conditions?.find((x) => x.type === 'Ready')).toMatchObject({ status: 'False', reason: 'PodRunnerStopped' });
+  });
+});
