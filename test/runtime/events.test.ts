@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 
 const STREAM = 'AGENT_EVENTS';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PREFIX = 'agents';
 
 /** Every stored event matching the filter, oldest first, read by the test's own client. */
@@ -81,7 +82,7 @@ describe('event log', () => {
       await pod?.cleanup();
     });
 
-    it('keeps 200 events published while NATS is down, across a supervisor restart, and stores each once, in order', async () => {
+    it('keeps 200 events published while NATS is down, across a restart and a crash of the supervisor, and stores each once, in order', async () => {
       sups.push(startSupervisor(pod));
       await sups[0]!.waitForLog((l) => l.msg === 'supervisor listening');
       // The test's own client, reconnecting across the outage below.
@@ -110,7 +111,31 @@ describe('event log', () => {
       }
       expect(await metric(sups[1]!, 'agentsmith_events_outbox_pending')).toBeGreaterThanOrEqual(200);
 
+      // A crash (SIGKILL) as soon as the backlog starts to drain: the next supervisor
+      // publishes the rest, and sends again what the stream stored but the outbox had not
+      // marked yet, which the stream drops by its id. The kill is in a subscription callback
+      // of a client connected right after NATS returns (the supervisor's next attempt waits
+      // out its backoff), so it lands within the first events.
+      await sleep(3000); // the supervisor's backoff grows past the few ms the subscription takes
       await nats.start();
+      const watcher = await connect({ servers: nats.url });
+      const killed = new Promise<void>((resolve) => {
+        watcher.subscribe('agents.homelab.devbot.>', {
+          max: 1,
+          callback: () => {
+            sups[1]!.proc.kill('SIGKILL');
+            resolve();
+          },
+        });
+      });
+      await watcher.flush();
+      await killed;
+      await sups[1]!.exited;
+      await watcher.close();
+      sups.push(startSupervisor(pod));
+      await sups[2]!.waitForLog((l) => l.msg === 'supervisor listening');
+      const left = await sups[2]!.waitForLog((l) => l.msg === 'event outbox holds events from before this start');
+      expect(left.pending).toBeGreaterThan(0);
       const events = await waitFor(
         'all 200 task_done events in the stream',
         async () => {
@@ -119,7 +144,7 @@ describe('event log', () => {
         },
         60_000,
       );
-      await waitFor('the outbox empty', async () => (await metric(sups[1]!, 'agentsmith_events_outbox_pending')) === 0, 30_000);
+      await waitFor('the outbox empty', async () => (await metric(sups[2]!, 'agentsmith_events_outbox_pending')) === 0, 30_000);
 
       expect(new Set(events.map((e) => e.id)).size).toBe(200);
       expect(events.map((e) => e.data.summary)).toEqual(Array.from({ length: 200 }, (_, i) => `task ${i}`));
@@ -127,9 +152,12 @@ describe('event log', () => {
       expect(await countOnSubject(nc, 'agents.homelab.devbot.task_done')).toBe(200);
       // The restart shows in the lifecycle events, in order.
       const lifecycle = (await stored(nc, { agent: 'devbot' })).filter((e) => e.type.startsWith('agent_')).map((e) => e.type);
-      expect(lifecycle).toEqual(['agent_started', 'agent_stopped', 'agent_started']);
+      expect(lifecycle).toEqual(['agent_started', 'agent_stopped', 'agent_started', 'agent_started']);
       // One warning per outage, not one per event.
-      for (const sup of sups) expect(sup.logs().filter((l) => l.msg === 'event log unreachable; events wait in the outbox')).toHaveLength(1);
+      const unreachable = (sup: SupervisorProcess) => sup.logs().filter((l) => l.msg === 'event log unreachable; events wait in the outbox');
+      expect(unreachable(sups[0]!)).toHaveLength(1);
+      expect(unreachable(sups[1]!)).toHaveLength(1);
+      expect(unreachable(sups[2]!)).toHaveLength(0);
       expect(sups[1]!.logs().filter((l) => l.msg === 'event log reachable again; publishing the outbox')).toHaveLength(1);
     });
 
