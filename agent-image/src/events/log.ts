@@ -206,6 +206,7 @@ export class EventLog {
 
   /** The connection, made on first use; the client reconnects by itself afterwards. */
   private async connection(): Promise<NatsConnection> {
+    if (this.stopping.signal.aborted) throw new Error('the event log is stopped');
     if (this.nc && !this.nc.isClosed()) return this.nc;
     this.connecting ??= (async () => {
       try {
@@ -221,7 +222,7 @@ export class EventLog {
         this.nc = nc;
         this.metrics?.connected.set(1);
         this.recovered();
-        void this.watch(nc);
+        this.watch(nc).catch((err: unknown) => this.log.warn({ err }, 'NATS status watch ended'));
         return nc;
       } finally {
         this.connecting = undefined;
