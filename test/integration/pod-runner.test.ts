@@ -8,10 +8,10 @@
  * The containers use the runner's test image `agent-smith-dev/shell` (the host's sh and node).
  */
 import { readFileSync } from 'node:fs';
-import { lstat, mkdtemp, readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startPodRunner, type PodRunner } from '../../scripts/lib/pod-runner/index.ts';
@@ -30,12 +30,16 @@ let ns: { name: string; remove: () => Promise<void> };
 let runner: PodRunner;
 let stateDir: string;
 
-/** The main container: an HTTP server whose /ready answers 200 once scratch/ready exists; it records its env and identity first. */
+/** The main container: an HTTP server whose /ready answers 200 once scratch/ready exists and /live 503 while scratch/sick does; it records its env and identity first. */
 const MAIN_JS = `
 const fs = require('node:fs'); const http = require('node:http');
 const r = process.env.AGENT_SMITH_ROOT;
 fs.writeFileSync(r + '/scratch/main-' + process.pid + '.json', JSON.stringify({ uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), cwd: process.cwd(), env: process.env }));
-http.createServer((q, s) => { s.statusCode = fs.existsSync(r + '/scratch/ready') ? 200 : 503; s.end(); }).listen(Number(process.env.POD_RUNNER_PORT_8080), '127.0.0.1');
+http.createServer((q, s) => {
+  const ok = q.url === '/live' ? !fs.existsSync(r + '/scratch/sick') : fs.existsSync(r + '/scratch/ready');
+  s.statusCode = ok ? 200 : 503;
+  s.end();
+}).listen(Number(process.env.POD_RUNNER_PORT_8080), '127.0.0.1');
 `;
 
 function testPod(name: string): V1Pod {
@@ -70,6 +74,7 @@ function testPod(name: string): V1Pod {
           workingDir: '/data',
           ports: [{ name: 'http', containerPort: 8080 }],
           readinessProbe: { httpGet: { path: '/ready', port: 'http' }, periodSeconds: 1, failureThreshold: 1 },
+          livenessProbe: { httpGet: { path: '/live', port: 8080 }, periodSeconds: 1, failureThreshold: 2 },
           env: [
             { name: 'FROM_CM', valueFrom: { configMapKeyRef: { name: 'settings', key: 'plain' } } },
             { name: 'FROM_SECRET', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } },
@@ -162,7 +167,7 @@ describe('the development pod runner', () => {
     expect(Date.now() - new Date(lease.spec?.renewTime ?? 0).getTime()).toBeLessThan(30_000);
   });
 
-  it('runs a pod: volumes as the kubelet lays them out, init order, a running sidecar, readiness, restarts, and deletion that leaves nothing', async () => {
+  it('runs a pod: volumes as the kubelet lays them out (and refreshes them), init order, a running sidecar, readiness, restarts after a kill and a failed liveness probe, and deletion that leaves nothing', async () => {
     await c.core.createNamespacedPod({ namespace: ns.name, body: testPod('app') });
 
     // Init containers ran in order; the sidecar started (its startup probe passed) before `second`.
@@ -229,6 +234,15 @@ describe('the development pod runner', () => {
       expect(seen.groups).toContain(2000);
     }
 
+    // A changed ConfigMap reaches the running pod's files (the kubelet's periodic sync), through a new ..data.
+    const dataBefore = await readlink(join(config, '..data'));
+    await c.core.patchNamespacedConfigMap(
+      { name: 'settings', namespace: ns.name, body: { data: { plain: 'changed' } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await waitFor('the changed file', async () => (await readFile(join(config, 'plain.txt'), 'utf8')) === 'changed', 30_000);
+    expect(await readlink(join(config, '..data'))).not.toBe(dataBefore);
+
     // Kill the main process: the pod's restart count grows, and it runs again.
     process.kill(mainPid, 'SIGKILL');
     const restarted = await waitFor('a restart', async () => {
@@ -241,6 +255,19 @@ describe('the development pod runner', () => {
     // The sidecar was left running through it.
     const sidecarPid = pidOf(restarted.status?.initContainerStatuses?.find((s) => s.name === 'sidecar')?.containerID);
     expect(alive(sidecarPid)).toBe(true);
+
+    // A failing liveness probe kills the container (SIGTERM: 143) and it is restarted.
+    await writeFile(join(mainRoot, 'scratch/sick'), '');
+    const unhealthy = await waitFor('a liveness restart', async () => {
+      const s = (await readPod('app')).status?.containerStatuses?.[0];
+      return s && s.restartCount >= 2 && s.lastState?.terminated?.exitCode === 143 && s;
+    }, 30_000);
+    await rm(join(mainRoot, 'scratch/sick'));
+    const healthy = await waitFor('running again', async () => {
+      const s = (await readPod('app')).status?.containerStatuses?.[0];
+      return s?.state?.running && s.ready && s;
+    }, 30_000);
+    expect(healthy.restartCount).toBeGreaterThanOrEqual(unhealthy.restartCount);
 
     // Delete: every process of the pod ends, and the runner removes the pod object (grace 0).
     const uid = restarted.metadata?.uid ?? '';
@@ -256,7 +283,7 @@ describe('the development pod runner', () => {
         return true;
       }
     }, 30_000);
-    for (const pid of [...podProcs, sidecarPid, pidOf(after?.containerID)]) expect(alive(pid), `pid ${pid}`).toBe(false);
+    for (const pid of [...podProcs, sidecarPid, pidOf(healthy.containerID)]) expect(alive(pid), `pid ${pid}`).toBe(false);
     await expect(lstat(mainRoot)).rejects.toThrow();
   });
 

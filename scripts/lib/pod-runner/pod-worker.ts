@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import { PROXY_HEALTH_PORT, PROXY_PORT, SUPERVISOR_LOCAL_PORT, SUPERVISOR_PORT } from '../../../agent-image/src/contract/contract.ts';
 import { ContainerConfigError, containerEnv, expand, relocateValue, type ObjectData, type PodFacts, type Relocation } from './env.ts';
 import { planContainer, type ImagePlan } from './images.ts';
-import { exitCodeOf, signalGroup, signalMarked, spawnContainer, type Identity } from './process.ts';
+import { exitCodeOf, setprivArgs, signalGroup, signalMarked, spawnContainer, type Identity } from './process.ts';
 import { ProbeLoop } from './probe.ts';
 import { buildRootfs, relink, type Mount } from './rootfs.ts';
 import { podStatus, type ContainerSnapshot, type Role } from './status.ts';
@@ -531,7 +531,7 @@ export class PodWorker {
   private execInContainer(c: ContainerRun, command: string[], spec: { env: Record<string, string>; cwd: string; identity?: Identity }, timeoutMs: number): Promise<number> {
     const r = this.relocation(c);
     const argv = command.map((a, i) => (i === 0 ? a : relocateValue(a, r)));
-    const [file, ...args] = spec.identity ? ['setpriv', '--reuid', String(spec.identity.uid), '--regid', String(spec.identity.gid), '--clear-groups', '--', ...argv] : argv;
+    const [file, ...args] = spec.identity ? ['setpriv', ...setprivArgs(spec.identity), ...argv] : argv;
     return new Promise((resolve) => {
       const p = spawn(file ?? '', args, { cwd: spec.cwd, env: spec.env, stdio: 'ignore', timeout: timeoutMs });
       p.once('error', () => resolve(-1));
