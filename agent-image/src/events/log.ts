@@ -25,7 +25,8 @@ import { consumeEvents, type ConsumeOptions, type Consumption, type EventHandler
 import type { EventMetrics } from './metrics.ts';
 import type { EventOutbox } from './outbox.ts';
 import { queryEvents, type EventQuery } from './query.ts';
-import { validateAgentEvent, type EventEnvelope } from './schema.ts';
+import { publishAgentEvent } from './publish.ts';
+import type { EventEnvelope } from './schema.ts';
 import { eventSubject, redactUrl, streamSubjects } from './subject.ts';
 
 /** Time a JetStream request (publish, stream info) may take before it counts as failed (ms). */
@@ -313,22 +314,4 @@ export class EventLog {
       }
     }
   }
-}
-
-/**
- * Validates and records an event of the agent (the MCP tool `publish_event`). With no
- * event log configured (`config` undefined) the event is only recorded in the outbox.
- * @returns the id, the envelope and, when configured, the subject; or the validation error naming the field
- */
-export async function publishAgentEvent(
-  outbox: EventOutbox,
-  config: Pick<EventsConfig, 'subjectPrefix'> | undefined,
-  type: unknown,
-  data: unknown,
-): Promise<{ ok: true; id: string; subject?: string; event: EventEnvelope } | { ok: false; error: string }> {
-  const v = validateAgentEvent(type, data);
-  if (!v.ok) return v;
-  const event = outbox.envelope(v.event.type, v.event.data);
-  await outbox.append(event);
-  return { ok: true, id: event.id, event, ...(config ? { subject: eventSubject(config.subjectPrefix, event) } : {}) };
 }

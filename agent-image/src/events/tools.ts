@@ -9,7 +9,7 @@ import type { EventsConfig } from '../contract/contract.ts';
 import type { ToolRegistrar } from '../supervisor/mcp.ts';
 import type { SupervisorMetrics } from '../supervisor/metrics.ts';
 import type { EventLog } from './log.ts';
-import { publishAgentEvent } from './log.ts';
+import { publishAgentEvent } from './publish.ts';
 import type { EventOutbox } from './outbox.ts';
 import type { EventEnvelope } from './schema.ts';
 import { parseSince } from './subject.ts';

@@ -16,7 +16,9 @@ import path from 'node:path';
 import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, TEAM_DIR, type PodContract } from '../contract/contract.ts';
 import { loadContract } from '../contract/load.ts';
 import { writeFileAtomic } from '../harness/files.ts';
-import { EventLog, EventMetrics, EventOutbox, eventTools } from '../events/index.ts';
+import { EventMetrics } from '../events/metrics.ts';
+import { EventOutbox } from '../events/outbox.ts';
+import { eventTools } from '../events/tools.ts';
 import { harnessContext, localPort } from '../harness/context.ts';
 import { adapterFor } from '../harness/index.ts';
 import { layoutFromEnv } from '../layout.ts';
@@ -103,8 +105,11 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     metrics: eventMetrics,
   });
   await outbox.open();
-  // Without spec.events the outbox still records locally (bounded), as a log on the home volume.
-  const eventLog = contract.events ? new EventLog({ config: contract.events, outbox, log, metrics: eventMetrics }) : undefined;
+  // Without spec.events the outbox still records locally (bounded), as a log on the home
+  // volume, and the NATS client is not loaded.
+  const eventLog = contract.events
+    ? new (await import('../events/log.ts')).EventLog({ config: contract.events, outbox, log, metrics: eventMetrics })
+    : undefined;
   eventLog?.start();
   const inbox = new Inbox(path.join(layout.stateDir, 'inbox'));
   await inbox.open();
