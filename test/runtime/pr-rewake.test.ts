@@ -208,7 +208,10 @@ describe('PR rewake through the egress proxy', () => {
       duringTurn = () => github.addReviewComment({ repo: REPO, number: pr.number, author: 'alice', body: 'MARK-c5: one more thing', path: 'src/app.ts', line: 9 });
       await fetch(`${pod.localUrl}/inbox`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'api', text: 'WORK-TURN' }) });
       await waitFor('the model to see MARK-c5', () => sawInLastMessage('MARK-c5').length > 0, 60_000);
-      expect(rewakes().at(-1)).toMatchObject({ trigger: 'stop' });
+      const atStop = rewakes().at(-1)!;
+      expect(atStop).toMatchObject({ trigger: 'stop' });
+      // Put while the Stop hook was still arming: it waited for the waiter, which printed it (exit 2).
+      expect(await sup.waitForLog((l) => l.msg === 'message delivered to the CLI' && l.id === atStop.id)).toMatchObject({ route: 'hook' });
       await idleWithHook();
       expect(sawInLastMessage('MARK-c5')).toHaveLength(1);
       expect(rewakes()).toHaveLength(3);
