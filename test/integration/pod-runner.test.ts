@@ -179,6 +179,8 @@ describe('the development pod runner', () => {
     const where = runner.describe(ns.name, 'app');
     if (!where) throw new Error('the runner does not know pod app');
     const mainRoot = where.containers.main?.rootfs ?? '';
+    // Tools in other processes find the same in pod.json.
+    expect(JSON.parse(await readFile(join(where.podDir, 'pod.json'), 'utf8'))).toMatchObject({ name: 'app', namespace: ns.name, ports: where.ports });
     expect((await readFile(join(mainRoot, 'scratch/order'), 'utf8')).split('\n').filter(Boolean)).toEqual(['first', 'sidecar', 'second']);
     const init = Object.fromEntries((running.status?.initContainerStatuses ?? []).map((s) => [s.name, s]));
     expect(init.first?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });

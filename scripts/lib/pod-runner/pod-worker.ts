@@ -238,6 +238,7 @@ export class PodWorker {
     }
     this.sandboxReady = true;
     this.writeStatus();
+    await this.writeDescription();
 
     for (const c of this.containers.filter((x) => x.role !== 'main')) {
       if (this.stop.signal.aborted) return;
@@ -301,6 +302,7 @@ export class PodWorker {
       try {
         this.volumes = await prepareVolumes(this.volumeContext());
         await this.fetchEnvObjects();
+        this.message = undefined;
         return true;
       } catch (err) {
         const message = (err as Error).message;
@@ -311,8 +313,6 @@ export class PodWorker {
         await sleep(delay, this.stop.signal);
         if (this.stop.signal.aborted) return false;
         delay = Math.min(delay * 2, 30_000);
-      } finally {
-        if (this.sandboxReady) this.message = undefined;
       }
     }
   }
@@ -445,6 +445,7 @@ export class PodWorker {
     this.o.api.event(this.pod, 'Normal', 'Started', `Started container ${c.name}`, c.name);
     this.startProbes(c, spec);
     this.writeStatus();
+    void this.writeDescription();
     c.exited = exited.then(async (r) => {
       // The container's init is gone: so is everything it started (as a PID namespace's processes).
       await signalMarked(marker, 'SIGKILL');
@@ -666,6 +667,19 @@ export class PodWorker {
         setTimeout(() => this.writeStatus(), 1000).unref();
       }
     });
+  }
+
+  /**
+   * `<podDir>/pod.json`: describe() plus the pod's namespace, name and uid, for tools in
+   * other processes (attach, the demo). Rewritten when a container starts (its PID).
+   */
+  private async writeDescription(): Promise<void> {
+    const { writeFile, rename } = await import('node:fs/promises');
+    const file = path.join(this.podDir, 'pod.json');
+    const body = JSON.stringify({ namespace: this.pod.metadata?.namespace, name: this.pod.metadata?.name, uid: this.uid, ...this.describe() }, null, 2);
+    await writeFile(`${file}.tmp`, body, { mode: 0o644 })
+      .then(() => rename(`${file}.tmp`, file))
+      .catch((err: unknown) => this.log.debug({ err }, 'pod.json not written'));
   }
 
   /** Paths and ports of this pod on the host, for tools (attach, the demo). */
