@@ -151,6 +151,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await runner?.stop();
   await ns?.remove();
+  await c?.core.deleteNode({ name: NODE }).catch(() => undefined);
   if (stateDir) console.log(`[pod-runner test] runner log: ${join(stateDir, 'runner.log')}`);
 });
 

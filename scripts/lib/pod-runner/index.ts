@@ -91,6 +91,27 @@ async function shareNode(stateDir: string): Promise<string> {
   return dir;
 }
 
+/**
+ * Removes the directories of pods this state dir ran before and that are no longer bound
+ * here (the runner was killed, or the pod went while it was down): `<stateDir>/pods/<ns>_<name>_<uid>`
+ * and the containers' /tmp directories named in its pod.json. Claims and logs stay.
+ */
+async function removeStalePods(stateDir: string, live: ReadonlySet<string>, log: Logger): Promise<void> {
+  const { readdir, readFile, rm } = await import('node:fs/promises');
+  const podsDir = path.join(stateDir, 'pods');
+  for (const entry of await readdir(podsDir).catch(() => [] as string[])) {
+    const uid = entry.slice(entry.lastIndexOf('_') + 1);
+    if (live.has(uid)) continue;
+    const dir = path.join(podsDir, entry);
+    const described = await readFile(path.join(dir, 'pod.json'), 'utf8')
+      .then((t) => JSON.parse(t) as { containers?: Record<string, { tmp?: string }> })
+      .catch(() => undefined);
+    for (const c of Object.values(described?.containers ?? {})) if (c.tmp?.startsWith('/tmp/pod-runner-')) await rm(c.tmp, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
+    log.info({ dir }, 'removed the directory of a pod no longer bound here');
+  }
+}
+
 /** PATH of the containers: the checkout's agent-smith and node_modules/.bin, a Node every UID can run, the system's. */
 function containerPath(nodeDir: string): string {
   return [path.join(CHECKOUT, 'agent-image/bin'), nodeDir, path.join(CHECKOUT, 'node_modules/.bin'), path.dirname(process.execPath), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':');
@@ -104,8 +125,13 @@ function containerPath(nodeDir: string): string {
 export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner> {
   const nodeName = opts.nodeName ?? 'local';
   const log = (opts.log ?? pino({ name: 'pod-runner' })).child({ node: nodeName });
-  const kc = typeof opts.kubeconfig === 'string' ? Object.assign(new KubeConfig(), {}) : opts.kubeconfig;
-  if (typeof opts.kubeconfig === 'string') kc.loadFromFile(opts.kubeconfig);
+  let kc: KubeConfig;
+  if (typeof opts.kubeconfig === 'string') {
+    kc = new KubeConfig();
+    kc.loadFromFile(opts.kubeconfig);
+  } else {
+    kc = opts.kubeconfig;
+  }
   await mkdir(opts.stateDir, { recursive: true });
   const stateDir = await realpath(opts.stateDir);
   const root = process.getuid?.() === 0;
@@ -180,6 +206,7 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
   });
   informer.start();
   await informer.waitForSync();
+  await removeStalePods(stateDir, new Set(workers.keys()), log);
   const resync = setInterval(() => {
     for (const pod of informer.cache.list()) sync(pod, false);
     for (const w of workers.values()) void w.refreshVolumes();

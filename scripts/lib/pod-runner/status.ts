@@ -113,6 +113,8 @@ export function podStatus(pod: V1Pod, s: PodSnapshot, now: Date): V1PodStatus {
   const initStatuses = s.containers.filter((c) => c.role !== 'main').map(containerStatus);
   const mainStatuses = s.containers.filter((c) => c.role === 'main').map(containerStatus);
   return {
+    // The kubelet reports the pod generation it acted on (PodObservedGenerationTracking).
+    ...(pod.metadata?.generation !== undefined ? { observedGeneration: pod.metadata.generation } : {}),
     phase: podPhase(s),
     conditions,
     ...(s.reason ? { reason: s.reason } : {}),
