@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startPodRunner, type PodRunner } from '../../scripts/lib/pod-runner/index.ts';
 import { POD_RUNNER_LABEL } from '../../scripts/lib/pod-runner/node.ts';
 import { findMarked } from '../../scripts/lib/pod-runner/process.ts';
@@ -148,11 +148,18 @@ beforeAll(async () => {
   });
 });
 
+let failed = false;
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail') failed = true;
+});
+
 afterAll(async () => {
   await runner?.stop();
   await ns?.remove();
   await c?.core.deleteNode({ name: NODE }).catch(() => undefined);
-  if (stateDir) console.log(`[pod-runner test] runner log: ${join(stateDir, 'runner.log')}`);
+  // Kept after a failure: the runner's log and the containers' logs say what happened.
+  if (failed) console.log(`[pod-runner test] runner log: ${join(stateDir, 'runner.log')}, container logs: ${join(stateDir, 'logs')}`);
+  else if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });
 
 describe('the development pod runner', () => {
