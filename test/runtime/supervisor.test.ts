@@ -121,11 +121,12 @@ describe('supervise with the real Claude Code binary', () => {
     const sessionId = (JSON.parse(await readFile(pod.path('/home/agent/.agent-smith/session.json'), 'utf8')) as { id: string }).id;
 
     for (let i = 1; i <= 10; i++) {
-      // Kill a CLI that has finished starting (1.5 s up, still far below stableAfterSeconds,
-      // so the delays keep growing): a kill in the first moments of `--resume` can leave a
-      // transcript Claude Code then refuses, which the supervisor cannot always repair yet.
-      const startedAt = Number(cliStarts(sup).at(-1)?.time ?? 0);
-      await new Promise((r) => setTimeout(r, Math.max(0, startedAt + 1500 - Date.now())));
+      // Kill a CLI that has finished starting (its SessionStart hook made it idle; still far
+      // below stableAfterSeconds, so the delays keep growing): a kill in the first moments of
+      // `--resume` can leave a transcript Claude Code then refuses (the supervisor then starts
+      // a new session, tested below), and on a loaded machine starting takes longer than any
+      // fixed wait.
+      await waitFor(`CLI ${i} started`, async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { state: string }).state === 'idle', 30_000);
       const pid = Number((await tmux(pod, 'display-message', '-p', '-t', 'main:0.0', '#{pane_pid}')).trim());
       process.kill(pid, 'SIGKILL');
       await waitFor(`restart ${i}`, () => cliStarts(sup!).length >= i + 1, 30_000).catch((err: Error) => {

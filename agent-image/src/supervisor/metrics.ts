@@ -6,7 +6,7 @@ export class SupervisorMetrics {
   readonly cliUp = new Gauge({ name: 'agentsmith_supervisor_cli_up', help: '1 while the harness CLI process is alive', registers: [this.registry] });
   readonly cliRestarts = new Counter({
     name: 'agentsmith_supervisor_cli_restarts_total',
-    help: 'CLI restarts by reason (exit, signal, tmux_lost)',
+    help: 'CLI restarts by reason (exit, signal, tmux_lost; unknown when tmux never reported how it ended)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

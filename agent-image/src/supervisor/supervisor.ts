@@ -28,6 +28,8 @@ const ACK_TIMEOUT_MS = 60_000;
 const INPUT_SETTLE_MS = 1500;
 /** A resumed CLI that exits by itself this soon did not get its session back. */
 const RESUME_FAILED_MS = 10_000;
+/** How long an exit waits for tmux to mark pane 0 dead (and so report its status or signal). */
+const PANE_DEAD_WAIT_MS = 2000;
 /** After this many failed resumes in a row the supervisor starts a new session rather than loop. */
 const MAX_FAILED_RESUMES = 2;
 /** A hook-less harness counts as ready for input this long after it started. */
@@ -233,8 +235,23 @@ export class Supervisor {
     }
   }
 
+  /**
+   * The panes once tmux has marked `indices` dead, or after PANE_DEAD_WAIT_MS: a process is
+   * gone from /proc before tmux reaps it, and until then tmux knows neither its exit
+   * status nor its signal (a kill would pass for an exit). Undefined when the session is gone.
+   */
+  private async deadPanes(indices: number[]): Promise<PaneInfo[] | undefined> {
+    let panes = await this.deps.tmux.panes();
+    const pending = () => panes?.some((p) => indices.includes(p.index) && !p.dead);
+    for (let waited = 0; pending() && waited < PANE_DEAD_WAIT_MS; waited += 50) {
+      await sleep(50);
+      panes = await this.deps.tmux.panes();
+    }
+    return panes;
+  }
+
   private async onExit(): Promise<void> {
-    const panes: PaneInfo[] | undefined = await this.deps.tmux.panes();
+    const panes = await this.deadPanes([0]);
     const pane = panes?.[0];
     const now = Date.now();
     const uptime = now - this.startedAt;
@@ -250,7 +267,7 @@ export class Supervisor {
     this.restartTimes = this.restartTimes.filter((t) => now - t < this.tuning.crashLoopWindowSeconds * 1000);
     this.restartTimes.push(now);
     const delayMs = Math.min(this.tuning.restartInitialDelayMs * 2 ** (this.consecutiveFailures - 1), this.tuning.restartMaxDelayMs);
-    const reason = !panes ? 'tmux_lost' : pane?.deadSignal ? 'signal' : 'exit';
+    const reason = !panes ? 'tmux_lost' : pane?.deadSignal ? 'signal' : pane?.deadStatus !== undefined ? 'exit' : 'unknown';
     // Exited by itself (not killed) soon after a resume: the session did not come back.
     this.failedResumes = this.resumed && reason === 'exit' && uptime < RESUME_FAILED_MS ? this.failedResumes + 1 : 0;
     this.deps.metrics.cliRestarts.inc({ reason });
@@ -430,7 +447,7 @@ export class Supervisor {
       for (const pid of live) signalGroup(pid, 'SIGKILL');
       await sleep(200);
     }
-    const after = (await tmux.panes()) ?? [];
+    const after = (await this.deadPanes(panes.filter((p) => !p.dead).map((p) => p.index))) ?? [];
     const statusOf = (i: number) => {
       const p = after.find((x) => x.index === i);
       return p?.deadSignal ? 128 + p.deadSignal : p?.deadStatus;
