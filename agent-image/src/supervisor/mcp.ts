@@ -6,10 +6,14 @@
  * model as `mcp__agent-smith__<tool>`.
  *
  * Tools now: `status`, `notify`. The Matrix and event-log tools join the same server.
+ *
+ * The SDK is imported on the first request, not at start: it is the largest part of the
+ * supervisor's memory (~8 MB of heap, ~20 MB of RSS with its validators and HTTP layer),
+ * and a harness without MCP (codex, opencode, custom) never calls it
+ * (test/bench/supervisor-soak.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { Logger } from '../log.ts';
 import type { SupervisorMetrics } from './metrics.ts';
@@ -36,7 +40,10 @@ export interface McpToolDeps {
 /** An extra tool a later component (Matrix bridge, event log) registers on the same server. */
 export type ToolRegistrar = (server: McpServer) => void;
 
-function buildServer(deps: McpToolDeps, extra: ToolRegistrar[]): McpServer {
+type Sdk = [typeof import('@modelcontextprotocol/sdk/server/mcp.js'), typeof import('@modelcontextprotocol/sdk/server/streamableHttp.js')];
+let sdk: Promise<Sdk> | undefined;
+
+function buildServer(McpServer: Sdk[0]['McpServer'], deps: McpToolDeps, extra: ToolRegistrar[]): McpServer {
   const server = new McpServer({ name: 'agent-smith', version: deps.version });
   const call = (tool: string) => deps.metrics.toolCalls.inc({ tool });
   server.registerTool(
@@ -81,7 +88,9 @@ export async function handleMcp(req: IncomingMessage, res: ServerResponse, body:
     );
     return;
   }
-  const server = buildServer(deps, extra);
+  sdk ??= Promise.all([import('@modelcontextprotocol/sdk/server/mcp.js'), import('@modelcontextprotocol/sdk/server/streamableHttp.js')]);
+  const [{ McpServer }, { StreamableHTTPServerTransport }] = await sdk;
+  const server = buildServer(McpServer, deps, extra);
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
   res.on('close', () => {
     void transport.close();
