@@ -162,7 +162,7 @@ export class PodWorker {
   async refreshVolumes(): Promise<void> {
     if (!this.sandboxReady || this.stop.signal.aborted) return;
     try {
-      this.volumes = await prepareVolumes(this.volumeContext());
+      for (const [name, vol] of await prepareVolumes(this.volumeContext(), true)) this.volumes.set(name, vol);
       for (const c of this.containers) await relink(c.rootfs, c.mounts);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'volume refresh failed; keeping the current files');

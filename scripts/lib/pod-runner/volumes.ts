@@ -169,11 +169,13 @@ async function traversable(p: string): Promise<boolean> {
 }
 
 /**
- * Sets up (or refreshes) every volume of the pod.
- * @returns volume name → where it is on this host
+ * Sets up every volume of the pod, or with `refresh` re-projects only the configMap,
+ * secret, downwardAPI and projected ones (the kubelet's periodic sync; claims are not
+ * walked again for ownership).
+ * @returns volume name → where it is on this host (with `refresh`: the projections only)
  * @throws VolumeError (missing object or key, unbound claim, unsupported volume type)
  */
-export async function prepareVolumes(ctx: VolumeContext): Promise<Map<string, PreparedVolume>> {
+export async function prepareVolumes(ctx: VolumeContext, refresh = false): Promise<Map<string, PreparedVolume>> {
   const { pod, podDir, stateDir, api } = ctx;
   const fsGroup = ctx.canChown ? pod.spec?.securityContext?.fsGroup : undefined;
   const onRootMismatch = pod.spec?.securityContext?.fsGroupChangePolicy === 'OnRootMismatch';
@@ -188,6 +190,8 @@ export async function prepareVolumes(ctx: VolumeContext): Promise<Map<string, Pr
       if (fresh) await chmod(dir, 0o777);
       await writeAtomic(dir, files, fsGroup);
       out.set(vol.name, { hostPath: dir, kind: 'projection' });
+    } else if (refresh) {
+      continue;
     } else if (vol.emptyDir) {
       if (!existsSync(dir)) {
         await mkdir(dir, { recursive: true });
