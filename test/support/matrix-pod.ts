@@ -18,15 +18,23 @@ export interface MatrixPodOptions {
   /** Harness; default a `custom` one running `cat`, which swallows what is typed into it. */
   harness?: PodContractInput['harness'];
   extraEnv?: NodeJS.ProcessEnv;
+  /** The Agent's name (default testbot) and team (default none; the roster is always written). */
+  name?: string;
+  team?: string;
+  /** The contract's `events` (the event log on a real nats-server). */
+  events?: PodContractInput['events'];
 }
 
 /** A pod with `spec.matrix` set and the bot's access token in the file the operator mounts. */
 export function makeMatrixPod(o: MatrixPodOptions): Promise<PodFiles> {
+  const name = o.name ?? 'testbot';
   const contract = testContract({
+    agent: { name, namespace: 'default', ...(o.team ? { team: o.team } : {}) },
     harness: o.harness ?? { kind: 'custom', command: ['cat'], args: [] },
     matrix: { homeserverUrl: o.synapse.url, userId: o.bot.userId, allowedUsers: o.allowedUsers ?? [], rooms: o.rooms ?? [] },
+    ...(o.events ? { events: o.events } : {}),
   });
-  const roster = { team: 'test', agents: [{ name: 'testbot', harness: 'claude', matrix: o.bot.userId, repos: [] }, ...(o.teammates ?? []).map((t) => ({ ...t, harness: 'claude', repos: [] }))] };
+  const roster = { team: o.team ?? 'test', agents: [{ name, harness: 'claude', matrix: o.bot.userId, repos: [] }, ...(o.teammates ?? []).map((t) => ({ ...t, harness: 'claude', repos: [] }))] };
   return makePod({
     contract,
     ...(o.modelUrl ? { modelUrl: o.modelUrl } : {}),

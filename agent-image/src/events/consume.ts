@@ -131,6 +131,7 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
   const run = async () => {
     let backoff = 1000;
     let failing = false;
+    let started = false;
     while (!signal.aborted) {
       try {
         const nc = await ctx.connection();
@@ -139,6 +140,8 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
         messages = await consumer.consume({ max_messages: 16 });
         if (signal.aborted) await messages.close();
         if (failing) log.info('event consumer running again');
+        else if (!started) log.info({ filterSubject: opts.filterSubject }, 'event consumer started');
+        started = true;
         failing = false;
         backoff = 1000;
         for await (const m of messages) await handle(m);

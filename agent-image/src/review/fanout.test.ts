@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeLogger } from '../log.ts';
 import { Inbox } from '../supervisor/inbox.ts';
+import type { EventEnvelope } from '../events/schema.ts';
 import { ReviewFanout, reviewersOf, reviewRequestId, type PrOpenedEvent } from './fanout.ts';
 
 const team = [
@@ -11,10 +12,12 @@ const team = [
   { name: 'infrabot', matrix: '@infrabot:hs' },
   { name: 'docbot' },
 ];
-const pr = (over: Partial<PrOpenedEvent['data']> = {}): PrOpenedEvent => ({
+const pr = (over: Partial<PrOpenedEvent['data']> = {}): EventEnvelope & PrOpenedEvent => ({
   id: 'ev-1',
   type: 'pr_opened',
+  time: '2026-12-06T12:00:00Z',
   agent: 'devbot',
+  team: 'acme',
   data: { repo: 'acme/api', number: 7, url: 'https://github.com/acme/api/pull/7', title: 'Add <retry>', ...over },
 });
 
@@ -63,5 +66,13 @@ describe('review fan-out', () => {
     expect(await fanout.receive({ ...pr({ reviewers: ['docbot'] }), id: 'ev-2' })).toBe(false);
     expect(await new ReviewFanout({ agentName: 'devbot', rosterFile, inbox, log }).receive({ ...pr(), id: 'ev-3' })).toBe(false);
     expect(inbox.size).toBe(1);
+  });
+
+  it('skips a pr_opened whose data does not pass the schema', async () => {
+    const inbox = new Inbox(path.join(dir, 'inbox'));
+    await inbox.open();
+    const fanout = new ReviewFanout({ agentName: 'infrabot', rosterFile, inbox, log });
+    expect(await fanout.receive({ ...pr(), data: { repo: 'acme/api', number: -1 } })).toBe(false);
+    expect(inbox.size).toBe(0);
   });
 });

@@ -18,6 +18,8 @@
  * teammate of the roster (`/etc/agent-smith/team/roster.json`) but the author.
  */
 import { readFile } from 'node:fs/promises';
+import type { z } from 'zod';
+import { PrOpened, type EventEnvelope } from '../events/schema.ts';
 import type { Logger } from '../log.ts';
 
 /** The custom content key of a review-request notice (Java package naming, as the Matrix spec asks of custom keys). */
@@ -30,14 +32,29 @@ export interface Teammate {
   github?: string;
 }
 
-/** The fields of a published `pr_opened` event the fan-out reads. */
+/** A `pr_opened` event as the fan-out reads it (an EventEnvelope whose data passed the PrOpened schema). */
 export interface PrOpenedEvent {
   /** The event id (JetStream Nats-Msg-Id). */
   id: string;
   type: string;
   /** The author agent's name. */
   agent: string;
-  data: { repo: string; number: number; url: string; title: string; reviewers?: string[] | undefined };
+  data: z.infer<typeof PrOpened>;
+}
+
+/**
+ * The event as a `pr_opened` with valid data, or undefined (another type). A `pr_opened`
+ * whose data does not pass the schema (written by something else than a supervisor) is
+ * logged and skipped.
+ */
+export function asPrOpened(event: EventEnvelope, log: Logger): PrOpenedEvent | undefined {
+  if (event.type !== 'pr_opened') return undefined;
+  const data = PrOpened.safeParse(event.data);
+  if (!data.success) {
+    log.warn({ event: event.id, agent: event.agent, error: data.error.issues.map((i) => `data.${i.path.join('.')}: ${i.message}`).join('; ') }, 'malformed pr_opened event skipped');
+    return undefined;
+  }
+  return { id: event.id, type: event.type, agent: event.agent, data: data.data };
 }
 
 /** The inbox id of the review request for event `eventId`: the same on both paths, so it is delivered once. */
@@ -113,8 +130,9 @@ export class ReviewFanout {
    * the JetStream path still reaches the reviewers).
    * @returns the reviewers' names (empty for another event type or an empty team)
    */
-  async announce(event: PrOpenedEvent): Promise<string[]> {
-    if (event.type !== 'pr_opened' || event.agent !== this.opts.agentName) return [];
+  async announce(published: EventEnvelope): Promise<string[]> {
+    const event = published.agent === this.opts.agentName ? asPrOpened(published, this.opts.log) : undefined;
+    if (!event) return [];
     const reviewers = reviewersOf(event, await readTeammates(this.opts.rosterFile));
     if (!reviewers.length) {
       this.opts.log.info({ event: event.id }, 'pr_opened: no teammates to ask for a review');
@@ -143,8 +161,9 @@ export class ReviewFanout {
    * the inbox cannot be written (the consumer redelivers).
    * @returns whether this agent is a reviewer of it
    */
-  async receive(event: PrOpenedEvent): Promise<boolean> {
-    if (event.type !== 'pr_opened' || event.agent === this.opts.agentName) return false;
+  async receive(delivered: EventEnvelope): Promise<boolean> {
+    const event = delivered.agent !== this.opts.agentName ? asPrOpened(delivered, this.opts.log) : undefined;
+    if (!event) return false;
     const teammates = await readTeammates(this.opts.rosterFile);
     const reviewers = reviewersOf(event, teammates);
     if (!reviewers.some((r) => r.name === this.opts.agentName)) return false;
@@ -154,7 +173,10 @@ export class ReviewFanout {
       text: reviewRequestText(event, reviewers),
       meta: { author: event.agent, repo: event.data.repo, number: String(event.data.number), url: event.data.url },
     });
-    if (!duplicate) this.opts.log.info({ event: event.id, author: event.agent, pr: `${event.data.repo}#${event.data.number}` }, 'review request put in the inbox');
+    this.opts.log.info(
+      { event: event.id, author: event.agent, pr: `${event.data.repo}#${event.data.number}`, duplicate },
+      duplicate ? 'review request from the event log was in the inbox already (the room mention came first)' : 'review request put in the inbox',
+    );
     return true;
   }
 }

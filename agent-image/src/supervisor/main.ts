@@ -27,7 +27,9 @@ import { MatrixBridge } from '../matrix/bridge.ts';
 import { MatrixMetrics } from '../matrix/metrics.ts';
 import { matrixTools } from '../matrix/tools.ts';
 import { trustEnv } from '../setup/setup.ts';
-import { GitHubMetrics, startPrRewake, type PrRewake } from '../github/index.ts';
+import type { PrRewake } from '../github/index.ts';
+import { filterSubject, token } from '../events/subject.ts';
+import { ReviewFanout } from '../review/fanout.ts';
 import { serveSupervisor } from './http.ts';
 import { Inbox } from './inbox.ts';
 import type { Notification } from './mcp.ts';
@@ -153,6 +155,17 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
       })
     : undefined;
 
+  // Review fan-out (DESIGN.md flow 4): this agent's pr_opened mentions its reviewers in the
+  // team room; its teammates' pr_opened reach its inbox from the event log.
+  const fanout = new ReviewFanout({ agentName: contract.agent.name, rosterFile: path.join(layout.resolve(TEAM_DIR), 'roster.json'), announcer: bridge, inbox, log });
+  const reviews =
+    eventLog && contract.events && contract.agent.team
+      ? eventLog.consume(
+          { durable: `review-fanout-${token(contract.agent.name)}`, filterSubject: filterSubject(contract.events.subjectPrefix, { team: contract.agent.team, type: 'pr_opened' }) },
+          async (event) => void (await fanout.receive(event)),
+        )
+      : undefined;
+
   const notifications: Notification[] = [];
   const http = await serveSupervisor({
     supervisor,
@@ -161,7 +174,10 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     log,
     publicPort: env.AGENT_SMITH_PORT !== undefined ? Number(env.AGENT_SMITH_PORT) : SUPERVISOR_PORT,
     localPort: localPort(env),
-    mcpTools: [...(bridge ? [matrixTools(bridge, metrics)] : []), eventTools({ outbox, eventLog, config: contract.events, metrics })],
+    mcpTools: [
+      ...(bridge ? [matrixTools(bridge, metrics)] : []),
+      eventTools({ outbox, eventLog, config: contract.events, metrics, onPublished: (event) => void fanout.announce(event) }),
+    ],
     readyChecks: bridge ? { matrix: () => ({ ...bridge.ready(), ...bridge.status() }) } : {},
     mcp: {
       status: () => supervisor.status(),
@@ -180,13 +196,15 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   log.info({ publicPort: http.publicPort, localPort: http.localPort, agent: contract.agent.name, harness: adapter.kind, workdir: ctx.workdir }, 'supervisor listening');
   await supervisor.start();
   await bridge?.start();
-  github.rewake = await startPrRewake({
+  // Octokit and undici (~20 MB of RSS) load only for an agent that watches its pull requests.
+  const gh = contract.github?.watchPullRequests.enabled ? await import('../github/index.ts') : undefined;
+  github.rewake = await gh?.startPrRewake({
     contract,
     layout,
     env,
     inbox,
     probe: { hasHooks: adapter.hasHooks, status: () => supervisor.status(), capturePane: () => tmux.capture(CLI_PANE) },
-    metrics: new GitHubMetrics(metrics.registry),
+    metrics: new gh.GitHubMetrics(metrics.registry),
     log,
     emit: (type, data) => outbox.emit(type, data),
   });
@@ -197,6 +215,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     stopping = true;
     log.info({ signal }, 'stopping: SIGTERM to the CLI and the shell');
     github.rewake?.stop();
+    void reviews?.stop();
     Promise.all([supervisor.stop(), bridge?.stop()])
       .then(([result]) => result)
       .then(async (result) => {
