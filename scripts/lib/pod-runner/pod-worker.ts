@@ -121,6 +121,8 @@ export class PodWorker {
   private lastWritten = '';
   private running: Promise<void> | undefined;
   private readonly warned = new Set<string>();
+  /** The restart loops of the native sidecars (they outlive run()'s init phase). */
+  private readonly sidecarLoops: Promise<void>[] = [];
 
   constructor(pod: V1Pod, o: WorkerOptions) {
     this.pod = pod;
@@ -251,7 +253,7 @@ export class PodWorker {
         continue;
       }
       if (c.role === 'sidecar') {
-        void this.loop(c, () => true);
+        this.sidecarLoops.push(this.loop(c, () => true).catch((err: unknown) => this.log.error({ err, container: c.name }, 'sidecar loop failed')));
         await this.waitStarted(c);
         continue;
       }
@@ -615,6 +617,7 @@ export class PodWorker {
       for (const c of this.containers.filter((x) => x.role !== 'main').reverse()) await this.killContainer(c, left());
       await signalMarked(this.markerPrefix, 'SIGKILL');
       await this.running;
+      await Promise.all(this.sidecarLoops);
       forgetPodTokens(this.uid);
       for (const dir of [this.podDir, ...this.containers.map((c) => c.tmp)]) {
         await rm(dir, { recursive: true, force: true }).catch((err: unknown) => this.log.warn({ err, dir }, 'cannot remove a directory of the pod'));
