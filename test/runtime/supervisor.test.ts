@@ -220,6 +220,8 @@ describe('supervise with the real Claude Code binary', () => {
     const stopped = await sup.waitForLog((l) => l.msg === 'CLI and shell stopped');
     expect(stopped).toHaveProperty('cli');
     expect(stopped).toHaveProperty('shell');
+    // Both went on their own (the interactive shell on SIGHUP), none needed SIGKILL.
+    expect(stopped.killed).toBe(false);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
     await expect(tmux(pod, 'has-session', '-t', 'main')).rejects.toThrow();
   });

@@ -439,6 +439,9 @@ export class Supervisor {
     const panes = (await tmux.panes()) ?? [];
     const live = panes.filter((p) => !p.dead).map((p) => p.pid);
     for (const pid of live) signalGroup(pid, 'SIGTERM');
+    // An interactive shell ignores SIGTERM (bash(1)); SIGHUP, its terminal closing, ends it.
+    const shell = panes.find((p) => p.index === 1 && !p.dead);
+    if (shell) signalGroup(shell.pid, 'SIGHUP');
     const deadline = Date.now() + this.tuning.stopGraceSeconds * 1000;
     while (live.some(alive) && Date.now() < deadline) await sleep(100);
     const killed = live.some(alive);
