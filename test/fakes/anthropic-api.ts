@@ -26,6 +26,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /** The stop reasons a scripted turn may end with (Messages API `stop_reason`). */
@@ -145,6 +146,11 @@ export interface FakeAnthropicOptions {
   sideReply?: string | null;
   /** Delay between SSE events, ms (default 0). */
   eventDelayMs?: number;
+  /**
+   * Serve HTTPS with this PEM key and certificate instead of plain HTTP (the demo puts it
+   * behind the egress proxy as api.anthropic.com, with a certificate for that name).
+   */
+  tls?: { key: string; cert: string };
 }
 
 /** What {@link FakeAnthropic.failNext} answers with. */
@@ -163,7 +169,7 @@ export interface FailureOptions {
 
 /** A running fake. */
 export interface FakeAnthropic {
-  /** Base URL without /v1, for ANTHROPIC_BASE_URL, e.g. "http://127.0.0.1:40123". */
+  /** Base URL without /v1, for ANTHROPIC_BASE_URL, e.g. "http://127.0.0.1:40123" (https:// with `tls`). */
   url: string;
   /** Every `POST /v1/messages` in arrival order (side requests included; see `side`). */
   requests: RecordedRequest[];
@@ -313,12 +319,13 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
   const waiters: Array<{ predicate: (r: RecordedRequest) => boolean; resolve: (r: RecordedRequest) => void }> = [];
   let responder: Responder = (req, h) => h.text(lastUserText(req));
 
-  const server = createServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) sendError(res, 500, 'api_error', `fake: ${String(err)}`);
       else res.destroy();
     });
-  });
+  };
+  const server = opts.tls ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, listener) : createServer(listener);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://fake');
@@ -448,7 +455,7 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
   const { port } = server.address() as AddressInfo;
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     requests,
     unknown,
     respond(fn) {

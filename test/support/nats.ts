@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './pod.ts';
@@ -38,10 +38,15 @@ export interface NatsServer {
   close(): Promise<void>;
 }
 
-/** Starts nats-server with JetStream in a fresh store folder. */
-export async function startNats(): Promise<NatsServer> {
+/**
+ * Starts nats-server with JetStream in a fresh store folder: under `opts.dir` (created;
+ * the demo keeps it under its own directory) or a new one under the system's temporary
+ * directory.
+ */
+export async function startNats(opts: { dir?: string } = {}): Promise<NatsServer> {
   const bin = natsServerBinary();
-  const dir = await mkdtemp(join(tmpdir(), 'agent-smith-nats-'));
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'agent-smith-nats-')));
+  if (opts.dir) await mkdir(dir, { recursive: true });
   const storeDir = join(dir, 'store');
   const logFile = join(dir, 'nats.log');
   const port = await freePort();

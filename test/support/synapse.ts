@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, openSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './paths.ts';
@@ -58,7 +58,8 @@ export interface Synapse {
   serverName: string;
   dataDir: string;
   logFile: string;
-  register(username: string, opts?: { admin?: boolean; displayname?: string }): Promise<MatrixTestUser>;
+  /** Registers a user through the shared-secret admin API; `password` defaults to a random one. */
+  register(username: string, opts?: { admin?: boolean; displayname?: string; password?: string }): Promise<MatrixTestUser>;
   /** Stops the homeserver (SIGTERM, SIGKILL after 10 s); the data stays. */
   stop(): Promise<void>;
   /** Starts it again on the same port with the same data. */
@@ -116,10 +117,14 @@ function logConfig(file: string): object {
   };
 }
 
-/** Starts Synapse in a fresh data folder. */
-export async function startSynapse(): Promise<Synapse> {
+/**
+ * Starts Synapse in a fresh data folder: `opts.dataDir` (created; the demo keeps it under
+ * its own directory) or a new one under the system's temporary directory.
+ */
+export async function startSynapse(opts: { dataDir?: string } = {}): Promise<Synapse> {
   const python = synapsePython();
-  const dataDir = await mkdtemp(join(tmpdir(), 'agent-smith-synapse-'));
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'agent-smith-synapse-')));
+  if (opts.dataDir) await mkdir(dataDir, { recursive: true });
   const port = await freePort();
   const secret = randomBytes(16).toString('hex');
   const url = `http://127.0.0.1:${port}`;
@@ -175,7 +180,7 @@ export async function startSynapse(): Promise<Synapse> {
     },
     register: async (username, opts = {}) => {
       const { nonce } = (await (await fetch(`${url}/_synapse/admin/v1/register`)).json()) as { nonce: string };
-      const password = randomBytes(12).toString('hex');
+      const password = opts.password ?? randomBytes(12).toString('hex');
       const admin = opts.admin ?? false;
       const mac = createHmac('sha1', secret)
         .update([nonce, username, password, admin ? 'admin' : 'notadmin'].join('\0'))

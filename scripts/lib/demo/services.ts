@@ -1,0 +1,229 @@
+/**
+ * The services the main job (scripts/demo) runs beside the control plane so that
+ * example-devbot is a real, talkable agent on this machine: a real Synapse (a demo person,
+ * the bots' accounts, the room #agents), a real nats-server with JetStream, an HTTPS git
+ * server answering as github.com with the example repositories, and, unless a real model
+ * key is given, an "offline demo" model answering as https://api.anthropic.com.
+ *
+ * Nothing here talks to Kubernetes: render.ts turns these services into the manifests the
+ * demo applies (the bots' token Secrets, the credentials, the Agents patched to run on the
+ * pod runner's node), and the pod runner hands the egress proxy {@link DemoServices.proxyEnv}
+ * (its two development hooks) so the pod keeps the real host names while the proxy dials
+ * the local fakes.
+ *
+ *   const services = await startDemoServices({ dir, log: console.log });
+ *   const reply = await services.say('devbot', 'hello');   // the bot's answer (a RoomEvent)
+ *   await services.stop();
+ *
+ * Every process and file lives under `dir`, so a process list or `rm -r dir` finds them all.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startFakeAnthropic, type FakeAnthropic } from '../../../test/fakes/anthropic-api.ts';
+import { startGitServer, type GitServer } from '../../../test/fakes/git-server.ts';
+import { makeTestCa } from '../../../test/fakes/test-ca.ts';
+import { startNats } from '../../../test/support/nats.ts';
+import { startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../../../test/support/synapse.ts';
+import { offlineResponder, OFFLINE_PREFIX } from './offline-model.ts';
+
+export { OFFLINE_PREFIX } from './offline-model.ts';
+export type { RoomEvent } from '../../../test/support/synapse.ts';
+
+/** The example repositories the git server holds (owner/name), each with a README commit. */
+export const DEMO_REPOS = ['agent-smith/agent-smith', 'agent-smith/homelab-apps', 'agent-smith/homelab-infra'] as const;
+/** The Matrix bots the demo registers, by Agent name. */
+export const DEMO_BOTS = ['devbot', 'infrabot'] as const;
+/** Localpart of the demo person and of the room alias. */
+export const DEMO_USER = 'demo';
+export const DEMO_ROOM_ALIAS = 'agents';
+/** Stub-free real value of the offline model credential (the proxy swaps the agent's stub for it). */
+export const OFFLINE_MODEL_TOKEN = 'offline-demo';
+
+export interface DemoServicesOptions {
+  /** Directory for every file and process of the services (created; must be traversable by the pods' UIDs). */
+  dir: string;
+  /** Progress lines (never a secret). */
+  log?: (line: string) => void;
+  /**
+   * A real Anthropic API key: no fake model is started and api.anthropic.com is not
+   * mapped, so the proxy reaches the real API with this key. Default: $ANTHROPIC_API_KEY.
+   */
+  anthropicApiKey?: string | undefined;
+  /** Bots to register (default {@link DEMO_BOTS}). */
+  bots?: readonly string[];
+}
+
+export interface DemoBot {
+  name: string;
+  /** `@<name>:localhost` */
+  userId: string;
+  accessToken: string;
+}
+
+export interface DemoServices {
+  dir: string;
+  /** True when the model is the offline fake (no API key given). */
+  offline: boolean;
+  /** Synapse's client-server base URL, `http://127.0.0.1:<port>`. */
+  homeserverUrl: string;
+  /** `localhost` */
+  serverName: string;
+  /** The demo person: user id, password (for a Matrix client) and a logged-in client. */
+  user: { userId: string; password: string; client: MatrixTestUser };
+  /** The bots by Agent name; each is invited to the room. */
+  bots: Record<string, DemoBot>;
+  /** The room the demo person owns and invites the bots to: id and `#agents:localhost`. */
+  room: { id: string; alias: string };
+  /** `nats://127.0.0.1:<port>` (JetStream on). */
+  natsUrl: string;
+  /** The git server (answers as github.com through the proxy); `repoUrl('agent-smith/agent-smith')`. */
+  git: GitServer;
+  /** The git server's HTTP Basic password: the real value of the demo's github credential. */
+  gitPassword: string;
+  /** The offline model (undefined with a real key); its `requests` show what Claude Code sent. */
+  model: FakeAnthropic | undefined;
+  /** The real value of the anthropic credential: the API key, or {@link OFFLINE_MODEL_TOKEN}. */
+  anthropicToken: string;
+  /** JSON hosts file for AGENT_SMITH_PROXY_HOSTS_FILE: github.com (and api.anthropic.com offline) → loopback ports. */
+  proxyHostsFile: string;
+  /** PEM file for AGENT_SMITH_UPSTREAM_CA: the git server's CA and the demo CA of the offline model. */
+  upstreamCaFile: string;
+  /** The egress proxy's environment for this setup (the two development hooks above). */
+  proxyEnv: Record<string, string>;
+  /**
+   * Posts `text` to the room as the demo person, mentioning the bot of `agent`
+   * (`m.mentions` and its name in the body), and resolves with the bot's first message
+   * in the room after it.
+   * @param opts.timeoutMs default 120 000
+   * @throws Error naming what the room saw when no answer came in time
+   */
+  say(agent: string, text: string, opts?: { timeoutMs?: number }): Promise<RoomEvent>;
+  /** Stops every service (Synapse, nats-server, git server, model); the files under `dir` stay. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Synapse, nats-server, the git server and (offline) the model, registers the
+ * users, creates the room and writes the proxy's hooks files.
+ * @throws Error when a service cannot start (the ones already started are stopped)
+ */
+export async function startDemoServices(opts: DemoServicesOptions): Promise<DemoServices> {
+  const log = opts.log ?? (() => undefined);
+  const dir = opts.dir;
+  await mkdir(dir, { recursive: true });
+  // The egress proxy (UID 1337) reads the hooks files from here.
+  await chmod(dir, 0o755);
+  const apiKey = opts.anthropicApiKey === undefined ? process.env.ANTHROPIC_API_KEY || undefined : opts.anthropicApiKey || undefined;
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
+  };
+  try {
+    log('starting Synapse (Matrix homeserver) and nats-server (JetStream)');
+    const [synapse, nats] = await Promise.all([startSynapse({ dataDir: join(dir, 'synapse') }), startNats({ dir: join(dir, 'nats') })]);
+    stops.push(() => synapse.stop(), () => nats.stop());
+
+    const gitPassword = `demo-git-${randomBytes(12).toString('hex')}`;
+    const git = await startGitServer({
+      repos: Object.fromEntries(DEMO_REPOS.map((r) => [r, { 'README.md': `# ${r.split('/')[1]}\n\nA repository of the agent-smith demo, served by its local git server as github.com/${r}.\n` }])),
+      hostnames: ['github.com'],
+      basicPassword: gitPassword,
+    });
+    stops.push(() => git.close());
+
+    let model: FakeAnthropic | undefined;
+    let modelCa = '';
+    if (!apiKey) {
+      const ca = await makeTestCa('agent-smith offline demo CA');
+      const leaf = await ca.issue([{ type: 'dns', value: 'api.anthropic.com' }]);
+      model = await startFakeAnthropic({ tls: { key: leaf.keyPem, cert: leaf.certPem } });
+      model.respond(offlineResponder);
+      stops.push(() => model!.close());
+      modelCa = ca.caPem;
+    }
+    const port = (url: string) => Number(new URL(url).port);
+    const hosts: Record<string, { addresses: string[]; ports: Record<string, number> }> = {
+      'github.com': { addresses: ['127.0.0.1'], ports: { '443': port(git.url) } },
+      ...(model ? { 'api.anthropic.com': { addresses: ['127.0.0.1'], ports: { '443': port(model.url) } } } : {}),
+    };
+    const proxyHostsFile = join(dir, 'proxy-hosts.json');
+    const upstreamCaFile = join(dir, 'upstream-ca.pem');
+    await writeFile(proxyHostsFile, JSON.stringify(hosts, null, 2) + '\n', { mode: 0o644 });
+    await writeFile(upstreamCaFile, git.caPem + modelCa, { mode: 0o644 });
+
+    const { user, bots, room } = await matrixSetup(synapse, opts.bots ?? DEMO_BOTS);
+    log(`Synapse at ${synapse.url}, room ${room.alias}; nats at ${nats.url}; git server as github.com; model: ${model ? 'offline demo (fake)' : 'the real Anthropic API'}`);
+
+    return {
+      dir,
+      offline: model !== undefined,
+      homeserverUrl: synapse.url,
+      serverName: synapse.serverName,
+      user,
+      bots: Object.fromEntries(Object.entries(bots).map(([name, b]) => [name, { name, userId: b.userId, accessToken: b.accessToken }])),
+      room,
+      natsUrl: nats.url,
+      git,
+      gitPassword,
+      model,
+      anthropicToken: apiKey ?? OFFLINE_MODEL_TOKEN,
+      proxyHostsFile,
+      upstreamCaFile,
+      proxyEnv: { AGENT_SMITH_PROXY_HOSTS_FILE: proxyHostsFile, AGENT_SMITH_UPSTREAM_CA: upstreamCaFile },
+      say: (agent, text, sayOpts = {}) => {
+        const bot = bots[agent];
+        if (!bot) return Promise.reject(new Error(`no demo bot named ${agent} (have: ${Object.keys(bots).join(', ')})`));
+        return sayTo(user.client, room.id, bot.userId, agent, text, sayOpts.timeoutMs ?? 120_000);
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The demo person (password printed by the demo), the bots, and #agents owned by the person with the bots invited. */
+async function matrixSetup(
+  synapse: Synapse,
+  botNames: readonly string[],
+): Promise<{ user: DemoServices['user']; bots: Record<string, MatrixTestUser>; room: DemoServices['room'] }> {
+  // A readable password: the person types it into a Matrix client.
+  const password = `demo-${randomBytes(6).toString('hex')}`;
+  const person = await synapse.register(DEMO_USER, { password, displayname: 'Demo User' });
+  const bots: Record<string, MatrixTestUser> = {};
+  for (const name of botNames) bots[name] = await synapse.register(name, { displayname: name });
+  const { room_id: id } = await person.api<{ room_id: string }>('POST', '/createRoom', {
+    preset: 'private_chat',
+    name: 'agents',
+    topic: 'agent-smith demo: mention a bot (devbot: ...) to talk to it',
+    room_alias_name: DEMO_ROOM_ALIAS,
+    invite: Object.values(bots).map((b) => b.userId),
+  });
+  return { user: { userId: person.userId, password, client: person }, bots, room: { id, alias: `#${DEMO_ROOM_ALIAS}:${synapse.serverName}` } };
+}
+
+/**
+ * Sends "<agent>: <text>" mentioning `botUserId` and waits for the bot's next
+ * m.room.message in the room (its timeline order after the question).
+ */
+export async function sayTo(person: MatrixTestUser, roomId: string, botUserId: string, agent: string, text: string, timeoutMs: number): Promise<RoomEvent> {
+  const question = await person.sendText(roomId, `${agent}: ${text}`, { 'm.mentions': { user_ids: [botUserId] } });
+  const deadline = Date.now() + timeoutMs;
+  let seen: RoomEvent[] = [];
+  while (Date.now() < deadline) {
+    seen = await person.messages(roomId, 100).catch(() => seen);
+    const at = seen.findIndex((e) => e.event_id === question);
+    const answer = at < 0 ? undefined : seen.slice(at + 1).find((e) => e.sender === botUserId && e.type === 'm.room.message');
+    if (answer) return answer;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${agent} did not answer within ${timeoutMs} ms; the room saw:\n${seen.map((e) => `${e.sender} ${e.type} ${JSON.stringify(e.content).slice(0, 200)}`).join('\n')}`);
+}
+
+/** Whether `event` is the offline model's echo of `text`. */
+export function isOfflineEcho(event: RoomEvent, text: string): boolean {
+  const body = typeof event.content.body === 'string' ? event.content.body : '';
+  return body.startsWith(OFFLINE_PREFIX) && body.includes(text);
+}
