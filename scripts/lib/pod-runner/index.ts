@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { ResilientInformer } from '../../../operator/src/runtime/informer.ts';
 import { differencesBlock } from './differences.ts';
@@ -24,7 +24,7 @@ import { POD_RUNNER_LABEL, registerNode } from './node.ts';
 import { killMarkedSync, signalMarked } from './process.ts';
 import { KUBELET_BACKOFF, PodWorker, type BackoffOptions } from './pod-worker.ts';
 
-export { POD_RUNNER_LABEL } from './node.ts';
+export { POD_RUNNER_HOST_ANNOTATION, POD_RUNNER_LABEL, POD_RUNNER_STATE_DIR_ANNOTATION } from './node.ts';
 export { SHELL_IMAGE } from './images.ts';
 
 /** Root of this checkout. */
@@ -46,6 +46,14 @@ export interface PodRunnerOptions {
   shutdownGraceMs?: number;
   /** Period of the volume refresh and resync (ms, default 10 000). */
   resyncMs?: number;
+  /**
+   * DEVELOPMENT ONLY: extra environment variables for a container, on top of the pod's own
+   * (the runner's AGENT_SMITH_ROOT, TMPDIR, ports ... still win). Values are used as given
+   * (host paths are not relocated). The demo hands the egress proxy its two development
+   * hooks with it (AGENT_SMITH_PROXY_HOSTS_FILE, AGENT_SMITH_UPSTREAM_CA), so the pod
+   * itself stays exactly what the operator renders. Called at every container start.
+   */
+  containerEnv?: (pod: V1Pod, container: V1Container) => Record<string, string> | undefined;
 }
 
 export interface PodRunner {
@@ -151,7 +159,7 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
   if (!root) log.warn('not running as root: every container runs as this user, whatever its runAsUser says, and volume ownership (fsGroup) is not set');
 
   const api = makePodApi(kc, nodeName, log);
-  const node = await registerNode(kc, nodeName, log);
+  const node = await registerNode(kc, nodeName, log, stateDir);
   const workers = new Map<string, PodWorker>();
   const workerOptions = {
     api,
@@ -162,6 +170,7 @@ export async function startPodRunner(opts: PodRunnerOptions): Promise<PodRunner>
     agentImages: [...DEFAULT_AGENT_IMAGES, ...(opts.agentImages ?? [])],
     backoff: { ...KUBELET_BACKOFF, ...opts.backoff },
     path: containerPath(root ? await shareNode(stateDir) : path.dirname(process.execPath)),
+    extraEnv: opts.containerEnv,
   };
   let stopping = false;
   const graceMs = (pod: V1Pod) => 1000 * (pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30);

@@ -17,6 +17,9 @@ import { POD_IP } from './pod-worker.ts';
 
 /** Label (and taint key) that marks the runner's Node; the value is the node name. */
 export const POD_RUNNER_LABEL = 'agentsmith.dev/pod-runner';
+/** Annotations of the runner's Node: the machine it runs on, and its state directory (where `<pods>/<ns>_<pod>_<uid>/pod.json` are, for `agent-smith attach`). */
+export const POD_RUNNER_HOST_ANNOTATION = 'agentsmith.dev/pod-runner-host';
+export const POD_RUNNER_STATE_DIR_ANNOTATION = 'agentsmith.dev/pod-runner-state-dir';
 
 const LEASE_NAMESPACE = 'kube-node-lease';
 const LEASE_SECONDS = 40;
@@ -34,7 +37,7 @@ function conditions(ready: boolean, now: Date, message: string): V1NodeCondition
   ];
 }
 
-function nodeObject(name: string, version: string): V1Node {
+function nodeObject(name: string, version: string, stateDir: string): V1Node {
   const capacity = { cpu: String(cpus().length), memory: `${Math.floor(totalmem() / 1024)}Ki`, pods: '110', 'ephemeral-storage': '100Gi' };
   const now = new Date();
   return {
@@ -48,7 +51,7 @@ function nodeObject(name: string, version: string): V1Node {
         'kubernetes.io/os': 'linux',
         'kubernetes.io/arch': process.arch === 'x64' ? 'amd64' : process.arch,
       },
-      annotations: { 'agentsmith.dev/pod-runner-host': hostname() },
+      annotations: { [POD_RUNNER_HOST_ANNOTATION]: hostname(), [POD_RUNNER_STATE_DIR_ANNOTATION]: stateDir },
     },
     spec: { taints: [{ key: POD_RUNNER_LABEL, value: name, effect: 'NoSchedule' }] },
     status: {
@@ -85,7 +88,7 @@ export interface NodeHandle {
  * Creates (or takes over) Node `name` and keeps it Ready.
  * @throws the API error when the Node cannot be created or updated
  */
-export async function registerNode(kc: KubeConfig, name: string, log: Logger): Promise<NodeHandle> {
+export async function registerNode(kc: KubeConfig, name: string, log: Logger, stateDir: string): Promise<NodeHandle> {
   const core = kc.makeApiClient(CoreV1Api);
   const coordination = kc.makeApiClient(CoordinationV1Api);
   // The API server's version (kubectl get nodes shows it; version skew checks read it), marked as ours.
@@ -94,7 +97,7 @@ export async function registerNode(kc: KubeConfig, name: string, log: Logger): P
     .getCode()
     .then((v) => `${v.gitVersion}-pod-runner`)
     .catch(() => 'v0.0.0-pod-runner');
-  const desired = nodeObject(name, version);
+  const desired = nodeObject(name, version, stateDir);
   let node: V1Node;
   try {
     node = await core.createNode({ body: desired });

@@ -56,6 +56,8 @@ export interface WorkerOptions {
   backoff: BackoffOptions;
   /** PATH of every container unless its env sets one. */
   path: string;
+  /** Development-only extra environment per container (PodRunnerOptions.containerEnv). */
+  extraEnv?: ((pod: V1Pod, container: V1Container) => Record<string, string> | undefined) | undefined;
 }
 
 interface ContainerRun extends ContainerSnapshot {
@@ -359,6 +361,8 @@ export class PodWorker {
     const r = this.relocation(c);
     const env: Record<string, string> = { PATH: this.o.path, HOSTNAME: this.pod.spec?.hostname ?? this.pod.metadata?.name ?? '', ...plan.config.env, ...own };
     for (const [k, v] of Object.entries(env)) env[k] = relocateValue(v, r);
+    // Host paths given by the development setup, not the pod: no relocation.
+    Object.assign(env, this.o.extraEnv?.(this.pod, c.spec));
     // The runner's own variables win: they say where this container really is.
     env.HOME ??= c.rootfs;
     env.AGENT_SMITH_ROOT = c.rootfs;
