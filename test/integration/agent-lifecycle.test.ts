@@ -86,8 +86,8 @@ describe('an applied Agent', () => {
     expect(agent.status?.podName).toBe('devbot-0');
     expect(condition(agent, 'Ready')).toMatchObject({ reason: 'PodReady', observedGeneration: agent.metadata?.generation });
     const table = await kubectl(kubeconfig, ['get', 'agents', '-n', ns.name]);
-    expect(table.stdout).toMatch(/NAME\s+READY\s+PHASE\s+HARNESS\s+AGE/);
-    expect(table.stdout).toMatch(/devbot\s+True\s+Ready\s+claude/);
+    expect(table.stdout).toMatch(/NAME\s+READY\s+PHASE\s+RESTARTS\s+HARNESS\s+AGE/);
+    expect(table.stdout).toMatch(/devbot\s+True\s+Ready\s+0\s+claude/);
   });
 
   it('follows a spec change into the StatefulSet', async () => {

@@ -33,8 +33,9 @@ const cases: Array<[string, Record<string, unknown>, string, string, string]> = 
   ['a Matrix token Secret that does not exist', { egress: { allow: ['matrix.example.org'] }, matrix: matrix({ accessTokenSecretRef: { name: 'nope', key: 'matrix' } }) }, 'CredentialsResolved', 'CredentialsMissing', 'spec.matrix.accessTokenSecretRef: Secret NS/nope not found'],
   ['a persona ConfigMap that does not exist', { persona: { configMapRef: { name: 'nope' } } }, 'PersonaResolved', 'PersonaNotFound', 'spec.persona.configMapRef: ConfigMap NS/nope not found'],
   ['a persona ConfigMap without CLAUDE.md', { persona: { configMapRef: { name: 'no-claude' } } }, 'PersonaResolved', 'PersonaInvalid', 'has no CLAUDE.md key (it has "notes.md")'],
-  ['a persona settings.json that is not JSON', { persona: { configMapRef: { name: 'bad-settings' } } }, 'Ready', 'InvalidSpec', 'persona settings.json is not valid JSON'],
-  ['a persona mcp.json that is not an object', { persona: { configMapRef: { name: 'bad-mcp' } } }, 'Ready', 'InvalidSpec', 'persona mcp.json must be a JSON object'],
+  ['a persona settings.json that is not JSON', { persona: { configMapRef: { name: 'bad-settings' } } }, 'PersonaResolved', 'PersonaInvalid', 'spec.persona.configMapRef: ConfigMap NS/bad-settings key "settings.json" is not valid JSON'],
+  ['a persona mcp.json that is not an object', { persona: { configMapRef: { name: 'bad-mcp' } } }, 'PersonaResolved', 'PersonaInvalid', 'ConfigMap NS/bad-mcp key "mcp.json" must be a JSON object'],
+  ['a persona mcp.json server that is not an object', { persona: { configMapRef: { name: 'bad-mcp-server' } } }, 'PersonaResolved', 'PersonaInvalid', 'ConfigMap NS/bad-mcp-server key "mcp.json": field mcpServers.github must be an object'],
   ['two credentials for one host', { egress: { allow: ['api.github.com'], credentials: [cred('a', ['api.github.com']), cred('b', ['api.github.com'])] } }, 'SpecValid', 'InvalidSpec', 'spec.egress.credentials[1] (b): host "api.github.com" already gets credential "a"'],
   ['an allowlist wildcard over .com', { egress: { allow: ['*.com'] } }, 'SpecValid', 'InvalidSpec', 'spec.egress.allow[0]: "*.com" covers a whole public suffix'],
   ['an allowlist wildcard over .co.uk', { egress: { allow: ['*.co.uk'] } }, 'SpecValid', 'InvalidSpec', 'spec.egress.allow[0]: "*.co.uk" covers a whole public suffix'],
@@ -59,6 +60,7 @@ beforeAll(async () => {
     ['no-claude', { 'notes.md': 'x' }],
     ['bad-settings', { 'CLAUDE.md': 'x', 'settings.json': '{oops' }],
     ['bad-mcp', { 'CLAUDE.md': 'x', 'mcp.json': '[1,2]' }],
+    ['bad-mcp-server', { 'CLAUDE.md': 'x', 'mcp.json': '{"mcpServers":{"github":"https://example.org"}}' }],
   ] as const) {
     await c.core.createNamespacedConfigMap({ namespace: ns.name, body: { metadata: { name }, data } });
   }

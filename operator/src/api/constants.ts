@@ -38,6 +38,8 @@ export const Reason = {
   PodPending: 'PodPending',
   PodMissing: 'PodMissing',
   ContainerRestarting: 'ContainerRestarting',
+  /** Event: the agent container's restart count grew. */
+  ContainerRestarted: 'ContainerRestarted',
   Suspended: 'Suspended',
   RolloutInProgress: 'RolloutInProgress',
   RolloutComplete: 'RolloutComplete',

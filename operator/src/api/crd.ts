@@ -120,6 +120,7 @@ export function agentCrd(): SchemaNode {
           additionalPrinterColumns: [
             { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
             { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+            { name: 'Restarts', type: 'integer', jsonPath: '.status.restarts' },
             { name: 'Harness', type: 'string', jsonPath: '.spec.harness.kind' },
             { name: 'Team', type: 'string', jsonPath: '.spec.team', priority: 1 },
             { name: 'Pod', type: 'string', jsonPath: '.status.podName', priority: 1 },

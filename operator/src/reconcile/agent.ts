@@ -29,7 +29,7 @@ import { findCondition, type ConditionInput } from './conditions.ts';
 import { allowlistHash, CA_VALIDITY_DAYS, planEgressCa } from './egress-ca.ts';
 import { checkClusterReferences, checkCredentials, resolvePersona } from './references.ts';
 import { validateAgent } from './validate.ts';
-import { computeStatus, sameStatus, type Observed } from './status.ts';
+import { computeStatus, restartNote, sameStatus, type Observed } from './status.ts';
 
 /** Kinds of child the operator keeps an informer cache of, and their types. */
 export interface ChildTypes {
@@ -201,6 +201,11 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
         throw err;
       }
       await recordTransitions(deps, log, agent, status.conditions ?? []);
+      const restarted = restartNote(agent.status?.restarts, observed.pod);
+      if (restarted) {
+        log.info({ restarts: status.restarts }, restarted);
+        await recordEvent(deps.clients, log, agent, 'Warning', Reason.ContainerRestarted, 'Reconcile', restarted);
+      }
     }
     return { requeueAfterMs: blocked ? Math.min(deps.resyncMs, BLOCKED_RETRY_MS) : deps.resyncMs };
   };

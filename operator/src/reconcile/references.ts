@@ -8,7 +8,7 @@ import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import type { Clients } from '../kube/clients.ts';
-import type { PersonaFiles } from '../render/persona.ts';
+import { personaJsonProblem, type PersonaFiles } from '../render/persona.ts';
 import { httpStatusOf } from '../runtime/errors.ts';
 import type { ConditionInput } from './conditions.ts';
 
@@ -48,6 +48,17 @@ export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ 
         status: 'False',
         reason: Reason.PersonaInvalid,
         message: `spec.persona.configMapRef: ConfigMap ${namespace}/${name} has no CLAUDE.md key (it has ${keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'no keys'}); add the persona text under CLAUDE.md`,
+      },
+    };
+  }
+  const problem = personaJsonProblem({ settingsJson: data['settings.json'], mcpJson: data['mcp.json'] });
+  if (problem) {
+    return {
+      condition: {
+        type,
+        status: 'False',
+        reason: Reason.PersonaInvalid,
+        message: `spec.persona.configMapRef: ConfigMap ${namespace}/${name} ${problem}; fix that key of the ConfigMap (kubectl edit configmap ${name} -n ${namespace})`,
       },
     };
   }

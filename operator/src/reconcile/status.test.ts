@@ -2,7 +2,7 @@ import type { V1Pod, V1StatefulSet } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { Agent } from '../api/agent.ts';
 import { findCondition } from './conditions.ts';
-import { computeStatus, sameStatus } from './status.ts';
+import { computeStatus, restartNote, sameStatus } from './status.ts';
 
 function agent(spec: Record<string, unknown> = {}, generation = 3): Agent {
   return Agent.parse({ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', metadata: { name: 'devbot', namespace: 'ns', uid: 'u', generation }, spec });
@@ -45,6 +45,36 @@ describe('computeStatus', () => {
     expect(s.phase).toBe('Degraded');
     expect(findCondition(s.conditions, 'Degraded')).toMatchObject({ status: 'True', reason: 'ContainerRestarting' });
     expect(findCondition(s.conditions, 'Ready')?.message).toContain('CrashLoopBackOff');
+  });
+
+  it('says which container crash-loops, how often it restarted and how it last ended', () => {
+    const p = pod(false, 'Running', 'CrashLoopBackOff');
+    const agentStatus = p.status?.containerStatuses?.[0];
+    if (agentStatus) agentStatus.lastState = { terminated: { exitCode: 137, reason: 'Error', finishedAt: new Date(T0) } };
+    const s = computeStatus(agent(), { statefulSet: sts(0), pod: p }, T0);
+    expect(findCondition(s.conditions, 'Degraded')?.message).toBe('container agent of pod devbot-0 is in CrashLoopBackOff: 2 restart(s), last exit code 137 (Error) at 2026-01-01T00:00:00Z');
+  });
+
+  it('notes a grown restart count of the agent container, and nothing otherwise', () => {
+    const p = pod(true);
+    const agentStatus = p.status?.containerStatuses?.[0];
+    if (agentStatus) agentStatus.lastState = { terminated: { exitCode: 137, reason: 'Error' } };
+    expect(restartNote(1, p)).toBe('container agent of pod devbot-0 restarted: 2 restart(s), last exit code 137 (Error)');
+    expect(restartNote(undefined, p)).toContain('2 restart(s)');
+    expect(restartNote(2, p)).toBeUndefined();
+    expect(restartNote(5, p)).toBeUndefined();
+    expect(restartNote(0, undefined)).toBeUndefined();
+  });
+
+  it('leaves a running pod\'s readiness alone when the spec is blocked, and says so as Degraded', () => {
+    const blocked = { reason: 'PersonaInvalid', message: 'ConfigMap ns/x key "settings.json" is not valid JSON' };
+    const s = computeStatus(agent(), { statefulSet: sts(1), pod: pod(true), blocked }, T0);
+    expect(s.phase).toBe('Degraded');
+    expect(findCondition(s.conditions, 'Ready')).toMatchObject({ status: 'True', reason: 'PodReady' });
+    expect(findCondition(s.conditions, 'Degraded')).toMatchObject({ status: 'True', reason: 'PersonaInvalid' });
+    expect(findCondition(s.conditions, 'Degraded')?.message).toBe('ConfigMap ns/x key "settings.json" is not valid JSON; pod devbot-0 is left running with its current spec until this is fixed');
+    expect(findCondition(s.conditions, 'Progressing')).toMatchObject({ status: 'False', reason: 'PersonaInvalid' });
+    expect(s.restarts).toBe(2);
   });
 
   it('is Suspended when spec.suspend is set', () => {

@@ -1,7 +1,8 @@
-import type { V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type { V1ContainerStatus, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
 import type { Agent, AgentStatus, Phase } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import { childNames } from '../render/meta.ts';
+import { AGENT_CONTAINER } from '../render/statefulset.ts';
 import { setConditions, type ConditionInput } from './conditions.ts';
 
 /** What the reconciler saw of an Agent's world, gathered before deciding anything. */
@@ -34,11 +35,47 @@ function podNotReadyMessage(pod: V1Pod): string {
   return `pod ${pod.metadata?.name} is ${pod.status?.phase ?? 'Pending'} and not ready`;
 }
 
+/** How a container last ended, e.g. `exit code 137 (Error) at 2026-01-01T00:00:00Z`, from its lastState. */
+function lastExit(s: V1ContainerStatus): string | undefined {
+  const t = s.lastState?.terminated;
+  if (!t) return undefined;
+  const at = t.finishedAt ? ` at ${new Date(t.finishedAt).toISOString().replace(/\.\d{3}Z$/, 'Z')}` : '';
+  return `exit code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}${at}`;
+}
+
+/** The message of a container in CrashLoopBackOff: its name, restarts and last exit; undefined when none is. */
 function crashLooping(pod: V1Pod): string | undefined {
   for (const s of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
-    if (s.state?.waiting?.reason === 'CrashLoopBackOff') return s.name;
+    if (s.state?.waiting?.reason !== 'CrashLoopBackOff') continue;
+    const exit = lastExit(s);
+    return `container ${s.name} of pod ${pod.metadata?.name} is in CrashLoopBackOff: ${s.restartCount} restart(s)${exit ? `, last ${exit}` : ''}`;
   }
   return undefined;
+}
+
+/**
+ * The Warning event a user sees in `kubectl describe agent` when the agent container's
+ * restart count grew since the last status (`before`, `status.restarts`), e.g. `container
+ * agent of pod devbot-0 restarted: 2 restart(s), last exit code 137 (Error) at ...`.
+ * Undefined when it did not grow (a new pod starts again from 0). Pure.
+ */
+export function restartNote(before: number | undefined, pod: V1Pod | undefined): string | undefined {
+  const agent = pod?.status?.containerStatuses?.find((c) => c.name === AGENT_CONTAINER);
+  if (!agent || agent.restartCount <= (before ?? 0)) return undefined;
+  const exit = lastExit(agent);
+  return `container ${AGENT_CONTAINER} of pod ${pod?.metadata?.name} restarted: ${agent.restartCount} restart(s)${exit ? `, last ${exit}` : ''}`;
+}
+
+/** Ready and the phase it implies, from the pod (and whether a container crash-loops). */
+function readiness(pod: V1Pod | undefined, podName: string, looping: boolean): { ready: ConditionInput; phase: Phase } {
+  const type = ConditionType.Ready;
+  if (!pod) return { ready: { type, status: 'False', reason: Reason.PodMissing, message: `waiting for pod ${podName}` }, phase: 'Pending' };
+  if (podReady(pod)) return { ready: { type, status: 'True', reason: Reason.PodReady, message: `pod ${podName} is ready` }, phase: looping ? 'Degraded' : 'Ready' };
+  const pending = (pod.status?.phase ?? 'Pending') === 'Pending';
+  return {
+    ready: { type, status: 'False', reason: pending ? Reason.PodPending : Reason.PodNotReady, message: podNotReadyMessage(pod) },
+    phase: looping ? 'Degraded' : pending ? 'Pending' : 'Progressing',
+  };
 }
 
 function rolloutMessage(agent: Agent, sts: V1StatefulSet | undefined): string | undefined {
@@ -65,7 +102,18 @@ export function computeStatus(agent: Agent, observed: Observed, now: string): Ag
   const conds: ConditionInput[] = [];
   let phase: Phase;
 
-  if (observed.blocked) {
+  if (observed.blocked && pod && !agent.spec.suspend) {
+    // A pod already runs: nothing was applied, so it keeps its last good spec and config
+    // (as a Deployment whose new revision cannot roll out stays Available). Ready still
+    // tells whether it serves; Degraded says what is blocked.
+    const { reason, message } = observed.blocked;
+    const kept = `${message}; pod ${names.pod} is left running with its current spec until this is fixed`;
+    conds.push({ type: ConditionType.Progressing, status: 'False', reason, message: kept });
+    conds.push({ type: ConditionType.Degraded, status: 'True', reason, message: kept });
+    const { ready } = readiness(pod, names.pod, false);
+    conds.push(ready);
+    phase = 'Degraded';
+  } else if (observed.blocked) {
     const { reason, message } = observed.blocked;
     conds.push({ type: ConditionType.Ready, status: 'False', reason, message });
     conds.push({ type: ConditionType.Progressing, status: 'False', reason, message });
@@ -83,27 +131,16 @@ export function computeStatus(agent: Agent, observed: Observed, now: string): Ag
     const looping = pod ? crashLooping(pod) : undefined;
     conds.push(
       looping
-        ? { type: ConditionType.Degraded, status: 'True', reason: Reason.ContainerRestarting, message: `container ${looping} is in CrashLoopBackOff` }
+        ? { type: ConditionType.Degraded, status: 'True', reason: Reason.ContainerRestarting, message: looping }
         : { type: ConditionType.Degraded, status: 'False', reason: Reason.AsExpected, message: 'no container is crash-looping' },
     );
     if (agent.spec.suspend) {
       conds.push({ type: ConditionType.Ready, status: 'False', reason: Reason.Suspended, message: 'spec.suspend is true' });
       phase = 'Suspended';
-    } else if (!pod) {
-      conds.push({ type: ConditionType.Ready, status: 'False', reason: Reason.PodMissing, message: `waiting for pod ${names.pod}` });
-      phase = 'Pending';
-    } else if (podReady(pod)) {
-      conds.push({ type: ConditionType.Ready, status: 'True', reason: Reason.PodReady, message: `pod ${names.pod} is ready` });
-      phase = looping ? 'Degraded' : 'Ready';
     } else {
-      const pending = (pod.status?.phase ?? 'Pending') === 'Pending';
-      conds.push({
-        type: ConditionType.Ready,
-        status: 'False',
-        reason: pending ? Reason.PodPending : Reason.PodNotReady,
-        message: podNotReadyMessage(pod),
-      });
-      phase = looping ? 'Degraded' : pending ? 'Pending' : 'Progressing';
+      const r = readiness(pod, names.pod, !!looping);
+      conds.push(r.ready);
+      phase = r.phase;
     }
   }
 
@@ -119,7 +156,7 @@ export function computeStatus(agent: Agent, observed: Observed, now: string): Ag
       : { type: ConditionType.StorageInSync, status: 'True', reason: Reason.AsExpected, message: 'volumes match spec.storage' },
   );
 
-  const agentStatus = pod?.status?.containerStatuses?.find((c) => c.name === 'agent');
+  const agentStatus = pod?.status?.containerStatuses?.find((c) => c.name === AGENT_CONTAINER);
   return {
     observedGeneration: generation,
     phase,

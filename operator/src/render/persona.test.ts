@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assemblePersona, mergeJson } from './persona.ts';
+import { assemblePersona, mergeJson, personaJsonProblem } from './persona.ts';
 
 describe('persona assembly', () => {
   it('merges settings: the persona wins on scalars, lists add up without duplicates', () => {
@@ -15,5 +15,16 @@ describe('persona assembly', () => {
 
   it('refuses a settings.json that is not an object', () => {
     expect(() => assemblePersona('x', { claudeMd: '', settingsJson: '[]' }, { subagents: {} })).toThrow(/agents\/_shared\/settings.json must be a JSON object/);
+  });
+
+  it('names the key and the field of a persona settings.json or mcp.json that cannot be used', () => {
+    expect(personaJsonProblem({})).toBeUndefined();
+    expect(personaJsonProblem({ settingsJson: '{"env":{"A":"1"},"hooks":{}}', mcpJson: '{"mcpServers":{"gh":{"type":"http"}}}' })).toBeUndefined();
+    expect(personaJsonProblem({ settingsJson: '{oops' })).toMatch(/^key "settings.json" is not valid JSON: /);
+    expect(personaJsonProblem({ settingsJson: '[1]' })).toBe('key "settings.json" must be a JSON object');
+    expect(personaJsonProblem({ settingsJson: '{"hooks":[]}' })).toBe('key "settings.json": field hooks must be an object');
+    expect(personaJsonProblem({ settingsJson: '{"env":{"N":1}}' })).toBe('key "settings.json": field env.N must be a string');
+    expect(personaJsonProblem({ mcpJson: '{"mcpServers":[]}' })).toBe('key "mcp.json": field mcpServers must be an object');
+    expect(personaJsonProblem({ mcpJson: '{"mcpServers":{"gh":"x"}}' })).toBe('key "mcp.json": field mcpServers.gh must be an object');
   });
 });

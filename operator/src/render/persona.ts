@@ -1,5 +1,5 @@
 import { TEAM_DIR } from '../../../agent-image/src/contract/contract.ts';
-import { mergeJson, parseJsonObject as parseJson, type Json } from '../../../agent-image/src/harness/files.ts';
+import { isObject as isJsonObject, mergeJson, parseJsonObject as parseJson, type Json } from '../../../agent-image/src/harness/files.ts';
 import { ROSTER_MARKDOWN } from './roster.ts';
 
 /**
@@ -45,6 +45,42 @@ export { mergeJson };
  */
 export function parseJsonObject(text: string, source: string): { [k: string]: Json } {
   return parseJson(text, source, (m) => new InvalidPersonaError(m));
+}
+
+/** Fields of settings.json that Claude Code and setup's merge need as JSON objects. */
+const SETTINGS_OBJECT_FIELDS = ['env', 'hooks', 'permissions'] as const;
+
+/**
+ * The first reason a persona's settings.json or mcp.json cannot be used, naming the key and
+ * the field: `key "settings.json" is not valid JSON: ...`, `key "settings.json": field env.FOO
+ * must be a string`, `key "mcp.json": field mcpServers.github must be an object`. Undefined
+ * when both are usable (or absent). Pure. Field shapes: Claude Code's settings and
+ * `.mcp.json` documentation (env: string values; hooks, permissions, mcpServers: objects).
+ */
+export function personaJsonProblem(files: Pick<PersonaFiles, 'settingsJson' | 'mcpJson'>): string | undefined {
+  try {
+    if (files.settingsJson !== undefined) {
+      const settings = parseJsonObject(files.settingsJson, 'key "settings.json"');
+      for (const field of SETTINGS_OBJECT_FIELDS) {
+        const v = settings[field];
+        if (v !== undefined && !isJsonObject(v)) return `key "settings.json": field ${field} must be an object`;
+      }
+      for (const [k, v] of Object.entries(isJsonObject(settings.env) ? settings.env : {})) {
+        if (typeof v !== 'string') return `key "settings.json": field env.${k} must be a string`;
+      }
+    }
+    if (files.mcpJson !== undefined) {
+      const mcp = parseJsonObject(files.mcpJson, 'key "mcp.json"');
+      if (mcp.mcpServers !== undefined && !isJsonObject(mcp.mcpServers)) return 'key "mcp.json": field mcpServers must be an object';
+      for (const [k, v] of Object.entries(isJsonObject(mcp.mcpServers) ? mcp.mcpServers : {})) {
+        if (!isJsonObject(v)) return `key "mcp.json": field mcpServers.${k} must be an object`;
+      }
+    }
+  } catch (err) {
+    if (err instanceof InvalidPersonaError) return err.message;
+    throw err;
+  }
+  return undefined;
 }
 
 /**

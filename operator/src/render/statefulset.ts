@@ -30,6 +30,9 @@ export interface StatefulSetOptions {
   egressCaSecret: string;
 }
 
+/** Name of the container that runs the supervisor and the CLI (its restarts are the Agent's `status.restarts`). */
+export const AGENT_CONTAINER = 'agent';
+
 /** UID and GID the agent's processes run as. */
 export const AGENT_UID = 1000;
 
@@ -249,7 +252,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     securityContext: restricted(AGENT_UID),
   };
   const agentContainer: V1Container = {
-    name: 'agent',
+    name: AGENT_CONTAINER,
     image,
     command: ['tini', '-g', '--', 'agent-smith', 'supervise'],
     env,
