@@ -15,7 +15,7 @@
  * - `--mcp-config <file>` loads MCP servers from a `.mcp.json`-shaped file; MCP tools are
  *   deferred behind ToolSearch unless the server entry says `alwaysLoad: true`.
  */
-import { access, copyFile, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, copyFile, mkdir, readdir, readFile, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { TEAM_DIR } from '../contract/contract.ts';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
@@ -97,10 +97,15 @@ export class ClaudeAdapter implements HarnessAdapter {
     // First-run state: onboarding done, the working directory trusted. Keys the CLI wrote are kept.
     const stateFile = path.join(layout.homeDir, '.claude.json');
     const state = await readJsonObject(stateFile);
+    // Claude Code keys a project by its real path. In a pod that is the workdir itself; under
+    // a development layout (the pod runner: /workspace is a symlink to the volume, and each
+    // container has its own root) only the real path is the same in setup and in the agent
+    // container, so both are trusted.
+    const trusted = { hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true, enableAllProjectMcpServers: true };
     const firstRun = {
       hasCompletedOnboarding: true,
       theme: typeof state.theme === 'string' ? state.theme : 'dark',
-      projects: { [ctx.workdir]: { hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true, enableAllProjectMcpServers: true } },
+      projects: Object.fromEntries([...new Set([ctx.workdir, await resolvedPath(ctx.workdir)])].map((p) => [p, trusted])),
     };
     await writeFileAtomic(stateFile, JSON.stringify(mergeJson(state, firstRun), null, 2) + '\n', 0o600);
   }
@@ -164,5 +169,19 @@ async function hasConversation(file: string): Promise<boolean> {
     return (await readFile(file, 'utf8')).includes('"type":"user"');
   } catch {
     return false;
+  }
+}
+
+/**
+ * `p` with symbolic links resolved as far as it exists (the workdir is cloned after the
+ * home is assembled): the real path of its nearest existing ancestor, plus the rest.
+ */
+async function resolvedPath(p: string): Promise<string> {
+  const rest: string[] = [];
+  for (let dir = p; ; dir = path.dirname(dir)) {
+    const real = await realpath(dir).catch(() => undefined);
+    if (real !== undefined) return path.join(real, ...rest.reverse());
+    if (dir === path.dirname(dir)) return p;
+    rest.push(path.basename(dir));
   }
 }
