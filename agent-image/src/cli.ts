@@ -9,6 +9,7 @@
  *   agent-smith hook EVENT   called by the harness's hooks (Claude Code settings.json); not for people
  *   agent-smith events       query the team's event log (NATS JetStream): --agent, --type, --since, --limit
  *   agent-smith proxy        egress-proxy sidecar: the credential-swap proxy
+ *   agent-smith say A TEXT   for people: talk to an agent of the local demo (scripts/demo) in its Matrix room
  *
  * Every subcommand reads the pod contract (AGENT_SMITH_CONTRACT, default
  * /etc/agent-smith/contract.json) through agent-image/src/contract/load.ts; a bad contract
@@ -81,6 +82,18 @@ program
   .action(async (opts: Record<string, string | undefined>) => {
     const { runEvents } = await import('./events/cli.ts');
     process.exitCode = await runEvents(opts);
+  });
+
+program
+  .command('say')
+  .description("talk to an agent of the local demo (scripts/demo): post to its Matrix room as the demo user, mentioning the agent, and print the answer")
+  .argument('<agent>', 'Agent name, e.g. devbot')
+  .argument('<text...>', 'what to say')
+  .option('--demo <file>', 'the connection file scripts/demo prints (default: $AGENT_SMITH_DEMO)')
+  .option('--timeout <seconds>', 'how long to wait for the answer (default 120)')
+  .action(async (agent: string, words: string[], opts: { demo?: string; timeout?: string }) => {
+    const { runSay } = await import('./say/say.ts');
+    process.exitCode = await runSay(agent, words, opts);
   });
 
 program
