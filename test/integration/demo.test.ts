@@ -1,11 +1,14 @@
 /**
  * The README's main job, as a newcomer runs it (after the bootstrap scripts/demo does):
- * both example Agents reach Ready and are printed, and Ctrl-C leaves no process behind.
- * It brings up its own control plane beside the suite's.
+ * both example Agents reach Ready and are printed, devbot (run for real by the pod runner,
+ * against the offline demo model) answers a message sent with the printed
+ * `agent-smith say` line, and Ctrl-C leaves no process behind. It brings up its own
+ * control plane beside the suite's.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { waitFor } from '../support/kube.ts';
 import { ROOT } from '../support/paths.ts';
@@ -26,8 +29,11 @@ function processesMentioning(needle: string): number[] {
 }
 
 describe('scripts/demo (the main job)', () => {
-  it('brings both example agents to Ready, prints them, and stops everything on Ctrl-C', async () => {
-    const demo = spawn(process.execPath, [join(ROOT, 'scripts/demo.ts')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  it('brings both example agents to Ready, prints them, answers a message sent with the printed helper, and stops everything on Ctrl-C', async () => {
+    // The offline demo, whatever the machine's environment holds.
+    const env = { ...process.env };
+    delete env.ANTHROPIC_API_KEY;
+    const demo = spawn(process.execPath, [join(ROOT, 'scripts/demo.ts')], { stdio: ['ignore', 'pipe', 'pipe'], env });
     let out = '';
     demo.stdout.on('data', (d: Buffer) => (out += d.toString()));
     demo.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -44,14 +50,26 @@ describe('scripts/demo (the main job)', () => {
     } catch (err) {
       throw new Error(`${(err as Error).message}\n--- demo output ---\n${out}`);
     }
-    expect(out).toMatch(/devbot\s+True\s+Ready\s+claude\s+homelab/);
-    expect(out).toMatch(/infrabot\s+True\s+Ready\s+claude\s+homelab/);
+    // (RESTARTS, when the CRD has that column, sits between PHASE and HARNESS.)
+    expect(out).toMatch(/devbot\s+True\s+Ready\s+(\d+\s+)?claude\s+homelab/);
+    expect(out).toMatch(/infrabot\s+True\s+Ready\s+(\d+\s+)?claude\s+homelab/);
     // The agent container and the egress-proxy native sidecar.
-    expect(out).toMatch(/devbot-0\s+2\/2\s+Running/);
+    expect(out).toMatch(/devbot-0\s+2\/2\s+Running\s+0\s+\S+\s+127\.0\.0\.1\s+local/);
+    expect(out).toContain('OFFLINE DEMO');
     const kubeconfig = /export KUBECONFIG=(\S+)/.exec(out)?.[1];
     expect(kubeconfig).toBeDefined();
     const clusterDir = join(kubeconfig!, '..');
     expect(processesMentioning(clusterDir).length).toBeGreaterThan(0);
+
+    // The printed way to talk to devbot, run as printed (PATH and AGENT_SMITH_DEMO exported).
+    const path = /export PATH=(\S+):\$PATH/.exec(out)?.[1];
+    const demoFile = /export AGENT_SMITH_DEMO=(\S+)/.exec(out)?.[1];
+    const sayLine = /^\s*(agent-smith say devbot "[^"]*")/m.exec(out)?.[1];
+    expect(path && demoFile && sayLine).toBeTruthy();
+    const said = await promisify(execFile)('sh', ['-c', `${sayLine!.replace('"hello"', '"hello from the demo test"')} --timeout 120`], {
+      env: { ...env, PATH: `${path}:${process.env.PATH}`, AGENT_SMITH_DEMO: demoFile },
+    });
+    expect(said.stdout.trim()).toBe('[offline demo] you said: devbot: hello from the demo test');
 
     demo.kill('SIGINT');
     expect(await exited).toBe(0);
