@@ -14,6 +14,7 @@ import { makePod, runCli, testContract, type PodFiles } from '../support/pod.ts'
 
 const git = promisify(execFile);
 const STUB = 'agent-smith-stub-0123456789abcdefghijklmnopqrstuvwxyzABCDEFG';
+const ANTHROPIC_STUB = 'agent-smith-stub-anthropic-9876543210zyxwvutsrqponmlkjihgfedcba';
 
 /** path → sha256 of every file under dir (the state a second run must not change). */
 async function snapshot(dir: string): Promise<Record<string, string>> {
@@ -42,11 +43,14 @@ describe('agent-smith setup', () => {
       ],
       workdir: '/workspace/app',
       egress: {
-        allow: ['github.com', 'api.github.com'],
+        allow: ['github.com', 'api.github.com', 'api.anthropic.com'],
         allowCidrs: [],
         enforcement: 'proxy-env',
         proxyPort: 15001,
-        credentials: [{ name: 'github', hosts: ['github.com', 'api.github.com'], scheme: 'basic', header: 'Authorization', stub: STUB, require: false, env: ['GITHUB_TOKEN'] }],
+        credentials: [
+          { name: 'github', hosts: ['github.com', 'api.github.com'], scheme: 'basic', header: 'Authorization', stub: STUB, require: false, env: ['GITHUB_TOKEN'] },
+          { name: 'anthropic', hosts: ['api.anthropic.com'], scheme: 'raw', header: 'x-api-key', stub: ANTHROPIC_STUB, require: false, env: ['ANTHROPIC_API_KEY'] },
+        ],
       },
     });
     pod = await makePod({ contract, extraEnv: { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' } });
@@ -74,9 +78,15 @@ describe('agent-smith setup', () => {
     expect(await claude('agents/reviewer.md')).toContain('Review code.');
     const mcp = JSON.parse(await readFile(join(home, '.mcp.json'), 'utf8')) as { mcpServers: Record<string, { type: string; url: string }> };
     expect(mcp.mcpServers['agent-smith']).toMatchObject({ type: 'http', url: `${pod.localUrl}/mcp` });
-    const state = JSON.parse(await readFile(join(home, '.claude.json'), 'utf8')) as { hasCompletedOnboarding: boolean; projects: Record<string, { hasTrustDialogAccepted: boolean }> };
+    const state = JSON.parse(await readFile(join(home, '.claude.json'), 'utf8')) as {
+      hasCompletedOnboarding: boolean;
+      projects: Record<string, { hasTrustDialogAccepted: boolean }>;
+      customApiKeyResponses?: { approved: string[] };
+    };
     expect(state.hasCompletedOnboarding).toBe(true);
     expect(state.projects[pod.path('/workspace/app')]?.hasTrustDialogAccepted).toBe(true);
+    // The stub in ANTHROPIC_API_KEY is pre-approved: no "use this API key?" dialog.
+    expect(state.customApiKeyResponses?.approved).toEqual([ANTHROPIC_STUB.slice(-20)]);
     expect(await readFile(join(home, '.agent-smith/ca-bundle.pem'), 'utf8')).toContain(server.caPem.trim());
     expect(await readFile(pod.path('/workspace/app/README.md'), 'utf8')).toBe('# app\n');
     expect(await readFile(pod.path('/workspace/infra/main.tf'), 'utf8')).toBe('# infra\n');

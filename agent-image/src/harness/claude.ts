@@ -102,10 +102,16 @@ export class ClaudeAdapter implements HarnessAdapter {
     // container has its own root) only the real path is the same in setup and in the agent
     // container, so both are trusted.
     const trusted = { hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true, enableAllProjectMcpServers: true };
+    // A key in ANTHROPIC_API_KEY makes the CLI ask "use this API key?" once, unless its last
+    // 20 characters are in customApiKeyResponses.approved (checked against Claude Code
+    // 2.1.330). The agent's key is a credential stub, known here, so it is approved.
+    const stubKeys = contract.egress.credentials.filter((c) => c.env.includes('ANTHROPIC_API_KEY')).map((c) => c.stub.slice(-20));
     const firstRun = {
       hasCompletedOnboarding: true,
       theme: typeof state.theme === 'string' ? state.theme : 'dark',
       projects: Object.fromEntries([...new Set([ctx.workdir, await resolvedPath(ctx.workdir)])].map((p) => [p, trusted])),
+      // mergeJson adds to the approved list the CLI may already hold.
+      ...(stubKeys.length ? { customApiKeyResponses: { approved: stubKeys } } : {}),
     };
     await writeFileAtomic(stateFile, JSON.stringify(mergeJson(state, firstRun), null, 2) + '\n', 0o600);
   }
