@@ -64,10 +64,11 @@ async function stopAll(code: number): Promise<never> {
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 // However this process ends (an uncaught error included), the operator must not outlive
-// it. (The control plane stops by itself when our end of its stdin closes; the runner
-// kills its pods' processes on exit.)
+// it, nor Synapse and nats-server. (The control plane stops by itself when our end of its
+// stdin closes; the runner kills its pods' processes on exit.)
 process.on('exit', () => {
   if (operator && operator.exitCode === null) operator.kill('SIGKILL');
+  services?.killSync();
 });
 
 try {

@@ -30,6 +30,8 @@ export interface NatsServer {
   port: number;
   storeDir: string;
   logFile: string;
+  /** PID of the running server process, undefined when it is not running. */
+  pid(): number | undefined;
   /** Stops the server (SIGTERM, SIGKILL after 10 s); the store stays. */
   stop(): Promise<void>;
   /** Starts it again on the same port with the same store; resolves when JetStream is up. */
@@ -89,6 +91,7 @@ export async function startNats(opts: { dir?: string } = {}): Promise<NatsServer
     logFile,
     start,
     stop,
+    pid: () => (proc && proc.exitCode === null && proc.signalCode === null ? proc.pid : undefined),
     close: async () => {
       await stop();
       await rm(dir, { recursive: true, force: true });

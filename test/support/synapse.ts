@@ -60,6 +60,8 @@ export interface Synapse {
   logFile: string;
   /** Registers a user through the shared-secret admin API; `password` defaults to a random one. */
   register(username: string, opts?: { admin?: boolean; displayname?: string; password?: string }): Promise<MatrixTestUser>;
+  /** PID of the running server process, undefined when it is not running. */
+  pid(): number | undefined;
   /** Stops the homeserver (SIGTERM, SIGKILL after 10 s); the data stays. */
   stop(): Promise<void>;
   /** Starts it again on the same port with the same data. */
@@ -174,6 +176,7 @@ export async function startSynapse(opts: { dataDir?: string } = {}): Promise<Syn
     logFile,
     start,
     stop,
+    pid: () => (proc && proc.exitCode === null && proc.signalCode === null ? proc.pid : undefined),
     close: async () => {
       await stop();
       await rm(dataDir, { recursive: true, force: true });

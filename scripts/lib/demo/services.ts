@@ -18,6 +18,7 @@
  * Every process and file lives under `dir`, so a process list or `rm -r dir` finds them all.
  */
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startFakeAnthropic, type FakeAnthropic } from '../../../test/fakes/anthropic-api.ts';
@@ -85,7 +86,10 @@ export interface DemoServices {
   model: FakeAnthropic | undefined;
   /** The real value of the anthropic credential: the API key, or {@link OFFLINE_MODEL_TOKEN}. */
   anthropicToken: string;
-  /** JSON hosts file for AGENT_SMITH_PROXY_HOSTS_FILE: github.com (and api.anthropic.com offline) → loopback ports. */
+  /**
+   * JSON hosts file for AGENT_SMITH_PROXY_HOSTS_FILE: github.com → the git server; api.anthropic.com →
+   * the offline model, or with a real key the addresses DNS gives at start-up (names not in the file do not resolve).
+   */
   proxyHostsFile: string;
   /** PEM file for AGENT_SMITH_UPSTREAM_CA: the git server's CA and the demo CA of the offline model. */
   upstreamCaFile: string;
@@ -101,6 +105,8 @@ export interface DemoServices {
   say(agent: string, text: string, opts?: { timeoutMs?: number }): Promise<RoomEvent>;
   /** Stops every service (Synapse, nats-server, git server, model); the files under `dir` stay. */
   stop(): Promise<void>;
+  /** SIGKILLs the service processes (Synapse, nats-server) at once: for a process 'exit' handler, where nothing async runs. */
+  killSync(): void;
 }
 
 /**
@@ -145,8 +151,18 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
     const port = (url: string) => Number(new URL(url).port);
     const hosts: Record<string, { addresses: string[]; ports: Record<string, number> }> = {
       'github.com': { addresses: ['127.0.0.1'], ports: { '443': port(git.url) } },
-      ...(model ? { 'api.anthropic.com': { addresses: ['127.0.0.1'], ports: { '443': port(model.url) } } } : {}),
     };
+    if (model) hosts['api.anthropic.com'] = { addresses: ['127.0.0.1'], ports: { '443': port(model.url) } };
+    else {
+      // With a hosts file, names it does not list do not resolve in the proxy: the real API's
+      // addresses go in as DNS gives them now (the address guard still checks them).
+      const addresses = await lookup('api.anthropic.com', { all: true }).then(
+        (r) => r.map((a) => a.address),
+        () => [],
+      );
+      if (addresses.length) hosts['api.anthropic.com'] = { addresses, ports: {} };
+      else log('WARNING: api.anthropic.com does not resolve here; devbot cannot reach the real model');
+    }
     const proxyHostsFile = join(dir, 'proxy-hosts.json');
     const upstreamCaFile = join(dir, 'upstream-ca.pem');
     await writeFile(proxyHostsFile, JSON.stringify(hosts, null, 2) + '\n', { mode: 0o644 });
@@ -177,6 +193,15 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
         return sayTo(user.client, room.id, bot.userId, agent, text, sayOpts.timeoutMs ?? 120_000);
       },
       stop,
+      killSync: () => {
+        for (const pid of [synapse.pid(), nats.pid()]) {
+          try {
+            if (pid !== undefined) process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      },
     };
   } catch (err) {
     await stop();
