@@ -147,7 +147,8 @@ try {
       '  In another terminal:',
       '',
       `    export KUBECONFIG=${cluster.kubeconfig}`,
-      `    export PATH=${join(ROOT, 'agent-image/bin')}:${CACHE_BIN}:$PATH`,
+      // agent-smith runs `node`: the one running this demo (bootstrap may have installed it in the cache).
+      `    export PATH=${[join(ROOT, 'agent-image/bin'), CACHE_BIN, dirname(process.execPath)].join(':')}:$PATH`,
       `    export AGENT_SMITH_DEMO=${demoFile}`,
       '',
       '    agent-smith say devbot "hello"      # posts in the room as the demo user and prints the answer',
