@@ -48,7 +48,7 @@ export interface NatsServer {
 export async function startNats(opts: { dir?: string } = {}): Promise<NatsServer> {
   const bin = natsServerBinary();
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'agent-smith-nats-')));
-  if (opts.dir) await mkdir(dir, { recursive: true });
+  if (opts.dir) await mkdir(dir, { recursive: true, mode: 0o700 });
   const storeDir = join(dir, 'store');
   const logFile = join(dir, 'nats.log');
   const port = await freePort();

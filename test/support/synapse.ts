@@ -126,7 +126,8 @@ function logConfig(file: string): object {
 export async function startSynapse(opts: { dataDir?: string } = {}): Promise<Synapse> {
   const python = synapsePython();
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'agent-smith-synapse-')));
-  if (opts.dataDir) await mkdir(dataDir, { recursive: true });
+  // 0700: the config holds the registration shared secret (mkdtemp's folders are 0700 too).
+  if (opts.dataDir) await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const port = await freePort();
   const secret = randomBytes(16).toString('hex');
   const url = `http://127.0.0.1:${port}`;
