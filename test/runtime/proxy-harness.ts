@@ -4,6 +4,7 @@
  * and HTTP as iptables would redirect them) or the ways an attacker would (raw bytes).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -54,6 +55,18 @@ export interface ProxyOptions {
   nodeArgs?: string[];
   /** LOG_LEVEL of the proxy (default debug). */
   logLevel?: string;
+  /**
+   * Start the proxy through an entry point script, e.g. the image's (support/pod.ts
+   * ENTRYPOINT, agent-image/bin/agent-smith), so it runs with the image's Node flags;
+   * `nodeArgs` is then ignored.
+   */
+  entrypoint?: string;
+  /**
+   * Write the proxy's stdout and stderr to this file instead of a pipe to this process
+   * (the benchmark: parsing every audit line here would take CPU from the load
+   * generator). Log lines are read back from the file only when asked for.
+   */
+  logFile?: string;
 }
 
 /** Proxies still running: killed if this process exits without stopping them (a failed run). */
@@ -95,7 +108,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     AGENT_SMITH_UPSTREAM_CA: upstreamCaFile,
     LOG_LEVEL: opts.logLevel ?? 'debug',
   };
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'proxy'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logFd = opts.logFile !== undefined ? openSync(opts.logFile, 'a') : undefined;
+  const [command, args] = opts.entrypoint !== undefined ? [opts.entrypoint, ['proxy']] : [process.execPath, [...(opts.nodeArgs ?? []), CLI, 'proxy']];
+  const proc = spawn(command, args, { env, stdio: ['ignore', logFd ?? 'pipe', logFd ?? 'pipe'] });
+  if (logFd !== undefined) closeSync(logFd);
   running.add(proc);
   proc.once('exit', () => running.delete(proc));
   let out = '';
@@ -115,11 +131,28 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
       }
     }
   };
-  proc.stdout.on('data', onData);
-  proc.stderr.on('data', onData);
+  proc.stdout?.on('data', onData);
+  proc.stderr?.on('data', onData);
+  // File mode: read what the proxy appended since the last look.
+  let fileOffset = 0;
+  const refresh = () => {
+    if (opts.logFile === undefined) return;
+    const fd = openSync(opts.logFile, 'r');
+    try {
+      const buf = Buffer.alloc(1 << 16);
+      let n: number;
+      while ((n = readSync(fd, buf, 0, buf.length, fileOffset)) > 0) {
+        fileOffset += n;
+        onData(buf.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
   const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000) => {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
+      refresh();
       const hit = lines.find(pred);
       if (hit) return hit;
       if (proc.exitCode !== null) break;
@@ -137,9 +170,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     healthPort,
     caPem: ca.certPem,
     caFile,
-    output: () => out,
-    logs: () => lines,
-    audits: () => lines.filter((l) => l.audit === true),
+    output: () => (refresh(), out),
+    logs: () => (refresh(), lines),
+    audits: () => (refresh(), lines.filter((l) => l.audit === true)),
     waitForLog,
     health: async (path) => {
       const res = await fetch(`http://127.0.0.1:${healthPort}${path}`);
