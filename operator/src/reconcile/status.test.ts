@@ -62,6 +62,9 @@ describe('computeStatus', () => {
     expect(restartNote(1, p)).toBe('container agent of pod devbot-0 restarted: 2 restart(s), last exit code 137 (Error)');
     expect(restartNote(undefined, p)).toContain('2 restart(s)');
     expect(restartNote(2, p)).toBeUndefined();
+    // Between the exit and the next start the exit is still the current state.
+    if (agentStatus) agentStatus.state = { terminated: { exitCode: 143, reason: 'Error' } };
+    expect(restartNote(1, p)).toBe('container agent of pod devbot-0 restarted: 2 restart(s), last exit code 143 (Error)');
     expect(restartNote(5, p)).toBeUndefined();
     expect(restartNote(0, undefined)).toBeUndefined();
   });

@@ -35,9 +35,12 @@ function podNotReadyMessage(pod: V1Pod): string {
   return `pod ${pod.metadata?.name} is ${pod.status?.phase ?? 'Pending'} and not ready`;
 }
 
-/** How a container last ended, e.g. `exit code 137 (Error) at 2026-01-01T00:00:00Z`, from its lastState. */
+/**
+ * How a container last ended, e.g. `exit code 137 (Error) at 2026-01-01T00:00:00Z`: its
+ * current state when that is terminated (about to be restarted), else its lastState.
+ */
 function lastExit(s: V1ContainerStatus): string | undefined {
-  const t = s.lastState?.terminated;
+  const t = s.state?.terminated ?? s.lastState?.terminated;
   if (!t) return undefined;
   const at = t.finishedAt ? ` at ${new Date(t.finishedAt).toISOString().replace(/\.\d{3}Z$/, 'Z')}` : '';
   return `exit code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}${at}`;
