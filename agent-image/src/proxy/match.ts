@@ -87,10 +87,20 @@ export class Matcher<T> {
   /** Length of the longest needle (bytes); a hold-back never exceeds this minus one. */
   readonly maxLength: number;
   readonly #byFirstByte = new Map<number, Array<Needle<T>>>();
+  /**
+   * The needles as strings, when every needle is ASCII (tokens and their encoded forms
+   * are): a string is then searched as it is, without its UTF-8 copy. Exact: every byte
+   * of a non-ASCII character's UTF-8 form (U+FFFD for a lone surrogate included) is
+   * 0x80 or above, so an ASCII needle's bytes occur in UTF-8(text) exactly where its
+   * characters occur in `text`. Only the common no-hit answer is taken from it; a hit
+   * is located on the bytes as before.
+   */
+  readonly #ascii: readonly string[] | undefined;
 
   constructor(needles: ReadonlyArray<Needle<T>>) {
     this.needles = needles.filter((n) => n.bytes.length > 0);
     this.maxLength = Math.max(0, ...this.needles.map((n) => n.bytes.length));
+    this.#ascii = this.needles.every((n) => n.bytes.every((b) => b < 0x80)) ? this.needles.map((n) => n.bytes.toString('latin1')) : undefined;
     for (const n of this.needles) {
       const first = n.bytes[0] as number;
       const list = this.#byFirstByte.get(first) ?? [];
@@ -125,8 +135,17 @@ export class Matcher<T> {
     }
   }
 
+  /** Whether the string `text` certainly holds no needle (see `#ascii`). */
+  #clear(text: string): boolean {
+    const ascii = this.#ascii;
+    if (!ascii) return false;
+    for (const n of ascii) if (text.includes(n)) return false;
+    return true;
+  }
+
   /** The first hit in `text` (UTF-8), or undefined. */
   first(text: string | Buffer): Hit<T> | undefined {
+    if (typeof text === 'string' && this.#clear(text)) return undefined;
     const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
     for (const hit of this.hits(buf)) return hit;
     return undefined;
@@ -151,6 +170,7 @@ export class Matcher<T> {
 
   /** `text` with every hit replaced. @returns the new text and the tags of the hits. */
   replace(text: string): { text: string; tags: T[] } {
+    if (this.#clear(text)) return { text, tags: [] };
     const buf = Buffer.from(text, 'utf8');
     const parts: Buffer[] = [];
     const tags: T[] = [];
@@ -164,6 +184,20 @@ export class Matcher<T> {
     parts.push(buf.subarray(pos));
     return { text: Buffer.concat(parts).toString('utf8'), tags };
   }
+}
+
+/** `buf` with every needle replaced (a whole body at once); `onHit` is told each tag. */
+export function scrubBuffer<T>(matcher: Matcher<T>, buf: Buffer, onHit?: (tag: T) => void): Buffer {
+  const parts: Buffer[] = [];
+  let pos = 0;
+  for (const hit of matcher.hits(buf)) {
+    parts.push(buf.subarray(pos, hit.index), hit.needle.replacement);
+    onHit?.(hit.needle.tag);
+    pos = hit.index + hit.needle.bytes.length;
+  }
+  if (pos === 0) return buf;
+  parts.push(buf.subarray(pos));
+  return Buffer.concat(parts);
 }
 
 /**
