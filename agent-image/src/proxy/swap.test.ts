@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { checkRequestHeaders, forwardable, HeaderError } from './headers.ts';
-import { encodedForms, guardStream, GuardHit, Matcher, needlesFor, scrubStream } from './match.ts';
+import { encodedForms, guardStream, GuardHit, Matcher, needlesFor, scrubBuffer, scrubStream } from './match.ts';
 import { canonicalHost, credentialFor, type CanonicalHost } from './policy.ts';
 import { CredentialSet, decodeBasic, type Credential, type SecretTag } from './swap.ts';
 
@@ -72,6 +72,31 @@ describe('scrubStream', () => {
     expect(m.partialSuffix(Buffer.from('data: {"x":1}\n\n'))).toBe(0);
     expect(m.partialSuffix(Buffer.from(`data: ${REAL.slice(0, 10)}`))).toBe(10);
     expect(m.maxLength).toBeGreaterThanOrEqual(REAL.length);
+  });
+});
+
+describe('Matcher on strings and whole bodies', () => {
+  const m = new Matcher(needlesFor(REAL, STUB, 'github'));
+
+  it('finds a needle after non-ASCII text and lone surrogates, at its UTF-8 byte index', () => {
+    for (const before of ['héllo ', '\ud800 ', '日本 \udfff']) {
+      const hit = m.first(`${before}${REAL} tail`);
+      expect(hit?.index).toBe(Buffer.byteLength(before, 'utf8'));
+      expect(m.replace(`${before}${REAL} tail`).text).toBe(`${Buffer.from(before, 'utf8').toString('utf8')}${STUB} tail`);
+    }
+    expect(m.first('héllo \ud800 nothing here')).toBeUndefined();
+    expect(m.replace('nothing here').tags).toEqual([]);
+  });
+
+  it('scrubBuffer replaces every form in a body, and returns a body without one as it is', () => {
+    const body = Buffer.from(`a ${REAL} b ${Buffer.from(`x-access-token:${REAL}`).toString('base64')} c`);
+    const tags: string[] = [];
+    const out = scrubBuffer(m, body, (t) => tags.push(t)).toString();
+    expect(out).not.toContain(REAL);
+    expect(out).toContain(STUB);
+    expect(tags).toEqual(['github', 'github']);
+    const clean = Buffer.from('nothing to see');
+    expect(scrubBuffer(m, clean)).toBe(clean);
   });
 });
 
