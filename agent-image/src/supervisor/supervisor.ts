@@ -236,16 +236,25 @@ export class Supervisor {
   }
 
   /**
-   * The panes once tmux has marked `indices` dead, or after PANE_DEAD_WAIT_MS: a process is
-   * gone from /proc before tmux reaps it, and until then tmux knows neither its exit
-   * status nor its signal (a kill would pass for an exit). Undefined when the session is gone.
+   * The panes once tmux knows how the processes of `indices` ended (see settled()), or
+   * after `waitMs`: a process is gone from /proc before tmux reaps it, and until then tmux
+   * knows neither its exit status nor its signal (a kill would pass for an exit).
+   * Undefined when the session is gone.
    */
-  private async deadPanes(indices: number[]): Promise<PaneInfo[] | undefined> {
-    let panes = await this.deps.tmux.panes();
-    const pending = () => panes?.some((p) => indices.includes(p.index) && !p.dead);
-    for (let waited = 0; pending() && waited < PANE_DEAD_WAIT_MS; waited += 50) {
+  private async deadPanes(indices: number[], waitMs = PANE_DEAD_WAIT_MS): Promise<PaneInfo[] | undefined> {
+    // tmux can leave a dead pane's zombie unreaped for seconds (observed with tmux 3.3a);
+    // the kernel already knows how it ended.
+    const withExit = (list: PaneInfo[] | undefined) =>
+      list?.map((p) => {
+        if (!p.dead || p.deadStatus !== undefined || p.deadSignal !== undefined) return p;
+        const z = zombieExit(p.pid);
+        return z ? { ...p, ...(z.status !== undefined ? { deadStatus: z.status } : {}), ...(z.signal !== undefined ? { deadSignal: z.signal } : {}) } : p;
+      });
+    let panes = withExit(await this.deps.tmux.panes());
+    const pending = () => panes?.some((p) => indices.includes(p.index) && !settled(p));
+    for (let waited = 0; pending() && waited < waitMs; waited += 50) {
       await sleep(50);
-      panes = await this.deps.tmux.panes();
+      panes = withExit(await this.deps.tmux.panes());
     }
     return panes;
   }
@@ -442,15 +451,17 @@ export class Supervisor {
     // An interactive shell ignores SIGTERM (bash(1)); SIGHUP, its terminal closing, ends it.
     const shell = panes.find((p) => p.index === 1 && !p.dead);
     if (shell) signalGroup(shell.pid, 'SIGHUP');
-    const deadline = Date.now() + this.tuning.stopGraceSeconds * 1000;
-    while (live.some(alive) && Date.now() < deadline) await sleep(100);
-    const killed = live.some(alive);
+    // Gone means reaped by tmux (pane dead, with its status), not only gone from /proc: a
+    // multi-threaded CLI can linger as a zombie whose other threads are still running.
+    const indices = panes.filter((p) => !p.dead).map((p) => p.index);
+    let after = (await this.deadPanes(indices, this.tuning.stopGraceSeconds * 1000)) ?? [];
+    const lingering = after.filter((p) => indices.includes(p.index) && !settled(p));
+    const killed = lingering.length > 0;
     if (killed) {
-      this.log.warn({ pids: live.filter(alive) }, 'CLI or shell ignored SIGTERM; sending SIGKILL');
-      for (const pid of live) signalGroup(pid, 'SIGKILL');
-      await sleep(200);
+      this.log.warn({ pids: lingering.map((p) => p.pid) }, 'CLI or shell still running after SIGTERM; sending SIGKILL');
+      for (const p of lingering) signalGroup(p.pid, 'SIGKILL');
+      after = (await this.deadPanes(indices)) ?? [];
     }
-    const after = (await this.deadPanes(panes.filter((p) => !p.dead).map((p) => p.index))) ?? [];
     const statusOf = (i: number) => {
       const p = after.find((x) => x.index === i);
       return p?.deadSignal ? 128 + p.deadSignal : p?.deadStatus;
@@ -462,6 +473,15 @@ export class Supervisor {
     this.deps.metrics.cliUp.set(0);
     return result;
   }
+}
+
+/**
+ * Whether tmux has reaped the pane's process: tmux 3.3 marks a pane dead as soon as its
+ * terminal closes, but fills pane_dead_status / pane_dead_signal only when it has reaped
+ * the process, which a multi-threaded program can delay while its other threads exit.
+ */
+function settled(p: PaneInfo): boolean {
+  return p.dead && (p.deadStatus !== undefined || p.deadSignal !== undefined);
 }
 
 /**
@@ -481,6 +501,25 @@ export function alive(pid: number): boolean {
     return state !== 'Z' && state !== 'X';
   } catch {
     return true; // no /proc here: trust signal 0
+  }
+}
+
+/**
+ * How a zombie process ended, from /proc/<pid>/stat field 52 `exit_code` (proc(5), Linux
+ * >= 3.5: "the thread's exit status in the form reported by waitpid(2)"): `status` for a
+ * normal exit (WEXITSTATUS), `signal` for a kill (WTERMSIG). Undefined when the process is
+ * not a zombie (alive, or already reaped) or /proc cannot tell.
+ */
+export function zombieExit(pid: number): { status?: number; signal?: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] !== 'Z') return undefined;
+    const code = Number(fields[52 - 3]);
+    if (!Number.isInteger(code)) return undefined;
+    return (code & 0x7f) === 0 ? { status: (code >> 8) & 0xff } : { signal: code & 0x7f };
+  } catch {
+    return undefined;
   }
 }
 
