@@ -27,7 +27,7 @@ import type { ReconcileResult } from '../runtime/controller.ts';
 import { describeError, httpStatusOf } from '../runtime/errors.ts';
 import { findCondition, type ConditionInput } from './conditions.ts';
 import { allowlistHash, CA_VALIDITY_DAYS, planEgressCa } from './egress-ca.ts';
-import { checkClusterReferences, checkCredentials, resolvePersona } from './references.ts';
+import { checkClusterReferences, checkCredentials, resolvePersona, resolveServiceAddresses } from './references.ts';
 import { validateAgent } from './validate.ts';
 import { computeStatus, restartNote, sameStatus, type Observed } from './status.ts';
 
@@ -153,7 +153,17 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
         // reconcile made a burst of N reconciles cost O(N²) zod parses.
         const team = agent.spec.team;
         const namespaceAgents = team ? deps.caches.agents(namespace).flatMap((o) => (teamOf(o) === team ? parseTeammate(o) : [])) : [];
-        desired = renderAll(agent, { image: deps.image, shared: deps.shared, persona: persona.files, egressCaCertPem: ca.certPem, egressCaKeyPem: ca.keyPem, namespaceAgents });
+        const services = await resolveServiceAddresses(deps.clients, agent);
+        if (services.unresolved.length) log.warn({ services: services.unresolved }, 'in-cluster Services of spec.events / spec.matrix have no cluster IP yet; the pod cannot reach them under iptables enforcement');
+        desired = renderAll(agent, {
+          image: deps.image,
+          shared: deps.shared,
+          persona: persona.files,
+          egressCaCertPem: ca.certPem,
+          egressCaKeyPem: ca.keyPem,
+          namespaceAgents,
+          serviceAddresses: services.addresses,
+        });
       } catch (err) {
         if (!(err instanceof InvalidPersonaError)) throw err;
         blocked = { type: ConditionType.Ready, status: 'False', reason: Reason.InvalidSpec, message: err.message };

@@ -8,6 +8,7 @@ import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import type { Clients } from '../kube/clients.ts';
+import { inClusterServices, type ServiceAddress } from '../render/networkpolicy.ts';
 import { personaJsonProblem, type PersonaFiles } from '../render/persona.ts';
 import { httpStatusOf } from '../runtime/errors.ts';
 import type { ConditionInput } from './conditions.ts';
@@ -131,4 +132,23 @@ export async function checkClusterReferences(clients: Clients, agent: Agent): Pr
   return problems.length
     ? { type, status: 'False', reason: Reason.ReferenceNotFound, message: problems.join('; ') }
     : { type, status: 'True', reason: Reason.AsExpected, message: 'every referenced object exists' };
+}
+
+/**
+ * The cluster IPs of the in-cluster Services the spec names for the supervisor's own
+ * connections (render/networkpolicy.ts inClusterServices: the NATS server, a Matrix
+ * homeserver), for the pod's allowCidrs and, in iptables mode, its hostAliases. A Service
+ * that is missing, headless (clusterIP None) or unreadable is listed in `unresolved` (the
+ * caller logs it; the agent still runs, its events wait in the outbox) and left out.
+ */
+export async function resolveServiceAddresses(clients: Clients, agent: Agent): Promise<{ addresses: ServiceAddress[]; unresolved: string[] }> {
+  const addresses: ServiceAddress[] = [];
+  const unresolved: string[] = [];
+  for (const svc of inClusterServices(agent)) {
+    const live = await readOrUndefined(() => clients.core.readNamespacedService({ name: svc.name, namespace: svc.namespace }));
+    const ips = (live?.spec?.clusterIPs ?? (live?.spec?.clusterIP ? [live.spec.clusterIP] : [])).filter((ip) => ip && ip !== 'None');
+    if (ips.length) addresses.push({ host: svc.host, addresses: ips });
+    else unresolved.push(`${svc.namespace}/${svc.name}${live ? ' (headless: no cluster IP)' : ' (not found)'}`);
+  }
+  return { addresses, unresolved };
 }

@@ -3,6 +3,7 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import { CONTRACT_FILE, CONTRACT_VERSION, PROXY_PORT, WORKSPACE_DIR, type PodContractInput } from '../../../agent-image/src/contract/contract.ts';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames } from './meta.ts';
+import { withServiceCidrs, type ServiceAddress } from './networkpolicy.ts';
 import type { AssembledPersona } from './persona.ts';
 import { credentialStub } from './stubs.ts';
 
@@ -16,8 +17,11 @@ export function repoDir(name: string): string {
   return `${WORKSPACE_DIR}/${name.split('/')[1] ?? name}`;
 }
 
-/** The pod contract (agent-image/src/contract) for an Agent. Pure. */
-export function renderContract(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string): PodContractInput {
+/**
+ * The pod contract (agent-image/src/contract) for an Agent. `serviceAddresses` (the cluster
+ * IPs of the NATS and Matrix Services the spec names) join egress.allowCidrs. Pure.
+ */
+export function renderContract(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string, serviceAddresses: readonly ServiceAddress[] = []): PodContractInput {
   const agentRef = `${agent.metadata.namespace ?? 'default'}/${agent.metadata.name}`;
   const { spec } = agent;
   const repos = spec.repos.map((r) => ({
@@ -60,7 +64,7 @@ export function renderContract(agent: Agent, persona: AssembledPersona, egressCa
     ...(spec.events ? { events: spec.events } : {}),
     egress: {
       allow: spec.egress.allow,
-      allowCidrs: spec.egress.allowCidrs,
+      allowCidrs: withServiceCidrs(spec.egress.allowCidrs, serviceAddresses),
       enforcement: spec.egress.enforcement,
       proxyPort: PROXY_PORT,
       credentials: spec.egress.credentials.map((c) => ({
@@ -77,9 +81,9 @@ export function renderContract(agent: Agent, persona: AssembledPersona, egressCa
 }
 
 /** `<agent>-config`: the pod contract and the assembled persona. Pure. */
-export function renderConfigMap(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string): V1ConfigMap {
+export function renderConfigMap(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string, serviceAddresses: readonly ServiceAddress[] = []): V1ConfigMap {
   const data: Record<string, string> = {
-    [CONTRACT_FILE]: JSON.stringify(renderContract(agent, persona, egressCaKeyPem), null, 2) + '\n',
+    [CONTRACT_FILE]: JSON.stringify(renderContract(agent, persona, egressCaKeyPem, serviceAddresses), null, 2) + '\n',
     'CLAUDE.md': persona.claudeMd,
     'settings.json': persona.settingsJson,
     'mcp.json': persona.mcpJson,

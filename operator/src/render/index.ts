@@ -3,7 +3,7 @@ import type { Agent } from '../api/agent.ts';
 import { configHash, renderConfigMap } from './configmap.ts';
 import { assemblePersona, type PersonaFiles, type SharedRules } from './persona.ts';
 import { childNames } from './meta.ts';
-import { renderNetworkPolicy } from './networkpolicy.ts';
+import { renderNetworkPolicy, type ServiceAddress } from './networkpolicy.ts';
 import { renderRoleBinding } from './rbac.ts';
 import { renderRoster } from './roster.ts';
 import { renderService } from './service.ts';
@@ -22,6 +22,12 @@ export interface RenderOptions {
   egressCaKeyPem: string;
   /** The Agents of the namespace (from the cache) for the team roster; those of other teams are ignored. */
   namespaceAgents: readonly Agent[];
+  /**
+   * The cluster IPs of the in-cluster Services the supervisor talks to itself (NATS, a
+   * Matrix homeserver; render/networkpolicy.ts inClusterServices), looked up by the
+   * reconciler. Default none.
+   */
+  serviceAddresses?: readonly ServiceAddress[];
 }
 
 /** Every child of an Agent, in the order they are applied (the StatefulSet last). */
@@ -43,7 +49,7 @@ export interface DesiredChildren {
  */
 export function renderAll(agent: Agent, opts: RenderOptions): DesiredChildren {
   const persona = assemblePersona(agent.metadata.name, opts.shared, opts.persona, agent.spec.team);
-  const configMap = renderConfigMap(agent, persona, opts.egressCaKeyPem);
+  const configMap = renderConfigMap(agent, persona, opts.egressCaKeyPem, opts.serviceAddresses);
   const roleBinding = renderRoleBinding(agent);
   const team = agent.spec.team;
   return {
@@ -57,6 +63,7 @@ export function renderAll(agent: Agent, opts: RenderOptions): DesiredChildren {
       image: opts.image,
       configHash: configHash(configMap, opts.egressCaCertPem),
       egressCaSecret: childNames(agent.metadata.name).egressCa,
+      serviceAddresses: opts.serviceAddresses ?? [],
     }),
   };
 }

@@ -9,16 +9,57 @@ const NAMESPACE_LABEL = 'kubernetes.io/metadata.name';
  * An in-cluster Service a URL points at (`<svc>.<ns>.svc[.cluster.local]`), with its port,
  * or undefined for any other host. Pure.
  */
-export function inClusterService(url: string, defaultPort: number): { namespace: string; port: number } | undefined {
+export function inClusterService(url: string, defaultPort: number): InClusterService | undefined {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
     return undefined;
   }
-  const m = /^[a-z0-9-]+\.([a-z0-9-]+)\.svc(\.cluster\.local)?\.?$/.exec(u.hostname);
-  if (!m?.[1]) return undefined;
-  return { namespace: m[1], port: u.port ? Number(u.port) : defaultPort };
+  const host = u.hostname.replace(/\.$/, '');
+  const m = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?$/.exec(host);
+  if (!m?.[1] || !m[2]) return undefined;
+  return { host, name: m[1], namespace: m[2], port: u.port ? Number(u.port) : defaultPort };
+}
+
+/** A Service of the cluster that the spec names by its DNS name (`<name>.<namespace>.svc[.cluster.local]`). */
+export interface InClusterService {
+  /** The host name as the spec writes it, without a trailing dot. */
+  host: string;
+  name: string;
+  namespace: string;
+  port: number;
+}
+
+/** Where an in-cluster Service the spec names is reached: its cluster IPs (no DNS needed). */
+export interface ServiceAddress {
+  /** The host name as the spec writes it. */
+  host: string;
+  /** spec.clusterIPs of the Service (IPv4 and/or IPv6). */
+  addresses: string[];
+}
+
+/**
+ * allowCidrs entries for the Services' addresses (/32, /128), after `allowCidrs`, without
+ * duplicates. In iptables mode (egress-init) the agent's UID reaches nothing but loopback,
+ * the proxy and allowCidrs, and has no DNS: the supervisor's own NATS and Matrix
+ * connections (not HTTP through the proxy) need these. Pure.
+ */
+export function withServiceCidrs(allowCidrs: readonly string[], services: readonly ServiceAddress[]): string[] {
+  const out = [...allowCidrs];
+  for (const a of services.flatMap((s) => s.addresses)) {
+    const cidr = `${a}/${a.includes(':') ? 128 : 32}`;
+    if (!out.includes(cidr)) out.push(cidr);
+  }
+  return out;
+}
+
+/** The in-cluster Services the agent's supervisor talks to itself: the NATS server of spec.events and the Matrix homeserver of spec.matrix. Pure. */
+export function inClusterServices(agent: Agent): InClusterService[] {
+  return [
+    agent.spec.events ? inClusterService(agent.spec.events.natsUrl.split(',')[0]!.replace(/^(nats|tls):/, 'http:'), 4222) : undefined,
+    agent.spec.matrix ? inClusterService(agent.spec.matrix.homeserverUrl, agent.spec.matrix.homeserverUrl.startsWith('https:') ? 443 : 80) : undefined,
+  ].filter((s): s is InClusterService => s !== undefined);
 }
 
 /**
@@ -33,12 +74,7 @@ export function renderNetworkPolicy(agent: Agent): V1NetworkPolicy {
     { ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }] },
     { ports: [{ protocol: 'TCP', port: 80 }, { protocol: 'TCP', port: 443 }] },
   ];
-  const services = [
-    agent.spec.events ? inClusterService(agent.spec.events.natsUrl.replace(/^(nats|tls):/, 'http:'), 4222) : undefined,
-    agent.spec.matrix ? inClusterService(agent.spec.matrix.homeserverUrl, agent.spec.matrix.homeserverUrl.startsWith('https:') ? 443 : 80) : undefined,
-  ];
-  for (const svc of services) {
-    if (!svc) continue;
+  for (const svc of inClusterServices(agent)) {
     egress.push({ to: [{ namespaceSelector: { matchLabels: { [NAMESPACE_LABEL]: svc.namespace } } }], ports: [{ protocol: 'TCP', port: svc.port }] });
   }
   if (agent.spec.egress.allowCidrs.length) {

@@ -39,6 +39,33 @@ describe('renderAll', () => {
     await expect(stringify(children, { lineWidth: 0 })).toMatchFileSnapshot('__golden__/devbot.yaml');
   });
 
+  it('lets the supervisor reach the in-cluster NATS and Matrix Services without DNS under iptables enforcement', () => {
+    const spec = {
+      ...devbot,
+      events: { natsUrl: 'nats://nats.messaging.svc.cluster.local:4222', subjectPrefix: 'agents' },
+      matrix: { homeserverUrl: 'http://synapse.chat.svc:8008', userId: '@devbot:example.org', accessTokenSecretRef: { name: 'm', key: 'token' } },
+    };
+    const serviceAddresses = [
+      { host: 'nats.messaging.svc.cluster.local', addresses: ['10.96.0.20'] },
+      { host: 'synapse.chat.svc', addresses: ['10.96.0.30', 'fd00::30'] },
+    ];
+    const { configMap, statefulSet, networkPolicy } = renderAll(agent(spec), { ...opts, serviceAddresses });
+    const contract = PodContract.parse(JSON.parse(configMap.data?.['contract.json'] ?? ''));
+    // egress-init lets these addresses through; /etc/hosts names them (the agent's UID has no DNS).
+    expect(contract.egress.allowCidrs).toEqual(['10.96.0.20/32', '10.96.0.30/32', 'fd00::30/128']);
+    expect(statefulSet.spec?.template.spec?.hostAliases).toEqual([
+      { ip: '10.96.0.20', hostnames: ['nats.messaging.svc.cluster.local'] },
+      { ip: '10.96.0.30', hostnames: ['synapse.chat.svc'] },
+      { ip: 'fd00::30', hostnames: ['synapse.chat.svc'] },
+    ]);
+    expect(JSON.stringify(networkPolicy.spec?.egress)).toContain('"messaging"');
+    // proxy-env keeps DNS: the addresses are allowed, no /etc/hosts entries.
+    const proxyEnv = renderAll(agent({ ...spec, egress: { ...devbot.egress!, enforcement: 'proxy-env' } }), { ...opts, serviceAddresses });
+    expect(proxyEnv.statefulSet.spec?.template.spec?.hostAliases).toBeUndefined();
+    // Without resolved addresses nothing changes.
+    expect(renderAll(agent(spec), opts).statefulSet.spec?.template.spec?.hostAliases).toBeUndefined();
+  });
+
   it('owns every child through a controller owner reference and carries the standard labels', () => {
     const { roster, ...children } = renderAll(agent(devbot), opts);
     expect(roster).toBeDefined(); // shared by the team: checked in its own test

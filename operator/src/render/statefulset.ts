@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { V1Container, V1EnvVar, V1PersistentVolumeClaim, V1SecurityContext, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1HostAlias, V1PersistentVolumeClaim, V1SecurityContext, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import {
   CONFIG_DIR,
   CONTRACT_FILE,
@@ -17,6 +17,7 @@ import {
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
+import type { ServiceAddress } from './networkpolicy.ts';
 import { rosterName } from './roster.ts';
 import { SUPERVISOR_PORT } from './service.ts';
 
@@ -28,6 +29,8 @@ export interface StatefulSetOptions {
   configHash: string;
   /** Name of the Secret holding the egress CA (`ca.crt`, `ca.key`). */
   egressCaSecret: string;
+  /** Cluster IPs of the in-cluster Services the supervisor talks to (NATS, Matrix); in iptables mode they become hostAliases. */
+  serviceAddresses?: readonly ServiceAddress[];
 }
 
 /** Name of the container that runs the supervisor and the CLI (its restarts are the Agent's `status.restarts`). */
@@ -221,6 +224,16 @@ export function volumeClaimDrift(desired: V1StatefulSet, live: V1StatefulSet): s
 }
 
 /**
+ * In iptables mode the agent's UID has no DNS (egress rules drop it): the names of the
+ * in-cluster Services the supervisor reaches directly go into /etc/hosts. Pure.
+ */
+function hostAliases(agent: Agent, services: readonly ServiceAddress[]): { hostAliases?: V1HostAlias[] } {
+  if (agent.spec.egress.enforcement !== 'iptables') return {};
+  const aliases = services.flatMap((s) => s.addresses.map((ip) => ({ ip, hostnames: [s.host] })));
+  return aliases.length ? { hostAliases: aliases } : {};
+}
+
+/**
  * The agent's StatefulSet (DESIGN.md "What the operator renders"): one replica (zero when
  * suspended); init containers `egress-init` (iptables mode), the `egress-proxy` native
  * sidecar and `setup`; the `agent` container (tini -> `agent-smith supervise`); the config
@@ -293,6 +306,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
           ...(spec.pod?.tolerations ? { tolerations: spec.pod.tolerations } : {}),
           ...(spec.pod?.affinity ? { affinity: spec.pod.affinity } : {}),
           ...(spec.pod?.imagePullSecrets ? { imagePullSecrets: spec.pod.imagePullSecrets } : {}),
+          ...hostAliases(agent, opts.serviceAddresses ?? []),
         },
       },
       volumeClaimTemplates: [
