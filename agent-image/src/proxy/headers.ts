@@ -46,14 +46,24 @@ export function pairs(rawHeaders: readonly string[]): Array<[string, string]> {
   return out;
 }
 
+/** The sensitive names and their folded forms, built once per list of credential headers (the list is fixed while a configuration is loaded). */
+let lastSensitive: { key: string; sensitive: ReadonlySet<string>; folded: ReadonlyMap<string, string> } | undefined;
+function sensitiveNames(extraSensitive: readonly string[]): { sensitive: ReadonlySet<string>; folded: ReadonlyMap<string, string> } {
+  const key = extraSensitive.join('\n');
+  if (lastSensitive?.key !== key) {
+    const sensitive = new Set([...SINGLE_REQUEST_FIELDS, ...extraSensitive.map((n) => n.toLowerCase())]);
+    lastSensitive = { key, sensitive, folded: new Map([...sensitive].map((n) => [fold(n), n])) };
+  }
+  return lastSensitive;
+}
+
 /**
  * Refuses a request header section a proxy must not forward.
  * @param extraSensitive lower-case names of the credential headers (besides Authorization).
  * @throws HeaderError
  */
 export function checkRequestHeaders(headers: ReadonlyArray<readonly [string, string]>, extraSensitive: readonly string[] = []): void {
-  const sensitive = new Set([...SINGLE_REQUEST_FIELDS, ...extraSensitive.map((n) => n.toLowerCase())]);
-  const folded = new Map([...sensitive].map((n) => [fold(n), n]));
+  const { sensitive, folded } = sensitiveNames(extraSensitive);
   const seen = new Map<string, string>();
   for (const [name, value] of headers) {
     const lower = name.toLowerCase();

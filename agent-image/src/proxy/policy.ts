@@ -155,6 +155,25 @@ function isCanonicalName(name: string): boolean {
  * reads as one host and resolves as another.
  */
 export function canonicalHost(raw: string): CanonicalHost {
+  const hit = canonicalCache.get(raw);
+  if (hit) return hit;
+  const host = Object.freeze(canonicalHostUncached(raw));
+  if (canonicalCache.size >= CANONICAL_CACHE_SIZE) canonicalCache.clear();
+  canonicalCache.set(raw, host);
+  return host;
+}
+
+/**
+ * Hosts already canonicalised, by their raw text: every request of a keep-alive tunnel
+ * carries the same Host, and UTS #46 processing is a measurable part of a request's cost.
+ * Exact: {@link canonicalHost} is a pure function of its input; only accepted hosts are
+ * kept (a refused one is refused again, with its reason), frozen, and the map is
+ * emptied when full (bounded by entries of at most MAX_INPUT characters).
+ */
+const canonicalCache = new Map<string, CanonicalHost>();
+const CANONICAL_CACHE_SIZE = 1024;
+
+function canonicalHostUncached(raw: string): CanonicalHost {
   if (typeof raw !== 'string' || raw === '') throw badHost(raw, 'empty host');
   if (raw.length > MAX_INPUT) throw badHost(raw, `${raw.length} characters is too long for a host`);
   if (CONTROL_OR_SPACE.test(raw)) throw badHost(raw, 'control, space or invisible character');
