@@ -219,8 +219,10 @@ export function scrubStream<T>(matcher: Matcher<T>, onHit?: (tag: T) => void): T
       const hold = matcher.partialSuffix(work, pos);
       parts.push(work.subarray(pos, work.length - hold));
       // A copy: the carry must not alias a buffer the source may reuse.
-      carry = Buffer.from(work.subarray(work.length - hold));
-      const out = Buffer.concat(parts);
+      carry = hold ? Buffer.from(work.subarray(work.length - hold)) : Buffer.alloc(0);
+      // No hit (the common case): the chunk passes on as it is, not copied (the source
+      // hands each chunk over; a downstream consumer holds it like any other chunk).
+      const out = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
       cb(null, out.length ? out : undefined);
     },
     flush(cb: TransformCallback) {
