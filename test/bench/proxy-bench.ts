@@ -12,10 +12,10 @@
  *
  *   node test/bench/proxy-bench.ts [--rounds 5] [--requests 400] [--seconds 2] [--concurrency 1,8,32] [--mib 32] [--profile DIR] [--baseline CHECKOUT]
  *
- * `--baseline CHECKOUT`: also runs the proxy of another checkout (its
+ * `--baseline CHECKOUT` (repeatable): also runs the proxy of another checkout (its
  * agent-image/bin/agent-smith; e.g. a `git worktree` of the last commit, with a
- * node_modules link) as one more route, interleaved like the others: a before/after of
- * a change measured in the same run.
+ * node_modules link) as one more route, `@<directory name>`, interleaved like the
+ * others: a before/after of a change measured in the same run.
  *
  * `--profile DIR`: the proxy alone (no baselines), started as `node --cpu-prof
  * --cpu-prof-dir=DIR` (the image gives the proxy no other flags); its .cpuprofile is
@@ -51,7 +51,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import https from 'node:https';
 import net from 'node:net';
 import { homedir, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '1,8,32' },
       mib: { type: 'string', default: '32' },
       profile: { type: 'string' },
-      baseline: { type: 'string' },
+      baseline: { type: 'string', multiple: true },
     },
   });
   const ROUNDS = Number(values.rounds);
@@ -146,7 +146,10 @@ async function main(): Promise<void> {
     logFile: join(dir, log),
   });
   const fx = await startProxy(proxyOptions(ENTRYPOINT, 'proxy.log'));
-  const fxBase = values.baseline ? await startProxy(proxyOptions(join(values.baseline, 'agent-image/bin/agent-smith'), 'baseline.log')) : undefined;
+  const baselines: Array<{ label: string; fx: typeof fx }> = [];
+  for (const [i, checkout] of (values.baseline ?? []).entries()) {
+    baselines.push({ label: `agent-smith proxy @${basename(checkout)}`, fx: await startProxy(proxyOptions(join(checkout, 'agent-image/bin/agent-smith'), `baseline-${i}.log`)) });
+  }
 
   /** A way to a TLS connection to `host` whose requests reach the upstream. */
   interface Route {
@@ -174,7 +177,7 @@ async function main(): Promise<void> {
   });
   const ours = proxyRoute('agent-smith proxy', fx);
   const routes: Route[] = values.profile ? [ours] : [direct, ours];
-  if (fxBase) routes.push(proxyRoute('agent-smith proxy @baseline', fxBase));
+  for (const b of baselines) routes.push(proxyRoute(b.label, b.fx));
 
   // mitmproxy: CONNECT to the upstream's address, SNI the host, the upstream verified
   // against the bench CA (as our proxy verifies it); bodies over 1 MiB streamed.
@@ -345,7 +348,7 @@ async function main(): Promise<void> {
   } finally {
     mitm?.kill();
     await fx.stop();
-    await fxBase?.stop();
+    for (const b of baselines) await b.fx.stop();
     await worker.terminate();
     rmSync(dir, { recursive: true, force: true });
   }
