@@ -55,6 +55,7 @@ import { basename, join } from 'node:path';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { freePort } from '../../scripts/lib/net.ts';
 
 const SMALL_BODY = Buffer.from(JSON.stringify({ ok: true, pad: 'x'.repeat(256 - 24) }));
 
@@ -189,12 +190,7 @@ async function main(): Promise<void> {
   if (mitmdump) {
     const upstreamCa = join(dir, 'upstream-ca.pem');
     writeFileSync(upstreamCa, ca.caPem);
-    const port = await new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const port = await freePort();
     const args = ['--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${dir}`, '--set', `ssl_verify_upstream_trusted_ca=${upstreamCa}`, '--set', 'http2=false', '--set', 'stream_large_bodies=1m'];
     mitm = spawn(mitmdump, args, { stdio: 'ignore' });
     const caFile = join(dir, 'mitmproxy-ca-cert.pem');

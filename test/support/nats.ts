@@ -15,6 +15,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './pod.ts';
+import { terminate } from './process.ts';
 
 /** The nats-server binary: $AGENT_SMITH_CACHE/bin (default ~/.cache/agent-smith/bin), or an error saying how to build it. */
 export function natsServerBinary(): string {
@@ -74,14 +75,7 @@ export async function startNats(opts: { dir?: string } = {}): Promise<NatsServer
     throw new Error(`nats-server did not come up on port ${port}; see ${logFile}`);
   };
 
-  const stop = async () => {
-    if (!proc || proc.exitCode !== null) return;
-    const p = proc;
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = () => terminate(proc, exited);
 
   await start();
   return {

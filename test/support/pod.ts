@@ -7,7 +7,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
@@ -17,17 +16,8 @@ export const CLI = join(ROOT, 'agent-image/src/cli.ts');
 /** The image's entry point (agent-image/bin/agent-smith: node with the image's flags). */
 export const ENTRYPOINT = join(ROOT, 'agent-image/bin/agent-smith');
 
-/** A free loopback TCP port (racy in theory, fine for one test at a time). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../scripts/lib/net.ts';
+import { freePort } from '../../scripts/lib/net.ts';
 
 export interface PodFiles {
   root: string;

@@ -17,6 +17,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './paths.ts';
 import { freePort } from './pod.ts';
+import { terminate } from './process.ts';
 
 /** SYNAPSE_VERSION from scripts/lib/tools.sh: the one place the version is pinned. */
 export function synapseVersion(): string {
@@ -160,14 +161,7 @@ export async function startSynapse(opts: { dataDir?: string } = {}): Promise<Syn
     throw new Error(`Synapse did not come up on ${url}; see ${join(dataDir, 'stdout.log')} and ${logFile}`);
   };
 
-  const stop = async () => {
-    if (!proc || proc.exitCode !== null) return;
-    const p = proc;
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = () => terminate(proc, exited);
 
   await start();
   return {

@@ -12,11 +12,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import type { V1Container, V1ContainerState, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { PROXY_HEALTH_PORT, PROXY_PORT, SUPERVISOR_LOCAL_PORT, SUPERVISOR_PORT } from '../../../agent-image/src/contract/contract.ts';
+import { freePort } from '../net.ts';
 import { ContainerConfigError, containerEnv, expand, relocateValue, type ObjectData, type PodFacts, type Relocation } from './env.ts';
 import { planContainer, type ImagePlan } from './images.ts';
 import { exitCodeOf, setprivArgs, signalGroup, signalMarked, spawnContainer, type Identity } from './process.ts';
@@ -75,17 +75,6 @@ interface ContainerRun extends ContainerSnapshot {
   exited?: Promise<number>;
 }
 
-/** A free TCP port on loopback (racy in theory; fine for a development tool). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
