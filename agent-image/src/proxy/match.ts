@@ -172,31 +172,35 @@ export class Matcher<T> {
   replace(text: string): { text: string; tags: T[] } {
     if (this.#clear(text)) return { text, tags: [] };
     const buf = Buffer.from(text, 'utf8');
-    const parts: Buffer[] = [];
     const tags: T[] = [];
-    let pos = 0;
-    for (const hit of this.hits(buf)) {
-      parts.push(buf.subarray(pos, hit.index), hit.needle.replacement);
-      tags.push(hit.needle.tag);
-      pos = hit.index + hit.needle.bytes.length;
-    }
+    const { parts, end } = spliceHits(this, buf, (tag) => tags.push(tag));
     if (!tags.length) return { text, tags };
-    parts.push(buf.subarray(pos));
+    parts.push(buf.subarray(end));
     return { text: Buffer.concat(parts).toString('utf8'), tags };
   }
 }
 
+/**
+ * `buf` cut at every hit: the pieces before each hit, each followed by the needle's
+ * replacement, and `end`, the byte offset after the last hit (0 without one), where the
+ * untouched rest begins. `onHit` is told each tag in order.
+ */
+function spliceHits<T>(matcher: Matcher<T>, buf: Buffer, onHit?: (tag: T) => void): { parts: Buffer[]; end: number } {
+  const parts: Buffer[] = [];
+  let end = 0;
+  for (const hit of matcher.hits(buf)) {
+    parts.push(buf.subarray(end, hit.index), hit.needle.replacement);
+    onHit?.(hit.needle.tag);
+    end = hit.index + hit.needle.bytes.length;
+  }
+  return { parts, end };
+}
+
 /** `buf` with every needle replaced (a whole body at once); `onHit` is told each tag. */
 export function scrubBuffer<T>(matcher: Matcher<T>, buf: Buffer, onHit?: (tag: T) => void): Buffer {
-  const parts: Buffer[] = [];
-  let pos = 0;
-  for (const hit of matcher.hits(buf)) {
-    parts.push(buf.subarray(pos, hit.index), hit.needle.replacement);
-    onHit?.(hit.needle.tag);
-    pos = hit.index + hit.needle.bytes.length;
-  }
-  if (pos === 0) return buf;
-  parts.push(buf.subarray(pos));
+  const { parts, end } = spliceHits(matcher, buf, onHit);
+  if (!parts.length) return buf;
+  parts.push(buf.subarray(end));
   return Buffer.concat(parts);
 }
 
@@ -209,15 +213,9 @@ export function scrubStream<T>(matcher: Matcher<T>, onHit?: (tag: T) => void): T
   return new Transform({
     transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
       const work = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      const parts: Buffer[] = [];
-      let pos = 0;
-      for (const hit of matcher.hits(work)) {
-        parts.push(work.subarray(pos, hit.index), hit.needle.replacement);
-        onHit?.(hit.needle.tag);
-        pos = hit.index + hit.needle.bytes.length;
-      }
-      const hold = matcher.partialSuffix(work, pos);
-      parts.push(work.subarray(pos, work.length - hold));
+      const { parts, end } = spliceHits(matcher, work, onHit);
+      const hold = matcher.partialSuffix(work, end);
+      parts.push(work.subarray(end, work.length - hold));
       // A copy: the carry must not alias a buffer the source may reuse.
       carry = hold ? Buffer.from(work.subarray(work.length - hold)) : Buffer.alloc(0);
       // No hit (the common case): the chunk passes on as it is, not copied (the source
