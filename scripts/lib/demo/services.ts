@@ -12,7 +12,6 @@
  * the local fakes.
  *
  *   const services = await startDemoServices({ dir, log: console.log });
- *   const reply = await services.say('devbot', 'hello');   // the bot's answer (a RoomEvent)
  *   await services.stop();
  *
  * Every process and file lives under `dir`, so a process list or `rm -r dir` finds them all.
@@ -29,7 +28,6 @@ import { startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from 
 import { offlineResponder, OFFLINE_PREFIX } from './offline-model.ts';
 
 export { OFFLINE_PREFIX } from './offline-model.ts';
-export type { RoomEvent } from '../../../test/support/synapse.ts';
 
 /** The example repositories the git server holds (owner/name), each with a README commit. */
 export const DEMO_REPOS = ['agent-smith/agent-smith', 'agent-smith/homelab-apps', 'agent-smith/homelab-infra'] as const;
@@ -95,14 +93,6 @@ export interface DemoServices {
   upstreamCaFile: string;
   /** The egress proxy's environment for this setup (the two development hooks above). */
   proxyEnv: Record<string, string>;
-  /**
-   * Posts `text` to the room as the demo person, mentioning the bot of `agent`
-   * (`m.mentions` and its name in the body), and resolves with the bot's first message
-   * in the room after it.
-   * @param opts.timeoutMs default 120 000
-   * @throws Error naming what the room saw when no answer came in time
-   */
-  say(agent: string, text: string, opts?: { timeoutMs?: number }): Promise<RoomEvent>;
   /** Stops every service (Synapse, nats-server, git server, model); the files under `dir` stay. */
   stop(): Promise<void>;
   /** SIGKILLs the service processes (Synapse, nats-server) at once: for a process 'exit' handler, where nothing async runs. */
@@ -187,11 +177,6 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
       proxyHostsFile,
       upstreamCaFile,
       proxyEnv: { AGENT_SMITH_PROXY_HOSTS_FILE: proxyHostsFile, AGENT_SMITH_UPSTREAM_CA: upstreamCaFile },
-      say: (agent, text, sayOpts = {}) => {
-        const bot = bots[agent];
-        if (!bot) return Promise.reject(new Error(`no demo bot named ${agent} (have: ${Object.keys(bots).join(', ')})`));
-        return sayTo(user.client, room.id, bot.userId, agent, text, sayOpts.timeoutMs ?? 120_000);
-      },
       stop,
       killSync: () => {
         for (const pid of [synapse.pid(), nats.pid()]) {
@@ -227,24 +212,6 @@ async function matrixSetup(
     invite: Object.values(bots).map((b) => b.userId),
   });
   return { user: { userId: person.userId, password, client: person }, bots, room: { id, alias: `#${DEMO_ROOM_ALIAS}:${synapse.serverName}` } };
-}
-
-/**
- * Sends "<agent>: <text>" mentioning `botUserId` and waits for the bot's next
- * m.room.message in the room (its timeline order after the question).
- */
-export async function sayTo(person: MatrixTestUser, roomId: string, botUserId: string, agent: string, text: string, timeoutMs: number): Promise<RoomEvent> {
-  const question = await person.sendText(roomId, `${agent}: ${text}`, { 'm.mentions': { user_ids: [botUserId] } });
-  const deadline = Date.now() + timeoutMs;
-  let seen: RoomEvent[] = [];
-  while (Date.now() < deadline) {
-    seen = await person.messages(roomId, 100).catch(() => seen);
-    const at = seen.findIndex((e) => e.event_id === question);
-    const answer = at < 0 ? undefined : seen.slice(at + 1).find((e) => e.sender === botUserId && e.type === 'm.room.message');
-    if (answer) return answer;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${agent} did not answer within ${timeoutMs} ms; the room saw:\n${seen.map((e) => `${e.sender} ${e.type} ${JSON.stringify(e.content).slice(0, 200)}`).join('\n')}`);
 }
 
 /** Whether `event` is the offline model's echo of `text`. */
