@@ -183,10 +183,9 @@ export class ConditionalCache {
 /** One page of a REST list call with the page number and request headers applied. */
 export type PageCall<T> = (page: number, headers: Record<string, string>) => Promise<{ data: T[]; headers: Record<string, string | number | undefined> }>;
 
-/** What `cachedList` returns: the items of all pages, and whether any page changed since the cache. */
+/** What `cachedList` returns: the items of all pages and their ETags. */
 export interface CachedList<T> {
   items: T[];
-  changed: boolean;
   /** The ETags of the pages, joined: changes when any page changes. */
   etags: string;
 }
@@ -203,7 +202,6 @@ export const MAX_PAGES = 5;
 export async function cachedList<T>(cache: ConditionalCache, key: string, call: PageCall<T>): Promise<CachedList<T>> {
   const items: T[] = [];
   const etags: string[] = [];
-  let changed = false;
   for (let page = 1; page <= MAX_PAGES; page++) {
     const pageKey = `${key}&page=${page}`;
     const cached = await cache.get(pageKey);
@@ -212,7 +210,6 @@ export async function cachedList<T>(cache: ConditionalCache, key: string, call: 
       const res = await call(page, cached ? { 'if-none-match': cached.etag } : {});
       const etag = String(res.headers.etag ?? '');
       entry = { etag, link: res.headers.link === undefined ? undefined : String(res.headers.link), data: res.data };
-      changed = true;
       if (etag) await cache.set(pageKey, entry);
     } catch (err) {
       if (errorStatus(err) !== 304 || !cached) throw err;
@@ -222,5 +219,5 @@ export async function cachedList<T>(cache: ConditionalCache, key: string, call: 
     etags.push(entry.etag);
     if (!entry.link || !/rel="next"/.test(entry.link)) break;
   }
-  return { items, changed, etags: etags.join(',') };
+  return { items, etags: etags.join(',') };
 }
