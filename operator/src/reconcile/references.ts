@@ -137,9 +137,14 @@ export async function checkClusterReferences(clients: Clients, agent: Agent): Pr
 /**
  * The cluster IPs of the in-cluster Services the spec names for the supervisor's own
  * connections (render/networkpolicy.ts inClusterServices: the NATS server, a Matrix
- * homeserver), for the pod's allowCidrs and, in iptables mode, its hostAliases. A Service
- * that is missing, headless (clusterIP None) or unreadable is listed in `unresolved` (the
- * caller logs it; the agent still runs, its events wait in the outbox) and left out.
+ * homeserver), for the pod's allowCidrs and, in iptables mode, its hostAliases. One GET
+ * per named Service and reconcile (0 to 2; the child caches hold only managed objects).
+ * @returns `addresses`: {host as the spec writes it, spec.clusterIPs}; `unresolved`:
+ *   `<namespace>/<name> (not found | headless: no cluster IP)` for a Service that is missing
+ *   (404) or has no cluster IP, left out of `addresses` (the caller logs it; the agent still
+ *   runs, its events wait in the outbox)
+ * @throws the API error of any other failed read (403, 5xx, transport): the reconcile is
+ *   retried with backoff
  */
 export async function resolveServiceAddresses(clients: Clients, agent: Agent): Promise<{ addresses: ServiceAddress[]; unresolved: string[] }> {
   const addresses: ServiceAddress[] = [];
