@@ -38,5 +38,7 @@ describe('redactUrl', () => {
   it('drops user info from each server URL', () => {
     expect(redactUrl('nats://user:s3cret@nats-0:4222, tls://tok@nats-1:4222')).toBe('nats://nats-0:4222,tls://nats-1:4222');
     expect(redactUrl('nats://nats:4222')).toBe('nats://nats:4222');
+    // A password with an unencoded `@`: the last `@` ends the user info (WHATWG URL).
+    expect(redactUrl('nats://user:p@ss@nats-0:4222')).toBe('nats://nats-0:4222');
   });
 });

@@ -9,6 +9,7 @@
  * replaces such characters by `_` anyway, so a hand-written contract cannot publish to a
  * wildcard. An agent without a team publishes under the team token `_` (NO_TEAM).
  */
+import { redactUrl as redactOneUrl } from '../setup/repos.ts';
 
 /** The team token of an agent that has no team. */
 export const NO_TEAM = '_';
@@ -58,10 +59,15 @@ export function parseSince(s: string, now: Date = new Date()): Date {
   throw new Error(`since: expected a duration (90s, 15m, 1h, 2d, 1h30m) or an RFC 3339 time (2026-12-06T13:00:00Z), got ${JSON.stringify(s)}`);
 }
 
-/** A NATS URL list without user info, for logs: `nats://user:pass@host:4222` → `nats://host:4222`. */
+/**
+ * A NATS server list (comma-separated URLs) without user info, for logs:
+ * `nats://user:pass@host:4222` → `nats://host:4222`. Each URL goes through the same
+ * redaction as a repository URL (setup/repos.ts redactUrl, WHATWG URL parsing), so a
+ * password with an unencoded `@` is removed whole.
+ */
 export function redactUrl(natsUrl: string): string {
   return natsUrl
     .split(',')
-    .map((u) => u.trim().replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1'))
+    .map((u) => redactOneUrl(u.trim()))
     .join(',');
 }
