@@ -6,13 +6,15 @@
  *
  * The connection comes from the file the demo writes and prints (`--demo FILE`, default
  * $AGENT_SMITH_DEMO): {homeserverUrl, userId, accessToken, roomId, agents: {name: userId}}.
- * The access token is sent as `Authorization: Bearer` only, never printed.
+ * The requests go through the agent's own Matrix client (matrix/client.ts): the access token
+ * is sent as `Authorization: Bearer` only, never printed.
  *
  * Endpoints (Matrix client-server API): PUT /rooms/{roomId}/send/m.room.message/{txnId};
  * GET /rooms/{roomId}/messages?dir=b (newest first).
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { MatrixClient, MatrixError, type MatrixEvent } from '../matrix/client.ts';
 
 /** The file the demo writes for this command. */
 export interface DemoConnection {
@@ -23,13 +25,6 @@ export interface DemoConnection {
   roomAlias?: string;
   /** Agent name → its Matrix user id. */
   agents: Record<string, string>;
-}
-
-interface RoomEvent {
-  event_id: string;
-  type: string;
-  sender: string;
-  content: Record<string, unknown>;
 }
 
 /** A one-line failure of `say`, printed as `agent-smith say: <message>` (exit 1). */
@@ -54,46 +49,33 @@ export function readDemoConnection(file: string | undefined): DemoConnection {
   return c as DemoConnection;
 }
 
-async function api<T>(c: DemoConnection, method: string, path: string, body?: unknown): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(`${c.homeserverUrl}/_matrix/client/v3${path}`, {
-      method,
-      headers: { authorization: `Bearer ${c.accessToken}`, 'content-type': 'application/json' },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-  } catch (err) {
-    throw new SayError(`cannot reach the homeserver ${c.homeserverUrl} (${(err as Error).message}); is scripts/demo still running?`);
-  }
-  const json = (await res.json().catch(() => ({}))) as T & { errcode?: string; error?: string };
-  if (!res.ok) throw new SayError(`${method} ${path.split('?')[0]}: ${res.status} ${json.errcode ?? ''} ${json.error ?? ''}`.trim());
-  return json;
-}
-
 /**
  * Sends `text` to `agent` and waits for its answer.
  * @param opts.timeoutMs how long to wait for the answer (ms)
  * @param opts.pollMs pause between reads of the room (ms, default 500)
  * @returns the answer's body
- * @throws SayError for an unknown agent, a homeserver error, or no answer in time
+ * @throws SayError for an unknown agent, a homeserver error (MatrixClient's message: method
+ *   and path, never the token), or no answer in time
  */
 export async function say(c: DemoConnection, agent: string, text: string, opts: { timeoutMs: number; pollMs?: number }): Promise<string> {
   const agentUser = c.agents[agent];
   if (!agentUser) throw new SayError(`the demo has no agent named ${agent} (it has: ${Object.keys(c.agents).join(', ')})`);
-  const room = encodeURIComponent(c.roomId);
-  const sent = await api<{ event_id: string }>(c, 'PUT', `/rooms/${room}/send/m.room.message/${randomUUID()}`, {
-    msgtype: 'm.text',
-    body: `${agent}: ${text}`,
-    'm.mentions': { user_ids: [agentUser] },
-  });
-  const deadline = Date.now() + opts.timeoutMs;
-  while (Date.now() < deadline) {
-    const { chunk } = await api<{ chunk: RoomEvent[] }>(c, 'GET', `/rooms/${room}/messages?dir=b&limit=100`);
-    const timeline = chunk.reverse();
-    const at = timeline.findIndex((e) => e.event_id === sent.event_id);
-    const answer = at < 0 ? undefined : timeline.slice(at + 1).find((e) => e.sender === agentUser && e.type === 'm.room.message');
-    if (answer) return typeof answer.content.body === 'string' ? answer.content.body : JSON.stringify(answer.content);
-    await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
+  const client = new MatrixClient({ homeserverUrl: c.homeserverUrl, accessToken: () => Promise.resolve(c.accessToken) });
+  try {
+    const sent = await client.send(c.roomId, 'm.room.message', { msgtype: 'm.text', body: `${agent}: ${text}`, 'm.mentions': { user_ids: [agentUser] } }, randomUUID());
+    const deadline = Date.now() + opts.timeoutMs;
+    while (Date.now() < deadline) {
+      // No `from`: the newest events (client-server API v1.3+); MatrixClient.messages wants a token.
+      const { chunk } = await client.request<{ chunk: MatrixEvent[] }>('GET', `/rooms/${encodeURIComponent(c.roomId)}/messages`, { query: { dir: 'b', limit: '100' } });
+      const timeline = chunk.reverse();
+      const at = timeline.findIndex((e) => e.event_id === sent);
+      const answer = at < 0 ? undefined : timeline.slice(at + 1).find((e) => e.sender === agentUser && e.type === 'm.room.message');
+      if (answer) return typeof answer.content.body === 'string' ? answer.content.body : JSON.stringify(answer.content);
+      await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
+    }
+  } catch (err) {
+    if (!(err instanceof MatrixError)) throw err;
+    throw new SayError(err.status === 0 ? `cannot reach the homeserver ${c.homeserverUrl} (${err.message}); is scripts/demo still running?` : err.message);
   }
   throw new SayError(`${agent} did not answer within ${Math.round(opts.timeoutMs / 1000)} s (agent-smith attach ${agent} shows what it is doing)`);
 }
