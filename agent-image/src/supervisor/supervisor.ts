@@ -242,19 +242,11 @@ export class Supervisor {
    * Undefined when the session is gone.
    */
   private async deadPanes(indices: number[], waitMs = PANE_DEAD_WAIT_MS): Promise<PaneInfo[] | undefined> {
-    // tmux can leave a dead pane's zombie unreaped for seconds (observed with tmux 3.3a);
-    // the kernel already knows how it ended.
-    const withExit = (list: PaneInfo[] | undefined) =>
-      list?.map((p) => {
-        if (!p.dead || p.deadStatus !== undefined || p.deadSignal !== undefined) return p;
-        const z = zombieExit(p.pid);
-        return z ? { ...p, ...(z.status !== undefined ? { deadStatus: z.status } : {}), ...(z.signal !== undefined ? { deadSignal: z.signal } : {}) } : p;
-      });
-    let panes = withExit(await this.deps.tmux.panes());
+    let panes = await this.deps.tmux.panes();
     const pending = () => panes?.some((p) => indices.includes(p.index) && !settled(p));
     for (let waited = 0; pending() && waited < waitMs; waited += 50) {
       await sleep(50);
-      panes = withExit(await this.deps.tmux.panes());
+      panes = await this.deps.tmux.panes();
     }
     return panes;
   }
@@ -445,15 +437,14 @@ export class Supervisor {
     // before the CLI goes, or the next start would type it again.
     for (const until = Date.now() + 3000; this.pumping && Date.now() < until; ) await sleep(50);
     const { tmux } = this.deps;
-    const panes = (await tmux.panes()) ?? [];
-    const live = panes.filter((p) => !p.dead).map((p) => p.pid);
-    for (const pid of live) signalGroup(pid, 'SIGTERM');
+    const running = ((await tmux.panes()) ?? []).filter((p) => !p.dead);
+    for (const p of running) signalGroup(p.pid, 'SIGTERM');
     // An interactive shell ignores SIGTERM (bash(1)); SIGHUP, its terminal closing, ends it.
-    const shell = panes.find((p) => p.index === 1 && !p.dead);
+    const shell = running.find((p) => p.index === 1);
     if (shell) signalGroup(shell.pid, 'SIGHUP');
-    // Gone means reaped by tmux (pane dead, with its status), not only gone from /proc: a
-    // multi-threaded CLI can linger as a zombie whose other threads are still running.
-    const indices = panes.filter((p) => !p.dead).map((p) => p.index);
+    // Gone means its end is known (pane dead, with a status or a signal), not only gone
+    // from /proc: a multi-threaded CLI can linger while its other threads exit.
+    const indices = running.map((p) => p.index);
     let after = (await this.deadPanes(indices, this.tuning.stopGraceSeconds * 1000)) ?? [];
     const lingering = after.filter((p) => indices.includes(p.index) && !settled(p));
     const killed = lingering.length > 0;
@@ -475,11 +466,7 @@ export class Supervisor {
   }
 }
 
-/**
- * Whether tmux has reaped the pane's process: tmux 3.3 marks a pane dead as soon as its
- * terminal closes, but fills pane_dead_status / pane_dead_signal only when it has reaped
- * the process, which a multi-threaded program can delay while its other threads exit.
- */
+/** Whether it is known how the pane's process ended (tmux.ts PaneInfo: dead, with a status or a signal). */
 function settled(p: PaneInfo): boolean {
   return p.dead && (p.deadStatus !== undefined || p.deadSignal !== undefined);
 }
@@ -501,25 +488,6 @@ export function alive(pid: number): boolean {
     return state !== 'Z' && state !== 'X';
   } catch {
     return true; // no /proc here: trust signal 0
-  }
-}
-
-/**
- * How a zombie process ended, from /proc/<pid>/stat field 52 `exit_code` (proc(5), Linux
- * >= 3.5: "the thread's exit status in the form reported by waitpid(2)"): `status` for a
- * normal exit (WEXITSTATUS), `signal` for a kill (WTERMSIG). Undefined when the process is
- * not a zombie (alive, or already reaped) or /proc cannot tell.
- */
-export function zombieExit(pid: number): { status?: number; signal?: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] !== 'Z') return undefined;
-    const code = Number(fields[52 - 3]);
-    if (!Number.isInteger(code)) return undefined;
-    return (code & 0x7f) === 0 ? { status: (code >> 8) & 0xff } : { signal: code & 0x7f };
-  } catch {
-    return undefined;
   }
 }
 

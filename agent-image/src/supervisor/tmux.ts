@@ -9,6 +9,7 @@
  *   otherwise `$TMUX_TMPDIR/tmux-<uid>/default` (what `tmux attach -t main` finds).
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -22,9 +23,13 @@ export interface PaneInfo {
   index: number;
   pid: number;
   dead: boolean;
-  /** Exit status of a dead pane's process (undefined when killed by a signal or alive). */
+  /**
+   * Exit status of a dead pane's process: tmux's `pane_dead_status`, or the kernel's while
+   * tmux has not reaped it (zombieExit). Undefined when killed by a signal, alive, or not
+   * known yet.
+   */
   deadStatus?: number;
-  /** Signal number that killed a dead pane's process, if any (tmux ≥ 3.3 `pane_dead_signal`). */
+  /** Signal number that killed a dead pane's process (tmux ≥ 3.3 `pane_dead_signal`, or the kernel's as for deadStatus). */
   deadSignal?: number;
 }
 
@@ -99,12 +104,16 @@ export class Tmux {
       .filter(Boolean)
       .map((line) => {
         const [index, pid, dead, status, signal] = line.split(' ');
+        // tmux 3.3 marks a pane dead when its terminal closes but fills pane_dead_status /
+        // pane_dead_signal only once it has reaped the process, which it can leave a zombie
+        // for seconds (observed with 3.3a); the kernel already knows how it ended.
+        const ended = dead === '1' && !status && !signal ? zombieExit(Number(pid)) : undefined;
         return {
           index: Number(index),
           pid: Number(pid),
           dead: dead === '1',
-          ...(status ? { deadStatus: Number(status) } : {}),
-          ...(signal ? { deadSignal: Number(signal) } : {}),
+          ...(status ? { deadStatus: Number(status) } : ended?.status !== undefined ? { deadStatus: ended.status } : {}),
+          ...(signal ? { deadSignal: Number(signal) } : ended?.signal !== undefined ? { deadSignal: ended.signal } : {}),
         };
       });
   }
@@ -135,5 +144,24 @@ export class Tmux {
     } catch {
       // already gone
     }
+  }
+}
+
+/**
+ * How a zombie process ended, from /proc/<pid>/stat field 52 `exit_code` (proc(5), Linux
+ * >= 3.5: "the thread's exit status in the form reported by waitpid(2)"): `status` for a
+ * normal exit (WEXITSTATUS), `signal` for a kill (WTERMSIG). Undefined when the process is
+ * not a zombie (alive, or already reaped) or /proc cannot tell.
+ */
+export function zombieExit(pid: number): { status?: number; signal?: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] !== 'Z') return undefined;
+    const code = Number(fields[52 - 3]);
+    if (!Number.isInteger(code)) return undefined;
+    return (code & 0x7f) === 0 ? { status: (code >> 8) & 0xff } : { signal: code & 0x7f };
+  } catch {
+    return undefined;
   }
 }
