@@ -66,7 +66,8 @@ export const AGENT_EVENT_TYPES = Object.keys(AGENT_EVENTS) as AgentEventType[];
  * at the time (e.g. `cli_restarted`: exit status or signal, attempt, delayMs; `crash_loop`:
  * restarts, windowSeconds, lastExit; `message_received`: source, room, event, sender;
  * `rewake`: source and what woke the agent); the shape is the supervisor's, not an agent's
- * promise, so it is kept open (LifecycleData).
+ * promise, so it is not validated (EventEnvelope's `data` is any object). Named here so
+ * that publish_event can tell an agent that these are the supervisor's.
  */
 export const LIFECYCLE_EVENT_TYPES = [
   'agent_started',
@@ -80,12 +81,6 @@ export const LIFECYCLE_EVENT_TYPES = [
   'notification',
   'matrix_room_joined',
 ] as const;
-export type LifecycleEventType = (typeof LIFECYCLE_EVENT_TYPES)[number];
-export const LifecycleData = z.record(z.string(), z.unknown());
-
-/** Every event type of the log. A subject's last token is one of these. */
-export const EVENT_TYPES = [...AGENT_EVENT_TYPES, ...LIFECYCLE_EVENT_TYPES] as const;
-export type EventType = AgentEventType | LifecycleEventType;
 
 /**
  * The envelope of every event, as stored in the outbox and in the stream.

@@ -19,7 +19,7 @@ type ToolResult = { content: Array<{ type: 'text'; text: string }>; isError?: bo
 const refuse = (text: string): ToolResult => ({ content: [{ type: 'text', text }], isError: true });
 
 /** Maximum `limit` of the `events` tool: an answer the model can read. */
-export const EVENTS_TOOL_MAX_LIMIT = 500;
+const EVENTS_TOOL_MAX_LIMIT = 500;
 
 export interface EventToolDeps {
   outbox: EventOutbox;
