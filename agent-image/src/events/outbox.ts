@@ -1,8 +1,8 @@
 /**
  * The on-disk outbox of the event log (DESIGN.md flow 4): every event the supervisor
  * records or the agent publishes is appended here first, on the home volume, and the
- * publisher (publisher.ts) drains it to JetStream in order. It holds events while NATS is
- * away and across a supervisor restart.
+ * event log's drain (log.ts EventLog) publishes it to JetStream in order. It holds events
+ * while NATS is away and across a supervisor restart.
  *
  * Files, under `<stateDir>/events/`:
  * - `outbox.jsonl`: one event envelope (schema.ts) per line, oldest first, append-only
@@ -11,7 +11,7 @@
  *   stream, or dropped). Everything up to and including it is done; an id not in the file
  *   (after a compaction or truncation) means nothing in the file is done. So no order of
  *   crashes between the two files loses an event: the worst case re-sends some, which the
- *   stream drops by their Nats-Msg-Id (publisher.ts).
+ *   stream drops by their Nats-Msg-Id (log.ts).
  *
  * Bounded: beyond `maxEvents` pending events the oldest are dropped (one warning per
  * overflow, a counter per event), so a long NATS outage cannot fill the home volume.
