@@ -33,6 +33,7 @@ import { EnvHttpProxyAgent, fetch as undiciFetch } from 'undici';
 import type { PodContract } from '../contract/contract.ts';
 import { writeFileAtomic } from '../harness/files.ts';
 import type { Logger } from '../log.ts';
+import { canonicalHost, credentialFor } from '../proxy/policy.ts';
 
 /** GitHub's public API; GitHub Enterprise Server uses `https://<host>/api/v3`. */
 export const DEFAULT_API_URL = 'https://api.github.com';
@@ -63,17 +64,15 @@ export interface GitHubClientOptions {
 }
 
 /**
- * The token the watcher uses: the stub of the egress credential whose hosts include the
- * API host (what the proxy swaps), else GH_TOKEN or GITHUB_TOKEN from `env`.
+ * The token the watcher uses: the stub of the egress credential whose hosts match the API
+ * host by the proxy's own rule (credentialFor, so the stub sent is the one the proxy
+ * swaps), else GH_TOKEN or GITHUB_TOKEN from `env`.
  * @returns undefined when there is none.
+ * @throws PolicyError when the API host is not a valid host name, a credential's host
+ *   pattern is invalid, or two credentials match the host (the proxy refuses those too).
  */
 export function githubToken(contract: PodContract, apiUrl: string, env: NodeJS.ProcessEnv): string | undefined {
-  const host = new URL(apiUrl).hostname.toLowerCase();
-  const matches = (pattern: string) => {
-    const p = pattern.toLowerCase().replace(/:\d+$/, '');
-    return p === host || (p.startsWith('*.') && host.endsWith(p.slice(1)));
-  };
-  const credential = contract.egress.credentials.find((c) => c.hosts.some(matches));
+  const credential = credentialFor(contract.egress.credentials, canonicalHost(new URL(apiUrl).hostname));
   return credential?.stub ?? (env.GH_TOKEN || env.GITHUB_TOKEN || undefined);
 }
 

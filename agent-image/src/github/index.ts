@@ -17,7 +17,8 @@ export { PrRewake } from './rewake.ts';
 /**
  * Starts the PR rewake when the contract asks for it (`github.watchPullRequests.enabled`,
  * at least one repository) and a token is at hand (githubToken). Otherwise logs why not
- * and resolves undefined. Never throws for GitHub being unreachable (checks log and retry).
+ * and resolves undefined (also when the egress credentials are ambiguous or invalid for the
+ * API host). Never throws for GitHub being unreachable (checks log and retry).
  */
 export async function startPrRewake(opts: {
   contract: PodContract;
@@ -38,7 +39,13 @@ export async function startPrRewake(opts: {
     return undefined;
   }
   const apiUrl = gh.apiUrl ?? DEFAULT_API_URL;
-  const token = githubToken(contract, apiUrl, opts.env);
+  let token: string | undefined;
+  try {
+    token = githubToken(contract, apiUrl, opts.env);
+  } catch (err) {
+    log.warn({ apiUrl, error: (err as Error).message }, 'PR rewake off: the egress credentials cannot say which one serves the API host');
+    return undefined;
+  }
   if (!token) {
     log.warn({ apiUrl }, 'PR rewake off: no GitHub token (no egress credential for the API host, no GH_TOKEN)');
     return undefined;
