@@ -56,6 +56,7 @@ import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { freePort } from '../../scripts/lib/net.ts';
+import { writeFiller } from '../fakes/filler.ts';
 
 const SMALL_BODY = Buffer.from(JSON.stringify({ ok: true, pad: 'x'.repeat(256 - 24) }));
 
@@ -77,19 +78,7 @@ function runUpstream(data: UpstreamData): void {
       req.on('end', () => {
         const url = req.url ?? '/';
         if (url.startsWith('/big?n=')) {
-          const n = Number(url.slice('/big?n='.length));
-          res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(n) });
-          const block = Buffer.alloc(64 * 1024, 'abcdefghijklmnopqrstuvwxyz0123456789\n');
-          let left = n;
-          const pump = () => {
-            while (left > 0) {
-              const part = block.subarray(0, Math.min(block.length, left));
-              left -= part.length;
-              if (!res.write(part)) return void res.once('drain', pump);
-            }
-            res.end();
-          };
-          pump();
+          writeFiller(res, Number(url.slice('/big?n='.length)));
           return;
         }
         res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(SMALL_BODY.length) });

@@ -23,6 +23,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { gzipSync } from 'node:zlib';
+import { writeFiller } from './filler.ts';
 import { makeTestCa, type TestCa } from './test-ca.ts';
 
 
@@ -86,22 +87,7 @@ function handler(scheme: string, requests: RecordedRequest[]) {
         }
         case '/big': {
           // n bytes of filler in 64 KiB writes (benchmarks).
-          const n = Number(url.searchParams.get('n') ?? '0');
-          res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(n) });
-          const block = Buffer.alloc(64 * 1024, 'abcdefghijklmnopqrstuvwxyz0123456789\n');
-          let left = n;
-          const pump = () => {
-            while (left > 0) {
-              const part = block.subarray(0, Math.min(block.length, left));
-              left -= part.length;
-              if (!res.write(part)) {
-                res.once('drain', pump);
-                return;
-              }
-            }
-            res.end();
-          };
-          pump();
+          writeFiller(res, Number(url.searchParams.get('n') ?? '0'));
           return;
         }
         case '/gzip':
