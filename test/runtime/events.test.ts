@@ -12,6 +12,7 @@ import { EventLog, EventMetrics, EventOutbox, filterSubject, queryEvents, type E
 import { makeLogger } from '../../agent-image/src/log.ts';
 import { callTool, metric } from '../support/matrix-pod.ts';
 import { startNats, type NatsServer } from '../support/nats.ts';
+import { terminate } from '../support/process.ts';
 import { makePod, runCli, startSupervisor, testContract, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { waitFor } from '../support/wait.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -36,10 +37,7 @@ async function countOnSubject(nc: NatsConnection, subject: string): Promise<numb
 }
 
 async function stopSupervisor(sup: SupervisorProcess | undefined): Promise<void> {
-  if (sup && sup.proc.exitCode === null) {
-    sup.proc.kill('SIGTERM');
-    await sup.exited;
-  }
+  if (sup) await terminate(sup.proc, sup.exited);
 }
 
 async function eventPod(nats: NatsServer, agent: string, team?: string): Promise<PodFiles> {

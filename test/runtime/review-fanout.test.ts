@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REVIEW_REQUEST_KEY, reviewRequestId } from '../../agent-image/src/review/fanout.ts';
 import { callTool, deliveredToCli, makeMatrixPod, waitFor } from '../support/matrix-pod.ts';
 import { startNats, type NatsServer } from '../support/nats.ts';
+import { terminate } from '../support/process.ts';
 import { runCli, startSupervisor, tmux, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../support/synapse.ts';
 
@@ -51,12 +52,7 @@ describe('review fan-out across two agents', () => {
   });
 
   afterAll(async () => {
-    for (const sup of sups) {
-      if (sup.proc.exitCode === null) {
-        sup.proc.kill('SIGTERM');
-        await sup.exited;
-      }
-    }
+    await Promise.all(sups.map((sup) => terminate(sup.proc, sup.exited)));
     for (const pod of pods) await pod.cleanup();
     await Promise.all([synapse?.close(), nats?.close()]);
   });
