@@ -139,12 +139,13 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     onHookEvent: (event, input) => github.rewake?.onHook(event, input),
   });
 
+  const rosterFile = path.join(layout.resolve(TEAM_DIR), 'roster.json');
   const bridge = contract.matrix
     ? new MatrixBridge({
         config: contract.matrix,
         agentName: contract.agent.name,
         tokenFile: layout.resolve(MATRIX_ACCESS_TOKEN_FILE),
-        rosterFile: path.join(layout.resolve(TEAM_DIR), 'roster.json'),
+        rosterFile,
         stateDir: layout.stateDir,
         inbox,
         metrics: new MatrixMetrics(metrics.registry),
@@ -157,11 +158,11 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
 
   // Review fan-out (DESIGN.md flow 4): this agent's pr_opened mentions its reviewers in the
   // team room; its teammates' pr_opened reach its inbox from the event log.
-  const fanout = new ReviewFanout({ agentName: contract.agent.name, rosterFile: path.join(layout.resolve(TEAM_DIR), 'roster.json'), announcer: bridge, inbox, log });
+  const fanout = new ReviewFanout({ agentName: contract.agent.name, rosterFile, announcer: bridge, inbox, log });
   const reviews =
-    eventLog && contract.events && contract.agent.team
+    eventLog && contract.agent.team
       ? eventLog.consume(
-          { durable: `review-fanout-${token(contract.agent.name)}`, filterSubject: filterSubject(contract.events.subjectPrefix, { team: contract.agent.team, type: 'pr_opened' }) },
+          { durable: `review-fanout-${token(contract.agent.name)}`, filterSubject: filterSubject(eventLog.config.subjectPrefix, { team: contract.agent.team, type: 'pr_opened' }) },
           async (event) => void (await fanout.receive(event)),
         )
       : undefined;
