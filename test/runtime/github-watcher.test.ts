@@ -114,6 +114,15 @@ describe('PR watcher against the GitHub fake', () => {
     expect((await w.check()).items).toEqual([]);
   });
 
+  it('a thread the reviewer resolves after it was reported stops being reported (REST shows no resolution: GraphQL is asked again)', async () => {
+    const pr = fake.openPullRequest({ repo: REPO, author: AGENT, title: 'Add retries' });
+    const c = fake.addReviewComment({ repo: REPO, number: pr.number, author: 'alice', body: 'nit' });
+    const { watcher: w } = watcher();
+    expect((await w.check()).items.map((i) => i.key)).toEqual([`rc:${c.id}`]);
+    fake.resolveThread(REPO, pr.number, Number(c.id));
+    expect((await w.check()).items).toEqual([]);
+  });
+
   it('an exhausted rate limit or a bad token is logged and makes the check incomplete, never a crash', async () => {
     fake.openPullRequest({ repo: REPO, author: AGENT, title: 'Add retries' });
     fake.setRemaining(AGENT, 0);

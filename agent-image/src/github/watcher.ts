@@ -9,11 +9,14 @@
  *   docs.github.com/en/rest/pulls/comments), `GET .../pulls/{n}/reviews`
  *   (docs.github.com/en/rest/pulls/reviews), `GET .../issues/{n}/comments`
  *   (docs.github.com/en/rest/issues/comments);
- * - GraphQL, only when one of those or the head commit changed since the last check:
+ * - GraphQL, when one of those or the head commit changed since the last check, or while
+ *   a review thread waits on the agent:
  *   `pullRequest.reviewThreads { isResolved, comments(first: 1) { databaseId } }` (REST
- *   has no thread resolution) and the head commit's `committedDate`
- *   (docs.github.com/en/graphql/reference/objects#pullrequestreviewthread).
- * So a quiet hour of polling costs no rate limit at all.
+ *   has no thread resolution, so resolving a thread changes no REST ETag; asking again
+ *   while one waits is what notices a reviewer resolving it) and the head commit's
+ *   `committedDate` (docs.github.com/en/graphql/reference/objects#pullrequestreviewthread).
+ * So a quiet hour of polling costs no rate limit at all when no thread waits on the agent,
+ * and one GraphQL point per pull request and check while one does.
  */
 import path from 'node:path';
 import type { Logger } from '../log.ts';
@@ -90,8 +93,7 @@ export class PrWatcher {
         );
         const mine = pulls.items.filter((p) => p.user?.login.toLowerCase() === this.opts.login.toLowerCase());
         for (const pr of mine) {
-          const snapshot = await this.snapshot(owner, name, { number: pr.number, title: pr.title, url: pr.html_url, headSha: pr.head.sha });
-          result.items.push(...unansweredItems(snapshot, this.opts.login));
+          result.items.push(...(await this.unanswered(owner, name, { number: pr.number, title: pr.title, url: pr.html_url, headSha: pr.head.sha })));
           result.pullRequests++;
         }
       } catch (err) {
@@ -103,7 +105,35 @@ export class PrWatcher {
     return result;
   }
 
-  private async snapshot(owner: string, name: string, pr: { number: number; title: string; url: string; headSha: string }): Promise<PullRequestSnapshot> {
+  /** The unanswered items of one pull request, asking GraphQL only when its answer may have changed (see the module comment). */
+  private async unanswered(owner: string, name: string, pr: { number: number; title: string; url: string; headSha: string }): Promise<UnansweredItem[]> {
+    const { octokit, login } = this.opts;
+    const { fingerprint, snapshot } = await this.restSnapshot(owner, name, pr);
+    const key = `${snapshot.repo}#${pr.number}`;
+    const cached = this.threads.get(key);
+    if (cached?.fingerprint === fingerprint) {
+      const items = unansweredItems({ ...snapshot, resolvedThreads: cached.resolved, headCommittedAt: cached.headCommittedAt }, login);
+      // A waiting thread may have been resolved since: REST would not show it.
+      if (!items.some((i) => i.kind === 'review_comment')) return items;
+    }
+    const data = await octokit.graphql<ThreadsQueryData>(THREADS_QUERY, { owner, name, number: pr.number });
+    const p = data.repository?.pullRequest;
+    const resolved = new Map<number, boolean>();
+    for (const t of p?.reviewThreads.nodes ?? []) {
+      const root = t.comments.nodes[0]?.databaseId;
+      if (typeof root === 'number') resolved.set(root, t.isResolved);
+    }
+    const info: ThreadInfo = { fingerprint, resolved, headCommittedAt: p?.commits.nodes[0]?.commit.committedDate };
+    this.threads.set(key, info);
+    return unansweredItems({ ...snapshot, resolvedThreads: info.resolved, headCommittedAt: info.headCommittedAt }, login);
+  }
+
+  /** The REST part of a pull request's snapshot, and a fingerprint of it (head commit and the lists' ETags). */
+  private async restSnapshot(
+    owner: string,
+    name: string,
+    pr: { number: number; title: string; url: string; headSha: string },
+  ): Promise<{ fingerprint: string; snapshot: Omit<PullRequestSnapshot, 'resolvedThreads' | 'headCommittedAt'> }> {
     const { octokit } = this.opts;
     const repo = `${owner}/${name}`;
     const base = `/repos/${repo}`;
@@ -114,21 +144,8 @@ export class PrWatcher {
       cachedList(this.cache, `GET ${base}/pulls/${pr.number}/reviews`, (page, headers) => octokit.rest.pulls.listReviews({ owner, repo: name, pull_number: pr.number, per_page: 100, page, headers })),
       cachedList(this.cache, `GET ${base}/issues/${pr.number}/comments`, (page, headers) => octokit.rest.issues.listComments({ owner, repo: name, issue_number: pr.number, per_page: 100, page, headers })),
     ]);
-    const key = `${repo}#${pr.number}`;
     const fingerprint = [pr.headSha, comments.etags, reviews.etags, issueComments.etags].join('|');
-    let info = this.threads.get(key);
-    if (info?.fingerprint !== fingerprint) {
-      const data = await octokit.graphql<ThreadsQueryData>(THREADS_QUERY, { owner, name, number: pr.number });
-      const p = data.repository?.pullRequest;
-      const resolved = new Map<number, boolean>();
-      for (const t of p?.reviewThreads.nodes ?? []) {
-        const root = t.comments.nodes[0]?.databaseId;
-        if (typeof root === 'number') resolved.set(root, t.isResolved);
-      }
-      info = { fingerprint, resolved, headCommittedAt: p?.commits.nodes[0]?.commit.committedDate };
-      this.threads.set(key, info);
-    }
-    return {
+    const snapshot = {
       repo,
       number: pr.number,
       title: pr.title,
@@ -148,8 +165,7 @@ export class PrWatcher {
       ),
       reviews: reviews.items.map((r): ReviewLike => ({ id: Number(r.id), user: user(r.user), body: r.body, state: r.state, submitted_at: r.submitted_at, html_url: r.html_url })),
       issueComments: issueComments.items.map((c): IssueCommentLike => ({ id: Number(c.id), user: user(c.user), body: c.body, created_at: c.created_at, html_url: c.html_url })),
-      resolvedThreads: info.resolved,
-      headCommittedAt: info.headCommittedAt,
     };
+    return { fingerprint, snapshot };
   }
 }
