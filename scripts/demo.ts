@@ -25,6 +25,7 @@ import { CACHE_BIN, startLocalCluster } from './lib/cluster.ts';
 import { renderDemoAgent } from './lib/demo/render.ts';
 import { startDemoServices, type DemoServices } from './lib/demo/services.ts';
 import { startPodRunner, type PodRunner } from './lib/pod-runner/index.ts';
+import type { DemoConnection } from '../agent-image/src/say/say.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = promisify(execFile);
@@ -123,18 +124,17 @@ try {
 
   // The connection file of `agent-smith say` (it holds the demo user's access token: 0600).
   const demoFile = join(demoDir, 'say.json');
-  await writeFile(
-    demoFile,
-    JSON.stringify({
-      homeserverUrl: services.homeserverUrl,
-      userId: services.user.userId,
-      accessToken: services.user.client.accessToken,
-      roomId: services.room.id,
-      roomAlias: services.room.alias,
-      agents: { devbot: services.bots.devbot?.userId },
-    }),
-    { mode: 0o600 },
-  );
+  // Only devbot: infrabot runs on a kwok node and never answers.
+  const devbot = services.bots.devbot;
+  const connection: DemoConnection = {
+    homeserverUrl: services.homeserverUrl,
+    userId: services.user.userId,
+    accessToken: services.user.client.accessToken,
+    roomId: services.room.id,
+    roomAlias: services.room.alias,
+    agents: devbot ? { devbot: devbot.userId } : {},
+  };
+  await writeFile(demoFile, JSON.stringify(connection), { mode: 0o600 });
 
   say(`both agents Ready in ${((Date.now() - started) / 1000).toFixed(0)} s.`);
   console.log(
