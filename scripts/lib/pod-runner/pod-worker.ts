@@ -423,6 +423,12 @@ export class PodWorker {
     // Checked after the last await before the spawn: a pod stopped meanwhile starts nothing.
     if (this.stop.signal.aborted) return 137;
     const marker = `${this.markerPrefix}${c.name}`;
+    // A restart: the count and lastState change with the new instance's running state, in
+    // one synchronous step and so in one status write, as the kubelet reports a new
+    // container (restartCount+1, lastState = the exited one, state running) together.
+    // startedAtMs is 0 before this worker's first instance (previousRestarts counted an
+    // instance of an earlier runner already).
+    if (c.startedAtMs) c.restartCount++;
     if (c.state.terminated) c.lastState = { terminated: c.state.terminated };
     const proc = spawnContainer({ ...spec, logFile: this.logFile(c.name, c.restartCount), marker });
     c.proc = proc;
@@ -550,7 +556,7 @@ export class PodWorker {
     }
   }
 
-  /** The kubelet's restart delay: none for the first restart, then initial doubling to max. */
+  /** The kubelet's restart delay: none for the first restart, then initial doubling to max. The restart itself is counted when it spawns (runOnce). */
   private async backoff(c: ContainerRun): Promise<void> {
     const ran = Date.now() - c.startedAtMs;
     if (ran >= this.o.backoff.resetAfterMs) c.crashes = 0;
@@ -564,7 +570,6 @@ export class PodWorker {
       this.writeStatus();
       await sleep(delay, this.stop.signal);
     }
-    if (!this.stop.signal.aborted) c.restartCount++;
   }
 
   /** SIGTERM to the container's process group, SIGKILL to everything of it after `graceMs`. */
