@@ -27,7 +27,7 @@ import type { EventOutbox } from './outbox.ts';
 import { queryEvents, type EventQuery } from './query.ts';
 import { publishAgentEvent } from './publish.ts';
 import type { EventEnvelope } from './schema.ts';
-import { eventSubject, redactUrl, streamSubjects } from './subject.ts';
+import { eventSubject, natsServers, redactUrl, streamSubjects } from './subject.ts';
 
 /** Time a JetStream request (publish, stream info) may take before it counts as failed (ms). */
 const REQUEST_TIMEOUT_MS = 5000;
@@ -91,7 +91,7 @@ export async function ensureStream(jsm: JetStreamManager, config: EventsConfig):
  * @throws the connection error (e.g. ECONNREFUSED) after `timeoutMs`
  */
 export function connectOnce(natsUrl: string, name: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<NatsConnection> {
-  return connect({ servers: natsUrl.split(',').map((s) => s.trim()), name, timeout: timeoutMs, reconnect: false });
+  return connect({ servers: natsServers(natsUrl), name, timeout: timeoutMs, reconnect: false });
 }
 
 export interface EventLogOptions {
@@ -212,7 +212,7 @@ export class EventLog {
     this.connecting ??= (async () => {
       try {
         const nc = await connect({
-          servers: this.config.natsUrl.split(',').map((s) => s.trim()),
+          servers: natsServers(this.config.natsUrl),
           name: `agent-smith ${this.outbox.agent}`,
           timeout: REQUEST_TIMEOUT_MS,
           maxReconnectAttempts: -1,

@@ -66,8 +66,10 @@ export function parseSince(s: string, now: Date = new Date()): Date {
  * password with an unencoded `@` is removed whole.
  */
 export function redactUrl(natsUrl: string): string {
-  return natsUrl
-    .split(',')
-    .map((u) => redactOneUrl(u.trim()))
-    .join(',');
+  return natsServers(natsUrl).map(redactOneUrl).join(',');
+}
+
+/** The servers of a NATS URL list (`events.natsUrl`, comma-separated), as the client's `servers` option takes them. */
+export function natsServers(natsUrl: string): string[] {
+  return natsUrl.split(',').map((u) => u.trim());
 }
