@@ -15,16 +15,13 @@
  * operator, not the CLI.
  */
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
-import { startPodRunner, type PodRunner } from '../../scripts/lib/pod-runner/index.ts';
+import type { PodRunner } from '../../scripts/lib/pod-runner/index.ts';
 import { POD_RUNNER_LABEL } from '../../scripts/lib/pod-runner/node.ts';
-import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
+import { kubectl, waitFor, type KubeClients } from '../support/kube.ts';
+import { startRunnerFixture, type RunnerFixture } from '../support/pod-runner.ts';
 
 const kubeconfig = inject('kubeconfig');
 const NODE = 'e2e-failure';
@@ -45,10 +42,10 @@ interface AgentObject {
   status?: { phase?: string; restarts?: number; observedGeneration?: number; conditions?: Condition[] };
 }
 
+let fixture: RunnerFixture | undefined;
 let c: KubeClients;
 let ns: { name: string; remove: () => Promise<void> };
 let runner: PodRunner | undefined;
-let stateDir = '';
 let failed = false;
 
 const persona = { 'CLAUDE.md': 'You are failbot.', 'settings.json': '{"env":{"FAILBOT":"1"}}', 'mcp.json': '{"mcpServers":{}}' };
@@ -84,18 +81,8 @@ async function readyAgain(what: string, notPid = 0): Promise<V1Pod> {
 }
 
 beforeAll(async () => {
-  c = kubeClients(kubeconfig);
-  ns = await makeNamespace(c, 'e2e-failure');
-  // Under /tmp, not a home directory: the pods' UIDs must reach it.
-  stateDir = await mkdtemp(join(tmpdir(), 'e2e-failure-'));
-  runner = await startPodRunner({
-    kubeconfig,
-    nodeName: NODE,
-    stateDir,
-    log: pino({ level: 'debug' }, pino.destination({ dest: join(stateDir, 'runner.log'), sync: true })),
-    backoff: { initialMs: BACKOFF_MS, maxMs: BACKOFF_MS },
-    shutdownGraceMs: 5000,
-  });
+  fixture = await startRunnerFixture(kubeconfig, NODE, 'e2e-failure', { backoff: { initialMs: BACKOFF_MS, maxMs: BACKOFF_MS }, shutdownGraceMs: 5000 });
+  ({ c, ns, runner } = fixture);
   await c.core.createNamespacedConfigMap({ namespace: ns.name, body: { metadata: { name: PERSONA }, data: persona } });
   const agent = {
     apiVersion: 'agentsmith.dev/v1alpha1',
@@ -118,12 +105,7 @@ afterEach((ctx) => {
 });
 
 afterAll(async () => {
-  // The runner first: it ends every process of the pod, whatever state the test left.
-  await runner?.stop();
-  await ns?.remove();
-  await c?.core.deleteNode({ name: NODE }).catch(() => undefined);
-  if (failed) console.log(`[e2e-failure] runner log: ${join(stateDir, 'runner.log')}, container logs: ${join(stateDir, 'logs')}`);
-  else if (stateDir) await rm(stateDir, { recursive: true, force: true });
+  await fixture?.close(failed);
 });
 
 describe('an Agent pod that fails', () => {

@@ -8,27 +8,26 @@
  * The containers use the runner's test image `agent-smith-dev/shell` (the host's sh and node).
  */
 import { readFileSync } from 'node:fs';
-import { lstat, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startPodRunner, type PodRunner } from '../../scripts/lib/pod-runner/index.ts';
+import type { PodRunner } from '../../scripts/lib/pod-runner/index.ts';
 import { POD_RUNNER_LABEL } from '../../scripts/lib/pod-runner/node.ts';
 import { findMarked } from '../../scripts/lib/pod-runner/process.ts';
 import { stringify } from 'yaml';
-import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
+import { kubectl, waitFor, type KubeClients } from '../support/kube.ts';
+import { startRunnerFixture, type RunnerFixture } from '../support/pod-runner.ts';
 
 const kubeconfig = inject('kubeconfig');
 const NODE = 'local-test';
 const SHELL = 'agent-smith-dev/shell:1';
 const root = process.getuid?.() === 0;
 
+let fixture: RunnerFixture | undefined;
 let c: KubeClients;
 let ns: { name: string; remove: () => Promise<void> };
 let runner: PodRunner;
-let stateDir: string;
 
 /** The main container: an HTTP server whose /ready answers 200 once scratch/ready exists and /live 503 while scratch/sick does; it records its env and identity first. */
 const MAIN_JS = `
@@ -128,18 +127,8 @@ const alive = (pid: number) => {
 };
 
 beforeAll(async () => {
-  c = kubeClients(kubeconfig);
-  ns = await makeNamespace(c, 'pod-runner');
-  // Under /tmp, not a home directory: the pods' UIDs must reach it.
-  stateDir = await mkdtemp(join(tmpdir(), 'pod-runner-test-'));
-  runner = await startPodRunner({
-    kubeconfig,
-    nodeName: NODE,
-    stateDir,
-    log: pino({ level: 'debug' }, pino.destination({ dest: join(stateDir, 'runner.log'), sync: true })),
-    backoff: { initialMs: 1000, maxMs: 2000 },
-    resyncMs: 1000,
-  });
+  fixture = await startRunnerFixture(kubeconfig, NODE, 'pod-runner', { backoff: { initialMs: 1000, maxMs: 2000 }, resyncMs: 1000 });
+  ({ c, ns, runner } = fixture);
   await c.core.createNamespacedConfigMap({ namespace: ns.name, body: { metadata: { name: 'settings' }, data: { settings: '{"a":1}', plain: 'plain text', other: 'not projected' } } });
   await c.core.createNamespacedSecret({ namespace: ns.name, body: { metadata: { name: 'creds' }, stringData: { token: 's3cr3t-value', 'ca.crt': 'PEM' } } });
   await c.core.createNamespacedPersistentVolumeClaim({
@@ -154,12 +143,8 @@ afterEach((ctx) => {
 });
 
 afterAll(async () => {
-  await runner?.stop();
-  await ns?.remove();
-  await c?.core.deleteNode({ name: NODE }).catch(() => undefined);
   // Kept after a failure: the runner's log and the containers' logs say what happened.
-  if (failed) console.log(`[pod-runner test] runner log: ${join(stateDir, 'runner.log')}, container logs: ${join(stateDir, 'logs')}`);
-  else if (stateDir) await rm(stateDir, { recursive: true, force: true });
+  await fixture?.close(failed);
 });
 
 describe('the development pod runner', () => {
