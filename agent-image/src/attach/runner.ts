@@ -50,7 +50,7 @@ export async function runnerTmuxSocket(kc: KubeConfig, pod: V1Pod): Promise<stri
   }
   const tmp = described.containers?.[AGENT_CONTAINER]?.tmp;
   if (!tmp) throw new AttachError(`${where}, but ${podFile} names no /tmp of container ${AGENT_CONTAINER}`);
-  const sockets = readdirSync(tmp)
+  const sockets = entries(tmp)
     .filter((d) => d.startsWith('tmux-'))
     .map((d) => path.join(tmp, d, 'default'))
     .filter((s) => {
@@ -62,4 +62,13 @@ export async function runnerTmuxSocket(kc: KubeConfig, pod: V1Pod): Promise<stri
     });
   if (!sockets[0]) throw new AttachError(`${where}, but its agent container has no tmux server yet (no socket under ${tmp}); is the pod Ready?`);
   return sockets[0];
+}
+
+/** The names in `dir`, none when it does not exist yet (a container that has not started). */
+function entries(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
