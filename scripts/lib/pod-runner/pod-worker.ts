@@ -15,6 +15,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { V1Container, V1ContainerState, V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { writeFileAtomic } from '../../../agent-image/src/harness/files.ts';
 import { PROXY_HEALTH_PORT, PROXY_PORT, SUPERVISOR_LOCAL_PORT, SUPERVISOR_PORT } from '../../../agent-image/src/contract/contract.ts';
 import { freePort } from '../net.ts';
 import { ContainerConfigError, containerEnv, expand, relocateValue, type ObjectData, type PodFacts, type Relocation } from './env.ts';
@@ -675,12 +676,8 @@ export class PodWorker {
    * other processes (attach, the demo). Rewritten when a container starts (its PID).
    */
   private async writeDescription(): Promise<void> {
-    const { writeFile, rename } = await import('node:fs/promises');
-    const file = path.join(this.podDir, 'pod.json');
     const body = JSON.stringify({ namespace: this.pod.metadata?.namespace, name: this.pod.metadata?.name, uid: this.uid, ...this.describe() }, null, 2);
-    await writeFile(`${file}.tmp`, body, { mode: 0o644 })
-      .then(() => rename(`${file}.tmp`, file))
-      .catch((err: unknown) => this.log.debug({ err }, 'pod.json not written'));
+    await writeFileAtomic(path.join(this.podDir, 'pod.json'), body).catch((err: unknown) => this.log.debug({ err }, 'pod.json not written'));
   }
 
   /** Paths and ports of this pod on the host, for tools (attach, the demo). */

@@ -17,10 +17,10 @@
  * fsGroupChangePolicy is OnRootMismatch and the root already matches), directories setgid.
  */
 import { existsSync } from 'node:fs';
-import { chmod, lchown, lstat, mkdir, readdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { V1KeyToPath, V1Pod, V1Volume } from '@kubernetes/client-node';
-import { writeAtomic, type FileProjection } from './atomic-writer.ts';
+import { setVolumeOwnership, writeAtomic, type FileProjection } from './atomic-writer.ts';
 import { fieldValue, type PodFacts } from './env.ts';
 
 /** The API reads volumes need (the runner's kube layer implements it). */
@@ -122,22 +122,11 @@ async function projection(pod: V1Pod, vol: V1Volume, api: VolumeApi, facts: PodF
   return undefined;
 }
 
-/** Sets fsGroup ownership on a writable volume (emptyDir, claim) as the kubelet does. */
+/** Sets fsGroup ownership on a writable volume (emptyDir, claim) as the kubelet does; with `onRootMismatch`, only when the root's group or setgid bit is off. */
 async function ownWritable(dir: string, fsGroup: number, onRootMismatch: boolean): Promise<void> {
   const root = await lstat(dir);
   if (onRootMismatch && root.gid === fsGroup && (root.mode & 0o2000) !== 0) return;
-  const walk = async (p: string): Promise<void> => {
-    const st = await lstat(p);
-    await lchown(p, st.uid, fsGroup);
-    if (st.isSymbolicLink()) return;
-    if (st.isDirectory()) {
-      await chmod(p, (st.mode & 0o7777) | 0o660 | 0o2000 | 0o110);
-      for (const name of await readdir(p)) await walk(path.join(p, name));
-    } else {
-      await chmod(p, (st.mode & 0o7777) | 0o660);
-    }
-  };
-  await walk(dir);
+  await setVolumeOwnership(dir, fsGroup, false);
 }
 
 export interface PreparedVolume {
