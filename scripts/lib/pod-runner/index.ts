@@ -11,7 +11,7 @@
  * NoSchedule taint of the same key (node.ts).
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, realpath } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readdir, readFile, realpath, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig, type V1Container, type V1Pod } from '@kubernetes/client-node';
@@ -23,6 +23,7 @@ import { makePodApi } from './kube.ts';
 import { POD_RUNNER_LABEL, registerNode } from './node.ts';
 import { killMarkedSync, signalMarked } from './process.ts';
 import { KUBELET_BACKOFF, PodWorker, type BackoffOptions } from './pod-worker.ts';
+import { untraversable } from './volumes.ts';
 
 export { POD_RUNNER_HOST_ANNOTATION, POD_RUNNER_LABEL, POD_RUNNER_STATE_DIR_ANNOTATION } from './node.ts';
 export { SHELL_IMAGE } from './images.ts';
@@ -65,24 +66,12 @@ export interface PodRunner {
   stop(): Promise<void>;
 }
 
-/** The directories of `dir`'s ancestors that other users cannot traverse (a problem when pods run as other UIDs). */
-async function untraversable(dir: string): Promise<string[]> {
-  const { stat } = await import('node:fs/promises');
-  const out: string[] = [];
-  for (let d = path.dirname(dir); ; d = path.dirname(d)) {
-    if (((await stat(d)).mode & 0o001) === 0) out.push(d);
-    if (d === '/') break;
-  }
-  return out;
-}
-
 /**
  * This Node binary where every UID can run it: `<stateDir>/bin/node`, a hard link (a copy
  * across file systems). The runner's own may sit under a home only its user can enter
  * (/root/.cache/...), and the agent image's `agent-smith` runs `node` from PATH.
  */
 async function shareNode(stateDir: string): Promise<string> {
-  const { copyFile, link, rename, rm, stat, utimes } = await import('node:fs/promises');
   const dir = path.join(stateDir, 'bin');
   const target = path.join(dir, 'node');
   await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -105,7 +94,6 @@ async function shareNode(stateDir: string): Promise<string> {
  * and the containers' /tmp directories named in its pod.json. Claims and logs stay.
  */
 async function removeStalePods(stateDir: string, live: ReadonlySet<string>, log: Logger): Promise<void> {
-  const { readdir, readFile, rm } = await import('node:fs/promises');
   const podsDir = path.join(stateDir, 'pods');
   for (const entry of await readdir(podsDir).catch(() => [] as string[])) {
     const uid = entry.slice(entry.lastIndexOf('_') + 1);

@@ -17,7 +17,7 @@
  * fsGroupChangePolicy is OnRootMismatch and the root already matches), directories setgid.
  */
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { V1KeyToPath, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { setVolumeOwnership, writeAtomic, type FileProjection } from './atomic-writer.ts';
@@ -149,11 +149,16 @@ export interface VolumeContext {
   warn?: (message: string) => void;
 }
 
-/** Whether every ancestor of `p` lets other users through (mode o+x). */
-async function traversable(p: string): Promise<boolean> {
+/**
+ * The ancestors of `p` that other users cannot traverse (no o+x), nearest first; empty when
+ * every UID can reach `p` (which matters here because pods run as their own UIDs).
+ * @throws the stat error of a missing ancestor
+ */
+export async function untraversable(p: string): Promise<string[]> {
+  const out: string[] = [];
   for (let d = path.dirname(p); ; d = path.dirname(d)) {
-    if (((await lstat(d)).mode & 0o001) === 0) return false;
-    if (d === '/') return true;
+    if (((await stat(d)).mode & 0o001) === 0) out.push(d);
+    if (d === '/') return out;
   }
 }
 
@@ -198,7 +203,7 @@ export async function prepareVolumes(ctx: VolumeContext, refresh = false): Promi
           await mkdir(hostPath, { recursive: true });
           // A kubelet bind-mounts the PV, so its parents' modes do not matter; our symlink
           // must be followed by the pod's UIDs (the local cluster keeps volumes in a 0700 dir).
-          if (ctx.canChown && !(await traversable(hostPath))) {
+          if (ctx.canChown && (await untraversable(hostPath)).length) {
             ctx.warn?.(`PV ${bound.volumeName} of claim ${ns}/${claim}: ${hostPath} is inside a directory other users cannot enter; using the runner's own directory for the claim instead`);
             hostPath = undefined;
           }
