@@ -404,6 +404,11 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
       who.remaining[resource]--;
       send(404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest', status: '404' }, limitHeaders());
     };
+    /** 422 for a create call without a body (docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api). */
+    const missingBody = (object: string, docs: string) => {
+      who.remaining[resource]--;
+      send(422, { message: 'Validation Failed', errors: [{ resource: object, code: 'missing_field', field: 'body' }], documentation_url: docs, status: '422' }, limitHeaders());
+    };
     const parse = (): Record<string, unknown> => {
       try {
         const v = JSON.parse(body || '{}') as unknown;
@@ -436,10 +441,7 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
       const to = p.comments.find((c) => Number(c.id) === Number(commentId));
       const text = parse().body;
       if (!to) return notFound();
-      if (typeof text !== 'string' || !text) {
-        who.remaining[resource]--;
-        return send(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequestReviewComment', code: 'missing_field', field: 'body' }], documentation_url: 'https://docs.github.com/rest/pulls/comments#create-a-reply-for-a-review-comment', status: '422' }, limitHeaders());
-      }
+      if (typeof text !== 'string' || !text) return missingBody('PullRequestReviewComment', 'https://docs.github.com/rest/pulls/comments#create-a-reply-for-a-review-comment');
       const root = to.in_reply_to_id ?? Number(to.id);
       const c = reviewComment(p, who.user, text, to.path, to.line ?? 1, root);
       p.comments.push(c);
@@ -456,7 +458,7 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
     }
     if (kind === 'issues' && sub === 'comments' && req.method === 'POST') {
       const text = parse().body;
-      if (typeof text !== 'string' || !text) return notFound();
+      if (typeof text !== 'string' || !text) return missingBody('IssueComment', 'https://docs.github.com/rest/issues/comments#create-an-issue-comment');
       const c = issueComment(p, who.user, text);
       p.issueComments.push(c);
       touch(p, c.created_at);
