@@ -12,6 +12,8 @@ import { nextBackoff, sleep } from './backoff.ts';
 import { EventEnvelope } from './schema.ts';
 import { streamSubjects } from './subject.ts';
 
+const DEFAULT_MAX_DELIVER = 10;
+
 export interface ConsumeOptions {
   /**
    * Durable consumer name: the server keeps the position under it. One name per purpose
@@ -38,9 +40,10 @@ export interface DeliveryMeta {
 
 /**
  * Called once per delivered event. Resolve to acknowledge it; throw (reject) to have it
- * redelivered later (after 1 s, 2 s, 4 s ... up to 60 s). Delivery is at-least-once: an
- * event can arrive again after an ack that was lost, so handlers must be idempotent (the
- * envelope's `id` is unique).
+ * redelivered later (after 1 s, 2 s, 4 s ... up to 60 s), until its `maxDeliver`-th
+ * delivery fails: that one is logged as an error and the event skipped. Delivery is
+ * at-least-once: an event can arrive again after an ack that was lost, so handlers must
+ * be idempotent (the envelope's `id` is unique).
  */
 export type EventHandler = (event: EventEnvelope, meta: DeliveryMeta) => Promise<void>;
 
@@ -79,7 +82,7 @@ async function ensureDurable(nc: NatsConnection, ctx: ConsumeContext, opts: Cons
     ack_policy: AckPolicy.Explicit,
     deliver_policy: opts.deliver === 'all' ? DeliverPolicy.All : DeliverPolicy.New,
     ack_wait: nanos(opts.ackWaitMs ?? 60_000),
-    max_deliver: opts.maxDeliver ?? 10,
+    max_deliver: opts.maxDeliver ?? DEFAULT_MAX_DELIVER,
   });
 }
 
@@ -102,6 +105,7 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
   const stop = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([stop.signal, ctx.signal]) : stop.signal;
   const log = ctx.log.child({ consumer: opts.durable });
+  const maxDeliver = opts.maxDeliver ?? DEFAULT_MAX_DELIVER;
   let messages: ConsumerMessages | undefined;
   signal.addEventListener('abort', () => void messages?.close(), { once: true });
 
@@ -118,6 +122,12 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
     try {
       await handler(event, { subject: m.subject, seq: m.seq, deliveryCount });
     } catch (err) {
+      if (deliveryCount >= maxDeliver) {
+        // The server would not deliver it again anyway (max_deliver): say so, once.
+        log.error({ eventId: event.id, type: event.type, deliveryCount, err: err instanceof Error ? err.message : err }, 'event handler failed on the last delivery; the event is skipped');
+        m.term('the handler failed on the last delivery');
+        return;
+      }
       const delay = Math.min(60_000, 1000 * 2 ** (deliveryCount - 1));
       log.warn({ eventId: event.id, type: event.type, deliveryCount, delayMs: delay, err: err instanceof Error ? err.message : err }, 'event handler failed; redelivery later');
       m.nak(delay);
