@@ -443,7 +443,10 @@ export class PodWorker {
     c.state = { running: { startedAt } };
     c.started = !c.spec.startupProbe;
     c.ready = c.started && !c.spec.readinessProbe;
-    this.log.info({ container: c.name, pid: proc.pid, restartCount: c.restartCount, argv: spec.argv, uid: spec.identity?.uid }, 'container started');
+    // The command as the pod spec gives it, before $(VAR) expansion: an argument may expand
+    // to a Secret's value (env from secretKeyRef), and this log is not a place for it.
+    const command = c.plan.kind === 'refused' ? [] : c.plan.argv;
+    this.log.info({ container: c.name, pid: proc.pid, restartCount: c.restartCount, command, uid: spec.identity?.uid }, 'container started');
     this.o.api.event(this.pod, 'Normal', 'Started', `Started container ${c.name}`, c.name);
     this.startProbes(c, spec);
     this.writeStatus();
