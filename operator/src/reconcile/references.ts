@@ -137,8 +137,12 @@ export async function checkClusterReferences(clients: Clients, agent: Agent): Pr
 /**
  * The cluster IPs of the in-cluster Services the spec names for the supervisor's own
  * connections (render/networkpolicy.ts inClusterServices: the NATS server, a Matrix
- * homeserver), for the pod's allowCidrs and, in iptables mode, its hostAliases. One GET
- * per named Service and reconcile (0 to 2; the child caches hold only managed objects).
+ * homeserver), for the pod's allowCidrs and hostAliases. Only under iptables enforcement:
+ * the supervisor dials these Services directly (NO_PROXY holds in-cluster names), which only
+ * egress-init's rules can block, and hostAliases are rendered in that mode only; under
+ * proxy-env nothing stops a direct connection, so that Agent gets none and costs no read.
+ * Otherwise one GET per named Service and reconcile (0 to 2; the child caches hold only
+ * managed objects).
  * @returns `addresses`: {host as the spec writes it, spec.clusterIPs}; `unresolved`:
  *   `<namespace>/<name> (not found | headless: no cluster IP)` for a Service that is missing
  *   (404) or has no cluster IP, left out of `addresses` (the caller logs it; the agent still
@@ -149,6 +153,7 @@ export async function checkClusterReferences(clients: Clients, agent: Agent): Pr
 export async function resolveServiceAddresses(clients: Clients, agent: Agent): Promise<{ addresses: ServiceAddress[]; unresolved: string[] }> {
   const addresses: ServiceAddress[] = [];
   const unresolved: string[] = [];
+  if (agent.spec.egress.enforcement !== 'iptables') return { addresses, unresolved };
   for (const svc of inClusterServices(agent)) {
     const live = await readOrUndefined(() => clients.core.readNamespacedService({ name: svc.name, namespace: svc.namespace }));
     const ips = (live?.spec?.clusterIPs ?? (live?.spec?.clusterIP ? [live.spec.clusterIP] : [])).filter((ip) => ip && ip !== 'None');
