@@ -25,9 +25,6 @@ import { killMarkedSync, signalMarked } from './process.ts';
 import { KUBELET_BACKOFF, PodWorker, type BackoffOptions } from './pod-worker.ts';
 import { untraversable } from './volumes.ts';
 
-export { POD_RUNNER_HOST_ANNOTATION, POD_RUNNER_LABEL, POD_RUNNER_STATE_DIR_ANNOTATION } from './node.ts';
-export { SHELL_IMAGE } from './images.ts';
-
 /** Root of this checkout. */
 export const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 

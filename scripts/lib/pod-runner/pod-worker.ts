@@ -76,7 +76,6 @@ interface ContainerRun extends ContainerSnapshot {
   exited?: Promise<number>;
 }
 
-
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
@@ -132,13 +131,8 @@ export class PodWorker {
   }
 
   /** Where a container's output goes: `<stateDir>/logs/<ns>_<name>_<uid>/<container>/<restartCount>.log`. */
-  logFile(container: string, restartCount: number): string {
+  private logFile(container: string, restartCount: number): string {
     return path.join(this.logDir, container, `${restartCount}.log`);
-  }
-
-  /** The host port the runner gave an in-pod port of this pod. */
-  hostPort(port: number): number | undefined {
-    return this.ports.get(port);
   }
 
   /** Starts the pod's life; resolves when it has nothing more to run. */
