@@ -134,9 +134,9 @@ export class EventLog {
   }
 
   /**
-   * Stops: gives the drain up to `flushMs` to publish what is pending (e.g. `agent_stopped`),
-   * stops the consumers, closes the connection. What is left stays in the outbox for the
-   * next start.
+   * Stops: gives the drain up to `flushMs` (ms, default 3000; none while NATS is
+   * unreachable) to publish what is pending (e.g. `agent_stopped`), stops the consumers,
+   * closes the connection. What is left stays in the outbox for the next start. Never rejects.
    */
   async stop(flushMs = 3000): Promise<void> {
     const deadline = Date.now() + flushMs;
