@@ -40,9 +40,11 @@ export const KUBELET_BACKOFF: BackoffOptions = { initialMs: 10_000, maxMs: 300_0
 
 /** What a pod worker needs from the API server (the runner's kube layer). */
 export interface PodApi extends VolumeApi {
+  /** Merge-patches the pod's status subresource with `status`; a 404 (pod gone) is not an error. @throws any other API error */
   writeStatus(pod: V1Pod, status: V1PodStatus): Promise<void>;
-  /** Deletes the pod object with grace 0 and a UID precondition; a 404 is not an error. */
+  /** Deletes the pod object with grace 0 and a UID precondition; a 404 or 409 (a newer pod of that name) is not an error. @throws any other API error */
   deletePod(pod: V1Pod): Promise<void>;
+  /** Records a core/v1 Event on the pod (on `spec.containers{container}` when given); fire and forget, never throws. */
   event(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, message: string, container?: string): void;
 }
 

@@ -31,7 +31,11 @@ export interface VolumeApi {
   secret(namespace: string, name: string): Promise<Record<string, Buffer> | undefined>;
   /** The PV bound to the claim and its hostPath, if any. @throws VolumeError while the claim is unbound */
   claim(namespace: string, name: string): Promise<{ volumeName: string; hostPath?: string }>;
-  /** A TokenRequest for the pod's service account, bound to the pod. */
+  /**
+   * A TokenRequest for the pod's service account, bound to the pod, valid for
+   * `expirationSeconds` (s); `expiresAt` is epoch ms (the API server may shorten it).
+   * @throws the API error (e.g. 404 for a missing service account)
+   */
   token(pod: V1Pod, audience: string | undefined, expirationSeconds: number): Promise<{ token: string; expiresAt: number }>;
 }
 
