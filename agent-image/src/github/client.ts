@@ -22,7 +22,7 @@
  *   network errors (3 times, growing waits); 4xx other than limits are not retried.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import tls from 'node:tls';
 import { Octokit } from '@octokit/core';
@@ -174,7 +174,6 @@ export class ConditionalCache {
 
   async set(key: string, entry: CacheEntry): Promise<void> {
     this.memory.set(key, entry);
-    await mkdir(this.dir, { recursive: true });
     await writeFileAtomic(this.file(key), JSON.stringify(entry), 0o600);
   }
 }
