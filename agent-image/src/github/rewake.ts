@@ -37,6 +37,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileAtomic } from '../harness/files.ts';
 import type { Logger } from '../log.ts';
 import type { Inbox, InboxMessage } from '../supervisor/inbox.ts';
@@ -283,8 +284,4 @@ export class PrRewake {
     log.info({ trigger, id, pullRequests: prs, comments: keys, consecutive: this.gate.consecutive }, 'PR rewake: new unanswered comments put in the inbox');
     await this.opts.emit('rewake', { source: REWAKE_SOURCE, trigger, id, pullRequests: prs, comments: keys.length });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
