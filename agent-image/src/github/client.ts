@@ -160,6 +160,7 @@ export class ConditionalCache {
     return path.join(this.dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`);
   }
 
+  /** The entry for `key` (a request URL), from memory or its file; undefined when there is none or the file is unreadable. Never throws. */
   async get(key: string): Promise<CacheEntry | undefined> {
     const hit = this.memory.get(key);
     if (hit) return hit;
@@ -172,6 +173,7 @@ export class ConditionalCache {
     }
   }
 
+  /** Keeps `entry` for `key` in memory and writes its file (atomically, mode 0600). @throws the fs error when the file cannot be written. */
   async set(key: string, entry: CacheEntry): Promise<void> {
     this.memory.set(key, entry);
     await writeFileAtomic(this.file(key), JSON.stringify(entry), 0o600);

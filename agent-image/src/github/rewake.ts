@@ -147,6 +147,11 @@ export interface PrRewakeOptions {
 
 export type RewakeTrigger = 'stop' | 'poll';
 
+/**
+ * The rewake of one agent (see the module comment): `start()` loads the notified keys and
+ * starts the idle poll, `onHook()` takes the CLI's hook calls, `runCheck()` runs one
+ * check, `stop()` ends the poll. Checks never throw; failures are logged.
+ */
 export class PrRewake {
   private readonly opts: PrRewakeOptions;
   private readonly notified: NotifiedStore;
@@ -175,6 +180,7 @@ export class PrRewake {
     this.opts.log.info({ intervalSeconds: this.opts.intervalSeconds, maxConsecutiveRewakes: this.opts.maxConsecutiveRewakes }, 'PR rewake watching the agent\'s pull requests');
   }
 
+  /** Ends the idle poll; a check already running finishes. */
   stop(): void {
     if (this.timer) clearInterval(this.timer);
   }

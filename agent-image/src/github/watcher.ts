@@ -71,6 +71,11 @@ interface ThreadInfo {
 
 const user = (u: { login: string } | null | undefined) => (u ? { login: u.login } : null);
 
+/**
+ * Reads the agent's open pull requests in its repositories and decides what waits on it
+ * (unanswered.ts). Keeps the conditional-request cache under `<stateDir>/github/http-cache`
+ * and, in memory, each pull request's thread resolution with the fingerprint it was read at.
+ */
 export class PrWatcher {
   private readonly opts: PrWatcherOptions;
   private readonly cache: ConditionalCache;
