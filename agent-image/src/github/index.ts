@@ -39,15 +39,17 @@ export async function startPrRewake(opts: {
     return undefined;
   }
   const apiUrl = gh.apiUrl ?? DEFAULT_API_URL;
+  // The host only: a URL's userinfo is a credential and never logged.
+  const apiHost = new URL(apiUrl).host;
   let token: string | undefined;
   try {
     token = githubToken(contract, apiUrl, opts.env);
   } catch (err) {
-    log.warn({ apiUrl, error: (err as Error).message }, 'PR rewake off: the egress credentials cannot say which one serves the API host');
+    log.warn({ apiHost, error: (err as Error).message }, 'PR rewake off: the egress credentials cannot say which one serves the API host');
     return undefined;
   }
   if (!token) {
-    log.warn({ apiUrl }, 'PR rewake off: no GitHub token (no egress credential for the API host, no GH_TOKEN)');
+    log.warn({ apiHost }, 'PR rewake off: no GitHub token (no egress credential for the API host, no GH_TOKEN)');
     return undefined;
   }
   const child = log.child({ component: 'github', login: gh.login });
