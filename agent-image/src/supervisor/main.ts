@@ -123,7 +123,8 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   const teeFile = await paneOutputFifo(log);
   const shell = [env.SHELL && existsSync(env.SHELL) ? env.SHELL : existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'];
 
-  const github: { rewake?: PrRewake | undefined } = {};
+  // Started after the CLI (it reads the supervisor's status); the hook callback finds it then.
+  let rewake: PrRewake | undefined = undefined;
   const supervisor = new Supervisor({
     contract,
     ctx,
@@ -136,7 +137,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     paneEnv: { ...trust, ...stubEnv(contract), HOME: layout.homeDir },
     shell,
     teeFile,
-    onHookEvent: (event, input) => github.rewake?.onHook(event, input),
+    onHookEvent: (event, input) => rewake?.onHook(event, input),
   });
 
   const rosterFile = path.join(layout.resolve(TEAM_DIR), 'roster.json');
@@ -199,7 +200,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   await bridge?.start();
   // Octokit and undici (~20 MB of RSS) load only for an agent that watches its pull requests.
   const gh = contract.github?.watchPullRequests.enabled ? await import('../github/index.ts') : undefined;
-  github.rewake = await gh?.startPrRewake({
+  rewake = await gh?.startPrRewake({
     contract,
     layout,
     env,
@@ -215,7 +216,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping: SIGTERM to the CLI and the shell');
-    github.rewake?.stop();
+    rewake?.stop();
     void reviews?.stop();
     Promise.all([supervisor.stop(), bridge?.stop()])
       .then(([result]) => result)
