@@ -1,13 +1,16 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GROUP, PLURAL, VERSION } from './api/agent.ts';
+import { Agent, GROUP, PLURAL, VERSION } from './api/agent.ts';
 import { LABEL_INSTANCE, MANAGED_SELECTOR } from './api/constants.ts';
 import type { Clients } from './kube/clients.ts';
+import { identityOnly, listObjectMetadata, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
 import type { OperatorMetrics } from './observability/metrics.ts';
 import { makeAgentReconciler, type ChildKind } from './reconcile/agent.ts';
+import { referencedObjects, type ObjectReference } from './reconcile/references.ts';
 import type { SharedRules } from './render/persona.ts';
 import { Controller } from './runtime/controller.ts';
 import { ResilientInformer } from './runtime/informer.ts';
+import { objectKey, ReferenceIndex } from './runtime/reference-index.ts';
 import { statusOnly, trimMetadata } from './runtime/trim.ts';
 
 export interface OperatorOptions {
@@ -37,6 +40,13 @@ function ownerKeyOf(obj: KubernetesObject): string | undefined {
  * The Agent operator: informers on Agents and on every kind of child it manages (seen
  * through the managed-by label), all feeding one keyed queue of Agent keys, and the
  * Agent reconciler behind it.
+ *
+ * It also watches the metadata of every Secret and ConfigMap (PartialObjectMetadata:
+ * never a value, not even over the wire) and, through an index of what each Agent's spec
+ * names (references.ts referencedObjects), queues exactly the Agents that refer to one
+ * that was created, changed or deleted: a credential key renamed or a persona broken
+ * shows in the Agent's conditions within seconds rather than at the next resync. The
+ * reconcile still reads the one Secret or ConfigMap it checks with a GET.
  */
 export class AgentOperator {
   readonly controller: Controller;
@@ -54,6 +64,12 @@ export class AgentOperator {
       if (key) this.controller.enqueue(key);
     };
     const agentSelector = opts.agentSelector || undefined;
+    /** Agent keys by the Secrets and ConfigMaps their spec names (by name, so one created later is found). */
+    const references = new ReferenceIndex();
+    const indexReferences = (key: string, obj: KubernetesObject | undefined) => {
+      const parsed = obj ? Agent.safeParse(obj) : undefined;
+      references.set(key, parsed?.success ? referencedObjects(parsed.data).map((r) => objectKey(r.kind, r.namespace, r.name)) : []);
+    };
     /** Per Agent key: the roster-relevant fields last seen, and its team (to notice a team change). */
     const rosterPrints = new Map<string, string>();
     const rosterTeams = new Map<string, string>();
@@ -65,7 +81,9 @@ export class AgentOperator {
         // A teammate joining, leaving, or changing what the roster shows changes every
         // teammate's roster; a status update does not (that would be O(team²) reconciles).
         const spec = (obj as { spec?: { team?: string; harness?: unknown; github?: unknown; matrix?: unknown; repos?: unknown } }).spec;
-        const gone = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace) === undefined;
+        const cached = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace);
+        indexReferences(key, cached);
+        const gone = cached === undefined;
         const print = gone ? 'gone' : JSON.stringify([spec?.team, spec?.harness, spec?.github, spec?.matrix, spec?.repos]);
         if (rosterPrints.get(key) === print) return;
         const teams = new Set([spec?.team, rosterTeams.get(key)].filter((t): t is string => !!t));
@@ -99,6 +117,27 @@ export class AgentOperator {
       RoleBinding: managed('rolebindings', '/apis/rbac.authorization.k8s.io/v1/rolebindings', () => clients.rbac.listRoleBindingForAllNamespaces(sel)),
       NetworkPolicy: managed('networkpolicies', '/apis/networking.k8s.io/v1/networkpolicies', () => clients.networking.listNetworkPolicyForAllNamespaces(sel)),
     };
+
+    // Metadata only, identity kept (name, namespace, uid, resourceVersion): the value of a
+    // referenced Secret or ConfigMap is read by the reconcile that this event queues.
+    const referenced = (kind: ObjectReference['kind'], name: string, path: string) =>
+      this.informer(
+        name,
+        path,
+        () => listObjectMetadata(clients.kc, path) as never,
+        (obj) => {
+          const namespace = obj.metadata?.namespace ?? '';
+          for (const key of references.owners(objectKey(kind, namespace, obj.metadata?.name ?? ''))) {
+            opts.metrics.referenceReconciles.inc({ kind });
+            this.controller.enqueue(key);
+          }
+        },
+        undefined,
+        identityOnly,
+        PARTIAL_OBJECT_METADATA_ACCEPT,
+      );
+    referenced('Secret', 'secret-metadata', '/api/v1/secrets');
+    referenced('ConfigMap', 'configmap-metadata', '/api/v1/configmaps');
 
     const phases = new Map<string, string>();
     const reconcile = makeAgentReconciler({
@@ -146,6 +185,7 @@ export class AgentOperator {
     onChange: (obj: KubernetesObject) => void,
     labelSelector?: string,
     transform: (obj: KubernetesObject) => KubernetesObject = trimMetadata,
+    watchAccept?: string,
   ): ResilientInformer<KubernetesObject> {
     const inf = new ResilientInformer<KubernetesObject>(this.opts.clients.kc, {
       name,
@@ -155,6 +195,7 @@ export class AgentOperator {
       transform,
       log: this.opts.log,
       ...(labelSelector ? { labelSelector } : {}),
+      ...(watchAccept ? { watchAccept } : {}),
     });
     this.informers.push(inf);
     return inf;

@@ -46,6 +46,13 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  readonly referenceReconciles = new Counter({
+    name: 'agentsmith_reference_reconciles_total',
+    help: 'Agents queued for a reconcile because a Secret or ConfigMap they reference was created, changed or deleted, by kind of that object.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly apiRequests = new Counter({
     name: 'agentsmith_api_requests_total',
     help: 'Requests sent to the Kubernetes API server, by verb (get, list, watch, create, update, patch, delete) and resource.',

@@ -58,7 +58,12 @@ export interface AgentReconcilerDeps {
   caches: Caches;
   image: string;
   shared: SharedRules;
-  /** Resync period: every Agent is reconciled at least this often, in ms (picks up persona ConfigMap edits). */
+  /**
+   * Resync period: every Agent is reconciled at least this often, in ms. A backstop: edits
+   * of the Secrets and ConfigMaps an Agent names are seen through the operator's watch
+   * (operator.ts) within seconds; what is not watched (its ClusterRole, StorageClass, the
+   * in-cluster Services of spec.events and spec.matrix) is picked up here.
+   */
   resyncMs: number;
   now?: () => Date;
   /** Called with each Agent's phase after its status is computed (metrics). */
@@ -70,7 +75,11 @@ function teamOf(o: KubernetesObject): string | undefined {
   return (o as { spec?: { team?: string } }).spec?.team;
 }
 
-/** How soon an Agent blocked on a missing reference is looked at again, in ms. */
+/**
+ * How soon an Agent blocked on a missing reference is looked at again, in ms. A missing
+ * Secret or ConfigMap is noticed sooner (its creation is watched); this covers the
+ * cluster-scoped references (ClusterRole, StorageClass), which are not.
+ */
 const BLOCKED_RETRY_MS = 10_000;
 
 /** A readable path of the first zod issue, e.g. `spec.storage.home: must be a positive quantity`. */

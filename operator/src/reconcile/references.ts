@@ -79,6 +79,37 @@ export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ 
   };
 }
 
+/** The Secret keys CredentialsResolved checks, each with the spec field that names it. Pure. */
+function credentialSecretRefs(agent: Agent): Array<{ field: string; name: string; key: string }> {
+  const refs = agent.spec.egress.credentials.map((c, i) => ({ field: `spec.egress.credentials[${i}] (${c.name}).secretRef`, ...c.secretRef }));
+  if (agent.spec.matrix) refs.push({ field: 'spec.matrix.accessTokenSecretRef', ...agent.spec.matrix.accessTokenSecretRef });
+  return refs;
+}
+
+/** A Secret or ConfigMap in the Agent's namespace that its spec names. */
+export interface ObjectReference {
+  kind: 'Secret' | 'ConfigMap';
+  namespace: string;
+  name: string;
+}
+
+/**
+ * Every Secret and ConfigMap the checks below read for `agent`: the persona ConfigMap
+ * (spec.persona.configMapRef), the credential Secrets (spec.egress.credentials[].secretRef),
+ * the Matrix access token Secret (spec.matrix.accessTokenSecretRef) and the image pull
+ * Secrets (spec.pod.imagePullSecrets), each once. A change to any of them can change a
+ * condition, so the operator watches them (operator.ts). Pure.
+ */
+export function referencedObjects(agent: Agent): ObjectReference[] {
+  const namespace = agent.metadata.namespace ?? 'default';
+  const seen = new Map<string, ObjectReference>();
+  const add = (kind: ObjectReference['kind'], name: string) => seen.set(`${kind}/${name}`, { kind, namespace, name });
+  if (agent.spec.persona.configMapRef) add('ConfigMap', agent.spec.persona.configMapRef.name);
+  for (const { name } of credentialSecretRefs(agent)) add('Secret', name);
+  for (const { name } of agent.spec.pod?.imagePullSecrets ?? []) add('Secret', name);
+  return [...seen.values()];
+}
+
 /**
  * CredentialsResolved: every `spec.egress.credentials[i].secretRef` names an existing
  * Secret that has the key, with a non-empty value. Values are read only to check they
@@ -87,8 +118,7 @@ export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ 
  */
 export async function checkCredentials(clients: Clients, agent: Agent): Promise<ConditionInput> {
   const type = ConditionType.CredentialsResolved;
-  const refs = agent.spec.egress.credentials.map((c, i) => ({ field: `spec.egress.credentials[${i}] (${c.name}).secretRef`, ...c.secretRef }));
-  if (agent.spec.matrix) refs.push({ field: 'spec.matrix.accessTokenSecretRef', ...agent.spec.matrix.accessTokenSecretRef });
+  const refs = credentialSecretRefs(agent);
   if (!refs.length) return { type, status: 'True', reason: Reason.AsExpected, message: 'no credentials configured' };
   const namespace = agent.metadata.namespace ?? 'default';
   const problems: string[] = [];

@@ -2,6 +2,7 @@ import {
   ListWatch,
   Watch,
   type KubeConfig,
+  type RequestContext,
   type KubernetesObject,
   type KubernetesListObject,
   type ObjectCache,
@@ -11,6 +12,26 @@ import { ExponentialBackoff } from './backoff.ts';
 import { describeError } from './errors.ts';
 
 /**
+ * `kc` for a watch that sends `accept` as its Accept header. client-node's Watch sets no
+ * Accept header and reads only `getCurrentCluster` and `applySecurityAuthentication` of
+ * its config; every call goes to `kc` itself (its connection pool included).
+ */
+function withAcceptHeader(kc: KubeConfig, accept: string): KubeConfig {
+  return new Proxy(kc, {
+    get(target, prop) {
+      if (prop === 'applySecurityAuthentication') {
+        return async (ctx: RequestContext) => {
+          await target.applySecurityAuthentication(ctx);
+          ctx.setHeaderParam('Accept', accept);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/**
  * Watch that asks the server for bookmarks, so a quiet resource keeps a fresh
  * resourceVersion, and passes each added, modified or deleted object through
  * `transform` before the cache sees it.
@@ -18,8 +39,8 @@ import { describeError } from './errors.ts';
 class BookmarkWatch<T> extends Watch {
   private readonly transform: ((obj: T) => T) | undefined;
 
-  constructor(kc: KubeConfig, transform?: (obj: T) => T) {
-    super(kc);
+  constructor(kc: KubeConfig, transform?: (obj: T) => T, accept?: string) {
+    super(accept ? withAcceptHeader(kc, accept) : kc);
     this.transform = transform;
   }
 
@@ -56,6 +77,12 @@ export interface InformerOptions<T extends KubernetesObject> {
    * `metadata.name`, `namespace` and `resourceVersion`. Default: keep everything.
    */
   transform?: (obj: T) => T;
+  /**
+   * Accept header of the watch request, e.g. kube/metadata.ts's PartialObjectMetadata
+   * type for a metadata-only watch; `list` must then ask for the same representation.
+   * Default: none (full JSON objects).
+   */
+  watchAccept?: string;
   log: Logger;
   /** Restart backoff; defaults to 1 s doubling to 30 s. */
   backoff?: ExponentialBackoff;
@@ -92,7 +119,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       setImmediate(() => this.markSynced());
       return result;
     };
-    this.lw = new ListWatch<T>(opts.path, new BookmarkWatch<T>(kc, opts.transform), list, false, opts.labelSelector, opts.fieldSelector);
+    this.lw = new ListWatch<T>(opts.path, new BookmarkWatch<T>(kc, opts.transform, opts.watchAccept), list, false, opts.labelSelector, opts.fieldSelector);
     for (const verb of ['add', 'update', 'delete'] as const) {
       this.lw.on(verb, (obj: T) => {
         this.backoff.forget('watch');
