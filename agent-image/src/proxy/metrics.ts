@@ -53,6 +53,12 @@ export class ProxyMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly connectionsClosed = new Counter({
+    name: 'agentsmith_proxy_connections_closed_total',
+    help: 'client connections the proxy closed itself, by reason (handshake_timeout, headers_timeout, keep_alive_timeout, idle_timeout, evicted at the connection limit)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'agentsmith_proxy_' });

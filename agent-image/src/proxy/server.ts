@@ -20,7 +20,10 @@
  * Fail closed: until `setRuntime` (config, CA and every credential loaded), every request
  * and CONNECT is answered 503 and every TLS connection is closed. Limits (config.ts
  * ProxyLimits): concurrent connections, TLS handshake time, header size and time, idle
- * time, upstream connect time.
+ * time, upstream connect time. The time limits are enforced by timeouts.ts on every path
+ * (Node's own header timeout does not run for connections handed to a server that does not
+ * listen); at the connection limit the longest-waiting connection with no request in
+ * flight is closed to make room, so slow or silent clients cannot lock new ones out.
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -36,6 +39,7 @@ import { checkRequestHeaders, field, pairs } from './headers.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { assertSameHost, canonicalHost, parseAuthority, PolicyError, type Allowlist, type CanonicalHost, type Lookup } from './policy.ts';
 import type { CredentialSet } from './swap.ts';
+import { CloseReport, ConnectionTimeouts, type CloseReason, type TrackedConnection } from './timeouts.ts';
 import { UpstreamPool } from './upstream.ts';
 
 /** Everything loaded: the proxy serves once it has one. */
@@ -57,6 +61,8 @@ interface Conn {
   bound?: Target;
   sni?: CanonicalHost;
   pool?: UpstreamPool;
+  /** The client connection's phase and deadlines (timeouts.ts). */
+  clock?: TrackedConnection;
 }
 
 export interface EgressProxyOptions {
@@ -107,6 +113,9 @@ export class EgressProxy {
   readonly #listeners: net.Server[] = [];
   readonly #sockets = new Set<net.Socket>();
   readonly #conns = new WeakMap<object, Conn>();
+  readonly #timeouts: ConnectionTimeouts;
+  readonly #rawOf = new WeakMap<TrackedConnection, net.Socket>();
+  readonly #closeReport: CloseReport;
   /** A context with no certificate: a handshake that never reaches SNICallback (no SNI) fails. */
   readonly #noCertificate = tls.createSecureContext({});
   #runtime: ProxyRuntime | undefined;
@@ -122,12 +131,20 @@ export class EgressProxy {
       requireHostHeader: false,
       joinDuplicateHeaders: false,
       insecureHTTPParser: false,
-      headersTimeout: l.headersTimeoutMs,
+      // Node's headersTimeout and requestTimeout never run here (this server does not
+      // listen; timeouts.ts enforces the limits). keepAliveTimeout still closes an idle
+      // keep-alive socket and tells clients (`Keep-Alive: timeout=N`) when it will.
       requestTimeout: 0,
       keepAliveTimeout: l.keepAliveTimeoutMs,
-      connectionsCheckingInterval: 1000,
     });
-    this.#http.timeout = l.idleTimeoutMs;
+    this.#closeReport = new CloseReport((reason, closed) =>
+      opts.log.warn({ reason, closed, limitMs: timeoutLimit(l, reason) }, 'egress proxy: closed client connections that sent too little in time (at most one line per reason a minute)'),
+    );
+    this.#timeouts = new ConnectionTimeouts({
+      limits: l,
+      onExpire: (clock, reason) => this.#expire(clock, reason),
+      afterSweep: () => this.#closeReport.flush(),
+    });
     this.#http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#guard(req.socket, () => this.#onRequest(req, res)));
     this.#http.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#guard(socket, () => this.#onConnect(req, socket, head)));
     this.#http.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#guard(socket, () => this.#onUpgrade(req, socket, head)));
@@ -146,6 +163,18 @@ export class EgressProxy {
       this.#opts.log.error({ err: (err as Error).name, message: (err as Error).message.slice(0, 200) }, 'egress proxy: handler failed; connection closed');
       socket.destroy();
     }
+  }
+
+  /** Closes a connection for `reason`: counted, and logged at most once a minute per reason. */
+  #closeFor(raw: net.Socket, reason: CloseReason): void {
+    this.#opts.metrics.connectionsClosed.inc({ reason });
+    this.#closeReport.note(reason);
+    raw.destroy();
+  }
+
+  #expire(clock: TrackedConnection, reason: CloseReason): void {
+    const raw = this.#rawOf.get(clock);
+    if (raw) this.#closeFor(raw, reason);
   }
 
   /** Serve: everything is loaded and valid. */
@@ -191,6 +220,7 @@ export class EgressProxy {
         this.#listeners.push(v4);
       }
       this.#opts.ownPorts.add(bound);
+      this.#timeouts.start();
       return bound;
     }
   }
@@ -211,10 +241,13 @@ export class EgressProxy {
   /** Stops accepting, lets requests in flight finish for up to `graceMs`, then closes the rest. */
   async close(graceMs = 5_000): Promise<void> {
     const closed = Promise.all(this.#listeners.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    this.#http.closeIdleConnections();
+    // Connections with nothing in flight go now (Node's closeIdleConnections knows only
+    // connections of a listening server); the rest get the grace period.
+    for (const s of this.#sockets) if (this.#conns.get(s)?.clock?.phase !== 'busy') s.destroy();
     const deadline = Date.now() + graceMs;
     while (this.#sockets.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const s of this.#sockets) s.destroy();
+    this.#timeouts.stop();
     await closed;
     this.#http.close();
   }
@@ -224,21 +257,33 @@ export class EgressProxy {
   #onAccept(socket: net.Socket): void {
     const { limits, metrics } = this.#opts;
     if (this.#sockets.size >= limits.maxConnections) {
-      metrics.connectionsRefused.inc({ reason: 'limit' });
-      socket.destroy();
-      return;
+      // Make room by closing the connection that has waited longest with no request in
+      // flight; refuse the new one only when every connection is doing work.
+      const victim = this.#timeouts.evictable();
+      const raw = victim && this.#rawOf.get(victim);
+      if (!victim || !raw) {
+        metrics.connectionsRefused.inc({ reason: 'limit' });
+        socket.destroy();
+        return;
+      }
+      this.#timeouts.untrack(victim);
+      this.#closeFor(raw, 'evicted');
+      // The victim's 'close' (which updates the count) comes later; it is out of the set now.
+      this.#sockets.delete(raw);
     }
     this.#sockets.add(socket);
     metrics.connections.set(this.#sockets.size);
-    const conn: Conn = { id: this.#nextId++, mode: 'explicit', tls: false };
+    const clock = this.#timeouts.track(socket);
+    this.#rawOf.set(clock, socket);
+    const conn: Conn = { id: this.#nextId++, mode: 'explicit', tls: false, clock };
     this.#conns.set(socket, conn);
     socket.on('error', () => undefined);
     socket.once('close', () => {
       this.#sockets.delete(socket);
+      this.#timeouts.untrack(clock);
       metrics.connections.set(this.#sockets.size);
       conn.pool?.close();
     });
-    socket.setTimeout(limits.handshakeTimeoutMs, () => socket.destroy());
     this.#sniff(socket, conn, false);
   }
 
@@ -260,8 +305,8 @@ export class EgressProxy {
             socket.destroy();
           });
         } else {
-          // Plain HTTP: the server's own header timeout takes over from the handshake timer.
-          socket.setTimeout(0);
+          // Plain HTTP: a request head is due within headersTimeoutMs.
+          if (conn.clock) this.#timeouts.enter(conn.clock, 'head');
           this.#http.emit('connection', socket);
         }
       });
@@ -363,8 +408,8 @@ export class EgressProxy {
     });
     this.#conns.set(socket, conn);
     socket.once('secure', () => {
-      raw.setTimeout(0);
       conn.tls = true;
+      if (conn.clock) this.#timeouts.enter(conn.clock, 'head');
       this.#http.emit('connection', socket);
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -381,6 +426,8 @@ export class EgressProxy {
 
   #onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const conn = this.#connOf(socket);
+    // Busy while the target is checked and resolved; the tunnel then starts a new handshake phase.
+    if (conn.clock) this.#timeouts.begin(conn.clock);
     const trail = this.#trail({ mode: 'connect', conn: conn.id, method: 'CONNECT', decision: 'deny', reason: 'policy_error' });
     socket.on('error', () => undefined);
     const deny = (r: Refusal, target?: Target) => {
@@ -423,7 +470,10 @@ export class EgressProxy {
           socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
           const raw = socket as net.Socket;
           if (head.length) raw.unshift(head);
-          raw.setTimeout(this.#opts.limits.handshakeTimeoutMs, () => raw.destroy());
+          if (conn.clock) {
+            conn.clock.inFlight = 0;
+            this.#timeouts.enter(conn.clock, 'handshake');
+          }
           this.#sniff(raw, conn, true);
         },
         (err) => deny(asRefusal(err), bound),
@@ -438,6 +488,11 @@ export class EgressProxy {
 
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const conn = this.#connOf(req.socket);
+    const clock = conn.clock;
+    if (clock) {
+      this.#timeouts.begin(clock);
+      res.once('close', () => this.#timeouts.end(clock));
+    }
     req.on('error', () => undefined);
     res.on('error', () => undefined);
     const trail = this.#trail({ mode: conn.mode, conn: conn.id, method: req.method ?? '', path: auditPath(req.url ?? ''), decision: 'deny', reason: 'policy_error' });
@@ -463,6 +518,8 @@ export class EgressProxy {
 
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const conn = this.#connOf(socket);
+    // Busy for good: the socket is a WebSocket pipe or closes after the refusal.
+    if (conn.clock) this.#timeouts.begin(conn.clock);
     socket.on('error', () => undefined);
     const trail = this.#trail({ mode: conn.mode, conn: conn.id, method: req.method ?? '', path: auditPath(req.url ?? ''), decision: 'deny', reason: 'policy_error', upgrade: true });
     const deny = (r: Refusal) => {
@@ -506,5 +563,21 @@ export class EgressProxy {
     // err.rawPacket holds the request bytes (maybe a credential): never logged.
     this.#audit({ mode: conn.mode, conn: conn.id, decision: 'deny', reason, status, message: `HTTP parse error ${err.code ?? ''}`.trim() });
     rawDeny(socket, status, reason, `the request was refused by the HTTP parser (${err.code ?? 'error'})`);
+  }
+}
+
+/** The limit (ms) a close reason stands for, for the log line. */
+function timeoutLimit(l: ProxyLimits, reason: CloseReason): number | undefined {
+  switch (reason) {
+    case 'handshake_timeout':
+      return l.handshakeTimeoutMs;
+    case 'headers_timeout':
+      return l.headersTimeoutMs;
+    case 'keep_alive_timeout':
+      return l.keepAliveTimeoutMs;
+    case 'idle_timeout':
+      return l.idleTimeoutMs;
+    case 'evicted':
+      return undefined;
   }
 }
