@@ -13,13 +13,16 @@ import type { AddressInfo } from 'node:net';
 import { ZodError } from 'zod';
 import type { Logger } from '../log.ts';
 import type { Inbox } from './inbox.ts';
-import { renderMessage } from './inbox.ts';
 import { handleMcp, type McpToolDeps, type ToolRegistrar } from './mcp.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import type { Supervisor } from './supervisor.ts';
 
-/** Largest request body accepted (bytes). */
-const MAX_BODY = 256 * 1024;
+/**
+ * Largest request body accepted (bytes): an inbox message at its bounds (inbox.ts: 64 Ki
+ * code units of text, 16 context entries) written with every character as a JSON `\u`
+ * escape (6 bytes each) is about 490 KiB.
+ */
+const MAX_BODY = 512 * 1024;
 /** Longest a hook's long poll is held before it is told to poll again (ms). */
 const MAX_POLL_MS = 5 * 60_000;
 
@@ -142,7 +145,7 @@ export async function serveSupervisor(opts: {
       done = true;
       if (m === 'stale') return json(res, 410, { error: 'this hook belongs to an earlier CLI or was replaced by a newer waiter' });
       if (m === 'timeout') return void res.writeHead(204).end();
-      return json(res, 200, { id: m.id, text: renderMessage(m) });
+      return json(res, 200, { id: m.message.id, text: m.text });
     }
     if (path === '/inbox/ack' && req.method === 'POST') {
       const body = (await readBody(req)) as { id?: unknown } | undefined;

@@ -8,6 +8,12 @@
  * `delivered.json` (the ids of the last DELIVERED_MEMORY delivered messages, so a
  * producer that retries with the same id does not deliver twice). Delivery is
  * at-least-once: a message stays pending until `ack`.
+ *
+ * A message the harness cannot be given (supervisor.ts counts the attempts) is set aside
+ * with `deadLetter`: its file moves to `dead/` with the reason (the last DEAD_MEMORY
+ * are kept), its id joins the delivered ids (a producer's retry does not bring it back),
+ * and the messages behind it move on. `large/` holds the full text of messages too long
+ * to hand over whole (delivery.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -17,17 +23,36 @@ import { z } from 'zod';
 
 /** How many delivered ids are remembered for de-duplication. */
 export const DELIVERED_MEMORY = 5000;
-/** Largest message text accepted (characters). */
+/**
+ * Largest message text accepted (UTF-16 code units, JavaScript's string length). A
+ * Matrix event is at most 65536 bytes of JSON (Matrix spec, client-server API, "Size
+ * limits"), so any body a homeserver accepts is shorter, in any script: a UTF-8 byte
+ * never counts as more than one code unit.
+ */
 export const MAX_MESSAGE_CHARS = 64 * 1024;
+/** Most context entries of one message, and their longest key and value (characters). */
+export const MAX_META_ENTRIES = 16;
+export const MAX_META_KEY_CHARS = 64;
+export const MAX_META_VALUE_CHARS = 1024;
+/** Dead letters kept in `dead/` (oldest removed first). */
+export const DEAD_MEMORY = 1000;
 
 export const InboxMessageInput = z.object({
   /** Producer's id (e.g. a Matrix event id); the same id is never delivered twice. Generated when absent. */
   id: z.string().min(1).max(256).optional(),
   /** Where it came from: matrix, github, review, api, ... */
   source: z.string().min(1).max(64),
-  text: z.string().min(1).max(MAX_MESSAGE_CHARS),
+  /** The message; a lone UTF-16 surrogate (half of a character cut in two) becomes U+FFFD. */
+  text: z
+    .string()
+    .min(1)
+    .max(MAX_MESSAGE_CHARS)
+    .transform((t) => t.toWellFormed()),
   /** Context shown to the agent with the message: room, sender, event id, thread, PR url ... */
-  meta: z.record(z.string(), z.string().max(1024)).default({}),
+  meta: z
+    .record(z.string().min(1).max(MAX_META_KEY_CHARS), z.string().max(MAX_META_VALUE_CHARS))
+    .refine((m) => Object.keys(m).length <= MAX_META_ENTRIES, `at most ${MAX_META_ENTRIES} entries`)
+    .default({}),
 });
 export type InboxMessageInput = z.input<typeof InboxMessageInput>;
 
@@ -44,9 +69,21 @@ export interface InboxMessage {
 /** Whether `put` stored a new message or recognised its id. */
 export type PutResult = { message: InboxMessage; duplicate: boolean };
 
+/** A message set aside (`dead/<file>.json`): the message, why, and after how many attempts. */
+export interface DeadLetter extends InboxMessage {
+  reason: string;
+  attempts: number;
+  /** RFC 3339 time it was set aside. */
+  deadAt: string;
+}
+
 export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
+  /** The inbox folder (`pending/`, `dead/`, `large/`, `delivered.json`). */
+  readonly dir: string;
   private readonly pendingDir: string;
+  private readonly deadDir: string;
   private readonly deliveredFile: string;
+  private deadCount = 0;
   private pending: InboxMessage[] = [];
   private delivered: string[] = [];
   private deliveredSet = new Set<string>();
@@ -55,7 +92,9 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
 
   constructor(dir: string) {
     super();
+    this.dir = dir;
     this.pendingDir = path.join(dir, 'pending');
+    this.deadDir = path.join(dir, 'dead');
     this.deliveredFile = path.join(dir, 'delivered.json');
   }
 
@@ -71,6 +110,8 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
       }
       try {
         const m = JSON.parse(await readFile(full, 'utf8')) as InboxMessage;
+        if (typeof m.id !== 'string' || typeof m.text !== 'string' || typeof m.source !== 'string' || typeof m.seq !== 'number') throw new Error('not a message');
+        m.meta = typeof m.meta === 'object' && m.meta !== null ? m.meta : {};
         this.pending.push(m);
         this.seq = Math.max(this.seq, m.seq);
       } catch {
@@ -83,10 +124,22 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
       this.delivered = [];
     }
     this.deliveredSet = new Set(this.delivered);
+    await mkdir(this.deadDir, { recursive: true });
+    this.deadCount = (await readdir(this.deadDir)).filter((f) => f.endsWith('.json')).length;
   }
 
   get size(): number {
     return this.pending.length;
+  }
+
+  /** Where the full text of messages too long to hand over whole goes (delivery.ts). */
+  get largeDir(): string {
+    return path.join(this.dir, 'large');
+  }
+
+  /** Messages set aside and kept in `dead/`. */
+  get deadLetters(): number {
+    return this.deadCount;
   }
 
   /** The oldest pending message. */
@@ -112,6 +165,31 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
     this.pending.push(message);
     this.emit('message', message);
     return { message, duplicate: false };
+  }
+
+  /** Whether a message with this id is pending. */
+  isPending(id: string): boolean {
+    return this.pending.some((p) => p.id === id);
+  }
+
+  /**
+   * Sets a pending message aside: writes it with `reason` and `attempts` to
+   * `dead/<file>.json`, then removes it from pending like `ack` (its id is remembered,
+   * so a producer's retry is a duplicate). Keeps the newest DEAD_MEMORY dead letters.
+   * @returns the dead letter's file, or undefined when the id is not pending
+   */
+  async deadLetter(id: string, reason: string, attempts: number): Promise<string | undefined> {
+    const m = this.pending.find((p) => p.id === id);
+    if (!m) return undefined;
+    const file = path.join(this.deadDir, path.basename(this.fileOf(m)));
+    const letter: DeadLetter = { ...m, reason, attempts, deadAt: new Date().toISOString() };
+    await writeFile(`${file}.tmp`, JSON.stringify(letter));
+    await rename(`${file}.tmp`, file);
+    const files = (await readdir(this.deadDir)).filter((f) => f.endsWith('.json')).sort();
+    for (const old of files.slice(0, Math.max(0, files.length - DEAD_MEMORY))) await rm(path.join(this.deadDir, old), { force: true });
+    this.deadCount = Math.min(files.length, DEAD_MEMORY);
+    await this.ack(id);
+    return file;
   }
 
   /** Marks a message delivered: removes it from pending, remembers its id. Unknown ids are ignored. */

@@ -31,7 +31,7 @@ import type { PrRewake } from '../github/index.ts';
 import { filterSubject, token } from '../events/subject.ts';
 import { ReviewFanout } from '../review/fanout.ts';
 import { serveSupervisor } from './http.ts';
-import { Inbox } from './inbox.ts';
+import { Inbox, type InboxMessage } from './inbox.ts';
 import type { Notification } from './mcp.ts';
 import { SupervisorMetrics } from './metrics.ts';
 import { Supervisor } from './supervisor.ts';
@@ -138,7 +138,9 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     shell,
     teeFile,
     onHookEvent: (event, input) => rewake?.onHook(event, input),
+    onDeadLetter: (m, reason) => tellSender(m, reason),
   });
+  metrics.inboxDeadLetters.set(inbox.deadLetters);
 
   const rosterFile = path.join(layout.resolve(TEAM_DIR), 'roster.json');
   const bridge = contract.matrix
@@ -156,6 +158,22 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
         ...(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT ? { timelineLimit: Number(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT) } : {}),
       })
     : undefined;
+
+  /**
+   * A message set aside (supervisor.ts) is answered where a person can see it: a Matrix
+   * message gets ⚠️ and a short notice in its thread (through the bridge's public
+   * react/reply; the loop guard applies). Other sources have no person to answer: the
+   * warning line, the metric and the `message_dead_lettered` event say it.
+   */
+  function tellSender(m: InboxMessage, reason: string): void {
+    const { room, event, thread } = m.meta;
+    if (!bridge || m.source !== 'matrix' || !room || !event) return;
+    const what = reason.split(':')[0] ?? 'delivery failed';
+    const text = `⚠️ ${contract.agent.name} could not take this message (${what}, after several attempts). It is kept aside; the people who run this agent can find it in the supervisor's log. Please send it again, shorter or differently.`;
+    const failed = (err: unknown) => log.warn({ room, event, error: err instanceof Error ? err.message.slice(0, 200) : String(err).slice(0, 200) }, 'cannot tell the Matrix sender that the message was set aside');
+    bridge.react({ room, event, key: '⚠️' }).catch(failed);
+    bridge.reply({ room, event, ...(thread ? { thread } : {}), text }).catch(failed);
+  }
 
   // Review fan-out (DESIGN.md flow 4): this agent's pr_opened mentions its reviewers in the
   // team room; its teammates' pr_opened reach its inbox from the event log.

@@ -6,6 +6,14 @@
  *
  * Liveness is watched cheaply: the CLI's pid is probed with signal 0 every TICK_MS; the
  * tmux session itself is listed every SESSION_CHECK_MS.
+ *
+ * A bad message never blocks the ones behind it: an attempt to hand it over fails when the
+ * paste is refused, when the CLI does not take it within ACK_TIMEOUT_MS, or when the CLI
+ * exits while taking it; after MAX_DELIVERY_ATTEMPTS failures (retried after
+ * RETRY_DELAYS_MS) it is set aside (Inbox.deadLetter, `dead/` on the home volume), logged
+ * once, counted, and `onDeadLetter` tells whoever sent it. Failures of the environment
+ * (tmux session or pane 0 gone) do not count against the message. Many failures in a row
+ * (delivery itself broken, not one message) make the supervisor not ready.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -16,7 +24,8 @@ import type { HarnessAdapter, HarnessContext } from '../harness/adapter.ts';
 import { writeFileAtomic } from '../harness/files.ts';
 import type { Logger } from '../log.ts';
 import type { EventOutbox } from '../events/outbox.ts';
-import { renderMessage, renderedMessageId, type Inbox, type InboxMessage } from './inbox.ts';
+import { deliveryText } from './delivery.ts';
+import { renderedMessageId, type Inbox, type InboxMessage } from './inbox.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import { CLI_PANE, SHELL_PANE, type PaneInfo, type Tmux } from './tmux.ts';
 
@@ -34,6 +43,25 @@ const PANE_DEAD_WAIT_MS = 2000;
 const MAX_FAILED_RESUMES = 2;
 /** A hook-less harness counts as ready for input this long after it started. */
 const HOOKLESS_READY_MS = 3000;
+/** A hook-less harness took a typed message if it is still running this long after (ms). */
+const HOOKLESS_CONFIRM_MS = 1000;
+/** Failed attempts to hand over one message before it is set aside. */
+export const MAX_DELIVERY_ATTEMPTS = 3;
+/** Wait before attempt 2, 3, ... of a message whose paste failed (ms). */
+const RETRY_DELAYS_MS = [1000, 4000];
+/** Failed attempts in a row (several messages' worth) after which the supervisor is not ready. */
+const NOT_READY_AFTER_FAILURES = 2 * MAX_DELIVERY_ATTEMPTS;
+/** Longest reason text kept and logged for a failed attempt (characters). */
+const MAX_REASON_CHARS = 200;
+
+/** Why an attempt to hand a message over failed (metric label). */
+export type DeliveryFailure = 'paste_failed' | 'not_acknowledged' | 'cli_exited' | 'render_failed';
+
+/** What a Stop hook's inbox waiter is handed: the message and the text for the CLI (delivery.ts). */
+export interface Handout {
+  message: InboxMessage;
+  text: string;
+}
 
 export type CliState = 'starting' | 'idle' | 'busy' | 'exited' | 'stopping' | 'stopped';
 
@@ -54,11 +82,25 @@ export interface SupervisorDeps {
   teeFile?: string | undefined;
   /** Told of every hook call of the current CLI after the supervisor handled it (the PR rewake checks on `stop`). */
   onHookEvent?: ((event: string, input: Record<string, unknown>) => void) | undefined;
+  /**
+   * Told once of each message set aside after MAX_DELIVERY_ATTEMPTS failed attempts
+   * (`reason`: the last failure, bounded; `file`: its dead letter), so the sender can be
+   * answered (the Matrix bridge reacts and replies). Must not throw.
+   */
+  onDeadLetter?: ((m: InboxMessage, reason: string, file: string) => void) | undefined;
 }
 
 interface Waiter {
   generation: number;
-  settle: (m: InboxMessage | 'stale' | 'timeout') => void;
+  settle: (m: Handout | 'stale' | 'timeout') => void;
+}
+
+/** Failed attempts to hand over one message. */
+interface Attempts {
+  failures: number;
+  reason: string;
+  /** Not before this time (epoch ms). */
+  retryAt: number;
 }
 
 /** What `status` (MCP tool, /status) reports. */
@@ -74,6 +116,11 @@ export interface SupervisorStatus {
   crashLoop: boolean;
   lastExit?: { status?: number | undefined; signal?: number | undefined; at: string } | undefined;
   inboxPending: number;
+  /** Messages set aside (inbox `dead/`) because they could not be delivered. */
+  inboxDeadLetters: number;
+  /** Failed delivery attempts in a row since the CLI last took a message, and the last reason. */
+  deliveryFailures: number;
+  lastDeliveryFailure?: string | undefined;
   hookArmed: boolean;
 }
 
@@ -99,6 +146,9 @@ export class Supervisor {
   lastExit: SupervisorStatus['lastExit'];
   private waiters: Waiter[] = [];
   private inFlight: { id: string; route: 'hook' | 'tmux'; at: number } | undefined;
+  private readonly attempts = new Map<string, Attempts>();
+  private failuresInARow = 0;
+  private lastFailure: string | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private lastSessionCheck = 0;
@@ -149,7 +199,7 @@ export class Supervisor {
     const { ctx, adapter, tmux } = this.deps;
     this.generation++;
     this.cancelWaiters();
-    this.inFlight = undefined;
+    this.failInFlight('cli_exited', 'the CLI was restarted while taking it');
     if (this.failedResumes >= MAX_FAILED_RESUMES) {
       // The CLI refuses its own transcript (e.g. it was killed while rewriting it on resume):
       // a new session keeps the agent working; the old transcript stays on the home volume.
@@ -203,8 +253,7 @@ export class Supervisor {
       this.run(this.checkSession());
     }
     if (this.inFlight && now - this.inFlight.at > ACK_TIMEOUT_MS) {
-      this.log.warn({ id: this.inFlight.id, route: this.inFlight.route }, 'message not acknowledged by the CLI; offering it again');
-      this.inFlight = undefined;
+      this.failInFlight('not_acknowledged', `not taken by the CLI within ${ACK_TIMEOUT_MS / 1000} s`);
     }
     if (this.deps.inbox.size > 0 && !this.inFlight) this.pump();
   }
@@ -260,7 +309,7 @@ export class Supervisor {
     this.state = 'exited';
     this.generation++;
     this.cancelWaiters();
-    this.inFlight = undefined;
+    this.failInFlight('cli_exited', `the CLI exited while taking it (${pane?.deadSignal ? `signal ${pane.deadSignal}` : `status ${pane?.deadStatus ?? 'unknown'}`})`);
     this.deps.metrics.cliUp.set(0);
     if (uptime >= this.tuning.stableAfterSeconds * 1000) this.consecutiveFailures = 0;
     this.consecutiveFailures++;
@@ -307,8 +356,10 @@ export class Supervisor {
         break;
       case 'prompt-submit': {
         this.state = 'busy';
+        // Any pending message the CLI submits is taken, also one offered again after its
+        // ack timeout (a busy CLI queues what is typed and submits it later).
         const id = typeof input.prompt === 'string' ? renderedMessageId(input.prompt) : undefined;
-        if (id && this.inFlight?.id === id) await this.ack(id, 'tmux');
+        if (id && this.deps.inbox.isPending(id)) await this.ack(id, 'tmux');
         break;
       }
       case 'stop':
@@ -325,14 +376,14 @@ export class Supervisor {
    * Long poll of the Stop hook's inbox waiter: resolves with the next message, 'stale' when
    * the waiter's CLI is not the current one (or a newer waiter replaced it), or 'timeout'.
    */
-  waitForMessage(generation: number, timeoutMs: number): Promise<InboxMessage | 'stale' | 'timeout'> {
+  waitForMessage(generation: number, timeoutMs: number): Promise<Handout | 'stale' | 'timeout'> {
     if (generation !== this.generation || this.state === 'stopping') return Promise.resolve('stale');
     // One armed waiter at a time: the newest wins, older ones exit quietly.
     this.cancelWaiters();
     return new Promise((resolve) => {
       const timer = setTimeout(() => finish('timeout'), timeoutMs);
       const waiter: Waiter = { generation, settle: (m) => finish(m) };
-      const finish = (m: InboxMessage | 'stale' | 'timeout') => {
+      const finish = (m: Handout | 'stale' | 'timeout') => {
         clearTimeout(timer);
         this.waiters = this.waiters.filter((w) => w !== waiter);
         resolve(m);
@@ -361,7 +412,10 @@ export class Supervisor {
   async ack(id: string, route: 'hook' | 'tmux'): Promise<boolean> {
     const ok = await this.deps.inbox.ack(id);
     if (this.inFlight?.id === id) this.inFlight = undefined;
+    this.attempts.delete(id);
     if (ok) {
+      this.failuresInARow = 0;
+      this.deps.metrics.inboxDeliveryFailing.set(0);
       this.deps.metrics.inboxDelivered.inc({ route });
       this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
       this.log.info({ id, route }, 'message delivered to the CLI');
@@ -370,34 +424,133 @@ export class Supervisor {
     return ok;
   }
 
-  /** Hands the oldest pending message to the CLI when it can take one. */
+  /** Hands the oldest pending message to the CLI when it can take one, or sets it aside after MAX_DELIVERY_ATTEMPTS failures. */
   pump(): void {
     this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
     if (this.pumping || this.inFlight || this.state === 'stopping' || this.state === 'stopped' || this.state === 'exited') return;
     const m = this.deps.inbox.peek();
     if (!m) return;
+    const tried = this.attempts.get(m.id);
+    if (tried && Date.now() < tried.retryAt) return;
+    if (tried && tried.failures >= MAX_DELIVERY_ATTEMPTS) return this.setAside(m, tried);
     const waiter = this.waiters.findLast((w) => w.generation === this.generation);
+    if (!waiter && (!this.cliPid || Date.now() < this.inputReadyAt)) return;
+    const route = waiter ? 'hook' : 'tmux';
+    this.pumping = true;
+    this.inFlight = { id: m.id, route, at: Date.now() };
+    const generation = this.generation;
+    this.handOver(m, route, waiter)
+      .catch((err: unknown) => {
+        if (this.inFlight?.id === m.id) this.inFlight = undefined;
+        return this.failed(m, route, err instanceof RenderError ? 'render_failed' : 'paste_failed', errorText(err), generation);
+      })
+      .catch((err: unknown) => this.log.error({ err, id: m.id }, 'delivery step failed'))
+      .finally(() => {
+        this.pumping = false;
+        // Next message (or the next attempt, once its wait is over: the tick pumps).
+        if (!this.inFlight) setImmediate(() => this.pump());
+      });
+  }
+
+  /** One attempt: the delivery text (delivery.ts), then the armed waiter gets it, or it is typed into pane 0. */
+  private async handOver(m: InboxMessage, route: 'hook' | 'tmux', waiter: Waiter | undefined): Promise<void> {
+    const d = await deliveryText(m, this.deps.inbox.largeDir).catch((err: unknown) => {
+      throw new RenderError(errorText(err));
+    });
+    if (d.file) {
+      this.deps.metrics.inboxLarge.inc();
+      this.log.info({ id: m.id, bytes: d.bytes, file: d.file }, 'message too long to hand over whole: the CLI gets its start and the file with the full text');
+    }
     if (waiter) {
-      this.inFlight = { id: m.id, route: 'hook', at: Date.now() };
-      waiter.settle(m);
+      if (!this.waiters.includes(waiter)) {
+        // The waiter went (its CLI restarted, or its connection closed) while the text was made: no attempt.
+        if (this.inFlight?.id === m.id) this.inFlight = undefined;
+        return;
+      }
+      waiter.settle({ message: m, text: d.text });
       return;
     }
-    if (!this.cliPid || Date.now() < this.inputReadyAt) return;
+    await this.deps.tmux.paste(CLI_PANE, d.text);
+    this.log.info({ id: m.id, source: m.source, route }, 'message typed into pane 0');
+    if (this.deps.adapter.hasHooks) return; // UserPromptSubmit echoes its id: that is the ack
+    // Without hooks nothing will confirm it: typing it is delivery, once the CLI is seen
+    // to survive it (a CLI that exits on a message fails the attempt, see onExit).
+    await sleep(HOOKLESS_CONFIRM_MS);
+    if (this.inFlight?.id === m.id && this.cliPid && alive(this.cliPid)) await this.ack(m.id, 'tmux');
+  }
+
+  /** The in-flight message's attempt failed (ack timeout, CLI exit or restart). */
+  private failInFlight(reason: DeliveryFailure, detail: string): void {
+    const f = this.inFlight;
+    if (!f) return;
+    this.inFlight = undefined;
+    const m = this.deps.inbox.peek();
+    if (m?.id !== f.id) return;
+    // The CLI is already gone or going: no need to ask tmux whether the session is.
+    this.record(m, f.route, reason, detail, 0);
+  }
+
+  /**
+   * A paste or render failure of `m`. A paste failure while the tmux session or pane 0 is
+   * gone is the environment's, not the message's: it waits for the session check to
+   * recreate it and does not count.
+   */
+  private async failed(m: InboxMessage, route: 'hook' | 'tmux', reason: DeliveryFailure, detail: string, generation: number): Promise<void> {
+    if (reason === 'paste_failed') {
+      const pane = (await this.deps.tmux.panes())?.[0];
+      if (!pane || pane.dead || generation !== this.generation) {
+        const prev = this.attempts.get(m.id);
+        this.attempts.set(m.id, { failures: prev?.failures ?? 0, reason: prev?.reason ?? '', retryAt: Date.now() + 1000 });
+        this.log.debug({ id: m.id, error: detail }, 'cannot type the message into pane 0 while the CLI is not there; trying again when it is');
+        return;
+      }
+    }
+    const tried = this.attempts.get(m.id)?.failures ?? 0;
+    this.record(m, route, reason, detail, RETRY_DELAYS_MS[Math.min(tried, RETRY_DELAYS_MS.length - 1)]!);
+  }
+
+  private record(m: InboxMessage, route: 'hook' | 'tmux', reason: DeliveryFailure, detail: string, delayMs: number): void {
+    const text = `${reason}: ${detail}`.slice(0, MAX_REASON_CHARS);
+    const failures = (this.attempts.get(m.id)?.failures ?? 0) + 1;
+    this.attempts.set(m.id, { failures, reason: text, retryAt: Date.now() + delayMs });
+    this.failuresInARow++;
+    this.lastFailure = text;
+    this.deps.metrics.inboxDeliveryFailures.inc({ route, reason });
+    this.deps.metrics.inboxDeliveryFailing.set(this.failuresInARow);
+    // One line per failed attempt at debug; the message's fate is logged once (setAside).
+    this.log.debug({ id: m.id, route, attempt: failures, reason: text }, 'delivery attempt failed');
+  }
+
+  /** Moves `m` to the dead letters, logs it once, counts it, tells its sender; then the next message goes. */
+  private setAside(m: InboxMessage, tried: Attempts): void {
     this.pumping = true;
-    this.inFlight = { id: m.id, route: 'tmux', at: Date.now() };
-    this.deps.tmux
-      .paste(CLI_PANE, renderMessage(m))
-      .then(async () => {
-        this.log.info({ id: m.id, source: m.source }, 'message typed into pane 0');
-        // Without hooks nothing will confirm it: typing it is delivery.
-        if (!this.deps.adapter.hasHooks) await this.ack(m.id, 'tmux');
+    this.deps.inbox
+      .deadLetter(m.id, tried.reason, tried.failures)
+      .then((file) => {
+        this.attempts.delete(m.id);
+        if (!file) return;
+        this.deps.metrics.inboxDeadLettered.inc({ source: m.source });
+        this.deps.metrics.inboxDeadLetters.set(this.deps.inbox.deadLetters);
+        this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
+        this.log.warn(
+          { id: m.id.slice(0, 256), source: m.source, attempts: tried.failures, reason: tried.reason, file },
+          `message set aside after ${tried.failures} failed attempts to hand it to the CLI; the messages behind it go on`,
+        );
+        void this.deps.outbox.emit('message_dead_lettered', { id: m.id, source: m.source, attempts: tried.failures, reason: tried.reason });
+        try {
+          this.deps.onDeadLetter?.(m, tried.reason, file);
+        } catch (err) {
+          this.log.warn({ err, id: m.id }, 'cannot tell the sender that the message was set aside');
+        }
       })
       .catch((err: unknown) => {
-        this.log.warn({ err, id: m.id }, 'cannot type the message into pane 0; will retry');
-        this.inFlight = undefined;
+        // The disk refuses: try again later rather than in a tight loop.
+        tried.retryAt = Date.now() + 30_000;
+        this.log.error({ err, id: m.id }, 'cannot set the message aside; trying again in 30 s');
       })
       .finally(() => {
         this.pumping = false;
+        setImmediate(() => this.pump());
       });
   }
 
@@ -413,14 +566,24 @@ export class Supervisor {
       crashLoop: this.crashLoop,
       lastExit: this.lastExit,
       inboxPending: this.deps.inbox.size,
+      inboxDeadLetters: this.deps.inbox.deadLetters,
+      deliveryFailures: this.failuresInARow,
+      lastDeliveryFailure: this.lastFailure,
       hookArmed: this.hookArmed,
     };
   }
 
-  /** Ready: the CLI is alive and not in a crash loop. */
+  /**
+   * Ready: the CLI is alive, not in a crash loop, and takes messages: after
+   * NOT_READY_AFTER_FAILURES failed delivery attempts in a row (more than one message's
+   * worth, so delivery itself is broken) it is not ready until a message goes through.
+   */
   ready(): { ok: boolean; reason: string } {
     if (this.crashLoop) return { ok: false, reason: 'crash loop' };
     if (!this.cliPid) return { ok: false, reason: `CLI ${this.state}` };
+    if (this.failuresInARow >= NOT_READY_AFTER_FAILURES) {
+      return { ok: false, reason: `inbox delivery failing: ${this.failuresInARow} attempts in a row, last: ${this.lastFailure ?? 'unknown'}` };
+    }
     return { ok: true, reason: 'CLI running' };
   }
 
@@ -501,6 +664,16 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
       // gone
     }
   }
+}
+
+/** A message's delivery text could not be made (its large-message file not written). */
+class RenderError extends Error {
+  override name = 'RenderError';
+}
+
+/** An error as one bounded line (tmux's stderr never holds the message: it goes on stdin). */
+function errorText(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, MAX_REASON_CHARS);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -55,9 +55,20 @@ export class Tmux {
 
   /** Runs `tmux <args>`; resolves stdout. @throws TmuxError with tmux's stderr. */
   async cmd(...args: string[]): Promise<string> {
+    return this.cmdWithInput(undefined, ...args);
+  }
+
+  /**
+   * Runs `tmux <args>` with `input` on its stdin (for `load-buffer -`); resolves stdout.
+   * @throws TmuxError with tmux's stderr.
+   */
+  async cmdWithInput(input: string | undefined, ...args: string[]): Promise<string> {
     const base = [...(this.socket ? ['-S', this.socket] : []), ...(this.configFile ? ['-f', this.configFile] : [])];
     try {
-      const { stdout } = await run('tmux', [...base, ...args], { env: this.env, timeout: 10_000, maxBuffer: 16 * 1024 * 1024 });
+      const pending = run('tmux', [...base, ...args], { env: this.env, timeout: 10_000, maxBuffer: 16 * 1024 * 1024 });
+      pending.child.stdin?.on('error', () => undefined); // tmux failed before reading: its stderr says why
+      pending.child.stdin?.end(input ?? '');
+      const { stdout } = await pending;
       return stdout;
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
@@ -123,10 +134,18 @@ export class Tmux {
     await this.cmd('pipe-pane', '-t', pane, `exec cat >> '${file.replaceAll("'", `'\\''`)}'`);
   }
 
-  /** Types `text` into a pane as one bracketed paste, then presses Enter. */
+  /**
+   * Types `text` into a pane as one bracketed paste, then presses Enter. The text goes to
+   * tmux through `load-buffer -` (stdin), not as a `set-buffer` argument: a tmux command
+   * and its arguments must fit in one client message (about 16 KiB in 3.3a, "command too
+   * long"), a buffer loaded from stdin has no such limit. Callers bound the size (a large
+   * paste is slow in a TUI) and strip control characters (pasteSafe in delivery.ts):
+   * tmux pastes bytes as they are, so an ESC in the text could end the bracketed paste.
+   * @throws TmuxError when tmux refuses (no session, no pane)
+   */
   async paste(pane: string, text: string): Promise<void> {
     const buffer = `agent-smith-${process.pid}-${Date.now()}`;
-    await this.cmd('set-buffer', '-b', buffer, '--', text);
+    await this.cmdWithInput(text, 'load-buffer', '-b', buffer, '-');
     await this.cmd('paste-buffer', '-p', '-d', '-b', buffer, '-t', pane);
     // Give the CLI a moment to take the paste before the Enter that submits it.
     await new Promise((r) => setTimeout(r, 150));
