@@ -20,6 +20,8 @@ export interface CredentialFixture {
   stub: string;
   require: boolean;
   real: string;
+  /** spec.egress.credentials[].allowWebSocket: upgrades to its hosts pass, frames unscanned. */
+  allowWebSocket?: boolean;
 }
 
 export interface ProxyFixture {

@@ -36,7 +36,7 @@ const CI_STUB = 'agent-smith-stub-CCCCiiiiCCCCiiiiCCCCiiiiCCCCiiiiCCCCiiii5555';
 const CREDENTIALS: CredentialFixture[] = [
   { name: 'github', hosts: ['api.test'], scheme: 'basic', header: 'Authorization', stub: GITHUB_STUB, require: false, real: GITHUB_REAL },
   { name: 'anthropic', hosts: ['anthropic.test'], scheme: 'raw', header: 'x-api-key', stub: ANTHROPIC_STUB, require: true, real: ANTHROPIC_REAL },
-  { name: 'ci', hosts: ['ci.test'], scheme: 'bearer', header: 'Authorization', stub: CI_STUB, require: false, real: CI_REAL },
+  { name: 'ci', hosts: ['ci.test'], scheme: 'bearer', header: 'Authorization', stub: CI_STUB, require: false, real: CI_REAL, allowWebSocket: true },
 ];
 const SERVED = ['api.test', 'anthropic.test', 'ci.test', 'other.test', 'evil.test', 'a.wild.test', 'deep.a.wild.test', 'wild.test', 'notallowed.test'];
 const ALLOW = ['api.test', 'anthropic.test', 'ci.test', 'other.test', 'evil.test', '*.wild.test', 'wrongcert.test', 'metadata.test', 'rebind.test', 'mixed.test'];
@@ -170,19 +170,19 @@ describe('agent-smith proxy: attack battery', () => {
       expect((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(200);
     });
 
-    it('forwards a WebSocket upgrade after the policy check and the swap, then pipes bytes', async () => {
-      const { socket } = await connect(fx.port, 'api.test:443');
-      const t = await startTls(socket, { servername: 'api.test', caPem: fx.caPem });
+    it('forwards a WebSocket upgrade to an opted-in credential host after the policy check and the swap, then pipes bytes', async () => {
+      const { socket } = await connect(fx.port, 'ci.test:443');
+      const t = await startTls(socket, { servername: 'ci.test', caPem: fx.caPem });
       const res = seen(
         await exchange(
           t,
-          `GET /ws HTTP/1.1\r\nHost: api.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: ${basic(GITHUB_STUB)}\r\n\r\n`,
+          `GET /ws HTTP/1.1\r\nHost: ci.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${CI_STUB}\r\n\r\n`,
         ),
       );
       expect(res.status).toBe(101);
       expect(res.headers['sec-websocket-accept']).toEqual(['s3pPLMBiTxaQ9kYGzzhZRbK+xOo=']);
-      expect(res.headers['x-seen-authorization']).toEqual([basic(GITHUB_STUB)]);
-      expect(up.requests[0]?.rawHeaders).toContain(basic(GITHUB_REAL));
+      expect(res.headers['x-seen-authorization']).toEqual([`Bearer ${CI_STUB}`]);
+      expect(up.requests[0]?.rawHeaders).toContain(`Bearer ${CI_REAL}`);
       const echoed = new Promise<Buffer>((r) => t.once('data', r));
       t.write('ping-bytes');
       expect((await echoed).toString()).toBe('ping-bytes');
@@ -464,9 +464,11 @@ describe('agent-smith proxy: attack battery', () => {
       expect(up.requests.map((r) => r.sni)).toEqual(['api.test']);
     });
 
-    it('refuses a compressed body from a credential host (fail closed), passes it from others', async () => {
+    it('decodes and scrubs a compressed body from a credential host, passes it from others as it is', async () => {
       const scoped = seen(await viaConnect(fx, 'api.test:443', request('GET', '/gzip', 'api.test', [`Authorization: ${basic(GITHUB_STUB)}`, 'Accept-Encoding: gzip'])));
-      expectDenied(scoped, 502, 'compressed_response');
+      expect(scoped.status).toBe(200);
+      expect(scoped.headers['content-encoding']).toBeUndefined();
+      expect(scoped.body.toString()).toBe(`gzipped for ${basic(GITHUB_STUB)}\n`);
       const other = seen(await viaConnect(fx, 'other.test:443', request('GET', '/gzip', 'other.test', ['Accept-Encoding: gzip'])));
       expect(other.status).toBe(200);
       expect(other.headers['content-encoding']).toEqual(['gzip']);

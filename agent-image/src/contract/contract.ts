@@ -139,7 +139,8 @@ export const PodContract = z.object({
      * CREDENTIALS_DIR/<name> (proxy container only). `stub` is what the agent holds instead
      * (derived by the operator from the per-agent CA key: high-entropy, stable while the CA
      * is); `env` names the agent's environment variables that carry the stub; `require`
-     * makes the proxy refuse a request to the credential's hosts that does not carry the stub.
+     * makes the proxy refuse a request to the credential's hosts that does not carry the stub;
+     * `allowWebSocket` lets WebSocket upgrades to those hosts through (frames unscanned).
      */
     credentials: z.array(
       z.object({
@@ -150,6 +151,7 @@ export const PodContract = z.object({
         stub: z.string().min(32),
         require: z.boolean().default(false),
         env: z.array(z.string()).default([]),
+        allowWebSocket: z.boolean().default(false),
       }),
     ),
   }),

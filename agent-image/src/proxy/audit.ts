@@ -9,8 +9,9 @@
  * refusal), bytesIn / bytesOut (body bytes to the upstream / to the agent), durationMs.
  *
  * Never a value: every string field passes the credential redactor (stubs and real
- * values in any encoded form become `[redacted:<name>]` / `[stub:<name>]`), query values
- * are dropped, and no header value is ever logged.
+ * values in any encoded form become `[redacted:<name>]` / `[stub:<name>]`) before it is
+ * cut to its length limit, query values are dropped, and no header value is logged
+ * except as a redacted quote inside a refusal message.
  */
 import type { Logger } from '../log.ts';
 
@@ -39,8 +40,15 @@ export interface AuditRecord {
   message?: string;
 }
 
-/** Longest path kept in an audit line. */
+/** Longest path kept in an audit line (characters, after redaction). */
 const MAX_PATH = 512;
+/** Longest other string field (characters, after redaction). */
+const MAX_FIELD = 1024;
+
+/** `text` cut to `max` characters with a marker. */
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
 
 /**
  * `target` without query values and fragment: `/search?q=secret&page=2` becomes
@@ -68,7 +76,8 @@ export function auditPath(target: string): string {
       .map((kv) => kv.split('=')[0] ?? '');
     out = `${t.slice(0, q)}?${names.join('&')}`;
   }
-  return out.length > MAX_PATH ? `${out.slice(0, MAX_PATH)}...` : out;
+  // Not cut here: the Auditor redacts the whole path, then cuts it (MAX_PATH).
+  return out;
 }
 
 /** Writes audit lines through `log`, redacting every string field with `redact`. */
@@ -91,7 +100,8 @@ export class Auditor {
     const out: Record<string, unknown> = { audit: true };
     for (const [k, v] of Object.entries(rec)) {
       if (v === undefined) continue;
-      out[k] = typeof v === 'string' ? this.#redact(v) : v;
+      // Redact first, then cut: a cut value would hide a secret's prefix from the redactor.
+      out[k] = typeof v === 'string' ? cut(this.#redact(v), k === 'path' ? MAX_PATH : MAX_FIELD) : v;
     }
     if (rec.decision === 'allow') this.#log.info(out, 'egress');
     else this.#log.warn(out, rec.decision === 'deny' ? 'egress denied' : 'egress failed');

@@ -42,6 +42,12 @@ export interface ProxyLimits {
   leafValidityMs: number;
   /** Longest real credential value accepted (bytes): bounds the scanners' hold-back. */
   maxSecretBytes: number;
+  /**
+   * A compressed response body from a credential host is read whole and decoded to be
+   * scanned: larger than this (bytes, compressed or decoded, each layer) it is refused.
+   * Bounds a decompression bomb and the memory one response can hold.
+   */
+  maxDecodedBytes: number;
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
@@ -52,9 +58,10 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   idleTimeoutMs: 5 * 60_000,
   keepAliveTimeoutMs: 30_000,
   upstreamConnectTimeoutMs: 10_000,
-  certCacheSize: 1000,
+  certCacheSize: 100,
   leafValidityMs: 24 * 3600_000,
   maxSecretBytes: 8 * 1024,
+  maxDecodedBytes: 8 * 1024 * 1024,
 };
 
 /** Names that must never carry a credential: framing, routing and hop-by-hop fields. */
@@ -107,7 +114,7 @@ export function readCredentials(specs: PodContract['egress']['credentials'], dir
     if (!/^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$/.test(real)) {
       throw new ConfigError(`${file}: the value of credential ${spec.name} has characters a header cannot carry (line breaks inside, control characters, non-ASCII, or surrounding spaces)`);
     }
-    out.push({ name: spec.name, hosts: spec.hosts, scheme: spec.scheme, header: spec.header, stub: spec.stub, require: spec.require, real });
+    out.push({ name: spec.name, hosts: spec.hosts, scheme: spec.scheme, header: spec.header, stub: spec.stub, require: spec.require, real, allowWebSocket: spec.allowWebSocket });
   }
   const names = new Set<string>();
   for (const c of out) {

@@ -9,25 +9,34 @@
  * decoding it): the guard is a tripwire for stubs, and the agent holds no real value.
  *
  * Responses from a host in some credential's scope are scrubbed (real values -> stubs,
- * in headers and body); such a host is asked for `Accept-Encoding: identity`, and a
- * compressed body it sends anyway is refused (502 `compressed_response`): failing closed,
- * since a compressed body cannot be scrubbed. Responses from other hosts are relayed as
- * they are (headers scrubbed): no secret was ever sent to them. Redirects are relayed,
- * never followed. WebSocket frames are not scanned after the upgrade (frames from the
- * agent are masked, RFC 6455 section 5.3, and rewriting server frames would change their
- * lengths); the handshake is.
+ * in every form of match.ts `secretForms`, in headers, `Location` included, and body).
+ * Such a host is asked for `Accept-Encoding: identity`; a body it compresses anyway is
+ * read whole (at most `maxDecodedBytes`), decoded and scanned (see {@link inspectBody}):
+ * whatever field announces the coding (every Content-Encoding field and list member,
+ * Transfer-Encoding codings other than chunked) and also when none does but the body
+ * starts with a compression format's magic bytes. What cannot be decoded, or is larger
+ * than the cap, is refused (502): failing closed. Responses from other hosts are relayed
+ * as they are (headers scrubbed): no secret was ever sent to them. Redirects are
+ * relayed, never followed.
+ *
+ * WebSocket frames are not scanned after the upgrade (frames from the agent are masked,
+ * RFC 6455 section 5.3, and rewriting server frames would change their lengths), so an
+ * upgrade to a credential's host is refused unless that credential has
+ * `allowWebSocket` (spec.egress.credentials[].allowWebSocket), which is documented as
+ * unscanned. The handshake is checked and swapped like any request.
  */
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex, Readable } from 'node:stream';
+import zlib from 'node:zlib';
 import type { Trail } from './audit.ts';
 import type { ProxyLimits } from './config.ts';
 import { asRefusal, type Decided } from './decide.ts';
 import { field, pairs, responseFields } from './headers.ts';
-import { guardStream, scrubBuffer, scrubStream, GuardHit } from './match.ts';
+import { guardStream, scrubBuffer, scrubStream, GuardHit, type Matcher } from './match.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { CanonicalHost } from './policy.ts';
-import type { CredentialSet, SecretTag } from './swap.ts';
+import { shorten, MAX_MESSAGE, type CredentialSet, type SecretTag } from './swap.ts';
 import { requestOptions, upstreamErrorKind, type UpstreamLeg, type UpstreamPool } from './upstream.ts';
 
 /**
@@ -35,7 +44,7 @@ import { requestOptions, upstreamErrorKind, type UpstreamLeg, type UpstreamPool 
  * scrubbed once and answered with its (new) Content-Length in one write: most API
  * answers are this small, and a streamed scrub answers them chunked in two writes (two
  * TLS records and syscalls: ~10% of the proxy's CPU per request). Bounded, like the
- * stream's hold-back; larger or unframed bodies are streamed.
+ * stream's hold-back; larger or unframed bodies are streamed (unless compressed).
  */
 const WHOLE_BODY_BYTES = 64 * 1024;
 
@@ -48,9 +57,13 @@ export interface ForwardContext {
   tls: boolean;
 }
 
-/** The proxy's own answer on a response object: text body, `X-Agent-Smith-Deny: <reason>`. */
+/**
+ * The proxy's own answer on a response object: text body, `X-Agent-Smith-Deny: <reason>`.
+ * `message` must already be redacted (CredentialSet `scrubValue` / `forAgent`); it is
+ * cut here to {@link MAX_MESSAGE} characters, after that.
+ */
 export function writeDeny(res: http.ServerResponse, status: number, reason: string, message: string, close = false): void {
-  const body = `agent-smith egress proxy: ${reason}: ${message}\n`;
+  const body = `agent-smith egress proxy: ${reason}: ${shorten(message, MAX_MESSAGE)}\n`;
   res.writeHead(status, {
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
@@ -60,13 +73,16 @@ export function writeDeny(res: http.ServerResponse, status: number, reason: stri
   res.end(body);
 }
 
-/** The proxy's own answer on a raw socket (CONNECT, upgrade): a complete HTTP/1.1 response, then close. */
+/**
+ * The proxy's own answer on a raw socket (CONNECT, upgrade): a complete HTTP/1.1
+ * response, then close. `message`: as for {@link writeDeny}.
+ */
 export function rawDeny(socket: Duplex, status: number, reason: string, message: string): void {
   if (!socket.writable) {
     socket.destroy();
     return;
   }
-  const body = `agent-smith egress proxy: ${reason}: ${message}\n`;
+  const body = `agent-smith egress proxy: ${reason}: ${shorten(message, MAX_MESSAGE)}\n`;
   socket.end(
     `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `X-Agent-Smith-Deny: ${reason}\r\nConnection: close\r\n\r\n${body}`,
@@ -79,6 +95,189 @@ function refusedBody(tag: SecretTag, host: string): { reason: string; message: s
   return tag.kind === 'stub'
     ? { reason: 'stub_out_of_scope', message: `the request body carries the stub of credential ${tag.credential}, which may not be sent to ${host}` }
     : { reason: 'real_credential', message: `the request body carries the real value of credential ${tag.credential}` };
+}
+
+/**
+ * The codings applied to a response body, in the order they were applied (RFC 9110
+ * section 8.4.1: Content-Encoding lists them in order; RFC 9112 section 6.1: transfer
+ * codings come after): every Content-Encoding field and each member of its list, then
+ * the Transfer-Encoding codings other than chunked (Node's parser removes chunked framing
+ * only). `identity` and empty members are dropped; lower-case.
+ */
+export function bodyCodings(raw: ReadonlyArray<readonly [string, string]>): string[] {
+  const content: string[] = [];
+  const transfer: string[] = [];
+  for (const [n, v] of raw) {
+    const name = n.toLowerCase();
+    if (name !== 'content-encoding' && name !== 'transfer-encoding') continue;
+    for (const member of v.split(',')) {
+      const c = member.trim().toLowerCase();
+      if (!c || c === 'identity' || (name === 'transfer-encoding' && c === 'chunked')) continue;
+      (name === 'content-encoding' ? content : transfer).push(c);
+    }
+  }
+  return [...content, ...transfer];
+}
+
+/**
+ * The coding a body's first bytes announce, when no header does: gzip (1f 8b 08: RFC
+ * 1952 section 2.3.1, ID1 ID2 and CM = deflate), zstd (28 b5 2f fd: RFC 8878 section
+ * 3.1.1) and zlib-wrapped deflate (RFC 1950 section 2.2: CMF 78, FLG 01, 9c or da; not
+ * 5e, which is the text "x^"). Raw deflate and brotli have no magic: without a header
+ * they cannot be told from other bytes.
+ */
+export function sniffCoding(head: Buffer): 'gzip' | 'zstd' | 'deflate' | undefined {
+  if (head.length >= 3 && head[0] === 0x1f && head[1] === 0x8b && head[2] === 0x08) return 'gzip';
+  if (head.length >= 4 && head.readUInt32BE(0) === 0x28b52ffd) return 'zstd';
+  if (head.length >= 2 && head[0] === 0x78 && (head[1] === 0x01 || head[1] === 0x9c || head[1] === 0xda)) return 'deflate';
+  return undefined;
+}
+
+/** Bytes {@link sniffCoding} looks at. */
+const SNIFF_BYTES = 4;
+/** Layers of compression looked into (declared plus sniffed): a bound on the work, not a format limit. */
+const MAX_LAYERS = 4;
+
+/** A body that cannot be inspected: the reason and message of the 502. */
+class BodyRefusal extends Error {
+  override name = 'BodyRefusal';
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+type Decoder = (buf: Buffer, opts: zlib.ZlibOptions | zlib.BrotliOptions, cb: (err: Error | null, out: Buffer) => void) => void;
+
+/** node:zlib's decoder for a coding name (RFC 9110 section 8.4.1, `x-gzip` as gzip); zstd where this Node has it. */
+function decoderFor(coding: string): Decoder[] | undefined {
+  const z = zlib as unknown as Record<string, Decoder | undefined>;
+  switch (coding) {
+    case 'gzip':
+    case 'x-gzip':
+      return [zlib.gunzip];
+    case 'deflate':
+      // "deflate" is zlib-wrapped (RFC 9110 section 8.4.1.2); some servers send it raw.
+      return [zlib.inflate, zlib.inflateRaw];
+    case 'br':
+      return [zlib.brotliDecompress];
+    case 'zstd':
+      return z.zstdDecompress ? [z.zstdDecompress] : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * `buf` decoded from `coding` on the thread pool, at most `max` bytes out (a
+ * decompression bomb stops there: zlib's maxOutputLength).
+ * @throws BodyRefusal for an unknown coding, a body that does not decode, or one over `max`
+ */
+async function decode(buf: Buffer, coding: string, max: number): Promise<Buffer> {
+  const decoders = decoderFor(coding);
+  // The coding is quoted whole: fail() redacts the message, then writeDeny cuts it.
+  if (!decoders) throw new BodyRefusal('compressed_response', `the body is encoded as ${JSON.stringify(coding)}, which the proxy cannot decode to scan it`);
+  let last: NodeJS.ErrnoException | undefined;
+  for (const d of decoders) {
+    try {
+      return await new Promise<Buffer>((resolve, reject) => d(buf, { maxOutputLength: max }, (err, out) => (err ? reject(err) : resolve(out))));
+    } catch (err) {
+      last = err as NodeJS.ErrnoException;
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+        throw new BodyRefusal('compressed_response', `the ${coding} body decodes to more than ${max} bytes, more than the proxy scans (a decompression bomb?)`);
+      }
+    }
+  }
+  throw new BodyRefusal('compressed_response', `the body does not decode as ${coding} (${last?.code ?? 'error'})`);
+}
+
+/**
+ * What a credential host's response body becomes for the agent, or why it is refused.
+ * `reals`: the response scrubber (real values, every form). `declared`: the codings the
+ * headers name ({@link bodyCodings}). The body is decoded through them (the agent then gets the decoded body, without Content-Encoding) and,
+ * layer after layer, through any coding its first bytes announce ({@link sniffCoding};
+ * at most {@link MAX_LAYERS} in all). A real value found inside a sniffed layer refuses
+ * the response (the layer is passed on as it is, so it cannot be scrubbed); what is
+ * passed on is scrubbed like any body.
+ * @returns the body to relay, and whether it was decoded (Content-Encoding is then dropped)
+ * @throws BodyRefusal
+ */
+export async function inspectBody(reals: Matcher<SecretTag>, body: Buffer, declared: readonly string[], max: number): Promise<{ body: Buffer; decoded: boolean }> {
+  if (declared.length > MAX_LAYERS) throw new BodyRefusal('compressed_response', `the body is encoded ${declared.length} times; the proxy decodes at most ${MAX_LAYERS} layers`);
+  let relay = body;
+  for (const coding of [...declared].reverse()) relay = await decode(relay, coding, max);
+  let layer = relay;
+  for (let depth = declared.length; depth < MAX_LAYERS; depth++) {
+    const coding = sniffCoding(layer.subarray(0, SNIFF_BYTES));
+    if (!coding) break;
+    layer = await decode(layer, coding, max);
+    const hit = reals.first(layer);
+    if (hit) {
+      throw new BodyRefusal(
+        'credential_in_compressed_body',
+        `the body holds ${coding}-compressed data that contains the real value of credential ${hit.needle.tag.credential}; it cannot be scrubbed without changing the data, so it is not passed on`,
+      );
+    }
+  }
+  return { body: relay, decoded: declared.length > 0 };
+}
+
+/**
+ * The whole body of `stream`, at most `max` bytes.
+ * @throws BodyRefusal when it is longer (the stream is destroyed)
+ */
+function readAll(stream: Readable, max: number, first?: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = first?.length ? [first] : [];
+    let size = first?.length ?? 0;
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        stream.destroy();
+        reject(new BodyRefusal('compressed_response', `the compressed body is larger than ${max} bytes, more than the proxy reads to scan`));
+        return;
+      }
+      chunks.push(c);
+    });
+    let ended = false;
+    stream.once('end', () => {
+      ended = true;
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+    });
+    stream.once('error', reject);
+    // Closed before its end (an upstream that stops short): nothing whole to scan.
+    stream.once('close', () => ended || reject(new Error('the body ended early')));
+  });
+}
+
+/** The first `n` bytes of `stream` (fewer if it ends first); the stream is left paused, nothing else consumed. */
+function readHead(stream: Readable, n: number): Promise<{ head: Buffer; ended: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (ended: boolean) => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.pause();
+      resolve({ head: Buffer.concat(chunks), ended });
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size >= n) done(false);
+    };
+    const onEnd = () => done(true);
+    const onError = (e: Error) => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      reject(e);
+    };
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+  });
 }
 
 /** Scrubbed response fields as a flat list; counts scrubs. */
@@ -148,60 +347,77 @@ export function forwardRequest(ctx: ForwardContext, req: http.IncomingMessage, r
         const status = upRes.statusCode ?? 502;
         const raw = pairs(upRes.rawHeaders);
         const hasBody = req.method !== 'HEAD' && status !== 204 && status !== 304 && status >= 200;
-        const encoding = field(raw, 'content-encoding');
         upRes.on('error', () => res.destroy());
-        if (d.scoped && hasBody && encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+        const count = (tag: SecretTag) => ctx.metrics.scrubbed.inc({ credential: tag.credential });
+        const done = () => trail.done({ decision: 'allow', reason: 'ok', status, bytesIn, bytesOut });
+        const refuse = (err: unknown) => {
           cut = true;
           upRes.destroy();
           ctx.pool.forget(d.target.host, d.target.port, ctx.tls);
-          fail(
-            502,
-            'compressed_response',
-            `${host} sent a body with Content-Encoding "${encoding.slice(0, 40)}" although the proxy asked for identity; a compressed body cannot be scrubbed of credentials, so it is not passed on`,
-            'deny',
-          );
-          return;
-        }
-        const scrub = d.scoped && hasBody;
-        const length = scrub ? field(raw, 'content-length') : undefined;
-        if (length !== undefined && /^[0-9]{1,9}$/.test(length) && Number(length) <= WHOLE_BODY_BYTES) {
-          const chunks: Buffer[] = [];
-          upRes.on('data', (c: Buffer) => chunks.push(c));
-          upRes.on('end', () => {
-            // 'end' only after the whole Content-Length arrived (a short body is an
-            // 'aborted' and 'error': the answer is then cut, as a streamed one would be).
-            const body = scrubBuffer(ctx.credentials.responseScrubber, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), (tag) => ctx.metrics.scrubbed.inc({ credential: tag.credential }));
-            try {
-              res.writeHead(status, [...relayFields(ctx, raw, ['content-length']), 'Content-Length', String(body.length)]);
-            } catch {
-              cut = true;
-              fail(502, 'upstream_protocol', `${host} sent a response head that cannot be relayed`, 'error');
-              return;
-            }
-            bytesOut = body.length;
-            res.on('finish', () => trail.done({ decision: 'allow', reason: 'ok', status, bytesIn, bytesOut }));
-            res.end(body);
-          });
-          return;
-        }
-        try {
-          res.writeHead(status, relayFields(ctx, raw, scrub ? ['content-length'] : []));
-        } catch {
+          if (err instanceof BodyRefusal) fail(502, err.reason, `${host}: ${err.message}`, 'deny');
+          else fail(502, 'upstream_reset', `${host}: the response body could not be read whole`, 'error');
+        };
+        const badHead = () => {
           cut = true;
           upRes.destroy();
           fail(502, 'upstream_protocol', `${host} sent a response head that cannot be relayed`, 'error');
+        };
+        /** Answers `body` scrubbed, in one write with its own Content-Length, without the fields in `drop`. */
+        const answerWhole = (body: Buffer, drop: readonly string[]) => {
+          const out = scrubBuffer(ctx.credentials.responseScrubber, body, count);
+          try {
+            res.writeHead(status, [...relayFields(ctx, raw, ['content-length', ...drop]), 'Content-Length', String(out.length)]);
+          } catch {
+            badHead();
+            return;
+          }
+          bytesOut = out.length;
+          res.on('finish', done);
+          res.end(out);
+        };
+        const inspectThenAnswer = (body: Buffer, declared: readonly string[]) =>
+          inspectBody(ctx.credentials.responseScrubber, body, declared, ctx.limits.maxDecodedBytes).then(({ body: relay, decoded }) => answerWhole(relay, decoded ? ['content-encoding'] : []), refuse);
+        /** Streams the rest of the body (after `head`), scrubbed when `scrub`. */
+        const answerStream = (scrub: boolean, head?: Buffer) => {
+          try {
+            res.writeHead(status, relayFields(ctx, raw, scrub ? ['content-length'] : []));
+          } catch {
+            badHead();
+            return;
+          }
+          let body: Readable = upRes;
+          if (scrub) {
+            const t = scrubStream(ctx.credentials.responseScrubber, count);
+            upRes.on('error', (e) => t.destroy(e));
+            if (head?.length) t.write(head);
+            body = upRes.pipe(t);
+          }
+          body.on('data', (c: Buffer) => (bytesOut += c.length));
+          body.on('error', () => res.destroy());
+          res.on('finish', done);
+          body.pipe(res);
+        };
+
+        if (!d.scoped || !hasBody) {
+          answerStream(false);
           return;
         }
-        let body: Readable = upRes;
-        if (scrub) {
-          const t = scrubStream(ctx.credentials.responseScrubber, (tag) => ctx.metrics.scrubbed.inc({ credential: tag.credential }));
-          upRes.on('error', (e) => t.destroy(e));
-          body = upRes.pipe(t);
+        // A credential host: whatever announces a compression (any field, or the body's
+        // first bytes) makes the body read whole, decoded and scanned (inspectBody).
+        const declared = bodyCodings(raw);
+        const length = field(raw, 'content-length');
+        // Most API answers are small: read whole, scrubbed once, answered in one write
+        // (a streamed scrub answers chunked in two writes: two TLS records and syscalls).
+        const small = length !== undefined && /^[0-9]{1,9}$/.test(length) && Number(length) <= WHOLE_BODY_BYTES;
+        if (declared.length || small) {
+          void readAll(upRes, declared.length ? ctx.limits.maxDecodedBytes : WHOLE_BODY_BYTES).then((body) => inspectThenAnswer(body, declared), refuse);
+          return;
         }
-        body.on('data', (c: Buffer) => (bytesOut += c.length));
-        body.on('error', () => res.destroy());
-        res.on('finish', () => trail.done({ decision: 'allow', reason: 'ok', status, bytesIn, bytesOut }));
-        body.pipe(res);
+        void readHead(upRes, SNIFF_BYTES).then(({ head, ended }) => {
+          if (ended) void inspectThenAnswer(head, []);
+          else if (sniffCoding(head)) void readAll(upRes, ctx.limits.maxDecodedBytes, head).then((body) => inspectThenAnswer(body, []), refuse);
+          else answerStream(true, head);
+        }, refuse);
       });
 
       if (!d.hasBody) {
@@ -240,7 +456,12 @@ export function forwardRequest(ctx: ForwardContext, req: http.IncomingMessage, r
   );
 }
 
-/** Forwards an allowed WebSocket upgrade; on 101 the two sockets are piped. */
+/**
+ * Forwards an allowed WebSocket upgrade; on 101 the two sockets are piped. An upgrade to
+ * a credential's host is refused (403 `websocket_unscanned`) unless the credential has
+ * `allowWebSocket`: frames are not scanned, so a real value an upstream puts in a frame
+ * would reach the agent.
+ */
 export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer, d: Decided, trail: Trail): void {
   let bytesIn = 0;
   let bytesOut = 0;
@@ -249,6 +470,18 @@ export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer
     trail.done({ decision, reason, status, message, upgrade: true });
     rawDeny(socket, status, reason, ctx.credentials.scrubValue(message));
   };
+  const cred = d.scoped ? ctx.credentials.forHost(d.target.host) : undefined;
+  if (d.scoped && !cred?.allowWebSocket) {
+    const name = cred?.name ?? d.credential ?? '?';
+    fail(
+      403,
+      'websocket_unscanned',
+      `WebSocket upgrades to ${host} are refused: credential ${name} is sent there and the proxy does not scan WebSocket frames, so it could not keep the real value out of them. ` +
+        `To allow them anyway (frames unscanned), set spec.egress.credentials[${name}].allowWebSocket: true`,
+      'deny',
+    );
+    return;
+  }
   ctx.pool.leg(d.target.host, d.target.port, ctx.tls).then(
     (leg) => {
       const upReq = startUpstream(ctx, leg, d, 'GET');
@@ -289,25 +522,43 @@ export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer
       upReq.on('response', (upRes) => {
         // The upstream declined the upgrade: relay its answer, then close.
         const status = upRes.statusCode ?? 502;
-        const encoding = field(pairs(upRes.rawHeaders), 'content-encoding');
-        if (d.scoped && encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-          upRes.destroy();
-          fail(502, 'compressed_response', `${host} declined the upgrade with a compressed body, which cannot be scrubbed`, 'deny');
+        const raw = pairs(upRes.rawHeaders);
+        const headLines = (drop: readonly string[], extra: string[] = []) => {
+          const fields = relayFields(ctx, raw, ['content-length', ...drop]);
+          const lines = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}`];
+          for (let i = 0; i + 1 < fields.length; i += 2) lines.push(`${fields[i]}: ${fields[i + 1]}`);
+          lines.push(...extra, 'Connection: close');
+          return `${lines.join('\r\n')}\r\n\r\n`;
+        };
+        if (d.scoped) {
+          // An opted-in credential host: its refusal is an HTTP body like any other,
+          // read whole (bounded), decoded if compressed, and scrubbed.
+          const declared = bodyCodings(raw);
+          void readAll(upRes, declared.length ? ctx.limits.maxDecodedBytes : WHOLE_BODY_BYTES)
+            .then((body) => inspectBody(ctx.credentials.responseScrubber, body, declared, ctx.limits.maxDecodedBytes))
+            .then(
+              ({ body, decoded }) => {
+                const out = scrubBuffer(ctx.credentials.responseScrubber, body);
+                bytesOut = out.length;
+                socket.end(Buffer.concat([Buffer.from(headLines(decoded ? ['content-encoding'] : [], [`Content-Length: ${out.length}`]), 'latin1'), out]));
+                trail.done({ decision: 'allow', reason: 'upgrade_declined', status, bytesOut, upgrade: true });
+              },
+              (err: unknown) => {
+                upRes.destroy();
+                if (err instanceof BodyRefusal) fail(502, err.reason, `${host}: ${err.message}`, 'deny');
+                else fail(502, 'upstream_reset', `${host}: the answer to the upgrade could not be read whole`, 'error');
+              },
+            );
           return;
         }
-        const fields = relayFields(ctx, pairs(upRes.rawHeaders), ['content-length']);
-        const lines = [`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}`];
-        for (let i = 0; i + 1 < fields.length; i += 2) lines.push(`${fields[i]}: ${fields[i + 1]}`);
-        lines.push('Connection: close');
-        socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-        const body: Readable = d.scoped ? upRes.pipe(scrubStream(ctx.credentials.responseScrubber)) : upRes;
-        body.on('data', (c: Buffer) => (bytesOut += c.length));
-        body.on('end', () => {
+        socket.write(headLines([]));
+        upRes.on('data', (c: Buffer) => (bytesOut += c.length));
+        upRes.on('end', () => {
           trail.done({ decision: 'allow', reason: 'upgrade_declined', status, bytesOut, upgrade: true });
           socket.end();
         });
-        body.on('error', () => socket.destroy());
-        body.pipe(socket, { end: false });
+        upRes.on('error', () => socket.destroy());
+        upRes.pipe(socket, { end: false });
       });
       upReq.end();
     },

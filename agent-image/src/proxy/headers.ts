@@ -87,7 +87,8 @@ export function checkRequestHeaders(headers: ReadonlyArray<readonly [string, str
   if (te && te[1].trim().toLowerCase() !== 'chunked') {
     // RFC 9112 section 6.1: chunked must be the final coding; other codings are not
     // something a credential proxy re-encodes, so only plain chunked passes.
-    throw new HeaderError('bad_transfer_encoding', `Transfer-Encoding "${te[1].slice(0, 40)}": only "chunked" is accepted`, 501);
+    // Quoted whole: whoever shows the message redacts credential values, then shortens it.
+    throw new HeaderError('bad_transfer_encoding', `Transfer-Encoding ${JSON.stringify(te[1])}: only "chunked" is accepted`, 501);
   }
 }
 

@@ -47,8 +47,9 @@ export const DENY_STATUS: Readonly<Record<DenyReason, number>> = Object.freeze({
 
 /**
  * A refusal: `reason` is the metrics label, `status` the HTTP status the proxy answers
- * with (see {@link DENY_STATUS}). The message names the offending input (truncated to 80
- * characters, JSON-quoted so control characters are visible) and never a secret.
+ * with (see {@link DENY_STATUS}). The message names the offending input (whole,
+ * JSON-quoted so control characters are visible); whoever shows it redacts credential
+ * values first, then shortens it.
  */
 export class PolicyError extends Error {
   readonly reason: DenyReason;
@@ -62,10 +63,15 @@ export class PolicyError extends Error {
   }
 }
 
-/** `value` quoted for a message: JSON escapes make CR, LF, NUL and invisible characters visible. */
+/**
+ * `value` quoted for a message: JSON escapes make CR, LF, NUL and invisible characters
+ * visible. Whole, never cut here: this module does not know the credentials, and a value
+ * cut before redaction would let a prefix of a secret through that no longer matches.
+ * Whoever shows the message redacts it first and then shortens it (swap.ts
+ * `CredentialSet.forAgent`, audit.ts `Auditor`). Inputs are bounded by the header limit.
+ */
 function show(value: unknown): string {
-  const s = typeof value === 'string' ? value : String(value);
-  return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}...` : s);
+  return JSON.stringify(typeof value === 'string' ? value : String(value));
 }
 
 // ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import { forwardRequest, forwardUpgrade, rawDeny, writeDeny, type ForwardContext
 import { checkRequestHeaders, field, pairs } from './headers.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { assertSameHost, canonicalHost, parseAuthority, PolicyError, type Allowlist, type CanonicalHost, type Lookup } from './policy.ts';
-import type { CredentialSet } from './swap.ts';
+import { shorten, type CredentialSet } from './swap.ts';
 import { CloseReport, ConnectionTimeouts, type CloseReason, type TrackedConnection } from './timeouts.ts';
 import { UpstreamPool } from './upstream.ts';
 
@@ -160,7 +160,7 @@ export class EgressProxy {
     try {
       fn();
     } catch (err) {
-      this.#opts.log.error({ err: (err as Error).name, message: (err as Error).message.slice(0, 200) }, 'egress proxy: handler failed; connection closed');
+      this.#opts.log.error({ err: (err as Error).name, message: this.#logText((err as Error).message) }, 'egress proxy: handler failed; connection closed');
       socket.destroy();
     }
   }
@@ -301,7 +301,7 @@ export class EgressProxy {
         if (b[0] === TLS_HANDSHAKE) {
           if (!tunnel) conn.mode = 'transparent';
           this.#intercept(socket, conn).catch((err: Error) => {
-            this.#opts.log.error({ err: err.name, message: err.message.slice(0, 200) }, 'egress proxy: TLS interception failed; connection closed');
+            this.#opts.log.error({ err: err.name, message: this.#logText(err.message) }, 'egress proxy: TLS interception failed; connection closed');
             socket.destroy();
           });
         } else {
@@ -334,6 +334,11 @@ export class EgressProxy {
       maxHeaderBytes: this.#opts.limits.maxHeaderBytes,
     });
     return conn.pool;
+  }
+
+  /** An error message for a log line: credential values redacted (every form), then cut to 200 characters. */
+  #logText(message: string): string {
+    return shorten(this.#runtime ? this.#runtime.credentials.redact(message) : message, 200);
   }
 
   #audit(rec: AuditRecord): void {
@@ -381,13 +386,14 @@ export class EgressProxy {
         conn.sni = sni;
         if (conn.bound) {
           assertSameHost(conn.bound, { host: sni });
-          cb(null, context);
-          return;
+        } else {
+          const port = 443;
+          if (!rt.allowlist.match(sni, port)) throw new PolicyError('not_allowed', `${sni.host} is not in the egress allowlist (spec.egress.allow)`);
+          conn.bound = { host: sni, port };
         }
-        const port = 443;
-        if (!rt.allowlist.match(sni, port)) throw new PolicyError('not_allowed', `${sni.host} is not in the egress allowlist (spec.egress.allow)`);
-        conn.bound = { host: sni, port };
-        rt.leaves.context(sni, port).then(
+        // Asked for now, not reused from before the ClientHello (a cache hit then): an
+        // evicted context is closed soon after (ca.ts), and one must never reach a handshake.
+        rt.leaves.context(conn.bound.host, conn.bound.port).then(
           (c) => cb(null, c),
           (e: Error) => {
             refusal = new Refusal(403, 'policy_error', e.message);
@@ -432,7 +438,7 @@ export class EgressProxy {
     socket.on('error', () => undefined);
     const deny = (r: Refusal, target?: Target) => {
       trail.done({ decision: 'deny', reason: r.reason, status: r.status, message: r.message, ...(target ? { host: target.host.host, port: target.port } : {}) });
-      rawDeny(socket, r.status, r.reason, r.message);
+      rawDeny(socket, r.status, r.reason, this.#runtime ? this.#runtime.credentials.scrubValue(r.message) : r.message);
     };
     const rt = this.#runtime;
     if (!rt) return deny(new Refusal(503, 'not_ready', this.#notReady));

@@ -146,6 +146,31 @@ describe('CredentialSet.planRequest', () => {
     expect(bearer.planRequest(host('api.github.com'), [['authorization', `bearer ${STUB}`]], '/')).toMatchObject({ ok: true, headers: [['authorization', `Bearer ${REAL}`]] });
   });
 
+  it("swaps GitHub's `token <stub>` like Bearer, in any case, on the credential's hosts only", () => {
+    const bearer = set([{ ...github, scheme: 'bearer' }, anthropic]);
+    for (const scheme of ['token', 'Token', 'TOKEN']) {
+      expect(bearer.planRequest(host('api.github.com'), [['Authorization', `${scheme} ${STUB}`]], '/'), scheme).toMatchObject({
+        ok: true,
+        headers: [['Authorization', `token ${REAL}`]],
+        swapped: { credential: 'github', location: 'header:authorization' },
+      });
+      expect(bearer.planRequest(host('evil.example'), [['Authorization', `${scheme} ${STUB}`]], '/'), scheme).toMatchObject({ ok: false, status: 403, reason: 'stub_out_of_scope' });
+    }
+    // Another scheme word is not a swap.
+    expect(bearer.planRequest(host('api.github.com'), [['Authorization', `tokens ${STUB}`]], '/')).toMatchObject({ ok: true, headers: [['Authorization', `tokens ${STUB}`]] });
+    expect(bearer.planRequest(host('api.github.com'), [['Authorization', `tokens ${STUB}`]], '/')).not.toHaveProperty('swapped');
+  });
+
+  it('refuses the stub or a real value in every encoded form to a foreign host (target and headers)', () => {
+    const hex = Buffer.from(STUB).toString('hex');
+    const pct = [...Buffer.from(STUB)].map((b) => `%${b.toString(16).toUpperCase()}`).join('');
+    for (const t of [`/c?h=${hex}`, `/c?h=${hex.toUpperCase()}`, `/c?p=${pct}`, `/c?p=${pct.toLowerCase()}`]) {
+      expect(plan('evil.example', [], t), t).toMatchObject({ ok: false, reason: 'stub_out_of_scope', location: 'target' });
+    }
+    expect(plan('evil.example', [['X-Note', Buffer.from(REAL).toString('hex')]])).toMatchObject({ ok: false, reason: 'real_credential', location: 'header:x-note' });
+    expect(plan('github.com', [['X-Note', Buffer.from(REAL, 'utf16le').toString('base64')]])).toMatchObject({ ok: false, reason: 'real_credential' });
+  });
+
   it('refuses a malformed Basic value (400)', () => {
     for (const v of ['Basic !!!', 'Basic eC1hY2Nlc3MtdG9rZW4', `Basic ${Buffer.from('no-colon').toString('base64')}`]) {
       expect(plan('github.com', [['Authorization', v]]), v).toMatchObject({ ok: false, status: 400, reason: 'bad_basic' });
@@ -176,6 +201,18 @@ describe('CredentialSet.planRequest', () => {
 
   it('refuses two credential headers', () => {
     expect(plan('github.com', [['Authorization', basic('x', STUB)], ['authorization', basic('x', STUB)]])).toMatchObject({ ok: false, status: 400, reason: 'duplicate_header' });
+  });
+
+  it('quoteRedacted redacts before it cuts: no prefix of a value survives', () => {
+    for (const pad of [0, 10, 30, 60, 75]) {
+      const value = `${'x'.repeat(pad)}${REAL}tail`;
+      const q = creds.quoteRedacted(value, 80);
+      expect(q.length).toBeLessThanOrEqual(80 + 5);
+      expect(q).not.toContain(REAL.slice(0, 6));
+      const hexed = creds.quoteRedacted(`${'y'.repeat(pad)}${Buffer.from(REAL).toString('hex').toUpperCase()}`, 40);
+      expect(hexed).not.toMatch(/676870|6768705f/i);
+    }
+    expect(creds.forAgent(`host ${JSON.stringify(`${'z'.repeat(1020)}${REAL}`)}`)).not.toContain(REAL.slice(0, 4));
   });
 
   it('redacts stubs and real values in any form from log text', () => {

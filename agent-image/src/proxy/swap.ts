@@ -5,7 +5,9 @@
  *
  * Rules (DESIGN.md flow 5):
  * - Only the configured header of the credential scoped to the request's host is
- *   swapped: `Bearer <stub>` -> `Bearer <real>`; `Basic base64(user:stub)` decoded,
+ *   swapped: `Bearer <stub>` -> `Bearer <real>`, and GitHub's `token <stub>` ->
+ *   `token <real>` for the same scheme (Octokit's token auth, `gh`; RFC 9110 section
+ *   11.1: the scheme name is case-insensitive); `Basic base64(user:stub)` decoded,
  *   swapped, re-encoded (git's `x-access-token:<stub>`; a stub as the user name too);
  *   raw `<stub>` -> `<real>`. A stub in the URL, another header or the body is never
  *   swapped: it goes out as the stub.
@@ -17,8 +19,9 @@
  *   host: the agent is never given one, so it can only have come from a leak.
  * - `require: true`: a request to the credential's hosts whose header does not carry the
  *   stub in the configured scheme is refused (`missing_stub`, 403).
- * - Responses: every real value, in the forms of match.ts `encodedForms`, is replaced by
- *   the stub in the same form.
+ * - Responses: every real value, in the forms of match.ts `secretForms`, is replaced by
+ *   the stub in the same form. The outbound guard and the log redactor use the same
+ *   forms, so what is caught coming in is caught going out and in a log line.
  */
 import { Matcher, needlesFor, type Needle } from './match.ts';
 
@@ -34,6 +37,11 @@ export interface Credential {
   require: boolean;
   /** The real value. Never logged. */
   real: string;
+  /**
+   * WebSocket upgrades to this credential's hosts are forwarded (frames are then NOT
+   * scanned: a real value an upstream puts in a frame reaches the agent). Off: refused.
+   */
+  allowWebSocket?: boolean;
 }
 
 /** What a needle stands for: whose value, and whether it is the stub or the real one. */
@@ -65,7 +73,18 @@ export interface SwapPlan {
 }
 
 const BASIC = /^basic[ ]+([A-Za-z0-9+/]+={0,2})[ \t]*$/i;
-const BEARER = /^bearer[ ]+([^ \t]+)[ \t]*$/i;
+/** `Bearer <token>` (RFC 6750 section 2.1) or GitHub's `token <token>`; the scheme in any case. */
+const BEARER = /^(bearer|token)[ ]+([^ \t]+)[ \t]*$/i;
+
+/** Longest message the proxy writes in an error body or a log field, after redaction (characters). */
+export const MAX_MESSAGE = 1024;
+
+/** `text` cut to `max` characters (an ellipsis marks a cut); never splits a surrogate pair. */
+export function shorten(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const cut = /[\ud800-\udbff]/.test(text.charAt(max - 1)) ? max - 1 : max;
+  return `${text.slice(0, cut)}...`;
+}
 
 /** A host as the policy module sees it (only `host` is read here). */
 export interface HostLike {
@@ -93,10 +112,12 @@ export class CredentialSet<H extends HostLike = HostLike> {
     this.credentials = credentials;
     this.#pick = pick;
     this.responseScrubber = new Matcher(credentials.flatMap((c) => needlesFor<SecretTag>(c.real, c.stub, { credential: c.name, kind: 'real' })));
+    // Every form, upper-case spellings included, becomes the one marker.
+    const marked = (n: Needle<SecretTag>, marker: string): Needle<SecretTag> => ({ ...n, replacement: Buffer.from(marker), ...(n.caseless ? { replacementUpper: Buffer.from(marker) } : {}) });
     this.#logScrubber = new Matcher(
       credentials.flatMap((c) => [
-        ...needlesFor<SecretTag>(c.real, '[redacted]', { credential: c.name, kind: 'real' }).map((n) => ({ ...n, replacement: Buffer.from(`[redacted:${c.name}]`) })),
-        ...needlesFor<SecretTag>(c.stub, '[stub]', { credential: c.name, kind: 'stub' }).map((n) => ({ ...n, replacement: Buffer.from(`[stub:${c.name}]`) })),
+        ...needlesFor<SecretTag>(c.real, c.stub, { credential: c.name, kind: 'real' }).map((n) => marked(n, `[redacted:${c.name}]`)),
+        ...needlesFor<SecretTag>(c.stub, c.stub, { credential: c.name, kind: 'stub' }).map((n) => marked(n, `[stub:${c.name}]`)),
       ]),
     );
   }
@@ -142,6 +163,21 @@ export class CredentialSet<H extends HostLike = HostLike> {
   /** Header value with real values replaced by stubs (response headers). */
   scrubValue(text: string): string {
     return this.responseScrubber.replace(text).text;
+  }
+
+  /**
+   * A value a client or upstream sent, for a message: every stub and real value in it
+   * (any form) replaced by a marker FIRST, then cut to `max` characters and JSON-quoted
+   * (control characters visible). Cutting first would let a prefix of a value through,
+   * which no longer matches any needle.
+   */
+  quoteRedacted(value: string, max = 80): string {
+    return JSON.stringify(shorten(this.redact(value), max));
+  }
+
+  /** A message for the agent (an error body): real values become stubs, then it is cut to {@link MAX_MESSAGE}. */
+  forAgent(message: string): string {
+    return shorten(this.scrubValue(message), MAX_MESSAGE);
   }
 
   /**
@@ -226,7 +262,8 @@ export function swapValue(cred: Credential, value: string): string | typeof MALF
     case 'bearer': {
       // RFC 9110 section 11.1: the auth-scheme is case-insensitive; 1*SP before the token.
       const m = BEARER.exec(value);
-      return m?.[1] === cred.stub ? `Bearer ${cred.real}` : undefined;
+      if (m?.[2] !== cred.stub) return undefined;
+      return `${m[1]?.toLowerCase() === 'token' ? 'token' : 'Bearer'} ${cred.real}`;
     }
     case 'raw':
       return value.trim() === cred.stub ? cred.real : undefined;

@@ -253,6 +253,12 @@ export const CredentialSpec = z
       .max(8)
       .default([])
       .describe('Environment variables of the agent that hold the stub token, e.g. [GITHUB_TOKEN, GH_TOKEN].'),
+    allowWebSocket: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Let WebSocket upgrades to these hosts through the egress proxy. Off by default: WebSocket frames are NOT scanned, so a real value a host puts in a frame would reach the agent; the proxy refuses such upgrades (403 websocket_unscanned) unless this is true. The handshake is still checked and swapped.',
+      ),
   })
   .describe('A credential swapped in by the egress proxy.');
 

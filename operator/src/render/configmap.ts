@@ -75,6 +75,8 @@ export function renderContract(agent: Agent, persona: AssembledPersona, egressCa
         stub: credentialStub(egressCaKeyPem, agentRef, c.name),
         require: c.require,
         env: c.env,
+        // Written only when on, so a contract (and the pod's config hash) without it is unchanged.
+        ...(c.allowWebSocket ? { allowWebSocket: true } : {}),
       })),
     },
   };
