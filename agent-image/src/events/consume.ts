@@ -4,7 +4,16 @@
  * server, so a consumer stopped (or a supervisor restarted) resumes after the last event
  * it acknowledged (JetStream docs, "Consumers": durable, AckPolicy explicit, AckWait,
  * MaxDeliver).
+ *
+ * One bad event never stops a consumer: an event that is not an envelope, is larger than
+ * MAX_EVENT_BYTES, or that its handler refuses for its content (SkipEvent, or a ZodError
+ * from a check of its data) is terminated at once; a handler that fails otherwise, or
+ * runs past its time limit, gets the event again later, up to `maxDeliver` deliveries,
+ * then the event is terminated. Each skip is logged once (one bounded line, no payload)
+ * and counted in `agentsmith_events_consumer_skipped_total{consumer,reason}`.
  */
+import { Counter, type Registry } from 'prom-client';
+import { ZodError } from 'zod';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../log.ts';
@@ -13,6 +22,45 @@ import { EventEnvelope } from './schema.ts';
 import { streamSubjects } from './subject.ts';
 
 const DEFAULT_MAX_DELIVER = 10;
+const DEFAULT_ACK_WAIT_MS = 60_000;
+/** Largest event payload handled (bytes); a larger message is terminated unread. The supervisor's own events are a few hundred bytes. */
+export const MAX_EVENT_BYTES = 256 * 1024;
+/** Longest text of an error kept in a log line (characters). */
+const MAX_ERROR_CHARS = 300;
+
+/**
+ * Thrown by a handler for an event it can never handle because of the event's own content
+ * (a field it needs is missing or absurd): the event is terminated at once, logged once
+ * and counted, instead of being redelivered `maxDeliver` times. A ZodError counts the same.
+ */
+export class SkipEvent extends Error {
+  override name = 'SkipEvent';
+}
+
+/** Why a consumer skipped an event (metric label). */
+export type SkipReason = 'malformed' | 'too_large' | 'rejected' | 'failed';
+
+/** The consumers' Prometheus metrics, on the supervisor's registry (/metrics of the pod's `http` port). One per registry. */
+export class ConsumerMetrics {
+  readonly skipped: Counter<'consumer' | 'reason'>;
+  readonly retries: Counter<'consumer'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.skipped = new Counter({
+      name: 'agentsmith_events_consumer_skipped_total',
+      help: 'events a durable consumer terminated without handling them, by consumer and reason (malformed: not an event envelope, too_large, rejected: the handler refused its content, failed: the handler failed on the last delivery)',
+      labelNames: ['consumer', 'reason'] as const,
+      registers,
+    });
+    this.retries = new Counter({
+      name: 'agentsmith_events_consumer_retries_total',
+      help: 'events a durable consumer asked to have redelivered after its handler failed or timed out, by consumer',
+      labelNames: ['consumer'] as const,
+      registers,
+    });
+  }
+}
 
 export interface ConsumeOptions {
   /**
@@ -29,6 +77,10 @@ export interface ConsumeOptions {
   ackWaitMs?: number | undefined;
   /** Deliveries of one event before the server gives up on it (default 10). */
   maxDeliver?: number | undefined;
+  /** Longest one handler call may take before the event counts as failed (ms, default: ackWaitMs). */
+  handlerTimeoutMs?: number | undefined;
+  /** Where skips and retries are counted. */
+  metrics?: ConsumerMetrics | undefined;
 }
 
 /** Where a delivered event came from: its subject, stream sequence and delivery count (1 = first). */
@@ -41,7 +93,9 @@ export interface DeliveryMeta {
 /**
  * Called once per delivered event. Resolve to acknowledge it; throw (reject) to have it
  * redelivered later (after 1 s, 2 s, 4 s ... up to 60 s), until its `maxDeliver`-th
- * delivery fails: that one is logged as an error and the event skipped. Delivery is
+ * delivery fails: that one is logged as an error and the event skipped. Throw SkipEvent
+ * (or a ZodError) when the event's own content makes it unusable: it is skipped at once,
+ * with no redelivery. A call longer than `handlerTimeoutMs` counts as a failure. Delivery is
  * at-least-once: an event can arrive again after an ack that was lost, so handlers must
  * be idempotent (the envelope's `id` is unique).
  */
@@ -106,30 +160,48 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
   const signal = ctx.signal ? AbortSignal.any([stop.signal, ctx.signal]) : stop.signal;
   const log = ctx.log.child({ consumer: opts.durable });
   const maxDeliver = opts.maxDeliver ?? DEFAULT_MAX_DELIVER;
+  const handlerTimeoutMs = opts.handlerTimeoutMs ?? opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   let messages: ConsumerMessages | undefined;
   signal.addEventListener('abort', () => void messages?.close(), { once: true });
+  const skip = (m: JsMsg, reason: SkipReason, fields: Record<string, unknown>, msg: string) => {
+    opts.metrics?.skipped.inc({ consumer: opts.durable, reason });
+    (reason === 'failed' ? log.error.bind(log) : log.warn.bind(log))({ seq: m.seq, subject: m.subject.slice(0, 256), reason, ...fields }, msg);
+    m.term(reason);
+  };
 
   const handle = async (m: JsMsg) => {
+    if (m.data.length > MAX_EVENT_BYTES) {
+      skip(m, 'too_large', { bytes: m.data.length, maxBytes: MAX_EVENT_BYTES }, 'event larger than a consumer takes; skipped');
+      return;
+    }
     let event: EventEnvelope;
     try {
       event = EventEnvelope.parse(m.json());
     } catch (err) {
-      log.warn({ seq: m.seq, subject: m.subject, err: (err as Error).message }, 'not an event envelope; terminating it');
-      m.term('not an agent-smith event envelope');
+      skip(m, 'malformed', { err: errorText(err) }, 'not an event envelope; skipped');
       return;
     }
     const deliveryCount = m.info.deliveryCount;
+    const ids = { eventId: event.id.slice(0, 128), type: event.type.slice(0, 64), deliveryCount };
     try {
-      await handler(event, { subject: m.subject, seq: m.seq, deliveryCount });
+      await withTimeout(handler(event, { subject: m.subject, seq: m.seq, deliveryCount }), handlerTimeoutMs);
     } catch (err) {
+      if (err instanceof SkipEvent || err instanceof ZodError) {
+        skip(m, 'rejected', { ...ids, err: errorText(err) }, 'the event handler refused the event for its content; skipped');
+        return;
+      }
       if (deliveryCount >= maxDeliver) {
         // The server would not deliver it again anyway (max_deliver): say so, once.
-        log.error({ eventId: event.id, type: event.type, deliveryCount, err: err instanceof Error ? err.message : err }, 'event handler failed on the last delivery; the event is skipped');
-        m.term('the handler failed on the last delivery');
+        skip(m, 'failed', { ...ids, err: errorText(err) }, 'event handler failed on the last delivery; the event is skipped');
         return;
       }
       const delay = Math.min(60_000, 1000 * 2 ** (deliveryCount - 1));
-      log.warn({ eventId: event.id, type: event.type, deliveryCount, delayMs: delay, err: err instanceof Error ? err.message : err }, 'event handler failed; redelivery later');
+      opts.metrics?.retries.inc({ consumer: opts.durable });
+      // Once per event at warn (its first failure); the further redeliveries at debug.
+      (deliveryCount === 1 ? log.warn.bind(log) : log.debug.bind(log))(
+        { ...ids, delayMs: delay, maxDeliver, err: errorText(err) },
+        'event handler failed; redelivery later',
+      );
       m.nak(delay);
       return;
     }
@@ -173,4 +245,19 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
       await done;
     },
   };
+}
+
+/** An error as one bounded line (a zod error lists every issue; a payload never goes in). */
+function errorText(err: unknown): string {
+  const text = err instanceof ZodError ? err.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') : err instanceof Error ? err.message : String(err);
+  return text.replace(/\s+/g, ' ').slice(0, MAX_ERROR_CHARS);
+}
+
+/** `p`, or a rejection after `ms`: a handler that hangs must not hold the consumer (the next events wait behind it). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the handler did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

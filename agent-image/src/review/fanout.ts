@@ -21,6 +21,7 @@ import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { PrOpened, type EventEnvelope } from '../events/schema.ts';
 import type { Logger } from '../log.ts';
+import { MAX_META_VALUE_CHARS } from '../supervisor/inbox.ts';
 
 /** The custom content key of a review-request notice (Java package naming, as the Matrix spec asks of custom keys). */
 export const REVIEW_REQUEST_KEY = 'dev.agentsmith.review_request';
@@ -171,7 +172,8 @@ export class ReviewFanout {
       id: reviewRequestId(event.id),
       source: 'review',
       text: reviewRequestText(event, reviewers),
-      meta: { author: event.agent, repo: event.data.repo, number: String(event.data.number), url: event.data.url },
+      // The inbox takes context values up to MAX_META_VALUE_CHARS; the text has the whole URL.
+      meta: { author: event.agent, repo: event.data.repo, number: String(event.data.number), url: event.data.url.slice(0, MAX_META_VALUE_CHARS) },
     });
     this.opts.log.info(
       { event: event.id, author: event.agent, pr: `${event.data.repo}#${event.data.number}`, duplicate },

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, TEAM_DIR, type PodContract } from '../contract/contract.ts';
 import { loadContract } from '../contract/load.ts';
 import { writeFileAtomic } from '../harness/files.ts';
+import { ConsumerMetrics } from '../events/consume.ts';
 import { EventMetrics } from '../events/metrics.ts';
 import { EventOutbox } from '../events/outbox.ts';
 import { eventTools } from '../events/tools.ts';
@@ -181,7 +182,11 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   const reviews =
     eventLog && contract.agent.team
       ? eventLog.consume(
-          { durable: `review-fanout-${token(contract.agent.name)}`, filterSubject: filterSubject(eventLog.config.subjectPrefix, { team: contract.agent.team, type: 'pr_opened' }) },
+          {
+            durable: `review-fanout-${token(contract.agent.name)}`,
+            filterSubject: filterSubject(eventLog.config.subjectPrefix, { team: contract.agent.team, type: 'pr_opened' }),
+            metrics: new ConsumerMetrics(metrics.registry),
+          },
           async (event) => void (await fanout.receive(event)),
         )
       : undefined;
