@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decide, mentions, threadOf, type Who } from './triggers.ts';
+import { decide, linkedUserId, mentions, pillUserIds, threadOf, type Who } from './triggers.ts';
 
 const who: Who = {
   userId: '@testbot:hs',
@@ -20,6 +20,75 @@ describe('mentions', () => {
     expect(mentions({ body: 'testbots are fun' }, who)).toBe(false);
     expect(mentions({ body: 'my-testbot-2 broke' }, who)).toBe(false);
     expect(mentions({ body: 'hi', 'm.mentions': { user_ids: ['@other:hs'] } }, who)).toBe(false);
+  });
+});
+
+describe('mentions: pills, whole words, m.mentions', () => {
+  const devbot = { userId: '@devbot:localhost', names: ['devbot'] };
+  const pill = (href: string) => ({ body: 'devbot: look', format: 'org.matrix.custom.html', formatted_body: `<a href=${href}>devbot</a>: look` });
+
+  it('counts a pill of its full user id in any valid encoding', () => {
+    for (const href of [
+      '"https://matrix.to/#/@devbot:localhost"',
+      '"https://matrix.to/#/%40devbot%3Alocalhost"',
+      '"https://matrix.to/#/%40devbot%3alocalhost"',
+      "'https://matrix.to/#/%40devbot:localhost?via=localhost&amp;via=example.org'",
+      'https://matrix.to/#/@devbot:LOCALHOST',
+      '"matrix:u/devbot:localhost?action=chat"',
+      '"https://matrix.to/#/&#64;devbot:localhost"',
+    ]) {
+      expect(mentions({ ...pill(href), body: 'look' }, devbot), href).toBe(true);
+    }
+    expect(pillUserIds('<a href="https://matrix.to/#/%40a%3Ahs">a</a> <a href="https://example.org/">x</a>')).toEqual(['@a:hs']);
+    expect(linkedUserId('https://matrix.to/#/%E0%A4%A')).toBeUndefined(); // a broken escape is no link
+    expect(linkedUserId('https://matrix.to/#/!room:hs')).toBeUndefined();
+  });
+
+  it('does not count a pill or an id of another user, on another server or with a longer name', () => {
+    expect(mentions({ body: 'ask them', formatted_body: '<a href="https://matrix.to/#/@devbot:evil.example">devbot</a>' }, devbot)).toBe(false);
+    expect(mentions({ body: 'ask them', formatted_body: '<a href="https://matrix.to/#/%40devbot2%3Alocalhost">x</a>' }, devbot)).toBe(false);
+    expect(mentions({ body: 'ping @devbot:evil.example please' }, devbot)).toBe(false);
+    expect(mentions({ body: 'ping @devbot2:localhost please' }, devbot)).toBe(false);
+    expect(mentions({ body: 'ping @devbot:localhost.evil.example' }, devbot)).toBe(false);
+    expect(mentions({ body: 'ping @devbot:localhost:8448' }, devbot)).toBe(false);
+    expect(mentions({ body: 'ping @devbot:localhost.' }, devbot)).toBe(true);
+    expect(mentions({ body: '@devbot: help' }, devbot)).toBe(true);
+  });
+
+  it('counts a plain-text name only as a whole word, never inside a URL, a path, a host or glued to letters of any script', () => {
+    for (const body of ['devbot: deploy', 'hey devbot, deploy', 'DevBot?', '(devbot)', '«devbot»', 'devbot.', '@devbot deploy', 'ask devbot\'s opinion']) {
+      expect(mentions({ body }, devbot), body).toBe(true);
+    }
+    for (const body of [
+      'see https://git.example/agents/devbot/README',
+      'see git.example/devbot/README',
+      'agents/devbot',
+      'www.devbot.example',
+      'xdevbotx',
+      'devbots are fun',
+      'my-devbot-2',
+      'devbot_old',
+      'édevbot',
+      'devbotй',
+      'devbot名',
+      '数devbot',
+      'devbot.yaml',
+      'mail devbot@example.org',
+      '#devbot:localhost',
+    ]) {
+      expect(mentions({ body }, devbot), body).toBe(false);
+    }
+  });
+
+  it('judges an event with m.mentions by it alone (v1.7), also when its shape is wrong', () => {
+    expect(mentions({ body: 'devbot: deploy', 'm.mentions': {} }, devbot)).toBe(false);
+    expect(mentions({ body: 'hi', 'm.mentions': { user_ids: ['@devbot:localhost'] } }, devbot)).toBe(true);
+    expect(mentions({ body: 'hi', 'm.mentions': { user_ids: ['@devbot:evil.example'] } }, devbot)).toBe(false);
+    expect(mentions({ body: 'devbot', 'm.mentions': { room: true } }, devbot)).toBe(false);
+    expect(mentions({ body: 'devbot', 'm.mentions': { user_ids: '@devbot:localhost' } }, devbot)).toBe(false);
+    expect(mentions({ body: 'devbot', 'm.mentions': { user_ids: [7, null, '@devbot:localhost'] } }, devbot)).toBe(true);
+    expect(mentions({ body: 'devbot', 'm.mentions': 'devbot' }, devbot)).toBe(false);
+    expect(mentions({ body: 42, formatted_body: ['x'] }, devbot)).toBe(false);
   });
 });
 

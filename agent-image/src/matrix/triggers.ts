@@ -82,15 +82,108 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** Whether the message names the agent: m.mentions, its user id, or one of its names as a word in the body. */
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** Whether two user ids are the same user: the localpart exactly, the server name case-insensitively (DNS names). */
+function sameUser(a: string, b: string): boolean {
+  const i = a.indexOf(':');
+  const j = b.indexOf(':');
+  return i > 0 && j > 0 && a.slice(0, i) === b.slice(0, j) && a.slice(i + 1).toLowerCase() === b.slice(j + 1).toLowerCase();
+}
+
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+
+/** HTML character references in an attribute value (`&amp;`, `&#64;`, `&#x40;`). */
+function decodeEntities(s: string): string {
+  return s.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]{2,4});/gi, (all, ref: string) => {
+    if (ref[0] !== '#') return ENTITIES[ref.toLowerCase()] ?? all;
+    const code = ref[1] === 'x' || ref[1] === 'X' ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10);
+    return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : all;
+  });
+}
+
+function safeDecode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The user a link points at, for the two link forms of a user (appendices "Uris"): a
+ * matrix.to link `https://matrix.to/#/@user:server` (any percent-encoding, either hex case,
+ * with or without `?via=...`) and a Matrix URI `matrix:u/user:server`. Undefined for any
+ * other link.
+ */
+export function linkedUserId(href: string): string | undefined {
+  const h = decodeEntities(href).trim();
+  let m = /^https?:\/\/matrix\.to\/#\/([^?]*)/i.exec(h);
+  if (m) {
+    const target = safeDecode(m[1]!.replace(/\/+$/, ''));
+    return target?.startsWith('@') ? target : undefined;
+  }
+  m = /^matrix:(?:\/\/[^/]*\/)?u\/([^?#/]*)/i.exec(h);
+  if (m) {
+    const target = safeDecode(m[1]!);
+    return target ? `@${target}` : undefined;
+  }
+  return undefined;
+}
+
+/** The users linked from `<a href>` pills of an HTML body (client-server API "User and room mentions": a pill is a Matrix URI in the HTML body). */
+export function pillUserIds(html: string): string[] {
+  const out: string[] = [];
+  for (const m of html.matchAll(/\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))/giu)) {
+    const id = linkedUserId(m[1] ?? m[2] ?? m[3] ?? '');
+    if (id) out.push(id);
+  }
+  return out;
+}
+
+/** URLs in plain text (any scheme://, matrix: URIs, www.): a name inside one is part of an address, not a mention. */
+const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s<>"]*|\bmatrix:[^\s<>"]+|\bwww\.[^\s<>"]+/giu;
+/** User ids in plain text (`@localpart:server[:port]`, appendices "User Identifiers"; historical localparts allow more than today's grammar). */
+const USER_ID_IN_TEXT = /@[^\s:@<>"'`]+:(?:\[[0-9a-f:.]+\]|[\p{L}\p{N}.-]+)(?::[0-9]{1,5})?/giu;
+/** A character a name glued to is part of: letters, digits and marks of any script, `_`, `-`, path and address punctuation. */
+const GLUE_BEFORE = String.raw`[\p{L}\p{N}\p{M}_\-/\\#:$!+=~&%@]|[\p{L}\p{N}\p{M}]\.`;
+const GLUE_AFTER = String.raw`[\p{L}\p{N}\p{M}_\-/\\@]|\.[\p{L}\p{N}\p{M}]`;
+
+/**
+ * Whether the message mentions the agent.
+ *
+ * - An event with `m.mentions` is judged by it alone: mentioned when
+ *   `m.mentions.user_ids` lists the agent's user id (client-server API "User and room
+ *   mentions", v1.7; the body-matching push rules `.m.rule.contains_display_name` and
+ *   `.m.rule.contains_user_name` "should only be enabled if the event does not have an
+ *   `m.mentions` property", "Push rules: default override rules"). `@room` does not count.
+ * - Without it (older clients, scripts): a pill in `formatted_body` linking the agent's full
+ *   user id in any valid encoding; the full user id in the body; or one of `names` as a
+ *   whole word of the body (Unicode letters and digits decide the word; a name inside a
+ *   URL, a path, a host name or another user's id is not one).
+ */
 export function mentions(content: Record<string, unknown>, who: Pick<Who, 'userId' | 'names'>): boolean {
-  const m = content['m.mentions'] as { user_ids?: unknown } | undefined;
-  if (m && Array.isArray(m.user_ids) && m.user_ids.includes(who.userId)) return true;
-  const body = typeof content.body === 'string' ? content.body : '';
+  if (Object.hasOwn(content, 'm.mentions')) {
+    const m = content['m.mentions'];
+    return isRecord(m) && Array.isArray(m.user_ids) && m.user_ids.some((u) => typeof u === 'string' && sameUser(u, who.userId));
+  }
   const html = typeof content.formatted_body === 'string' ? content.formatted_body : '';
-  const id = who.userId.toLowerCase();
-  if (body.toLowerCase().includes(id) || html.toLowerCase().includes(id) || html.includes(encodeURIComponent(who.userId))) return true;
-  return who.names.some((n) => n && new RegExp(`(^|[^\\w-])@?${escapeRegExp(n)}($|[^\\w-])`, 'i').test(body));
+  if (html && pillUserIds(html).some((u) => sameUser(u, who.userId))) return true;
+  let body = typeof content.body === 'string' ? content.body : '';
+  let self = false;
+  body = body.replace(URL_IN_TEXT, (url) => {
+    const id = linkedUserId(url);
+    if (id && sameUser(id, who.userId)) self = true;
+    return ' ';
+  });
+  body = body.replace(USER_ID_IN_TEXT, (id) => {
+    if (sameUser(id.replace(/[.:]+$/, ''), who.userId)) self = true;
+    return ' ';
+  });
+  if (self) return true;
+  return who.names.some((n) => n && new RegExp(`(?<!${GLUE_BEFORE})@?${escapeRegExp(n)}(?!${GLUE_AFTER})`, 'iu').test(body));
 }
 
 /**
