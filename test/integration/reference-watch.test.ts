@@ -207,6 +207,20 @@ describe('a change to what a running Agent references', () => {
     await waitFor('its reconcile done', async () => (await metric('controller_runtime_reconcile_total', 'controller="agent"')) >= reconciles + 1, WITHIN_MS, 100);
     expect(await metric('controller_runtime_reconcile_total', 'controller="agent"')).toBe(reconciles + 1);
   }, 60_000);
+
+  it('follows the spec: a Secret the Agent is changed to name is watched, the one it no longer names is not', async () => {
+    const patched = await kubectl(kubeconfig, ['patch', 'agent', AGENT, '-n', ns.name, '--type=json', '-p', JSON.stringify([{ op: 'replace', path: '/spec/egress/credentials/0/secretRef/name', value: 'github-token-2' }])]);
+    expect(patched.stderr).toBe('');
+    await waitFor('CredentialsResolved=False: github-token-2 not found', async () => cond(await readAgent(), 'CredentialsResolved')?.message.includes(`Secret ${ns.name}/github-token-2 not found`), WITHIN_MS, 100);
+    const queued = await metric('agentsmith_reference_reconciles_total');
+    // The Secret it named before: nothing queued.
+    await c.core.deleteNamespacedSecret({ name: 'github-token', namespace: ns.name });
+    // The one it names now, created: resolved within 10 s.
+    const since = Date.now();
+    await c.core.createNamespacedSecret({ namespace: ns.name, body: secret('github-token-2', { token: GITHUB_VALUE }) });
+    await conditionWithin('CredentialsResolved=True once github-token-2 exists', since, 'CredentialsResolved', 'True', 'credential(s) found');
+    expect(await metric('agentsmith_reference_reconciles_total')).toBe(queued + 1);
+  }, 60_000);
 });
 
 describe('the metadata-only watch of Secrets', () => {
@@ -214,9 +228,9 @@ describe('the metadata-only watch of Secrets', () => {
     const path = `/api/v1/namespaces/${ns.name}/secrets`;
     const listed = await listObjectMetadata(c.kc, path);
     expect(listed.kind).toBe('PartialObjectMetadataList');
-    const github = listed.items.find((s) => s.metadata?.name === 'github-token');
-    expect(github?.metadata?.uid).toBeTruthy();
-    expect(JSON.stringify(listed)).not.toContain(Buffer.from(GITHUB_VALUE).toString('base64'));
+    const matrix = listed.items.find((s) => s.metadata?.name === 'matrix-token');
+    expect(matrix?.metadata?.uid).toBeTruthy();
+    expect(JSON.stringify(listed)).not.toContain(Buffer.from(MATRIX_VALUE).toString('base64'));
     expect(JSON.stringify(listed)).not.toContain('"data"');
 
     // The informer as the operator runs it, without the transform: what the server sends.
