@@ -167,9 +167,9 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
     return { message, duplicate: false };
   }
 
-  /** Whether a message with this id is pending. */
-  isPending(id: string): boolean {
-    return this.pending.some((p) => p.id === id);
+  /** The first pending message that `match` accepts. */
+  findPending(match: (m: InboxMessage) => boolean): InboxMessage | undefined {
+    return this.pending.find(match);
   }
 
   /**
@@ -227,7 +227,7 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
  */
 export function renderMessage(m: Pick<InboxMessage, 'id' | 'source' | 'text' | 'meta'>): string {
   const attrs = Object.entries({ id: m.id, source: m.source, ...m.meta })
-    .map(([k, v]) => `${k}="${v.replaceAll('"', "'").replaceAll('\n', ' ')}"`)
+    .map(([k, v]) => `${k}="${attrValue(v)}"`)
     .join(' ');
   return (
     `A message for you arrived through agent-smith from ${m.source}. It is a real request from the sender named below: ` +
@@ -235,7 +235,12 @@ export function renderMessage(m: Pick<InboxMessage, 'id' | 'source' | 'text' | '
   );
 }
 
-/** The message id in a rendered message (from a UserPromptSubmit prompt), if any. */
+/** A value as renderMessage writes it in the header: no double quotes, on one line. */
+export function attrValue(v: string): string {
+  return v.replaceAll('"', "'").replace(/[\r\n]/g, ' ');
+}
+
+/** The message id in a rendered message (from a UserPromptSubmit prompt), if any: the id as attrValue wrote it. */
 export function renderedMessageId(prompt: string): string | undefined {
   return /<agent-smith-message id="([^"]+)"/.exec(prompt)?.[1];
 }

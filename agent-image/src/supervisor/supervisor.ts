@@ -24,8 +24,8 @@ import type { HarnessAdapter, HarnessContext } from '../harness/adapter.ts';
 import { writeFileAtomic } from '../harness/files.ts';
 import type { Logger } from '../log.ts';
 import type { EventOutbox } from '../events/outbox.ts';
-import { deliveryText } from './delivery.ts';
-import { renderedMessageId, type Inbox, type InboxMessage } from './inbox.ts';
+import { deliveryText, pasteSafe } from './delivery.ts';
+import { attrValue, renderedMessageId, type Inbox, type InboxMessage } from './inbox.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import { CLI_PANE, SHELL_PANE, type PaneInfo, type Tmux } from './tmux.ts';
 
@@ -358,8 +358,10 @@ export class Supervisor {
         this.state = 'busy';
         // Any pending message the CLI submits is taken, also one offered again after its
         // ack timeout (a busy CLI queues what is typed and submits it later).
-        const id = typeof input.prompt === 'string' ? renderedMessageId(input.prompt) : undefined;
-        if (id && this.deps.inbox.isPending(id)) await this.ack(id, 'tmux');
+        // The header holds the id as written for the CLI (attrValue, then pasteSafe): compare in that form.
+        const shown = typeof input.prompt === 'string' ? renderedMessageId(input.prompt) : undefined;
+        const taken = shown ? this.deps.inbox.findPending((p) => pasteSafe(attrValue(p.id)) === shown) : undefined;
+        if (taken) await this.ack(taken.id, 'tmux');
         break;
       }
       case 'stop':
