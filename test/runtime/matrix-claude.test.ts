@@ -69,7 +69,7 @@ describe('Matrix → Claude Code → Matrix', () => {
     await synapse?.close();
   });
 
-  it('answers a mention in the room, and a mention in a thread in that thread, as m.notice', async () => {
+  it('answers a mention in the room in a thread rooted at it, and a mention in that thread in the thread, as m.notice', async () => {
     // The bridge is live in the room once a plain message gets its 👀 (and goes nowhere).
     const hello = await waitFor('the bridge live in the room', async () => {
       const id = await alice.sendText(room, 'good morning everyone');
@@ -81,7 +81,8 @@ describe('Matrix → Claude Code → Matrix', () => {
     await alice.waitForEvent(room, (e) => isReaction(e, bot.userId, q1));
     const a1 = await alice.waitForEvent(room, (e) => e.sender === bot.userId && e.content.body === 'answer to MARK-room', 90_000);
     expect(a1.content.msgtype).toBe('m.notice');
-    expect(a1.content['m.relates_to']).toBeUndefined();
+    // A top-level question is answered in a thread rooted at it (the thread its inbox entry names).
+    expect(a1.content['m.relates_to']).toMatchObject({ rel_type: 'm.thread', event_id: q1 });
 
     const q2 = await alice.sendText(room, 'testbot and what about MARK-thread?', {
       'm.relates_to': { rel_type: 'm.thread', event_id: q1, is_falling_back: true, 'm.in_reply_to': { event_id: q1 } },

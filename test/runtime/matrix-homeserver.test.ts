@@ -1,8 +1,9 @@
 /**
  * The bridge against a homeserver that misbehaves in ways a real Synapse will not on cue:
  * a 429 with `retry_after_ms`, a token it rejects (401 M_UNKNOWN_TOKEN) until the Secret
- * holding it is rotated, and a token of another user. A small HTTP fake of the three
- * endpoints involved (whoami, sync, join), shapes from the client-server API.
+ * holding it is rotated, a token of another user, and an event lookup that keeps failing
+ * (502) while /sync answers. A small HTTP fake of the endpoints involved (whoami, sync,
+ * join, event, send), shapes from the client-server API.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -34,6 +35,8 @@ describe('Matrix bridge: homeserver errors', () => {
   /** What the fake answers; tests change it. */
   let users: Record<string, string>;
   let syncReplies: Array<{ status: number; body: unknown }>;
+  /** /sync answers by `since` token (before syncReplies). */
+  let batches: Record<string, unknown>;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'agent-smith-matrix-'));
@@ -41,6 +44,7 @@ describe('Matrix bridge: homeserver errors', () => {
     logs = [];
     users = {};
     syncReplies = [];
+    batches = {};
     server = createServer((req, res) => {
       const path = new URL(req.url ?? '/', 'http://x').pathname;
       const auth = req.headers.authorization ?? '';
@@ -50,11 +54,14 @@ describe('Matrix bridge: homeserver errors', () => {
       if (!user) return send(401, { errcode: 'M_UNKNOWN_TOKEN', error: 'Invalid access token passed.' });
       if (path === '/_matrix/client/v3/account/whoami') return send(200, { user_id: user });
       if (path === '/_matrix/client/v3/sync') {
-        const next = syncReplies.shift() ?? { status: 200, body: { next_batch: `s${seen.length}` } };
+        const batch = batches[new URL(req.url ?? '/', 'http://x').searchParams.get('since') ?? ''];
+        const next = batch ? { status: 200, body: batch } : (syncReplies.shift() ?? { status: 200, body: { next_batch: `s${seen.length}` } });
         // An empty long poll: answer after a moment, as a homeserver with nothing new would at its timeout.
         setTimeout(() => send(next.status, next.body), next.status === 200 ? 100 : 0);
         return;
       }
+      if (path.startsWith('/_matrix/client/v3/rooms/') && path.includes('/event/')) return send(502, { errcode: 'M_UNKNOWN', error: 'Bad gateway' });
+      if (path.startsWith('/_matrix/client/v3/rooms/') && path.includes('/send/')) return send(200, { event_id: `$sent${seen.length}` });
       send(404, { errcode: 'M_UNRECOGNIZED', error: 'Unrecognized request' });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -69,13 +76,12 @@ describe('Matrix bridge: homeserver errors', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function start(token: string, metrics = new MatrixMetrics(new Registry())): Promise<MatrixBridge> {
+  async function start(token: string, metrics = new MatrixMetrics(new Registry()), inbox = new Inbox(join(dir, 'inbox')), allowedUsers: string[] = []): Promise<MatrixBridge> {
     await writeFile(join(dir, 'access-token'), `${token}\n`);
-    const inbox = new Inbox(join(dir, 'inbox'));
     await inbox.open();
     const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => (logs.push(chunk.toString()), cb()) });
     bridge = new MatrixBridge({
-      config: { homeserverUrl: url, userId: '@bot:hs', allowedUsers: [], rooms: [] },
+      config: { homeserverUrl: url, userId: '@bot:hs', allowedUsers, rooms: [] },
       agentName: 'bot',
       tokenFile: join(dir, 'access-token'),
       stateDir: join(dir, 'state'),
@@ -123,5 +129,51 @@ describe('Matrix bridge: homeserver errors', () => {
     await waitFor('unauthorized', () => b.status().state === 'unauthorized');
     expect(b.ready().reason).toMatch(/belongs to @someone-else:hs, not to spec.matrix.userId @bot:hs/);
     expect(seen.some((s) => s.path.endsWith('/sync'))).toBe(false);
+  });
+
+  it('skips an event whose lookup keeps failing while /sync answers: not ready and backing off meanwhile, and the message behind it delivered', async () => {
+    users = { 'tok-3': '@bot:hs' };
+    const room = '!r:hs';
+    const ev = (id: string, sender: string, content: Record<string, unknown>) => ({ event_id: id, type: 'm.room.message', sender, origin_server_ts: Date.now(), content });
+    batches = {
+      '': { next_batch: 's1', rooms: { join: { [room]: { timeline: { events: [{ event_id: '$join', type: 'm.room.member', sender: '@bot:hs', state_key: '@bot:hs', origin_server_ts: 1, content: { membership: 'join' } }] } } } } },
+      s1: {
+        next_batch: 's2',
+        rooms: {
+          join: {
+            [room]: {
+              timeline: {
+                events: [
+                  // A reply whose target the homeserver cannot look up (502 every time).
+                  ev('$poison', '@bob:hs', { msgtype: 'm.text', body: 'what about it?', 'm.relates_to': { 'm.in_reply_to': { event_id: '$gone' } } }),
+                  ev('$good', '@alice:hs', { msgtype: 'm.text', body: 'please deploy' }),
+                ],
+              },
+            },
+          },
+        },
+      },
+    };
+    const registry = new Registry();
+    const inbox = new Inbox(join(dir, 'inbox'));
+    const b = await start('tok-3', new MatrixMetrics(registry), inbox, ['@alice:hs']);
+    await waitFor('stalled', () => b.status().state === 'stalled', 10_000);
+    expect(b.ready()).toMatchObject({ ok: false });
+    expect(b.ready().reason).toMatch(/stalled: a \/sync batch failed \d time\(s\) in a row/);
+    expect(inbox.size).toBe(0); // the message behind the poison waits for its batch
+    await waitFor('the batch through', () => b.status().state === 'syncing' && b.ready().ok, 20_000);
+    expect(inbox.peek()).toMatchObject({ id: '$good', text: 'please deploy' });
+    expect(inbox.size).toBe(1);
+    expect(await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_events_failed_total')).toContain('reason="unavailable"} 1');
+    expect(await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_batch_failures_total')).toContain(' 4');
+    // The batch was tried 5 times with a growing wait (200, 400, 400, 400 ms here), not every 500 ms for ever.
+    const s1 = seen.filter((x) => x.path.endsWith('/event/%24gone'));
+    expect(s1.length).toBeGreaterThanOrEqual(5);
+    expect(s1.length).toBeLessThanOrEqual(10); // withRetry's attempts per lookup aside, no loop
+    const skipped = logs.join('').split('\n').filter((l) => l.includes('Matrix event skipped'));
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]).toContain('"reason":"unavailable"');
+    // Bob is told with a reaction (he did not name the agent), Alice gets her 👀.
+    expect(seen.filter((x) => x.path.includes('/send/m.reaction/')).length).toBe(2);
   });
 });

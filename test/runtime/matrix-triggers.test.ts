@@ -106,27 +106,36 @@ describe('Matrix bridge triggers against a real Synapse', () => {
     expect(new Set(taken()).size).toBe(taken().length);
   });
 
-  it('answers with matrix_reply as m.notice (in the thread when asked in one), reacts with matrix_react, and takes a threaded reply to the agent', async () => {
+  it('answers with matrix_reply as m.notice in a thread rooted at the question, reacts with matrix_react, and takes follow-ups in that thread', async () => {
     const q = await bob.sendText(room, 'testbot what is the status?');
     await eyesOn(room, q);
+    // The inbox entry says where the answer goes: a thread rooted at the top-level question.
+    expect(sup.logs().find((l) => l.msg === 'Matrix message put in the inbox' && l.event === q)).toMatchObject({ trigger: 'mention', thread: q });
     const reply = await callTool(pod, 'matrix_reply', { room, event: q, text: 'all systems nominal' });
     expect(reply.isError, reply.text).toBe(false);
     const notice = await bob.waitForEvent(room, (e) => e.sender === bot.userId && e.content.body === 'all systems nominal');
-    expect(notice.content).toMatchObject({ msgtype: 'm.notice', 'm.relates_to': { 'm.in_reply_to': { event_id: q } } });
+    expect(notice.content).toMatchObject({ msgtype: 'm.notice', 'm.relates_to': { rel_type: 'm.thread', event_id: q, 'm.in_reply_to': { event_id: q } } });
 
-    // Bob answers in a thread on the agent's notice without naming it: that is a reply to the agent.
-    const t1 = await bob.sendText(room, 'why nominal?', { 'm.relates_to': { rel_type: 'm.thread', event_id: notice.event_id, is_falling_back: true, 'm.in_reply_to': { event_id: notice.event_id } } });
+    // Bob follows up in that thread without naming the agent: it reaches the agent.
+    const t1 = await bob.sendText(room, 'why nominal?', { 'm.relates_to': { rel_type: 'm.thread', event_id: q, is_falling_back: true, 'm.in_reply_to': { event_id: notice.event_id } } });
     await eyesOn(room, t1);
     expect(taken()).toContain(t1);
     const line = sup.logs().find((l) => l.msg === 'Matrix message put in the inbox' && l.event === t1);
-    expect(line).toMatchObject({ trigger: 'thread', thread: notice.event_id });
+    expect(line).toMatchObject({ trigger: 'thread', thread: q });
     // Answering that message by its event id alone lands in its thread.
     await callTool(pod, 'matrix_reply', { room, event: t1, text: 'because the checks pass' });
     const inThread: RoomEvent = await bob.waitForEvent(room, (e) => e.sender === bot.userId && e.content.body === 'because the checks pass');
-    expect(inThread.content['m.relates_to']).toMatchObject({ rel_type: 'm.thread', event_id: notice.event_id });
+    expect(inThread.content['m.relates_to']).toMatchObject({ rel_type: 'm.thread', event_id: q, 'm.in_reply_to': { event_id: t1 } });
 
-    // A thread on someone else's message, without a mention, is not for the agent.
-    const t2 = await bob.sendText(room, 'side note', { 'm.relates_to': { rel_type: 'm.thread', event_id: q, is_falling_back: true, 'm.in_reply_to': { event_id: q } } });
+    // A rich reply to the agent's answer, outside the thread, is a reply to the agent.
+    const r1 = await bob.sendText(room, 'and the backups?', { 'm.relates_to': { 'm.in_reply_to': { event_id: notice.event_id } } });
+    await eyesOn(room, r1);
+    expect(taken()).toContain(r1);
+
+    // A thread on a message the agent did not take, without a mention, is not for the agent.
+    const chat = await bob.sendText(room, 'lunch at noon?');
+    await eyesOn(room, chat);
+    const t2 = await bob.sendText(room, 'side note', { 'm.relates_to': { rel_type: 'm.thread', event_id: chat, is_falling_back: true, 'm.in_reply_to': { event_id: chat } } });
     await eyesOn(room, t2);
     expect(taken()).not.toContain(t2);
 

@@ -286,7 +286,7 @@ export class MatrixTestUser implements RegisteredUser {
       if (hit) return hit;
       await new Promise((r) => setTimeout(r, 200));
     }
-    throw new Error(`no matching event in ${room} within ${timeoutMs} ms; saw:\n${seen.map((e) => `${e.sender} ${e.type} ${JSON.stringify(e.content)}`).join('\n')}`);
+    throw new Error(`no matching event in ${room} within ${timeoutMs} ms; saw:\n${seen.map((e) => `${e.sender} ${e.type} ${e.event_id.slice(0, 12)} ${JSON.stringify(e.content).slice(0, 300)}`).join('\n')}`);
   }
 
   /** The rooms this user is joined to. */

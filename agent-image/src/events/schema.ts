@@ -65,7 +65,7 @@ export const AGENT_EVENT_TYPES = Object.keys(AGENT_EVENTS) as AgentEventType[];
  * Events the supervisor records about the agent. Their data is what the supervisor knows
  * at the time (e.g. `cli_restarted`: exit status or signal, attempt, delayMs; `crash_loop`:
  * restarts, windowSeconds, lastExit; `message_received`: source, room, event, sender;
- * `rewake`: source and what woke the agent); the shape is the supervisor's, not an agent's
+ * `rewake`: source and what woke the agent; `matrix_encrypted_room`: room, noticeSent); the shape is the supervisor's, not an agent's
  * promise, so it is not validated (EventEnvelope's `data` is any object). Named here so
  * that publish_event can tell an agent that these are the supervisor's.
  */
@@ -80,6 +80,7 @@ export const LIFECYCLE_EVENT_TYPES = [
   'rewake',
   'notification',
   'matrix_room_joined',
+  'matrix_encrypted_room',
 ] as const;
 
 /**

@@ -66,6 +66,8 @@ export interface StrippedStateEvent {
 }
 
 export interface JoinedRoomSync {
+  /** State before the timeline (only the types the filter asks for). */
+  state?: { events?: MatrixEvent[] };
   timeline?: { events?: MatrixEvent[]; limited?: boolean; prev_batch?: string };
 }
 

@@ -8,6 +8,9 @@ export class MatrixMetrics {
   readonly repliesSent: Counter;
   readonly reactionsSent: Counter;
   readonly syncErrors: Counter<'kind'>;
+  readonly eventsFailed: Counter<'reason'>;
+  readonly batchFailures: Counter;
+  readonly encryptedRooms: Counter;
   readonly connected: Gauge;
   readonly deliverySeconds: Histogram;
 
@@ -37,6 +40,22 @@ export class MatrixMetrics {
       name: 'agentsmith_supervisor_matrix_sync_errors_total',
       help: 'failed /sync requests, by kind (unreachable, rate_limited, unauthorized, server, client)',
       labelNames: ['kind'] as const,
+      registers,
+    });
+    this.eventsFailed = new Counter({
+      name: 'agentsmith_supervisor_matrix_events_failed_total',
+      help: 'room events skipped because they cannot be handled on their own content, by reason (invalid_id, invalid_relation, invalid_content, too_large, unavailable, error)',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    this.batchFailures = new Counter({
+      name: 'agentsmith_supervisor_matrix_batch_failures_total',
+      help: 'attempts at handling a /sync batch that failed after /sync itself succeeded (the batch is retried with backoff)',
+      registers,
+    });
+    this.encryptedRooms = new Counter({
+      name: 'agentsmith_supervisor_matrix_encrypted_rooms_total',
+      help: 'encrypted rooms the agent is in and told, once each, that it cannot read encrypted messages',
       registers,
     });
     this.connected = new Gauge({ name: 'agentsmith_supervisor_matrix_connected', help: '1 while the last /sync succeeded', registers });

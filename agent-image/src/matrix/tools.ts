@@ -23,11 +23,11 @@ export function matrixTools(bridge: Pick<MatrixBridge, 'reply' | 'react'>, metri
       'matrix_reply',
       {
         description:
-          'Answer in a Matrix room (sent as a notice). For a message that came from Matrix, pass its room, and its thread when it has one, so the answer lands where the question was asked.',
+          'Answer in a Matrix room (sent as a notice). For a message that came from Matrix, pass its room and its thread (every Matrix message carries the thread its answer goes to), or its event id, so the answer lands in the thread where the question was asked.',
         inputSchema: {
           room: z.string().min(1).max(255).describe('Room id from the message, e.g. !abc:example.org'),
           text: z.string().min(1).max(32_000).describe('The answer, plain text (Markdown is shown as typed)'),
-          thread: z.string().min(1).max(255).optional().describe('Thread root event id from the message, when it was in a thread'),
+          thread: z.string().min(1).max(255).optional().describe('Thread root event id from the message (its thread attribute): the answer goes in that thread'),
           event: z.string().min(1).max(255).optional().describe('Event id of the message you answer (makes the answer a reply to it)'),
           html: z.string().min(1).max(64_000).optional().describe('The same answer as HTML (org.matrix.custom.html), optional'),
         },
