@@ -23,6 +23,9 @@ export const PARTIAL_OBJECT_METADATA_ACCEPT = 'application/json;as=PartialObject
 /** Objects per page of a metadata list (the API server's `limit`), so no response is unbounded. */
 const PAGE_SIZE = 500;
 
+/** Longest wait for one page, in ms: a list that hangs fails, and the informer restarts it with backoff. */
+const PAGE_TIMEOUT_MS = 60_000;
+
 /** A `meta.k8s.io/v1` PartialObjectMetadata: an object's metadata only (client-node has no model of it). */
 export interface PartialObjectMetadata {
   apiVersion?: string;
@@ -49,7 +52,7 @@ export class MetadataListError extends Error {
  * @returns every object's metadata, and the list's `metadata.resourceVersion` to watch from
  * @throws MetadataListError with the HTTP status when the server refuses (403 without
  *   list RBAC, 406 if it cannot serve metadata-only, 410 when a continue token expired);
- *   transport errors as undici throws them. The error never carries the response body
+ *   transport errors as undici throws them, a TimeoutError after PAGE_TIMEOUT_MS on a page. The error never carries the response body
  *   beyond the Status message.
  */
 export async function listObjectMetadata(kc: KubeConfig, path: string, labelSelector?: string): Promise<KubernetesListObject<PartialObjectMetadata>> {
@@ -66,7 +69,7 @@ export async function listObjectMetadata(kc: KubeConfig, path: string, labelSele
     const ctx = new RequestContext(url.toString(), HttpMethod.GET);
     await kc.applySecurityAuthentication(ctx);
     ctx.setHeaderParam('Accept', PARTIAL_OBJECT_METADATA_LIST_ACCEPT);
-    const response = await fetch(url, { method: 'GET', headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher() });
+    const response = await fetch(url, { method: 'GET', headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher(), signal: AbortSignal.timeout(PAGE_TIMEOUT_MS) });
     const text = await response.text();
     if (response.status !== 200) {
       let message = `list ${path} as metadata: HTTP ${response.status}`;
