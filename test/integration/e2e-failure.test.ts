@@ -185,7 +185,8 @@ describe('an Agent pod that fails', () => {
       expect(cm.metadata?.resourceVersion).toBe(config.metadata?.resourceVersion);
     };
 
-    // settings.json that is not JSON. The operator reads the persona on each resync (20 s in the suite).
+    // settings.json that is not JSON. The operator watches the persona ConfigMap (docs/operations.md):
+    // the Agent is reconciled about a second later.
     await patchPersona({ 'settings.json': '{"env": {oops' });
     const broken = await waitFor('PersonaResolved=False naming settings.json', async () => {
       const a = await readAgent();
