@@ -324,26 +324,26 @@ export class Matcher<T> {
   /** The earliest, then longest, needle occurrence whose gram at some offset ends at `e`. */
   #hitEndingAt(buf: Buffer, from: number, e: number, key: number): Hit<T> | undefined {
     let best: Hit<T> | undefined;
-    // The last line ending in reach of the offsets: after it, a start is plain arithmetic.
-    let lastBreak = -1;
-    for (let j = e, low = Math.max(from, e - this.#stride - this.#gram); j >= low; j--) {
-      if (buf[j] === LF || buf[j] === CR) {
-        lastBreak = j;
-        break;
-      }
-    }
     for (const { needle, offset } of this.#byGram.get(key) ?? []) {
-      let start = e - offset - this.#gram + 1;
-      if (start <= lastBreak) {
-        // Walk back over the skipped line endings instead.
-        start = e;
-        for (let back = offset + this.#gram - 1; back > 0 && start >= from; ) {
-          start--;
-          const b = buf[start];
-          if (!((b === LF || b === CR) && skipped(buf, start))) back--;
+      // Compare backwards from e to the needle's first byte (skipping line endings): a
+      // gram shared with ordinary text fails within a few bytes, and the walk finds
+      // the occurrence's start whatever line endings lie in between.
+      const bytes = needle.bytes;
+      let j = e;
+      let t = offset + this.#gram - 1;
+      while (t >= 0 && j >= from) {
+        const b = buf[j] as number;
+        if ((b === LF || b === CR) && skipped(buf, j)) {
+          j--;
+          continue;
         }
+        if ((needle.caseless ? FOLD[b] : b) !== bytes[t]) break;
+        t--;
+        j--;
       }
-      if (start < from || (best && (start > best.index || (start === best.index && needle.bytes.length <= best.needle.bytes.length)))) continue;
+      if (t >= 0) continue;
+      const start = j + 1;
+      if (best && (start > best.index || (start === best.index && bytes.length <= best.needle.bytes.length))) continue;
       const hit = this.#hitAt(buf, start, needle);
       if (hit) best = hit;
     }
