@@ -196,7 +196,7 @@ describe('Matrix bridge against hostile room members (real Synapse)', () => {
     const later = await alice.createRoom({ invite: [bot.userId] });
     await waitFor('both rooms joined', async () => (await bot.joinedRooms()).includes(later) && (await bot.joinedRooms()).includes(enc));
     await alice.api('PUT', `/rooms/${encodeURIComponent(later)}/state/m.room.encryption/`, encryption.content);
-    const isNotice = (e: RoomEvent) => e.sender === bot.userId && e.content.msgtype === 'm.notice' && /cannot read encrypted messages/.test(String(e.content.body));
+    const isNotice = (e: RoomEvent) => e.sender === bot.userId && e.content.msgtype === 'm.notice' && /cannot read end-to-end encrypted messages/.test(String(e.content.body));
     await alice.waitForEvent(enc, isNotice);
     await alice.waitForEvent(later, isNotice);
     expect(await metric(current(), 'agentsmith_supervisor_matrix_encrypted_rooms_total')).toBe(2);

@@ -537,7 +537,8 @@ export class MatrixBridge {
     const body = String(ev.content.body);
     // A teammate's review request also arrives from the event log under this id: delivered once.
     const review = ev.content[REVIEW_REQUEST_KEY];
-    const reviewOf = isRecord(review) && isEventId(review.event_id) && d.agent ? review.event_id : undefined;
+    // Its id is the event log's (a UUID): bounded so the inbox id stays within the inbox's 256 characters.
+    const reviewOf = isRecord(review) && typeof review.event_id === 'string' && /^[\x21-\x7e]{1,200}$/.test(review.event_id) && d.agent ? review.event_id : undefined;
     const { message, duplicate } = await this.opts.inbox.put({
       id: reviewOf ? reviewRequestId(reviewOf) : ev.event_id,
       source: 'matrix',
@@ -656,7 +657,7 @@ export class MatrixBridge {
   private async tellEncrypted(roomId: string, draft: BridgeState, lastTry: boolean): Promise<void> {
     const content = {
       msgtype: 'm.notice',
-      body: `${WARNING} This room is end-to-end encrypted, and I cannot read encrypted messages: nothing written here reaches me. Talk to me in an unencrypted room.`,
+      body: `${WARNING} I cannot read end-to-end encrypted messages, so nothing encrypted in this room reaches me. Talk to me in an unencrypted room.`,
       'm.mentions': {},
     };
     let sent = true;
