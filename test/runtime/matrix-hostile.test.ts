@@ -158,6 +158,10 @@ describe('Matrix bridge against hostile room members (real Synapse)', () => {
     const f1 = await bob.sendText(roomA, 'it is the staging one', thread(q));
     await eyesOn(roomA, f1);
     expect(putLine(f1)).toMatchObject({ trigger: 'thread', thread: q });
+    // So does a plain reply to the question, outside the thread; its answer goes to the thread too.
+    const f0 = await bob.sendText(roomA, 'also the cron job', { 'm.relates_to': { 'm.in_reply_to': { event_id: q } } });
+    await eyesOn(roomA, f0);
+    expect(putLine(f0)).toMatchObject({ trigger: 'thread', thread: q });
     // The agent answers the root by its event id alone: in the thread.
     const r = await callTool(pod, 'matrix_reply', { room: roomA, event: q, text: 'looking at staging' });
     expect(r.isError, r.text).toBe(false);

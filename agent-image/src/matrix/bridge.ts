@@ -27,8 +27,9 @@
  * Failures of our own volume (the inbox or state file) are never blamed on an event.
  *
  * Threads: every message the agent takes carries the thread its answer goes to (inbox
- * `meta.thread`): its own thread, or, for a message at the top level, a new thread rooted
- * at it (as many bots answer), so `matrix_reply` by event id answers there. Those threads,
+ * `meta.thread`): its own thread; for a rich reply to a message whose thread the agent is
+ * in, that thread; else, for a message at the top level, a new thread rooted at it (as many
+ * bots answer), so `matrix_reply` by event id answers there. Those threads,
  * and threads the agent posted in, are remembered (state.ts, bounded): a person's
  * follow-up in one reaches the agent without naming it again.
  *
@@ -49,7 +50,7 @@ import type { Inbox, InboxMessage } from '../supervisor/inbox.ts';
 import { MAX_MESSAGE_CHARS } from '../supervisor/inbox.ts';
 import { MatrixClient, MatrixError, withRetry, type MatrixEvent, type SyncResponse } from './client.ts';
 import type { MatrixMetrics } from './metrics.ts';
-import { BridgeStateStore, freshState, remember, rememberAnswerThread, type BridgeState } from './state.ts';
+import { BridgeStateStore, freshState, OWN_MEMORY, remember, rememberAnswerThread, type BridgeState } from './state.ts';
 import { decide, MAX_AGENT_RUN, mentions, relationOf, threadOf, type Decision, type Who } from './triggers.ts';
 import { clip, eventFault, isEventId, isRoomId, isUserId, relationFault, type EventFault } from './validate.ts';
 
@@ -494,7 +495,8 @@ export class MatrixBridge {
   /** One valid timeline event (eventFault found nothing): decide, then deliver or acknowledge. @throws what a lookup or the inbox throws (handleBatch sorts it) */
   private async handleEvent(roomId: string, ev: MatrixEvent, draft: BridgeState, live: boolean, out: Outgoing): Promise<void> {
     const m = this.opts.metrics;
-    m.received.inc({ type: ev.type });
+    // The filter bounds the types; a homeserver that ignores it does not grow the label set.
+    m.received.inc({ type: TIMELINE_TYPES.includes(ev.type) ? ev.type : 'other' });
     const who: Who = {
       userId: this.opts.config.userId,
       names: this.names(),
@@ -526,14 +528,11 @@ export class MatrixBridge {
       if (d.react) out.eyes.push({ room: roomId, event: ev.event_id });
       return;
     }
-    // The answer goes to the message's thread, or starts one rooted at a top-level message;
-    // either way a person's follow-up there reaches the agent (repliesToSelf).
-    const thread = threadOf(ev.content) ?? ev.event_id;
-    remember(draft.threads, thread);
-    rememberAnswerThread(draft.answerThreads, ev.event_id, thread);
-    this.threadByEvent.delete(ev.event_id);
-    this.threadByEvent.set(ev.event_id, thread);
-    if (this.threadByEvent.size > 1000) this.threadByEvent.delete(this.threadByEvent.keys().next().value!);
+    // The answer goes to the message's thread; for a rich reply to a message whose thread the
+    // agent is in, to that thread; else to a new thread rooted at this top-level message.
+    // Either way a person's follow-up there reaches the agent (repliesToSelf).
+    const inReplyTo = relationOf(ev.content).inReplyTo;
+    const thread = threadOf(ev.content) ?? (inReplyTo && draft.threads.includes(inReplyTo) ? inReplyTo : ev.event_id);
     const body = String(ev.content.body);
     // A teammate's review request also arrives from the event log under this id: delivered once.
     const review = ev.content[REVIEW_REQUEST_KEY];
@@ -545,6 +544,11 @@ export class MatrixBridge {
       text: body.length > MAX_MESSAGE_CHARS ? `${body.slice(0, MAX_MESSAGE_CHARS - 20)} [... cut]` : body,
       meta: { room: roomId, sender: ev.sender, event: ev.event_id, thread },
     });
+    remember(draft.threads, thread);
+    rememberAnswerThread(draft.answerThreads, ev.event_id, thread);
+    this.threadByEvent.delete(ev.event_id);
+    this.threadByEvent.set(ev.event_id, thread);
+    if (this.threadByEvent.size > OWN_MEMORY) this.threadByEvent.delete(this.threadByEvent.keys().next().value!);
     if (!duplicate) {
       m.delivered.inc({ reason: d.reason });
       m.deliverySeconds.observe(Math.max(0, Date.now() - ev.origin_server_ts) / 1000);
