@@ -35,7 +35,8 @@
  *
  * Encrypted rooms: the bridge has no end-to-end encryption. A room with `m.room.encryption`
  * (or an `m.room.encrypted` event) gets one m.notice saying so, once per room across
- * restarts, with a warning line, a `matrix_encrypted_room` event and a metric.
+ * restarts, with a warning line, a `matrix_encrypted_room` event and a metric; a person's
+ * encrypted message gets a ⚠️ reaction.
  *
  * The access token is read from a file (a Secret mount), held only in this process, sent
  * only in the Authorization header; it is never logged, put in an environment or a pane.
@@ -526,6 +527,8 @@ export class MatrixBridge {
       this.log.debug({ room: roomId, event: ev.event_id, sender: ev.sender, reason: d.reason }, 'Matrix event not delivered');
       if (d.reason === 'loop_guard') this.log.info({ room: roomId, event: ev.event_id, sender: ev.sender, run: run + 1 }, `loop guard: more than ${MAX_AGENT_RUN} agent messages in a row; not delivered`);
       if (d.react) out.eyes.push({ room: roomId, event: ev.event_id });
+      // A person's encrypted message: ⚠️ (the room was told once why), not silence.
+      if (d.reason === 'encrypted' && ev.sender !== this.opts.config.userId && !this.agents.has(ev.sender)) out.warnings.push({ room: roomId, event: ev.event_id, reason: 'error', notice: false });
       return;
     }
     // The answer goes to the message's thread; for a rich reply to a message whose thread the
