@@ -143,10 +143,14 @@ export function pillUserIds(html: string): string[] {
   return out;
 }
 
-/** URLs in plain text (any scheme://, matrix: URIs, www.): a name inside one is part of an address, not a mention. */
-const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s<>"]*|\bmatrix:[^\s<>"]+|\bwww\.[^\s<>"]+/giu;
+/**
+ * URLs in plain text (any scheme://, matrix: URIs, www.): a name inside one is part of an
+ * address, not a mention. Every open-ended run is bounded or stops at a character the next
+ * part cannot start with, so a 64 KB body is scanned in linear time.
+ */
+const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]{0,31}:\/\/[^\s<>"]*|\bmatrix:[^\s<>"]+|\bwww\.[^\s<>"]+/giu;
 /** User ids in plain text (`@localpart:server[:port]`, appendices "User Identifiers"; historical localparts allow more than today's grammar). */
-const USER_ID_IN_TEXT = /@[^\s:@<>"'`]+:(?:\[[0-9a-f:.]+\]|[\p{L}\p{N}.-]+)(?::[0-9]{1,5})?/giu;
+const USER_ID_IN_TEXT = /@[^\s:@<>"'`]{1,255}:(?:\[[0-9a-f:.]{1,64}\]|[\p{L}\p{N}.-]{1,255})(?::[0-9]{1,5})?/giu;
 /** A character a name glued to is part of: letters, digits and marks of any script, `_`, `-`, path and address punctuation. */
 const GLUE_BEFORE = String.raw`[\p{L}\p{N}\p{M}_\-/\\#:$!+=~&%@]|[\p{L}\p{N}\p{M}]\.`;
 const GLUE_AFTER = String.raw`[\p{L}\p{N}\p{M}_\-/\\@]|\.[\p{L}\p{N}\p{M}]`;
