@@ -117,20 +117,34 @@ describe('inbox delivery of large and bad messages', () => {
     expect(sup.logs().some((l) => /command too long/.test(JSON.stringify(l)))).toBe(false);
   });
 
-  it('with a harness without hooks: a large message and one the CLI chokes on do not block the next; the bad one is set aside after 3 attempts and kept', async () => {
+  it('with a harness without hooks: a large message and two the CLI chokes on do not block the next; each bad one is set aside after 3 attempts and kept, and readiness says delivery failed meanwhile', async () => {
     // The "CLI" writes every line typed into it to received.txt and exits on a line
     // holding POISON (as a CLI that crashes on some input would).
     const cli = 'while IFS= read -r l; do case "$l" in *POISON*) exit 3;; esac; printf "%s\\n" "$l" >> received.txt; done';
-    pod = await makePod({ contract: testContract({ harness: { kind: 'custom', command: ['bash', '-c', cli], args: [] } }) });
+    // Six exits are not a crash loop here, so readiness shows the delivery failures themselves.
+    const supervisor = { ...testContract().supervisor, crashLoopRestarts: 20 };
+    pod = await makePod({ contract: testContract({ harness: { kind: 'custom', command: ['bash', '-c', cli], args: [] }, supervisor }) });
     sup = startSupervisor(pod);
     const p = pod;
     const s = sup;
     await s.waitForLog((l) => l.msg === 'CLI started');
     const received = () => readFile(p.path('/workspace/received.txt'), 'utf8').catch(() => '');
 
-    // Queued together: a large message, a poisonous one, then a plain one.
+    // Readiness, sampled while it runs.
+    const readiness: Array<{ status: number; reason: string }> = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const res = await fetch(`${s.publicUrl()}/readyz`).catch(() => undefined);
+        if (res) readiness.push({ status: res.status, reason: String(((await res.json()) as { reason?: unknown }).reason) });
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+
+    // Queued together: a large message, two poisonous ones, then a plain one.
     await send(p, bigAscii('MARK-big-start', 'MARK-big-end'));
     const bad = await send(p, 'this one breaks the CLI: POISON');
+    const bad2 = await send(p, 'and this one too: POISON');
     await send(p, 'the next one MARK-next');
 
     const got = await waitFor('the plain message typed after the bad one', async () => {
@@ -145,29 +159,33 @@ describe('inbox delivery of large and bad messages', () => {
     expect(await readFile(pointer![2]!, 'utf8')).toContain('MARK-big-end');
     expect(got.indexOf('MARK-big-start')).toBeLessThan(got.indexOf('MARK-next'));
 
-    // The bad one: set aside once, after 3 failed attempts, kept on disk with the reason.
-    const aside = await s.waitForLog((l) => String(l.msg).startsWith('message set aside'));
-    expect(aside).toMatchObject({ id: bad, attempts: 3 });
-    expect(s.logs().filter((l) => String(l.msg).startsWith('message set aside'))).toHaveLength(1);
-    expect(JSON.stringify(aside).length).toBeLessThan(1000);
-    const dead = await readdir(p.path('/home/agent/.agent-smith/inbox/dead'));
-    expect(dead).toHaveLength(1);
+    // The bad ones: each set aside once, after 3 failed attempts, kept on disk with the reason.
+    const aside = s.logs().filter((l) => String(l.msg).startsWith('message set aside'));
+    expect(aside).toEqual([expect.objectContaining({ id: bad, attempts: 3 }), expect.objectContaining({ id: bad2, attempts: 3 })]);
+    for (const line of aside) expect(JSON.stringify(line).length).toBeLessThan(1000);
+    const dead = (await readdir(p.path('/home/agent/.agent-smith/inbox/dead'))).sort();
+    expect(dead).toHaveLength(2);
     const letter = JSON.parse(await readFile(p.path(`/home/agent/.agent-smith/inbox/dead/${dead[0]!}`), 'utf8')) as Record<string, unknown>;
     expect(letter).toMatchObject({ id: bad, text: 'this one breaks the CLI: POISON', attempts: 3 });
     expect(String(letter.reason)).toContain('cli_exited');
-    expect(await metric(s, 'agentsmith_supervisor_inbox_dead_letters_total{source="test"}')).toBe(1);
-    expect(await metric(s, 'agentsmith_supervisor_inbox_dead_letters')).toBe(1);
+    expect(await metric(s, 'agentsmith_supervisor_inbox_dead_letters_total{source="test"}')).toBe(2);
+    expect(await metric(s, 'agentsmith_supervisor_inbox_dead_letters')).toBe(2);
     // Once the plain message is taken (a hook-less CLI: still running a moment after it was typed), nothing is pending or failing.
     await waitFor('the plain message taken', async () => {
       const st = await status(p);
       return st.inboxPending === 0 && st.deliveryFailures === 0;
     }, 10_000);
-    expect(await status(p)).toMatchObject({ inboxPending: 0, inboxDeadLetters: 1, deliveryFailures: 0 });
+    expect(await status(p)).toMatchObject({ inboxPending: 0, inboxDeadLetters: 2, deliveryFailures: 0 });
     // Sent again under its id, it does not come back.
     const again = await fetch(`${p.localUrl}/inbox`, { method: 'POST', body: JSON.stringify({ source: 'test', text: 'this one breaks the CLI: POISON', id: bad }) });
     expect(await again.json()).toMatchObject({ duplicate: true });
-    // Delivery works again, so the supervisor is ready.
+    // Six failed attempts in a row (two messages' worth: delivery itself looked broken) made
+    // the supervisor not ready, saying why; the plain message going through made it ready again.
     await waitFor('ready', async () => (await fetch(`${s.publicUrl()}/readyz`)).status === 200, 30_000);
+    sampling = false;
+    await sampler;
+    expect(readiness.some((r) => r.status === 503 && r.reason.startsWith('inbox delivery failing'))).toBe(true);
+    expect(await (await fetch(`${s.publicUrl()}/readyz`)).json()).toMatchObject({ ok: true, inbox: { pending: 0, deadLetters: 2, deliveryFailures: 0 } });
   });
 
   it('types control characters as visible escapes: an ESC in a message cannot end the paste and type keys', async () => {

@@ -99,7 +99,10 @@ export async function serveSupervisor(opts: {
         const parts = Object.fromEntries(Object.entries(opts.readyChecks ?? {}).map(([name, check]) => [name, check()]));
         const failed = Object.entries(parts).find(([, p]) => !p.ok);
         const ok = r.ok && !failed;
-        return json(res, ok ? 200 : 503, { ...r, ok, reason: r.ok && failed ? failed[1].reason : r.reason, ...parts });
+        // Delivery to the CLI is part of the supervisor's own readiness (supervisor.ready); its figures are shown here.
+        const s = supervisor.status();
+        const inbox = { pending: s.inboxPending, deadLetters: s.inboxDeadLetters, deliveryFailures: s.deliveryFailures, lastDeliveryFailure: s.lastDeliveryFailure };
+        return json(res, ok ? 200 : 503, { ...r, ok, reason: r.ok && failed ? failed[1].reason : r.reason, inbox, ...parts });
       }
       case '/metrics':
         metrics.registry
