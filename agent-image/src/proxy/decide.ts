@@ -118,7 +118,8 @@ export function decideRequest(conn: ConnectionFacts, req: RequestFacts, policy: 
   if (abs) {
     const urlScheme = (abs[1] ?? '').toLowerCase();
     const authority = abs[2] ?? '';
-    if (urlScheme !== 'http' && urlScheme !== 'https') throw new Refusal(400, 'bad_request', `scheme ${urlScheme}: only http and https`);
+    // Quoted as sent (whoever shows the message redacts it), not lower-cased.
+    if (urlScheme !== 'http' && urlScheme !== 'https') throw new Refusal(400, 'bad_request', `scheme ${JSON.stringify(abs[1] ?? '')}: only http and https`);
     if (authority.includes('@')) throw new Refusal(400, 'bad_request', 'userinfo in the request target is refused (send credentials in a header)');
     if (urlScheme !== scheme) {
       throw new Refusal(

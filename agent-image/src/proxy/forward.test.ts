@@ -14,7 +14,7 @@ describe('bodyCodings', () => {
   it('reads every Content-Encoding field and list member, then Transfer-Encoding codings other than chunked', () => {
     expect(bodyCodings([['Content-Encoding', 'identity']])).toEqual([]);
     expect(bodyCodings([['Content-Encoding', 'identity'], ['content-encoding', 'gzip']])).toEqual(['gzip']);
-    expect(bodyCodings([['Content-Encoding', 'identity, GZIP ,br']])).toEqual(['gzip', 'br']);
+    expect(bodyCodings([['Content-Encoding', 'IDENTITY, GZIP ,br']])).toEqual(['GZIP', 'br']);
     expect(bodyCodings([['Transfer-Encoding', 'gzip, chunked']])).toEqual(['gzip']);
     expect(bodyCodings([['Transfer-Encoding', 'chunked'], ['Content-Encoding', 'deflate']])).toEqual(['deflate']);
   });

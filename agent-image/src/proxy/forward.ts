@@ -102,7 +102,8 @@ function refusedBody(tag: SecretTag, host: string): { reason: string; message: s
  * section 8.4.1: Content-Encoding lists them in order; RFC 9112 section 6.1: transfer
  * codings come after): every Content-Encoding field and each member of its list, then
  * the Transfer-Encoding codings other than chunked (Node's parser removes chunked framing
- * only). `identity` and empty members are dropped; lower-case.
+ * only). `identity` and empty members are dropped. As sent (trimmed), not lower-cased: a
+ * message quotes them, and a lower-cased value would no longer match its redaction.
  */
 export function bodyCodings(raw: ReadonlyArray<readonly [string, string]>): string[] {
   const content: string[] = [];
@@ -111,8 +112,9 @@ export function bodyCodings(raw: ReadonlyArray<readonly [string, string]>): stri
     const name = n.toLowerCase();
     if (name !== 'content-encoding' && name !== 'transfer-encoding') continue;
     for (const member of v.split(',')) {
-      const c = member.trim().toLowerCase();
-      if (!c || c === 'identity' || (name === 'transfer-encoding' && c === 'chunked')) continue;
+      const c = member.trim();
+      const lower = c.toLowerCase();
+      if (!c || lower === 'identity' || (name === 'transfer-encoding' && lower === 'chunked')) continue;
       (name === 'content-encoding' ? content : transfer).push(c);
     }
   }
@@ -153,7 +155,7 @@ type Decoder = (buf: Buffer, opts: zlib.ZlibOptions | zlib.BrotliOptions, cb: (e
 /** node:zlib's decoder for a coding name (RFC 9110 section 8.4.1, `x-gzip` as gzip); zstd where this Node has it. */
 function decoderFor(coding: string): Decoder[] | undefined {
   const z = zlib as unknown as Record<string, Decoder | undefined>;
-  switch (coding) {
+  switch (coding.toLowerCase()) {
     case 'gzip':
     case 'x-gzip':
       return [zlib.gunzip];

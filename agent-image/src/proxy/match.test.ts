@@ -43,6 +43,9 @@ function hostileForms(v: string): Record<string, string> {
     'HTML hex entities upper': entHex(v).toUpperCase(),
     'base64': b64(v),
     'base64url unpadded': b64url(v),
+    'base64 percent-encoded (a Location)': encodeURIComponent(b64(`~~${v}`)),
+    'base64 percent-encoded, lower case': encodeURIComponent(b64(`~${v}`)).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()),
+    'base64 with \\/ (PHP JSON)': b64(`~~~${v}`).replace(/\//g, '\\/'),
     'base64 UTF-16LE': b64(Buffer.from(v, 'utf16le')),
     'base64 UTF-16BE': b64(utf16be(v)),
     'base64 MIME 76 CRLF': wrap(b64(`${'x'.repeat(50)}${v}`), 76, '\r\n'),
@@ -70,7 +73,8 @@ function leaks(out: string, v: string): string | undefined {
     const probe = name.includes('wrapped') || name.includes('MIME') || name.includes('PEM') ? undefined : f;
     if (probe && (joined.includes(probe) || joined.toLowerCase().includes(probe.toLowerCase()) && /hex|percent|\\u|HTML hex/.test(name))) return name;
   }
-  for (const decoded of [joined, tryBase64(joined)]) if (decoded.includes(v.slice(1, -1))) return 'decoded base64';
+  const unescaped = joined.replace(/%([0-9a-f]{2})/gi, (_m, h: string) => String.fromCharCode(Number.parseInt(h, 16))).replace(/\\\//g, '/');
+  for (const decoded of [joined, tryBase64(joined), tryBase64(unescaped)]) if (decoded.includes(v.slice(1, -1))) return 'decoded base64';
   return undefined;
 }
 
@@ -92,6 +96,14 @@ describe('one set of secret forms', () => {
       expect(out.startsWith(before)).toBe(true);
       expect(out.endsWith(' and after')).toBe(true);
     }
+  });
+
+  it('finds a copy of the value in another letter case (a lower-cased host name), but base64 only as written', () => {
+    expect(m.replace(`host ${REAL.toLowerCase()}.example`).text).toBe(`host ${STUB}.example`);
+    expect(m.first(REAL.toUpperCase())).toBeDefined();
+    const b = Buffer.from(REAL).toString('base64');
+    expect(m.first(b)).toBeDefined();
+    expect(m.first(b.toLowerCase())).toBeUndefined();
   });
 
   it('replaces an exact form with the stub in the same form (and case)', () => {

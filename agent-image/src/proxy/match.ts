@@ -43,13 +43,14 @@ export interface Needle<T> {
 }
 
 /**
- * One encoding of a value. `text` is the form as written; a caseless form (made of hex
- * digits: hex, percent, `\u`, `&#x`) has `text` in its lower-case-hex spelling and
- * `upper` in its upper-case-hex spelling, and is matched in any letter case.
+ * One encoding of a value. `text` is the form as written. A `caseless` form is matched
+ * in any letter case; one made of hex digits (hex, percent, `\u`, `&#x`) has `text` in
+ * its lower-case-hex spelling and `upper` in its upper-case-hex spelling.
  */
 export interface SecretForm {
   text: string;
   upper?: string;
+  caseless?: boolean;
 }
 
 const hex2 = (b: number): string => b.toString(16).padStart(2, '0');
@@ -68,7 +69,11 @@ function base64Forms(bytes: Buffer): SecretForm[] {
     // The value ending the encoded data: the last group (and its padding) is then
     // determined by the value alone, so that form is matched and replaced exactly.
     const tail = b64.slice(start);
-    for (const text of [tail, url(tail), url(tail).replace(/=+$/, ''), core, url(core)]) out.push({ text });
+    // Percent-encoded (a query or a Location: `+` `/` `=` as %2B %2F %3D, either case)
+    // and with `/` escaped as `\/` (PHP's json_encode): the same data, other spellings.
+    const pct = (t: string, lower: boolean) => t.replace(/[+/=]/g, (c) => `%${lower ? hex2(c.charCodeAt(0)) : hex2(c.charCodeAt(0)).toUpperCase()}`);
+    const slash = (t: string) => t.replace(/\//g, '\\/');
+    for (const text of [tail, url(tail), url(tail).replace(/=+$/, ''), core, url(core), pct(tail, false), pct(tail, true), pct(core, false), pct(core, true), slash(tail), slash(core)]) out.push({ text });
   }
   return out;
 }
@@ -78,7 +83,8 @@ function base64Forms(bytes: Buffer): SecretForm[] {
  * `secretForms(real)[i]` and `secretForms(stub)[i]` are the same encoding of the two.
  * `value` is ASCII (config.ts refuses anything else for a real value; stubs are ASCII):
  *
- * - raw;
+ * - raw (in any letter case, as are the JSON and named-HTML forms: a lower-cased copy
+ *   of a value, a host name say, is still the value);
  * - percent-encoding (RFC 3986 section 2.1): as encodeURIComponent does it and with
  *   space as `+`, of every character but the unreserved ones (RFC 3986 section 2.3),
  *   as the WHATWG form serializer does it (URLSearchParams), and of every byte
@@ -96,7 +102,8 @@ function base64Forms(bytes: Buffer): SecretForm[] {
  *   `Basic base64("x-access-token:" + value)`): the characters that depend on the
  *   value's bits alone (the "core"), so a hit does not depend on the neighbouring
  *   bytes. Where the value ends the encoded data (`user:<value>`), the form up to the
- *   end, padded, unpadded and url-safe, comes first and is replaced whole. Elsewhere at
+ *   end, padded, unpadded and url-safe, comes first and is replaced whole. Each also
+ *   percent-encoded (`%2B %2F %3D`, either case) and with `/` as `\/`. Elsewhere at
  *   most 4 bits at each end of the value are not covered: a scrubbed base64 form leaks
  *   at most 8 bits of a secret, never the value.
  *
@@ -106,7 +113,9 @@ function base64Forms(bytes: Buffer): SecretForm[] {
 export function secretForms(value: string): SecretForm[] {
   const bytes = Buffer.from(value, 'utf8');
   const chars = [...value];
-  const out: SecretForm[] = [{ text: value }];
+  // Textual forms are matched in any case too: a copy of a value that something lower-
+  // cased on the way (a host name, a coding name) is as good as the value.
+  const out: SecretForm[] = [{ text: value, caseless: true }];
   const pct = encodeURIComponent(value);
   const pctLower = pct.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
   out.push({ text: pctLower, upper: pct }, { text: pctLower.replace(/%20/g, '+'), upper: pct.replace(/%20/g, '+') });
@@ -121,11 +130,11 @@ export function secretForms(value: string): SecretForm[] {
   out.push({ text: pctAll.join(''), upper: upperHex(pctAll) });
   out.push({ text: bytes.toString('hex'), upper: bytes.toString('hex').toUpperCase() });
   const json = JSON.stringify(value).slice(1, -1);
-  out.push({ text: json }, { text: json.replace(/\//g, '\\/') }, { text: json.replace(/[<>&]/g, (c) => `\\u00${hex2(c.charCodeAt(0))}`) });
+  out.push({ text: json, caseless: true }, { text: json.replace(/\//g, '\\/'), caseless: true }, { text: json.replace(/[<>&]/g, (c) => `\\u00${hex2(c.charCodeAt(0))}`), caseless: true });
   const uAll = chars.map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   out.push({ text: uAll.join(''), upper: upperHex(uAll) });
   const named = (apos: string) => value.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? apos);
-  out.push({ text: named('&#39;') }, { text: named('&#x27;') }, { text: named('&apos;') });
+  out.push({ text: named('&#39;'), caseless: true }, { text: named('&#x27;'), caseless: true }, { text: named('&apos;'), caseless: true });
   out.push({ text: chars.map((c) => `&#${c.codePointAt(0)};`).join('') });
   const entHex = chars.map((c) => `&#x${(c.codePointAt(0) ?? 0).toString(16)};`);
   out.push({ text: entHex.join(''), upper: upperHex(entHex) });
@@ -150,7 +159,7 @@ export function needlesFor<T>(secret: string, replacement: string, tag: T): Arra
   const seen = new Set<string>();
   const out: Array<Needle<T>> = [];
   from.forEach((form, i) => {
-    const caseless = form.upper !== undefined;
+    const caseless = form.caseless === true || form.upper !== undefined;
     const key = caseless ? form.text.toLowerCase() : form.text;
     if (key.length < 8 || seen.has(`${caseless}|${key}`)) return;
     seen.add(`${caseless}|${key}`);

@@ -156,6 +156,10 @@ describe('CredentialSet.planRequest', () => {
       });
       expect(bearer.planRequest(host('evil.example'), [['Authorization', `${scheme} ${STUB}`]], '/'), scheme).toMatchObject({ ok: false, status: 403, reason: 'stub_out_of_scope' });
     }
+    // A basic (git) credential swaps them too: gh sends `token`, git sends Basic.
+    const viaBasic = set([github, anthropic]).planRequest(host('api.github.com'), [['Authorization', `token ${STUB}`]], '/');
+    expect(viaBasic).toMatchObject({ ok: true, headers: [['Authorization', `token ${REAL}`]] });
+    expect(bearer.planRequest(host('api.github.com'), [['Authorization', basic('x-access-token', STUB)]], '/')).toMatchObject({ ok: true, headers: [['Authorization', basic('x-access-token', REAL)]] });
     // Another scheme word is not a swap.
     expect(bearer.planRequest(host('api.github.com'), [['Authorization', `tokens ${STUB}`]], '/')).toMatchObject({ ok: true, headers: [['Authorization', `tokens ${STUB}`]] });
     expect(bearer.planRequest(host('api.github.com'), [['Authorization', `tokens ${STUB}`]], '/')).not.toHaveProperty('swapped');

@@ -5,9 +5,10 @@
  *
  * Rules (DESIGN.md flow 5):
  * - Only the configured header of the credential scoped to the request's host is
- *   swapped: `Bearer <stub>` -> `Bearer <real>`, and GitHub's `token <stub>` ->
- *   `token <real>` for the same scheme (Octokit's token auth, `gh`; RFC 9110 section
- *   11.1: the scheme name is case-insensitive); `Basic base64(user:stub)` decoded,
+ *   swapped. For `bearer` and `basic` credentials alike: `Bearer <stub>` ->
+ *   `Bearer <real>`, GitHub's `token <stub>` -> `token <real>` (Octokit's token auth,
+ *   `gh`; RFC 9110 section 11.1: the scheme name is case-insensitive), and
+ *   `Basic base64(user:stub)` decoded,
  *   swapped, re-encoded (git's `x-access-token:<stub>`; a stub as the user name too);
  *   raw `<stub>` -> `<real>`. A stub in the URL, another header or the body is never
  *   swapped: it goes out as the stub.
@@ -253,21 +254,23 @@ export class CredentialSet<H extends HostLike = HostLike> {
 export const MALFORMED: unique symbol = Symbol('malformed');
 
 /**
- * The header value with the stub replaced by the real value, per the credential's
- * scheme; `undefined` when the value does not carry the stub in that scheme;
+ * The header value with the stub replaced by the real value: for `raw` the bare stub;
+ * for `bearer` and `basic` a `Bearer`, `token` or `Basic` value (the scheme the client
+ * chose is kept); `undefined` when the value does not carry the stub that way;
  * {@link MALFORMED} for a Basic value that does not decode to `user:password`.
  */
 export function swapValue(cred: Credential, value: string): string | typeof MALFORMED | undefined {
   switch (cred.scheme) {
-    case 'bearer': {
-      // RFC 9110 section 11.1: the auth-scheme is case-insensitive; 1*SP before the token.
-      const m = BEARER.exec(value);
-      if (m?.[2] !== cred.stub) return undefined;
-      return `${m[1]?.toLowerCase() === 'token' ? 'token' : 'Bearer'} ${cred.real}`;
-    }
     case 'raw':
       return value.trim() === cred.stub ? cred.real : undefined;
+    case 'bearer':
     case 'basic': {
+      // An Authorization token in any of the schemes the same tools use for it: GitHub
+      // takes Bearer, `token` (gh, Octokit) and Basic (git) alike, so a credential of
+      // either scheme swaps all three, in the scheme the client chose.
+      // RFC 9110 section 11.1: the auth-scheme is case-insensitive; 1*SP before the token.
+      const m = BEARER.exec(value);
+      if (m) return m[2] === cred.stub ? `${m[1]?.toLowerCase() === 'token' ? 'token' : 'Bearer'} ${cred.real}` : undefined;
       if (!/^basic(\s|$)/i.test(value)) return undefined;
       const decoded = decodeBasic(value);
       if (decoded === undefined) return MALFORMED;
