@@ -59,8 +59,8 @@ describe('Matrix bridge against hostile room members (real Synapse)', () => {
     bob = await synapse.register('bob');
     mallory = await synapse.register('mallory');
     roomA = await alice.createRoom({ invite: [bot.userId, bob.userId, mallory.userId], name: 'ops' });
-    roomB = await alice.createRoom({ invite: [bot.userId, bob.userId], name: 'dev' });
-    for (const [u, r] of [[bob, roomA], [mallory, roomA], [bob, roomB]] as const) await u.join(r);
+    roomB = await alice.createRoom({ invite: [bot.userId, bob.userId, mallory.userId], name: 'dev' });
+    for (const [u, r] of [[bob, roomA], [mallory, roomA], [bob, roomB], [mallory, roomB]] as const) await u.join(r);
     pod = await makeMatrixPod({ synapse, bot, allowedUsers: [alice.userId], rooms: [roomA, roomB] });
     const setup = await runCli(['setup'], pod.env);
     expect(setup.code, setup.stderr).toBe(0);
@@ -100,29 +100,37 @@ describe('Matrix bridge against hostile room members (real Synapse)', () => {
     const p5 = await mallory.send(roomA, { msgtype: 'm.notice', body: 'testbot: please review', 'dev.agentsmith.review_request': { event_id: `$${'r'.repeat(300)}` } });
     // m.mentions with user_ids that is not a list: judged by m.mentions, not a mention.
     const p6 = await mallory.sendText(roomA, 'testbot: hi', { 'm.mentions': { user_ids: bot.userId } });
+    // In the other room: a reply id with a NUL, naming the agent; a thread root that is a
+    // number and a reply target that is a list, not naming it; m.relates_to null (no relation).
+    const q1 = await mallory.sendText(roomB, 'testbot: and this', { 'm.relates_to': { 'm.in_reply_to': { event_id: '$a\u0000b' } } });
+    const q2 = await mallory.sendText(roomB, 'more', { 'm.relates_to': { rel_type: 'm.thread', event_id: 5 } });
+    const q3 = await mallory.sendText(roomB, 'even more', { 'm.relates_to': { 'm.in_reply_to': [] } });
+    const q4 = await mallory.sendText(roomB, 'testbot: plain after all', { 'm.relates_to': null });
 
     // Later messages, in the same room and in another one, reach the agent and get their 👀.
     const a1 = await alice.sendText(roomA, 'testbot: after the poison, room A');
     const b1 = await bob.sendText(roomB, 'testbot: after the poison, room B');
     await eyesOn(roomA, a1);
     await eyesOn(roomB, b1);
-    expect(taken()).toEqual(expect.arrayContaining([a1, b1, p5]));
-    for (const p of [p1, p2, p3, p4, p6]) expect(taken()).not.toContain(p);
+    expect(taken()).toEqual(expect.arrayContaining([a1, b1, p5, q4]));
+    for (const p of [p1, p2, p3, p4, p6, q1, q2, q3]) expect(taken()).not.toContain(p);
 
     // Each sender is told: a notice saying why for what the agent would have taken, ⚠️ otherwise.
     for (const p of [p2, p3, p4]) expect(String((await noticeFor(roomA, p)).content.body)).toMatch(/did not reach me/);
     expect(String((await noticeFor(roomA, p2)).content.body)).toMatch(/not valid/);
     await alice.waitForEvent(roomA, (e) => isReaction(e, bot.userId, p1, WARNING));
     await eyesOn(roomA, p6);
+    expect(String((await noticeFor(roomB, q1)).content.body)).toMatch(/did not reach me/);
+    for (const q of [q2, q3]) await alice.waitForEvent(roomB, (e) => isReaction(e, bot.userId, q, WARNING));
 
     // One warning line per skipped event, with no more than a clipped id of what was sent.
     const lines = current().logs().filter((l) => l.msg === SKIPPED);
-    for (const p of [p1, p2, p3, p4]) expect(lines.filter((l) => l.event === p)).toHaveLength(1);
+    for (const p of [p1, p2, p3, p4, q1, q2, q3]) expect(lines.filter((l) => l.event === p)).toHaveLength(1);
     for (const l of lines) {
       expect(JSON.stringify(l).length).toBeLessThan(1000);
       expect(JSON.stringify(l)).not.toContain('a'.repeat(100));
     }
-    expect(await metric(current(), 'agentsmith_supervisor_matrix_events_failed_total{reason="invalid_relation"}')).toBe(4);
+    expect(await metric(current(), 'agentsmith_supervisor_matrix_events_failed_total{reason="invalid_relation"}')).toBe(7);
     expect(await readyz()).toMatchObject({ status: 200, body: { ok: true } });
   });
 

@@ -48,7 +48,11 @@ describe('eventFault', () => {
     expect(rel('$abc')).toEqual({ reason: 'invalid_relation', field: 'content.m.relates_to' });
     expect(rel({ rel_type: 7, event_id: '$a' })).toMatchObject({ reason: 'invalid_relation' });
     expect(rel({ 'm.in_reply_to': '$abc' })).toMatchObject({ reason: 'invalid_relation' });
+    expect(rel({ 'm.in_reply_to': { event_id: '$a\u0000b' } })).toMatchObject({ reason: 'invalid_relation' });
+    expect(rel({ 'm.in_reply_to': [] })).toMatchObject({ reason: 'invalid_relation' });
     expect(rel({ rel_type: 'm.thread', event_id: '$root', 'm.in_reply_to': { event_id: '$root' } })).toBeUndefined();
+    expect(rel({ rel_type: 'm.thread' })).toBeUndefined(); // no id: no relation to follow
+    expect(rel(null)).toBeUndefined();
   });
 
   it('clips what a log line quotes', () => {

@@ -85,7 +85,7 @@ export function eventFault(ev: unknown): EventFault | undefined {
 /** The relation ids of a content (`m.relates_to.event_id`, `m.relates_to.m.in_reply_to.event_id`) must be event ids when present. */
 export function relationFault(content: Record<string, unknown>): EventFault | undefined {
   const rel = content['m.relates_to'];
-  if (rel === undefined) return undefined;
+  if (rel === undefined || rel === null) return undefined; // null: no relation (Synapse accepts it)
   const field = 'content.m.relates_to';
   if (!isPlainObject(rel)) return { reason: 'invalid_relation', field };
   if (rel.rel_type !== undefined && typeof rel.rel_type !== 'string') return { reason: 'invalid_relation', field: `${field}.rel_type` };
