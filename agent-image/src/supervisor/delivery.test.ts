@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cutText, deliveryText, INLINE_MAX_CHARS, pasteSafe } from './delivery.ts';
-import { Inbox, MAX_MESSAGE_CHARS, renderedMessageId, type InboxMessage } from './inbox.ts';
+import { Inbox, InboxFullError, MAX_MESSAGE_CHARS, MAX_PENDING, renderedMessageId, type InboxMessage } from './inbox.ts';
 
 const message = (text: string, over: Partial<InboxMessage> = {}): InboxMessage => ({ id: '$ev1', source: 'matrix', text, meta: { room: '!r:hs' }, receivedAt: '', seq: 7, ...over });
 
@@ -62,6 +62,16 @@ describe('Inbox bounds and dead letters', () => {
     await expect(inbox.put({ source: 'test', text: 'x', meta })).rejects.toThrow(/at most 16/);
     const { message } = await inbox.put({ source: 'test', text: `half \ud83d` });
     expect(message.text).toBe('half \ufffd');
+  });
+
+  it('refuses messages beyond MAX_PENDING waiting, and takes them again once one is delivered', async () => {
+    const inbox = new Inbox(dir);
+    await inbox.open();
+    for (let i = 0; i < MAX_PENDING; i++) await inbox.put({ id: `m${i}`, source: 'test', text: 'x' });
+    await expect(inbox.put({ id: 'one-more', source: 'test', text: 'x' })).rejects.toBeInstanceOf(InboxFullError);
+    expect((await inbox.put({ id: 'm3', source: 'test', text: 'x' })).duplicate).toBe(true);
+    await inbox.ack('m0');
+    expect((await inbox.put({ id: 'one-more', source: 'test', text: 'x' })).duplicate).toBe(false);
   });
 
   it('sets a message aside: kept in dead/ with its reason, gone from pending, its id not taken again, across a restart', async () => {

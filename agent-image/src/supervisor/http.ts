@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { ZodError } from 'zod';
 import type { Logger } from '../log.ts';
-import type { Inbox } from './inbox.ts';
+import { InboxFullError, type Inbox } from './inbox.ts';
 import { handleMcp, type McpToolDeps, type ToolRegistrar } from './mcp.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -119,6 +119,7 @@ export async function serveSupervisor(opts: {
     handleLocal(req, res).catch((err: unknown) => {
       if (res.headersSent) return void res.end();
       if (err instanceof HttpError) return json(res, err.status, { error: err.message });
+      if (err instanceof InboxFullError) return json(res, 429, { error: err.message });
       if (err instanceof ZodError) return json(res, 400, { error: err.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ') });
       log.error({ err, path: req.url }, 'local request failed');
       json(res, 500, { error: 'internal error' });

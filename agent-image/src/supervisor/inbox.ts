@@ -36,6 +36,13 @@ export const MAX_META_KEY_CHARS = 64;
 export const MAX_META_VALUE_CHARS = 1024;
 /** Dead letters kept in `dead/` (oldest removed first). */
 export const DEAD_MEMORY = 1000;
+/** Most messages pending at once; `put` refuses more (InboxFullError) rather than fill the home volume. */
+export const MAX_PENDING = 1000;
+
+/** `put` found MAX_PENDING messages waiting: the harness is not taking them; try again later. */
+export class InboxFullError extends Error {
+  override name = 'InboxFullError';
+}
 
 export const InboxMessageInput = z.object({
   /** Producer's id (e.g. a Matrix event id); the same id is never delivered twice. Generated when absent. */
@@ -150,7 +157,8 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
   /**
    * Stores a message durably (resolves after the file is renamed into place) and emits
    * `message`. A message whose id is pending or was delivered is not stored again.
-   * @throws z.ZodError naming the field when the input is invalid.
+   * @throws z.ZodError naming the field when the input is invalid; InboxFullError when
+   *   MAX_PENDING messages are waiting.
    */
   async put(input: InboxMessageInput): Promise<PutResult> {
     const m = InboxMessageInput.parse(input);
@@ -158,6 +166,7 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
     const existing = this.pending.find((p) => p.id === id);
     if (existing) return { message: existing, duplicate: true };
     if (this.deliveredSet.has(id)) return { message: { id, source: m.source, text: m.text, meta: m.meta, receivedAt: '', seq: 0 }, duplicate: true };
+    if (this.pending.length >= MAX_PENDING) throw new InboxFullError(`the inbox holds ${MAX_PENDING} messages the agent has not taken yet; try again later`);
     const message: InboxMessage = { id, source: m.source, text: m.text, meta: m.meta, receivedAt: new Date().toISOString(), seq: ++this.seq };
     const file = this.fileOf(message);
     await writeFile(`${file}.tmp`, JSON.stringify(message));
