@@ -103,8 +103,16 @@ async function main(): Promise<void> {
       mib: { type: 'string', default: '32' },
       profile: { type: 'string' },
       baseline: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help) {
+    process.stdout.write(
+      'node test/bench/proxy-bench.ts [--rounds 5] [--requests 400] [--seconds 2] [--concurrency 1,8,32] [--mib 32] [--profile DIR] [--baseline CHECKOUT]...\n' +
+        '(the module comment of test/bench/proxy-bench.ts says what each measures; test/bench/proxy-scrub.ts measures the response scrubber alone)\n',
+    );
+    return;
+  }
   const ROUNDS = Number(values.rounds);
   const N = Number(values.requests);
   const SECONDS = Number(values.seconds);

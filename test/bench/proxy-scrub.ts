@@ -32,8 +32,13 @@ const { values } = parseArgs({
     baseline: { type: 'string' },
     mib: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '5' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
+if (values.help) {
+  process.stdout.write('node test/bench/proxy-scrub.ts [--baseline CHECKOUT] [--mib 64] [--rounds 5]\n');
+  process.exit(0);
+}
 const MIB = Number(values.mib);
 const ROUNDS = Number(values.rounds);
 
