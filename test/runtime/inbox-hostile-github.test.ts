@@ -11,8 +11,12 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
 import { makeGitHubClient } from '../../agent-image/src/github/client.ts';
+import { GitHubMetrics } from '../../agent-image/src/github/metrics.ts';
+import { PrRewake } from '../../agent-image/src/github/rewake.ts';
 import { PrWatcher } from '../../agent-image/src/github/watcher.ts';
+import { Inbox } from '../../agent-image/src/supervisor/inbox.ts';
 import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
 
 const AGENT = 'devbot';
@@ -85,5 +89,36 @@ describe('PR watcher with odd pull requests and comments', () => {
     expect(second.items.map((i) => i.key).sort()).toEqual(keys.sort());
     expect(warned()).toHaveLength(1);
     expect(JSON.stringify(lines)).not.toContain(AGENT_TOKEN);
+  });
+
+  it('a rewake naming comments with absurdly long paths and URLs still reaches the inbox, bounded', async () => {
+    const pr = fake.openPullRequest({ repo: 'acme/app', author: AGENT, title: 'Many comments' });
+    for (let i = 0; i < 25; i++) {
+      const c = fake.addReviewComment({ repo: 'acme/app', number: pr.number, author: 'alice', body: `comment ${i} MARK-${i}`, path: `${'deep/'.repeat(400)}f${i}.ts`, line: i + 1 });
+      Object.assign(c, { html_url: `https://github.test/acme/app/pull/1#discussion_r${i}${'x'.repeat(5000)}` });
+    }
+    const log = pino({ level: 'warn' }, new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>), cb()) }));
+    const octokit = makeGitHubClient({ apiUrl: fake.url, token: AGENT_TOKEN, log, env: {}, ca: [fake.caPem], retryAfterBaseValue: 10, maxRetryWaitSeconds: 5 });
+    const watcher = new PrWatcher({ octokit, login: AGENT, repos: ['acme/app'], stateDir, log });
+    const inbox = new Inbox(join(stateDir, 'inbox'));
+    await inbox.open();
+    const rewake = new PrRewake({
+      watcher,
+      inbox,
+      probe: { hasHooks: false, status: () => ({ state: 'idle', inboxPending: 0, hookArmed: false }), capturePane: () => Promise.resolve('') },
+      login: AGENT,
+      intervalSeconds: 3600,
+      maxConsecutiveRewakes: 3,
+      stateDir,
+      metrics: new GitHubMetrics(new Registry()),
+      log,
+      emit: () => Promise.resolve(),
+    });
+    await rewake.runCheck('poll');
+    const m = inbox.peek();
+    expect(m, JSON.stringify(lines)).toBeDefined();
+    expect(m!.source).toBe('github');
+    expect(m!.text).toContain('MARK-0');
+    expect(m!.text.length).toBeLessThanOrEqual(64 * 1024);
   });
 });

@@ -40,7 +40,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileAtomic } from '../harness/files.ts';
 import type { Logger } from '../log.ts';
-import type { Inbox, InboxMessage } from '../supervisor/inbox.ts';
+import { MAX_MESSAGE_CHARS, type Inbox, type InboxMessage } from '../supervisor/inbox.ts';
 import type { GitHubMetrics } from './metrics.ts';
 import { rewakeText, type UnansweredItem } from './unanswered.ts';
 import type { CheckResult } from './watcher.ts';
@@ -277,10 +277,13 @@ export class PrRewake {
     const id = rewakeId(fresh);
     const prs = [...new Set(fresh.map((i) => `${i.repo}#${i.number}`))];
     const keys = fresh.map((i) => i.key);
+    // 25 items of at most a few KiB each (watcher.ts bounds every field) can still pass the
+    // inbox's limit: a rewake cut short beats a rewake refused at every check.
+    const text = rewakeText(fresh, this.opts.login, result.items.length - allFresh.length, allFresh.length - fresh.length);
     const { duplicate } = await this.opts.inbox.put({
       id,
       source: REWAKE_SOURCE,
-      text: rewakeText(fresh, this.opts.login, result.items.length - allFresh.length, allFresh.length - fresh.length),
+      text: text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS - 64)}\n[... cut: open the pull requests for the rest]` : text,
       meta: { pull_requests: prs.join(' ').slice(0, 1024), comments: keys.join(' ').slice(0, 1024) },
     });
     await this.notified.add(keys);
