@@ -218,6 +218,8 @@ export class Matcher<T> {
   /** Length of the longest needle (bytes); a hold-back never exceeds this minus one, plus skipped line endings. */
   readonly maxLength: number;
   readonly #filter = new Uint8Array(1 << 16);
+  /** Length of the shortest needle (bytes; Infinity without needles). */
+  readonly #shortest: number;
   /** Bytes hashed per probe: 8, or 4 when a needle is shorter than 16 bytes. */
   readonly #gram: number;
   /** Probe distance (bytes): the shortest needle minus the gram, at most 32 (the filter's fill). */
@@ -231,6 +233,7 @@ export class Matcher<T> {
     this.needles = needles.filter((n) => n.bytes.length >= 5);
     this.maxLength = Math.max(0, ...this.needles.map((n) => n.bytes.length));
     const shortest = Math.min(...this.needles.map((n) => n.bytes.length));
+    this.#shortest = shortest;
     this.#gram = shortest >= 16 ? 8 : 4;
     this.#stride = Math.max(1, Math.min(32, shortest - this.#gram));
     for (const n of this.needles) {
@@ -361,6 +364,8 @@ export class Matcher<T> {
 
   /** The first hit in `text` (UTF-8), or undefined. */
   first(text: string | Buffer): Hit<T> | undefined {
+    // Shorter than every needle (most header values): no copy, no scan.
+    if (typeof text === 'string' && Buffer.byteLength(text) < this.#shortest) return undefined;
     const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
     for (const hit of this.hits(buf)) return hit;
     return undefined;
@@ -403,6 +408,7 @@ export class Matcher<T> {
 
   /** `text` with every hit replaced. @returns the new text and the tags of the hits. */
   replace(text: string): { text: string; tags: T[] } {
+    if (Buffer.byteLength(text) < this.#shortest) return { text, tags: [] };
     const buf = Buffer.from(text, 'utf8');
     const tags: T[] = [];
     const { parts, end } = spliceHits(this, buf, (tag) => tags.push(tag));

@@ -175,6 +175,14 @@ describe('CredentialSet.planRequest', () => {
     expect(plan('github.com', [['X-Note', Buffer.from(REAL, 'utf16le').toString('base64')]])).toMatchObject({ ok: false, reason: 'real_credential' });
   });
 
+  it('shares one request guard among hosts with the same credentials in scope (memory stays bounded by credentials, not names)', () => {
+    const c = set();
+    const a = c.requestGuard(host('a.example'));
+    for (let i = 0; i < 2000; i++) expect(c.requestGuard(host(`h${i}.example`))).toBe(a);
+    expect(c.requestGuard(host('github.com'))).not.toBe(a);
+    expect(c.requestGuard(host('api.github.com'))).toBe(c.requestGuard(host('github.com')));
+  });
+
   it('refuses a malformed Basic value (400)', () => {
     for (const v of ['Basic !!!', 'Basic eC1hY2Nlc3MtdG9rZW4', `Basic ${Buffer.from('no-colon').toString('base64')}`]) {
       expect(plan('github.com', [['Authorization', v]]), v).toMatchObject({ ok: false, status: 400, reason: 'bad_basic' });

@@ -103,7 +103,10 @@ export class CredentialSet<H extends HostLike = HostLike> {
   readonly responseScrubber: Matcher<SecretTag>;
   /** Every stub and real value -> `[redacted]`, for log fields. */
   readonly #logScrubber: Matcher<SecretTag>;
+  /** Request guards by the names of the credentials in scope (newline-joined). */
   readonly #guards = new Map<string, Matcher<SecretTag>>();
+  /** Host name -> its key in #guards. */
+  readonly #scopeKeys = new Map<string, string>();
 
   /**
    * @param pick the credential scoped to `host` among `credentials` (policy.ts
@@ -139,19 +142,30 @@ export class CredentialSet<H extends HostLike = HostLike> {
 
   /**
    * What a request to `host` must not carry: the stubs of the credentials not scoped to
-   * it, and every real value. Cached per host name.
+   * it, and every real value. Cached per set of credentials in scope.
    */
   requestGuard(host: H): Matcher<SecretTag> {
-    let m = this.#guards.get(host.host);
+    // One matcher per set of credentials in scope (a host has at most one), not per
+    // host: a matcher holds a 64 KiB filter, and an agent can name thousands of hosts.
+    let key = this.#scopeKeys.get(host.host);
+    if (key === undefined) {
+      key = this.credentials
+        .filter((c) => this.#inScope(c, host))
+        .map((c) => c.name)
+        .join('\n');
+      // Short strings, bounded; past the bound the scope is worked out per request.
+      if (this.#scopeKeys.size < 4096) this.#scopeKeys.set(host.host, key);
+    }
+    let m = this.#guards.get(key);
     if (!m) {
+      const inScope = new Set(key.split('\n'));
       const needles: Array<Needle<SecretTag>> = [];
       for (const c of this.credentials) {
-        if (!this.#inScope(c, host)) needles.push(...needlesFor<SecretTag>(c.stub, c.stub, { credential: c.name, kind: 'stub' }));
+        if (!inScope.has(c.name)) needles.push(...needlesFor<SecretTag>(c.stub, c.stub, { credential: c.name, kind: 'stub' }));
         needles.push(...needlesFor<SecretTag>(c.real, c.stub, { credential: c.name, kind: 'real' }));
       }
       m = new Matcher(needles);
-      // Bounded by the allowlist: only allowed hosts get this far.
-      if (this.#guards.size < 1024) this.#guards.set(host.host, m);
+      if (this.#guards.size < 64) this.#guards.set(key, m);
     }
     return m;
   }
