@@ -33,6 +33,12 @@ const TICK_MS = 100;
 const SESSION_CHECK_MS = 2000;
 /** A message handed to the CLI and not acknowledged within this time is offered again. */
 const ACK_TIMEOUT_MS = 60_000;
+/**
+ * A message typed into a busy hook harness (Claude Code queues it and submits it after its
+ * turn) fails only when no hook has been heard of for this long: a long turn is not a
+ * failure, a CLI stuck busy for ever (an interrupted turn runs no Stop hook) is (ms).
+ */
+const BUSY_ACK_TIMEOUT_MS = 30 * 60_000;
 /** After SessionStart, wait this long before typing into the pane (the prompt box needs to be up). */
 const INPUT_SETTLE_MS = 1500;
 /** A resumed CLI that exits by itself this soon did not get its session back. */
@@ -148,6 +154,8 @@ export class Supervisor {
   private inFlight: { id: string; route: 'hook' | 'tmux'; at: number } | undefined;
   private readonly attempts = new Map<string, Attempts>();
   private failuresInARow = 0;
+  /** Last hook call of the current CLI (epoch ms). */
+  private lastHookAt = 0;
   private lastFailure: string | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -253,7 +261,8 @@ export class Supervisor {
       this.run(this.checkSession());
     }
     if (this.inFlight && now - this.inFlight.at > ACK_TIMEOUT_MS) {
-      this.failInFlight('not_acknowledged', `not taken by the CLI within ${ACK_TIMEOUT_MS / 1000} s`);
+      const working = this.deps.adapter.hasHooks && this.state === 'busy' && now - this.lastHookAt < BUSY_ACK_TIMEOUT_MS;
+      if (!working) this.failInFlight('not_acknowledged', `not taken by the CLI within ${Math.round((now - this.inFlight.at) / 1000)} s`);
     }
     if (this.deps.inbox.size > 0 && !this.inFlight) this.pump();
   }
@@ -342,6 +351,7 @@ export class Supervisor {
   async onHook(event: string, generation: number | undefined, input: Record<string, unknown>): Promise<void> {
     this.deps.metrics.hookEvents.inc({ event });
     if (generation !== undefined && generation !== this.generation) return;
+    this.lastHookAt = Date.now();
     const sessionId = typeof input.session_id === 'string' ? input.session_id : undefined;
     if (sessionId && sessionId !== this.sessionId && /^[0-9a-f-]{36}$/.test(sessionId)) {
       this.log.info({ from: this.sessionId, to: sessionId }, 'session id changed; keeping the new one for resumption');
