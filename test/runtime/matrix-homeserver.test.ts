@@ -144,6 +144,8 @@ describe('Matrix bridge: homeserver errors', () => {
             [room]: {
               timeline: {
                 events: [
+                  // A bad event (a reply id over 255 bytes): skipped at once, logged once however often the batch is tried.
+                  ev('$bad', '@bob:hs', { msgtype: 'm.text', body: 'and this?', 'm.relates_to': { 'm.in_reply_to': { event_id: `$${'a'.repeat(300)}` } } }),
                   // A reply whose target the homeserver cannot look up (502 every time).
                   ev('$poison', '@bob:hs', { msgtype: 'm.text', body: 'what about it?', 'm.relates_to': { 'm.in_reply_to': { event_id: '$gone' } } }),
                   ev('$good', '@alice:hs', { msgtype: 'm.text', body: 'please deploy' }),
@@ -171,9 +173,11 @@ describe('Matrix bridge: homeserver errors', () => {
     expect(s1.length).toBeGreaterThanOrEqual(5);
     expect(s1.length).toBeLessThanOrEqual(10); // withRetry's attempts per lookup aside, no loop
     const skipped = logs.join('').split('\n').filter((l) => l.includes('Matrix event skipped'));
-    expect(skipped).toHaveLength(1);
-    expect(skipped[0]).toContain('"reason":"unavailable"');
-    // Bob is told with a reaction (he did not name the agent), Alice gets her 👀.
-    expect(seen.filter((x) => x.path.includes('/send/m.reaction/')).length).toBe(2);
+    expect(skipped).toHaveLength(2);
+    expect(skipped[0]).toContain('"reason":"invalid_relation"');
+    expect(skipped[1]).toContain('"reason":"unavailable"');
+    expect(await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_events_failed_total')).toContain('reason="invalid_relation"} 1');
+    // Bob is told with a ⚠️ on each (he did not name the agent), Alice gets her 👀.
+    expect(seen.filter((x) => x.path.includes('/send/m.reaction/')).length).toBe(3);
   });
 });

@@ -195,6 +195,8 @@ export class MatrixBridge {
   private rosterMtime = 0;
   /** Thread the answer to a recently taken event goes to (also in the saved state), so matrix_reply answers there by event id alone. */
   private readonly threadByEvent = new Map<string, string>();
+  /** Ids of events skipped lately, so a retried batch does not log or count them again. */
+  private readonly skipped = new Set<string>();
   /** The batch (by its `since` token) that failed, and how many times in a row. */
   private failing: { since: string | undefined; attempts: number } | undefined;
   private readonly allowedUsers: Set<string>;
@@ -446,19 +448,24 @@ export class MatrixBridge {
   }
 
   /**
-   * Skips one event that cannot be handled: one warning line (ids clipped, no content),
-   * the `events_failed` metric, and, for a person's live message, a visible answer: a
+   * Skips one event that cannot be handled: one warning line (ids clipped, no content) and
+   * the `events_failed` metric, once per event even when its batch is retried, and, for a person's live message, a visible answer: a
    * notice when the agent would have taken it (allow-listed sender or a mention), a ⚠️
    * reaction otherwise (and beyond MAX_AGENT_RUN notices in a room per batch). Never for
    * the agent's own events or another agent's (no loops).
    */
   private skipEvent(roomId: string, raw: unknown, reason: SkipReason, field: string | undefined, err: unknown, draft: BridgeState, live: boolean, out: Outgoing): void {
     const ev = isRecord(raw) ? raw : {};
-    this.opts.metrics.eventsFailed.inc({ reason });
-    this.log.warn(
-      { room: roomId, event: clip(ev.event_id), sender: clip(ev.sender), type: clip(ev.type, 40), reason, ...(field ? { field } : {}), ...(err ? { error: clip((err as Error).message, 200) } : {}) },
-      'Matrix event skipped: it cannot be handled on its own content',
-    );
+    const key = `${roomId} ${clip(ev.event_id)}`;
+    if (!this.skipped.has(key)) {
+      this.skipped.add(key);
+      if (this.skipped.size > OWN_MEMORY) this.skipped.delete(this.skipped.values().next().value!);
+      this.opts.metrics.eventsFailed.inc({ reason });
+      this.log.warn(
+        { room: roomId, event: clip(ev.event_id), sender: clip(ev.sender), type: clip(ev.type, 40), reason, ...(field ? { field } : {}), ...(err ? { error: clip((err as Error).message, 200) } : {}) },
+        'Matrix event skipped: it cannot be handled on its own content',
+      );
+    }
     if (!isEventId(ev.event_id) || !isUserId(ev.sender) || ev.sender === this.opts.config.userId || ev.type !== 'm.room.message') return;
     const content = isRecord(ev.content) ? ev.content : {};
     if (this.agents.has(ev.sender) || content.msgtype === 'm.notice') return;
