@@ -38,6 +38,7 @@ function hostileForms(v: string): Record<string, string> {
     'encodeURIComponent': encodeURIComponent(v),
     'JSON \\u lower': uEsc(v),
     'JSON \\u upper': upperHexDigits(uEsc(v)),
+    '\\x escapes': [...Buffer.from(v)].map((b) => `\\x${b.toString(16).padStart(2, '0').toUpperCase()}`).join(''),
     'HTML decimal entities': entDec(v),
     'HTML hex entities lower': entHex(v),
     'HTML hex entities upper': entHex(v).toUpperCase(),

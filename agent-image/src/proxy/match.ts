@@ -55,7 +55,7 @@ export interface SecretForm {
 
 const hex2 = (b: number): string => b.toString(16).padStart(2, '0');
 /** The form with its hex digits upper-case: `%6a` -> `%6A`, `\u006a` -> `\u006A`, `&#x6a;` -> `&#x6A;`. */
-const upperHex = (parts: string[]): string => parts.map((e) => e.replace(/^(%|\\u|&#x)([0-9a-f]+)/, (_m, p: string, h: string) => p + h.toUpperCase())).join('');
+const upperHex = (parts: string[]): string => parts.map((e) => e.replace(/^(%|\\u|\\x|&#x)([0-9a-f]+)/, (_m, p: string, h: string) => p + h.toUpperCase())).join('');
 
 /** Base64 forms of `bytes` starting inside a longer encoded string (see {@link secretForms}). */
 function base64Forms(bytes: Buffer): SecretForm[] {
@@ -92,7 +92,8 @@ function base64Forms(bytes: Buffer): SecretForm[] {
  * - hex of the bytes (`676870...`); caseless;
  * - JSON string escaping (RFC 8259 section 7): the minimal escapes, with `/` as `\/`
  *   (PHP's json_encode), with `<`, `>`, `&` as `\u003c` ... (Go's encoding/json), and
- *   every character as `\u00XX`; the last caseless;
+ *   every character as `\u00XX`; the last caseless; and `\xHH` escapes of every byte
+ *   (JavaScript, Python, C string literals), caseless;
  * - HTML character references (HTML Living Standard section 13.2.5.72): the named
  *   escapes of `& < > " '` (`'` as `&#39;`, `&#x27;` or `&apos;`), every character as
  *   `&#NNN;` and as `&#xHH;` (caseless);
@@ -133,6 +134,9 @@ export function secretForms(value: string): SecretForm[] {
   out.push({ text: json, caseless: true }, { text: json.replace(/\//g, '\\/'), caseless: true }, { text: json.replace(/[<>&]/g, (c) => `\\u00${hex2(c.charCodeAt(0))}`), caseless: true });
   const uAll = chars.map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   out.push({ text: uAll.join(''), upper: upperHex(uAll) });
+  // `\xHH` escapes of every byte (JavaScript, Python, C string literals).
+  const xAll = [...bytes].map((b) => `\\x${hex2(b)}`);
+  out.push({ text: xAll.join(''), upper: upperHex(xAll) });
   const named = (apos: string) => value.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? apos);
   out.push({ text: named('&#39;'), caseless: true }, { text: named('&#x27;'), caseless: true }, { text: named('&apos;'), caseless: true });
   out.push({ text: chars.map((c) => `&#${c.codePointAt(0)};`).join('') });

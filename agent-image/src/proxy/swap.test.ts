@@ -172,6 +172,10 @@ describe('CredentialSet.planRequest', () => {
       expect(plan('evil.example', [], t), t).toMatchObject({ ok: false, reason: 'stub_out_of_scope', location: 'target' });
     }
     expect(plan('evil.example', [['X-Note', Buffer.from(REAL).toString('hex')]])).toMatchObject({ ok: false, reason: 'real_credential', location: 'header:x-note' });
+    // Partly percent-encoded, in a header as in the target.
+    const partly = STUB.replace(/[a-d]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+    expect(plan('evil.example', [['X-Note', partly]])).toMatchObject({ ok: false, reason: 'stub_out_of_scope', location: 'header:x-note' });
+    expect(plan('evil.example', [], `/c?x=${partly}`)).toMatchObject({ ok: false, reason: 'stub_out_of_scope', location: 'target' });
     expect(plan('github.com', [['X-Note', Buffer.from(REAL, 'utf16le').toString('base64')]])).toMatchObject({ ok: false, reason: 'real_credential' });
   });
 

@@ -226,7 +226,9 @@ export class CredentialSet<H extends HostLike = HostLike> {
       if (hit) return refuse(hit.needle.tag, 'target');
     }
     for (const [name, value] of headers) {
-      for (const form of [`${name}: ${value}`, decodeBasic(value) ?? '']) {
+      // As sent, inside a Basic value, and percent-decoded (a partly escaped value, as
+      // the request target is checked too).
+      for (const form of [`${name}: ${value}`, decodeBasic(value) ?? '', value.includes('%') ? safeDecode(value) : '']) {
         const hit = form && guard.first(form);
         if (hit) return refuse(hit.needle.tag, `header:${name.toLowerCase()}`);
       }
