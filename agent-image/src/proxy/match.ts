@@ -314,7 +314,30 @@ export class Matcher<T> {
     const stride = this.#stride;
     const gram = this.#gram;
     const n = buf.length;
+    const F = FOLD;
     for (let q = from + gram - 1; q < n; q += stride) {
+      // Fast path (almost every probe): an 8-byte gram with no byte below 14, so no line
+      // ending to skip; the slow path below gives the same key.
+      if (gram === 8) {
+        const b0 = buf[q - 7] as number;
+        const b1 = buf[q - 6] as number;
+        const b2 = buf[q - 5] as number;
+        const b3 = buf[q - 4] as number;
+        const b4 = buf[q - 3] as number;
+        const b5 = buf[q - 2] as number;
+        const b6 = buf[q - 1] as number;
+        const b7 = buf[q] as number;
+        if (b0 >= 14 && b1 >= 14 && b2 >= 14 && b3 >= 14 && b4 >= 14 && b5 >= 14 && b6 >= 14 && b7 >= 14) {
+          const key = gramKey(
+            ((F[b0] as number) << 24) | ((F[b1] as number) << 16) | ((F[b2] as number) << 8) | (F[b3] as number),
+            ((F[b4] as number) << 24) | ((F[b5] as number) << 16) | ((F[b6] as number) << 8) | (F[b7] as number),
+          );
+          if (filter[key >>> 16] !== 1) continue;
+          const hit = this.#hitEndingAt(buf, from, q, key);
+          if (hit) return hit;
+          continue;
+        }
+      }
       let e = q;
       while (e < n && (buf[e] === LF || buf[e] === CR) && skipped(buf, e)) e++;
       if (e >= n) return undefined;
