@@ -176,6 +176,20 @@ describe('Matrix bridge against hostile room members (real Synapse)', () => {
     const answer = await bob.waitForEvent(roomA, (e) => e.sender === bot.userId && e.content.body === 'looking at staging');
     expect(answer.content['m.relates_to']).toMatchObject({ rel_type: 'm.thread', event_id: q });
 
+    // A message with another relation cannot root a thread: its entry names none, and the answer is a plain reply.
+    const ref = await bob.sendText(roomA, 'testbot: see the question above', { 'm.relates_to': { rel_type: 'm.reference', event_id: q } });
+    await eyesOn(roomA, ref);
+    expect(putLine(ref)).toMatchObject({ trigger: 'mention' });
+    expect(putLine(ref)?.thread).toBeUndefined();
+    const r3 = await callTool(pod, 'matrix_reply', { room: roomA, event: ref, text: 'seen it' });
+    expect(r3.isError, r3.text).toBe(false);
+    const plain = await bob.waitForEvent(roomA, (e) => e.sender === bot.userId && e.content.body === 'seen it');
+    expect(plain.content['m.relates_to']).toEqual({ 'm.in_reply_to': { event_id: ref } });
+    // Even when asked to start a thread there, the answer arrives, as a plain reply.
+    const r4 = await callTool(pod, 'matrix_reply', { room: roomA, event: ref, thread: ref, text: 'seen it twice' });
+    expect(r4.isError, r4.text).toBe(false);
+    await bob.waitForEvent(roomA, (e) => e.sender === bot.userId && e.content.body === 'seen it twice');
+
     // A thread on someone else's message where the agent is named midway: later messages there reach it.
     const root = await mallory.sendText(roomA, 'the build is red again');
     await eyesOn(roomA, root);

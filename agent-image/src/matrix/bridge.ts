@@ -540,9 +540,11 @@ export class MatrixBridge {
     }
     // The answer goes to the message's thread; for a rich reply to a message whose thread the
     // agent is in, to that thread; else to a new thread rooted at this top-level message.
-    // Either way a person's follow-up there reaches the agent (repliesToSelf).
-    const inReplyTo = relationOf(ev.content).inReplyTo;
-    const thread = threadOf(ev.content) ?? (inReplyTo && draft.threads.includes(inReplyTo) ? inReplyTo : ev.event_id);
+    // Either way a person's follow-up there reaches the agent (repliesToSelf). A message with
+    // another relation (m.reference ...) cannot be a thread root (Synapse refuses "Cannot
+    // start threads from an event with a relation"): its answer is a plain reply.
+    const rel = relationOf(ev.content);
+    const thread = threadOf(ev.content) ?? (rel.inReplyTo && draft.threads.includes(rel.inReplyTo) ? rel.inReplyTo : rel.relType === undefined ? ev.event_id : undefined);
     const body = String(ev.content.body);
     // A teammate's review request also arrives from the event log under this id: delivered once.
     const review = ev.content[REVIEW_REQUEST_KEY];
@@ -552,18 +554,20 @@ export class MatrixBridge {
       id: reviewOf ? reviewRequestId(reviewOf) : ev.event_id,
       source: 'matrix',
       text: body.length > MAX_MESSAGE_CHARS ? `${body.slice(0, MAX_MESSAGE_CHARS - 20)} [... cut]` : body,
-      meta: { room: roomId, sender: ev.sender, event: ev.event_id, thread },
+      meta: { room: roomId, sender: ev.sender, event: ev.event_id, ...(thread ? { thread } : {}) },
     });
-    remember(draft.threads, thread);
-    rememberAnswerThread(draft.answerThreads, ev.event_id, thread);
-    this.threadByEvent.delete(ev.event_id);
-    this.threadByEvent.set(ev.event_id, thread);
-    if (this.threadByEvent.size > OWN_MEMORY) this.threadByEvent.delete(this.threadByEvent.keys().next().value!);
+    if (thread) {
+      remember(draft.threads, thread);
+      rememberAnswerThread(draft.answerThreads, ev.event_id, thread);
+      this.threadByEvent.delete(ev.event_id);
+      this.threadByEvent.set(ev.event_id, thread);
+      if (this.threadByEvent.size > OWN_MEMORY) this.threadByEvent.delete(this.threadByEvent.keys().next().value!);
+    }
     if (!duplicate) {
       m.delivered.inc({ reason: d.reason });
       m.deliverySeconds.observe(Math.max(0, Date.now() - ev.origin_server_ts) / 1000);
       this.opts.onDelivered?.(message);
-      this.log.info({ room: roomId, event: ev.event_id, sender: ev.sender, trigger: d.reason, thread }, 'Matrix message put in the inbox');
+      this.log.info({ room: roomId, event: ev.event_id, sender: ev.sender, trigger: d.reason, ...(thread ? { thread } : {}) }, 'Matrix message put in the inbox');
       void this.opts.outbox?.emit('message_received', { source: 'matrix', room: roomId, event: ev.event_id, sender: ev.sender, trigger: d.reason });
     }
     out.eyes.push({ room: roomId, event: ev.event_id });
@@ -746,7 +750,7 @@ export class MatrixBridge {
       return await this.sendReply(args, thread);
     } catch (err) {
       // Synapse: "Cannot start threads from an event with a relation" (400).
-      if (!(err instanceof MatrixError && err.status === 400 && thread && thread === args.event && !args.thread)) throw err;
+      if (!(err instanceof MatrixError && err.status === 400 && thread && thread === args.event)) throw err;
       this.log.info({ room: args.room, event: args.event }, 'cannot start a thread at that message; answering with a plain reply');
       return this.sendReply(args, undefined);
     }
