@@ -200,3 +200,76 @@ describe('streams: every form, every chunk split', () => {
     }
   });
 });
+
+describe('Matcher against a naive search (random text, forms, line breaks)', () => {
+  /** Whether byte i is a single line ending the matcher skips (written out again here). */
+  function lineBreak(b: Buffer, i: number): boolean {
+    const at = (k: number) => (k >= 0 && k < b.length ? b[k] : undefined);
+    if (b[i] === 0x0d) return i + 1 === b.length || (b[i + 1] === 0x0a && lineBreak(b, i + 1));
+    if (b[i] !== 0x0a) return false;
+    const before = at(b[i - 1] === 0x0d ? i - 2 : i - 1);
+    const after = at(i + 1);
+    return before !== 0x0a && before !== 0x0d && after !== 0x0a && after !== 0x0d;
+  }
+
+  /** Earliest, then longest, non-overlapping hits, by trying every needle at every position. */
+  function naive<T>(m: Matcher<T>, b: Buffer): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const lower = (x: number) => (x >= 0x41 && x <= 0x5a ? x + 32 : x);
+    let p = 0;
+    while (p < b.length) {
+      let best: [number, number] | undefined;
+      if (!lineBreak(b, p)) {
+        for (const n of m.needles) {
+          let j = p;
+          let t = 0;
+          for (; t < n.bytes.length && j < b.length; j++) {
+            if (lineBreak(b, j)) continue;
+            const x = b[j] as number;
+            if ((n.caseless ? lower(x) : x) !== n.bytes[t]) break;
+            t++;
+          }
+          if (t === n.bytes.length && (!best || j > best[1])) best = [p, j];
+        }
+      }
+      if (best) {
+        out.push(best);
+        p = best[1];
+      } else p++;
+    }
+    return out;
+  }
+
+  it('finds exactly what a naive search finds', () => {
+    let seed = 42;
+    const rand = (k: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % k;
+    };
+    // With a short needle (4-byte grams, stride 4) and without (8-byte grams, stride 32).
+    for (const m of [new Matcher([...needlesFor<string>(REAL, STUB, 'r'), ...needlesFor<string>('short8ch', 'xxxxxxxx', 's')]), new Matcher(needlesFor<string>(REAL, STUB, 'r'))]) {
+      const forms = m.needles.map((n) => n.bytes.toString('latin1'));
+      const alphabet = 'abcdefABCDEF0123456789_-%\\&#;xu\n\n\r ghpR3alT';
+      for (let round = 0; round < 400; round++) {
+        let text = '';
+        const pieces = rand(4);
+        for (let k = 0; k <= pieces; k++) {
+          for (let i = rand(40); i > 0; i--) text += alphabet[rand(alphabet.length)];
+          if (k < pieces) {
+            let f = forms[rand(forms.length)] ?? '';
+            if (rand(2)) f = f.toUpperCase();
+            // A single line ending somewhere inside it, sometimes.
+            if (rand(2)) {
+              const at = 1 + rand(Math.max(1, f.length - 1));
+              f = `${f.slice(0, at)}${rand(2) ? '\r\n' : '\n'}${f.slice(at)}`;
+            }
+            text += f;
+          }
+        }
+        const b = Buffer.from(text, 'latin1');
+        const got = [...m.hits(b)].map((h) => [h.index, h.end]);
+        expect(got, JSON.stringify(text)).toEqual(naive(m, b));
+      }
+    }
+  });
+});
