@@ -59,7 +59,7 @@ export interface ForwardContext {
 
 /**
  * The proxy's own answer on a response object: text body, `X-Agent-Smith-Deny: <reason>`.
- * `message` must already be redacted (CredentialSet `scrubValue` / `forAgent`); it is
+ * `message` must already be redacted (CredentialSet `forAgent` or `scrubValue`); it is
  * cut here to {@link MAX_MESSAGE} characters, after that.
  */
 export function writeDeny(res: http.ServerResponse, status: number, reason: string, message: string, close = false): void {
@@ -330,7 +330,7 @@ export function forwardRequest(ctx: ForwardContext, req: http.IncomingMessage, r
   const host = d.target.host.host;
   const fail = (status: number, reason: string, message: string, decision: 'deny' | 'error') => {
     trail.done({ decision, reason, status, message, bytesIn, bytesOut });
-    if (!res.headersSent && !res.destroyed) writeDeny(res, status, reason, ctx.credentials.scrubValue(message), true);
+    if (!res.headersSent && !res.destroyed) writeDeny(res, status, reason, ctx.credentials.forAgent(message), true);
     else res.destroy();
   };
 
@@ -482,7 +482,7 @@ export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer
   const host = d.target.host.host;
   const fail = (status: number, reason: string, message: string, decision: 'deny' | 'error') => {
     trail.done({ decision, reason, status, message, upgrade: true });
-    rawDeny(socket, status, reason, ctx.credentials.scrubValue(message));
+    rawDeny(socket, status, reason, ctx.credentials.forAgent(message));
   };
   const cred = d.scoped ? ctx.credentials.forHost(d.target.host) : undefined;
   if (d.scoped && !cred?.allowWebSocket) {

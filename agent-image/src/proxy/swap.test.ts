@@ -219,16 +219,16 @@ describe('CredentialSet.planRequest', () => {
     expect(plan('github.com', [['Authorization', basic('x', STUB)], ['authorization', basic('x', STUB)]])).toMatchObject({ ok: false, status: 400, reason: 'duplicate_header' });
   });
 
-  it('quoteRedacted redacts before it cuts: no prefix of a value survives', () => {
-    for (const pad of [0, 10, 30, 60, 75]) {
-      const value = `${'x'.repeat(pad)}${REAL}tail`;
-      const q = creds.quoteRedacted(value, 80);
-      expect(q.length).toBeLessThanOrEqual(80 + 5);
-      expect(q).not.toContain(REAL.slice(0, 6));
-      const hexed = creds.quoteRedacted(`${'y'.repeat(pad)}${Buffer.from(REAL).toString('hex').toUpperCase()}`, 40);
-      expect(hexed).not.toMatch(/676870|6768705f/i);
+  it('redacts before it cuts: no prefix of a value survives in an error body or a log field', () => {
+    for (const pad of [0, 10, 30, 60, 1000, 1020]) {
+      const message = `host ${JSON.stringify(`${'z'.repeat(pad)}${REAL}tail`)} is not allowed`;
+      const body = creds.forAgent(message);
+      expect(body.length).toBeLessThanOrEqual(1024 + 3);
+      expect(body).not.toContain(REAL.slice(0, 6));
+      const hexed = creds.forAgent(`x ${'y'.repeat(pad)}${Buffer.from(REAL).toString('hex').toUpperCase()}`);
+      expect(hexed).not.toMatch(/6768705f5233/i);
+      expect(creds.redact(message)).toContain('[redacted:github]');
     }
-    expect(creds.forAgent(`host ${JSON.stringify(`${'z'.repeat(1020)}${REAL}`)}`)).not.toContain(REAL.slice(0, 4));
   });
 
   it('redacts stubs and real values in any form from log text', () => {

@@ -181,16 +181,11 @@ export class CredentialSet<H extends HostLike = HostLike> {
   }
 
   /**
-   * A value a client or upstream sent, for a message: every stub and real value in it
-   * (any form) replaced by a marker FIRST, then cut to `max` characters and JSON-quoted
-   * (control characters visible). Cutting first would let a prefix of a value through,
-   * which no longer matches any needle.
+   * A message for the agent (an error body) that may quote values a client or upstream
+   * sent, whole: every real value in it (any form) becomes its stub FIRST, then it is cut
+   * to {@link MAX_MESSAGE} characters. Cutting first would let a prefix of a value
+   * through, which no longer matches any form. (Log text: {@link redact}, then cut.)
    */
-  quoteRedacted(value: string, max = 80): string {
-    return JSON.stringify(shorten(this.redact(value), max));
-  }
-
-  /** A message for the agent (an error body): real values become stubs, then it is cut to {@link MAX_MESSAGE}. */
   forAgent(message: string): string {
     return shorten(this.scrubValue(message), MAX_MESSAGE);
   }
