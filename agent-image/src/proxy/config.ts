@@ -22,21 +22,34 @@ export class ConfigError extends Error {
 
 /** Resource limits. Times in ms, sizes in bytes. */
 export interface ProxyLimits {
-  /** Client connections open at once (explicit, tunnels and transparent); more are closed at accept. */
+  /**
+   * Client connections open at once (explicit, tunnels and transparent). At the limit a
+   * new connection closes the one that has waited longest with no request in flight
+   * (server.ts); it is refused only when every connection has one.
+   */
   maxConnections: number;
-  /** From accept (or the CONNECT 200) to a finished TLS handshake. */
+  /**
+   * From accept (or the CONNECT 200) to the first byte and a finished TLS handshake: a
+   * deadline, not an idle timer (timeouts.ts enforces every time limit here).
+   */
   handshakeTimeoutMs: number;
   /** Request line plus header section (Node's maxHeaderSize); upstream response heads too. */
   maxHeaderBytes: number;
-  /** Time for a client to send a complete header section (slowloris). */
+  /**
+   * Time for a client to send a complete request head, from the hand-off to the HTTP
+   * parser or from the first byte after a keep-alive pause: a deadline (slowloris).
+   */
   headersTimeoutMs: number;
-  /** A client or upstream socket with no traffic this long is closed. */
+  /** A client or upstream socket with no traffic this long while a request is in flight is closed. */
   idleTimeoutMs: number;
-  /** Idle keep-alive client connections are closed after this. */
+  /** Keep-alive client connections with nothing read for this long between requests are closed. */
   keepAliveTimeoutMs: number;
   /** TCP connect plus TLS handshake to an upstream. */
   upstreamConnectTimeoutMs: number;
-  /** Leaf certificates kept (LRU). */
+  /**
+   * Leaf certificates and their TLS contexts kept (LRU; ca.ts closes an evicted one).
+   * Each costs ~40 kB outside the V8 heap; a miss costs one ECDSA signature.
+   */
   certCacheSize: number;
   /** Lifetime of a minted leaf certificate. */
   leafValidityMs: number;
@@ -63,6 +76,33 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   maxSecretBytes: 8 * 1024,
   maxDecodedBytes: 8 * 1024 * 1024,
 };
+
+/**
+ * The proxy's limits: {@link DEFAULT_LIMITS} with the fields of AGENT_SMITH_PROXY_LIMITS,
+ * a JSON object of {@link ProxyLimits} fields (positive integers, in the units named
+ * there), e.g. `{"headersTimeoutMs": 5000, "maxConnections": 512}`, for tuning a pod's
+ * proxy and for tests. Unset or empty: the defaults.
+ * @throws ConfigError for JSON that is not an object, an unknown field, or a value that is
+ *   not a positive integer
+ */
+export function limitsFromEnv(env: NodeJS.ProcessEnv): ProxyLimits {
+  const text = env.AGENT_SMITH_PROXY_LIMITS;
+  if (!text) return DEFAULT_LIMITS;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`AGENT_SMITH_PROXY_LIMITS: not JSON (${(err as Error).message})`);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('AGENT_SMITH_PROXY_LIMITS: must be a JSON object of limit name -> positive integer');
+  const limits: ProxyLimits = { ...DEFAULT_LIMITS };
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (!Object.hasOwn(DEFAULT_LIMITS, name)) throw new ConfigError(`AGENT_SMITH_PROXY_LIMITS: unknown limit ${JSON.stringify(name).slice(0, 60)} (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`);
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new ConfigError(`AGENT_SMITH_PROXY_LIMITS: ${name} must be a positive integer`);
+    limits[name as keyof ProxyLimits] = value;
+  }
+  return limits;
+}
 
 /** Names that must never carry a credential: framing, routing and hop-by-hop fields. */
 const FORBIDDEN_CREDENTIAL_HEADERS = new Set([

@@ -10,7 +10,8 @@
  * Environment: AGENT_SMITH_ROOT / AGENT_SMITH_CONTRACT (layout.ts), AGENT_SMITH_PROXY_PORT
  * (overrides `egress.proxyPort`; 0 = a free port), AGENT_SMITH_PROXY_HEALTH_PORT (default
  * 15021; 0 = a free port), AGENT_SMITH_UPSTREAM_CA (extra upstream CAs, PEM),
- * AGENT_SMITH_PROXY_HOSTS_FILE (test hook, see config.ts), LOG_LEVEL. The bound ports are
+ * AGENT_SMITH_PROXY_HOSTS_FILE (test hook, see config.ts), AGENT_SMITH_PROXY_LIMITS (config.ts
+ * limitsFromEnv), LOG_LEVEL. The bound ports are
  * logged: `{"msg":"egress proxy listening","port":...,"healthPort":...}`.
  */
 import { isIP } from 'node:net';
@@ -21,7 +22,7 @@ import { layoutFromEnv, type Layout } from '../layout.ts';
 import type { Logger } from '../log.ts';
 import { Auditor } from './audit.ts';
 import { LeafCertificates, loadEgressCa } from './ca.ts';
-import { ConfigError, credentialsDir, DEFAULT_LIMITS, hostsOverrideFromEnv, listenPorts, readCredentials, upstreamCaFromEnv, type ProxyLimits } from './config.ts';
+import { ConfigError, credentialsDir, hostsOverrideFromEnv, limitsFromEnv, listenPorts, readCredentials, upstreamCaFromEnv, type ProxyLimits } from './config.ts';
 import { serveHealth } from './health.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { canonicalHost, compileAllowlist, credentialFor, PolicyError, validateAllowCidrs, type CanonicalHost, type Lookup } from './policy.ts';
@@ -118,7 +119,8 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
   const destination = pino.destination({ fd: 2, sync: true });
   const log = proxyLogger(() => redactor, destination);
   const metrics = new ProxyMetrics();
-  const limits = DEFAULT_LIMITS;
+  // A malformed AGENT_SMITH_PROXY_LIMITS stops the start-up here, with the reason.
+  const limits = limitsFromEnv(env);
   const auditor = new Auditor(proxyLogger(() => redactor, destination, false));
 
   if (env.AGENT_SMITH_PROXY_HOSTS_FILE && !layout.root) {
