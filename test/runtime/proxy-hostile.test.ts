@@ -278,6 +278,7 @@ describe('agent-smith proxy: a hostile credential host', () => {
       t.destroy();
       expect({ status: res.status, reason: res.headers['x-agent-smith-deny']?.[0] }).toEqual({ status: 403, reason: 'websocket_unscanned' });
       expect(res.body.toString()).toContain('spec.egress.credentials[ci].allowWebSocket');
+      expect(await audit((l) => l.reason === 'websocket_unscanned')).toMatchObject({ decision: 'deny', status: 403, host: 'ci.test', credential: 'ci', upgrade: true });
       expect(up.requests).toEqual([]);
       expect(up.receivedFor('ci.test')).toBe('');
     });

@@ -63,7 +63,7 @@ export interface RequestFacts {
   url: string;
   httpVersion: string;
   rawHeaders: readonly string[];
-  /** A WebSocket upgrade (Upgrade: websocket): the upgrade fields are re-added. */
+  /** A WebSocket upgrade (Upgrade: websocket): the upgrade fields are re-added; refused to a credential host without allowWebSocket. */
   upgrade?: boolean;
 }
 
@@ -185,6 +185,20 @@ function decideFor(
   const plan = policy.credentials.planRequest(target.host, forwardable(headers, ['host']), path);
   if (!plan.ok) {
     const r = new Refusal(plan.status, plan.reason satisfies SwapDenyReason, plan.message, { credential: plan.credential, location: plan.location });
+    r.rule = match.rule;
+    throw r;
+  }
+  // WebSocket frames are not scanned (forward.ts): no upgrade to a host a real value is
+  // sent to, unless its credential opts in to unscanned frames.
+  if (req.upgrade && plan.credential && !plan.credential.allowWebSocket) {
+    const name = plan.credential.name;
+    const r = new Refusal(
+      403,
+      'websocket_unscanned',
+      `WebSocket upgrades to ${target.host.host} are refused: credential ${name} is sent there and the proxy does not scan WebSocket frames, so it could not keep the real value out of them. ` +
+        `To allow them anyway (frames unscanned), set spec.egress.credentials[${name}].allowWebSocket: true`,
+      { credential: name },
+    );
     r.rule = match.rule;
     throw r;
   }

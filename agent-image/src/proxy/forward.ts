@@ -471,10 +471,9 @@ export function forwardRequest(ctx: ForwardContext, req: http.IncomingMessage, r
 }
 
 /**
- * Forwards an allowed WebSocket upgrade; on 101 the two sockets are piped. An upgrade to
- * a credential's host is refused (403 `websocket_unscanned`) unless the credential has
- * `allowWebSocket`: frames are not scanned, so a real value an upstream puts in a frame
- * would reach the agent.
+ * Forwards an allowed WebSocket upgrade; on 101 the two sockets are piped. (An upgrade
+ * to a credential's host without `allowWebSocket` never gets here: decide.ts refuses it,
+ * 403 `websocket_unscanned`, as frames are not scanned.)
  */
 export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer, d: Decided, trail: Trail): void {
   let bytesIn = 0;
@@ -484,18 +483,6 @@ export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer
     trail.done({ decision, reason, status, message, upgrade: true });
     rawDeny(socket, status, reason, ctx.credentials.forAgent(message));
   };
-  const cred = d.scoped ? ctx.credentials.forHost(d.target.host) : undefined;
-  if (d.scoped && !cred?.allowWebSocket) {
-    const name = cred?.name ?? d.credential ?? '?';
-    fail(
-      403,
-      'websocket_unscanned',
-      `WebSocket upgrades to ${host} are refused: credential ${name} is sent there and the proxy does not scan WebSocket frames, so it could not keep the real value out of them. ` +
-        `To allow them anyway (frames unscanned), set spec.egress.credentials[${name}].allowWebSocket: true`,
-      'deny',
-    );
-    return;
-  }
   ctx.pool.leg(d.target.host, d.target.port, ctx.tls).then(
     (leg) => {
       const upReq = startUpstream(ctx, leg, d, 'GET');
