@@ -39,6 +39,16 @@ describe('renderAll', () => {
     await expect(stringify(children, { lineWidth: 0 })).toMatchFileSnapshot('__golden__/devbot.yaml');
   });
 
+  it("passes a credential's allowWebSocket to the pod's proxy, and leaves the contract as it was without it", () => {
+    const credential = { name: 'github', hosts: ['github.com'], secretRef: { name: 'gh', key: 'token' } };
+    const contractOf = (c: Record<string, unknown>) =>
+      PodContract.parse(JSON.parse(renderAll(agent({ ...devbot, egress: { allow: ['github.com'], allowCidrs: [], enforcement: 'iptables', credentials: [c] } }), opts).configMap.data?.['contract.json'] ?? ''));
+    expect(contractOf({ ...credential, allowWebSocket: true }).egress.credentials[0]?.allowWebSocket).toBe(true);
+    const off = renderAll(agent({ ...devbot, egress: { allow: ['github.com'], allowCidrs: [], enforcement: 'iptables', credentials: [credential] } }), opts).configMap.data?.['contract.json'] ?? '';
+    expect(off).not.toContain('allowWebSocket');
+    expect(contractOf(credential).egress.credentials[0]?.allowWebSocket).toBe(false);
+  });
+
   it('lets the supervisor reach the in-cluster NATS and Matrix Services without DNS under iptables enforcement', () => {
     const spec = {
       ...devbot,
