@@ -49,8 +49,14 @@ const PANE_DEAD_WAIT_MS = 2000;
 const MAX_FAILED_RESUMES = 2;
 /** A hook-less harness counts as ready for input this long after it started. */
 const HOOKLESS_READY_MS = 3000;
-/** A hook-less harness took a typed message if it is still running this long after (ms). */
-const HOOKLESS_CONFIRM_MS = 1000;
+/**
+ * A hook-less harness took a typed message if it is still running this long after (ms).
+ * Every typed message waits this long before the next one, so it bounds a hook-less
+ * harness's intake (about 2 messages/s with the paste's own 150 ms): 1 s halved the rate
+ * of a burst and left half of a 100-message burst undelivered a minute later. A CLI that
+ * dies on a message does so as it reads the line; one that dies later is a plain crash.
+ */
+const HOOKLESS_CONFIRM_MS = 300;
 /** Failed attempts to hand over one message before it is set aside. */
 export const MAX_DELIVERY_ATTEMPTS = 3;
 /** Wait before attempt 2, 3, ... of a message whose paste failed (ms). */
