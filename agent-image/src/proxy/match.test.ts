@@ -273,3 +273,15 @@ describe('Matcher against a naive search (random text, forms, line breaks)', () 
     }
   });
 });
+
+describe('a matcher derived from another', () => {
+  it('shares its tables and ignores the excluded needles, in hits and in the hold-back', () => {
+    const base = new Matcher([...needlesFor<string>(REAL, STUB, 'real'), ...needlesFor<string>(STUB, STUB, 'stub')]);
+    const noStub = new Matcher(base, (n) => n.tag === 'stub');
+    expect(base.first(`x ${STUB}`)?.needle.tag).toBe('stub');
+    expect(noStub.first(`x ${STUB}`)).toBeUndefined();
+    expect(noStub.first(`x ${Buffer.from(REAL).toString('hex')}`)?.needle.tag).toBe('real');
+    expect(noStub.partialSuffix(Buffer.from(`x ${STUB.slice(0, 20)}`))).toBeLessThan(2);
+    expect(base.partialSuffix(Buffer.from(`x ${STUB.slice(0, 20)}`))).toBe(20);
+  });
+});

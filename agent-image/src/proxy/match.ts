@@ -15,9 +15,9 @@
  *   width, any offset) matches as if unbroken. Two line endings in a row are kept, so
  *   a server-sent event ("\n\n") never waits on the hold-back.
  *
- * One pass per buffer finds every needle whatever their number: a 4-byte rolling key
- * checked against a 64 Ki-entry filter, and only on a filter hit the needles whose first
- * four (normalised) bytes are that key are compared. The cost is per byte, not per
+ * One pass per buffer finds every needle whatever their number: every few bytes an
+ * 8-byte window (normalised) is hashed and checked against a 2^20-bit filter, and only on
+ * a filter hit are the needles with that gram compared. The cost is per byte, not per
  * needle, so the many forms of several credentials cost about what one needle does.
  *
  * Streams are scanned chunk by chunk with a hold-back: the bytes at the end of a chunk
@@ -221,19 +221,44 @@ export class Matcher<T> {
   readonly needles: ReadonlyArray<Needle<T>>;
   /** Length of the longest needle (bytes); a hold-back never exceeds this minus one, plus skipped line endings. */
   readonly maxLength: number;
-  readonly #filter = new Uint8Array(1 << 16);
+  /** A bit per 20-bit gram hash: set for every gram in #byGram (128 KiB, about 5% set at 50,000 grams). */
+  readonly #filter: Uint32Array;
   /** Length of the shortest needle (bytes; Infinity without needles). */
   readonly #shortest: number;
   /** Bytes hashed per probe: 8, or 4 when a needle is shorter than 16 bytes. */
   readonly #gram: number;
-  /** Probe distance (bytes): the shortest needle minus the gram, at most 32 (the filter's fill). */
+  /** Probe distance (bytes): the shortest needle minus the gram, at most 32. */
   readonly #stride: number;
   /** (needle, offset) by the hash of its case-folded gram at that offset, for offsets 0..stride. */
-  readonly #byGram = new Map<number, Array<{ needle: Needle<T>; offset: number }>>();
+  readonly #byGram: Map<number, Array<{ needle: Needle<T>; offset: number }>>;
   /** Needles by their first case-folded byte (the hold-back). */
-  readonly #byFirstByte = new Map<number, Array<Needle<T>>>();
+  readonly #byFirstByte: Map<number, Array<Needle<T>>>;
+  /** Needles this matcher ignores (a derived matcher: see the constructor). */
+  readonly #excluded: ((n: Needle<T>) => boolean) | undefined;
 
-  constructor(needles: ReadonlyArray<Needle<T>>) {
+  /**
+   * @param needles the needles; or a matcher whose tables this one shares, ignoring the
+   *   needles `exclude` says (the request guards of swap.ts: one table of every stub and
+   *   real value, and per host only which stubs are allowed; no second copy in memory).
+   */
+  constructor(needles: ReadonlyArray<Needle<T>> | Matcher<T>, exclude?: (n: Needle<T>) => boolean) {
+    if (needles instanceof Matcher) {
+      const base = needles;
+      this.needles = exclude ? base.needles.filter((n) => !exclude(n)) : base.needles;
+      this.maxLength = base.maxLength;
+      this.#filter = base.#filter;
+      this.#shortest = base.#shortest;
+      this.#gram = base.#gram;
+      this.#stride = base.#stride;
+      this.#byGram = base.#byGram;
+      this.#byFirstByte = base.#byFirstByte;
+      this.#excluded = exclude;
+      return;
+    }
+    this.#excluded = undefined;
+    this.#filter = new Uint32Array((1 << 20) / 32);
+    this.#byGram = new Map();
+    this.#byFirstByte = new Map();
     this.needles = needles.filter((n) => n.bytes.length >= 5);
     this.maxLength = Math.max(0, ...this.needles.map((n) => n.bytes.length));
     const shortest = Math.min(...this.needles.map((n) => n.bytes.length));
@@ -246,7 +271,8 @@ export class Matcher<T> {
       for (let offset = 0; offset <= this.#stride; offset++) {
         const end = offset + this.#gram - 1;
         const key = gramKey(this.#gram === 8 ? word(end - 7) : 0, word(end - 3));
-        this.#filter[key >>> 16] = 1;
+        const bit = key >>> 12;
+        this.#filter[bit >>> 5] = (this.#filter[bit >>> 5] as number) | (1 << (bit & 31));
         const list = this.#byGram.get(key) ?? [];
         list.push({ needle: n, offset });
         this.#byGram.set(key, list);
@@ -332,7 +358,7 @@ export class Matcher<T> {
             ((F[b0] as number) << 24) | ((F[b1] as number) << 16) | ((F[b2] as number) << 8) | (F[b3] as number),
             ((F[b4] as number) << 24) | ((F[b5] as number) << 16) | ((F[b6] as number) << 8) | (F[b7] as number),
           );
-          if (filter[key >>> 16] !== 1) continue;
+          if (((filter[key >>> 17] as number) & (1 << ((key >>> 12) & 31))) === 0) continue;
           const hit = this.#hitEndingAt(buf, from, q, key);
           if (hit) return hit;
           continue;
@@ -353,7 +379,7 @@ export class Matcher<T> {
       }
       if (got < gram) continue;
       const key = gramKey(hi, lo);
-      if (filter[key >>> 16] !== 1) continue;
+      if (((filter[key >>> 17] as number) & (1 << ((key >>> 12) & 31))) === 0) continue;
       const hit = this.#hitEndingAt(buf, from, e, key);
       if (hit) return hit;
     }
@@ -363,7 +389,9 @@ export class Matcher<T> {
   /** The earliest, then longest, needle occurrence whose gram at some offset ends at `e`. */
   #hitEndingAt(buf: Buffer, from: number, e: number, key: number): Hit<T> | undefined {
     let best: Hit<T> | undefined;
+    const excluded = this.#excluded;
     for (const { needle, offset } of this.#byGram.get(key) ?? []) {
+      if (excluded?.(needle)) continue;
       // Compare backwards from e to the needle's first byte (skipping line endings): a
       // gram shared with ordinary text fails within a few bytes, and the walk finds
       // the occurrence's start whatever line endings lie in between.
@@ -415,6 +443,7 @@ export class Matcher<T> {
     for (let s = starts.length - 1; s >= 0; s--) {
       const p = starts[s] as number;
       for (const n of this.#byFirstByte.get(FOLD[buf[p] as number] as number) ?? []) {
+        if (this.#excluded?.(n)) continue;
         if (this.#compare(buf, p, n) === -1) return buf.length - p;
       }
     }
@@ -428,6 +457,7 @@ export class Matcher<T> {
    */
   pending(buf: Buffer, hit: Hit<T>): boolean {
     for (const n of this.#byFirstByte.get(FOLD[buf[hit.index] as number] as number) ?? []) {
+      if (this.#excluded?.(n)) continue;
       if (n.bytes.length > hit.needle.bytes.length && this.#compare(buf, hit.index, n) === -1) return true;
     }
     return false;

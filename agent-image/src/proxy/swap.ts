@@ -103,6 +103,8 @@ export class CredentialSet<H extends HostLike = HostLike> {
   readonly responseScrubber: Matcher<SecretTag>;
   /** Every stub and real value -> `[redacted]`, for log fields. */
   readonly #logScrubber: Matcher<SecretTag>;
+  /** Every stub and real value: the table the request guards share. */
+  readonly #guardBase: Matcher<SecretTag>;
   /** Request guards by the names of the credentials in scope (newline-joined). */
   readonly #guards = new Map<string, Matcher<SecretTag>>();
   /** Host name -> its key in #guards. */
@@ -116,6 +118,12 @@ export class CredentialSet<H extends HostLike = HostLike> {
     this.credentials = credentials;
     this.#pick = pick;
     this.responseScrubber = new Matcher(credentials.flatMap((c) => needlesFor<SecretTag>(c.real, c.stub, { credential: c.name, kind: 'real' })));
+    this.#guardBase = new Matcher(
+      credentials.flatMap((c) => [
+        ...needlesFor<SecretTag>(c.stub, c.stub, { credential: c.name, kind: 'stub' }),
+        ...needlesFor<SecretTag>(c.real, c.stub, { credential: c.name, kind: 'real' }),
+      ]),
+    );
     // Every form, upper-case spellings included, becomes the one marker.
     const marked = (n: Needle<SecretTag>, marker: string): Needle<SecretTag> => ({ ...n, replacement: Buffer.from(marker), ...(n.caseless ? { replacementUpper: Buffer.from(marker) } : {}) });
     this.#logScrubber = new Matcher(
@@ -145,8 +153,8 @@ export class CredentialSet<H extends HostLike = HostLike> {
    * it, and every real value. Cached per set of credentials in scope.
    */
   requestGuard(host: H): Matcher<SecretTag> {
-    // One matcher per set of credentials in scope (a host has at most one), not per
-    // host: a matcher holds a 64 KiB filter, and an agent can name thousands of hosts.
+    // One guard per set of credentials in scope (a host has at most one), not per host,
+    // and all of them views of one table: an agent can name thousands of hosts.
     let key = this.#scopeKeys.get(host.host);
     if (key === undefined) {
       key = this.credentials
@@ -158,13 +166,9 @@ export class CredentialSet<H extends HostLike = HostLike> {
     }
     let m = this.#guards.get(key);
     if (!m) {
+      // The one table of every stub and real value, minus the stubs allowed here.
       const inScope = new Set(key.split('\n'));
-      const needles: Array<Needle<SecretTag>> = [];
-      for (const c of this.credentials) {
-        if (!inScope.has(c.name)) needles.push(...needlesFor<SecretTag>(c.stub, c.stub, { credential: c.name, kind: 'stub' }));
-        needles.push(...needlesFor<SecretTag>(c.real, c.stub, { credential: c.name, kind: 'real' }));
-      }
-      m = new Matcher(needles);
+      m = new Matcher(this.#guardBase, (n) => n.tag.kind === 'stub' && inScope.has(n.tag.credential));
       if (this.#guards.size < 64) this.#guards.set(key, m);
     }
     return m;
