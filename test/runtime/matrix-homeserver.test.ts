@@ -16,7 +16,7 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MatrixBridge } from '../../agent-image/src/matrix/bridge.ts';
 import { MatrixMetrics } from '../../agent-image/src/matrix/metrics.ts';
-import { Inbox } from '../../agent-image/src/supervisor/inbox.ts';
+import { Inbox, MAX_PENDING } from '../../agent-image/src/supervisor/inbox.ts';
 import { waitFor } from '../support/matrix-pod.ts';
 
 interface Seen {
@@ -179,5 +179,28 @@ describe('Matrix bridge: homeserver errors', () => {
     expect(await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_events_failed_total')).toContain('reason="invalid_relation"} 1');
     // Bob is told with a ⚠️ on each (he did not name the agent), Alice gets her 👀.
     expect(seen.filter((x) => x.path.includes('/send/m.reaction/')).length).toBe(3);
+  });
+  it('holds the batch while the inbox is full (the agent takes nothing), never skipping its messages, and delivers them once it has room', async () => {
+    users = { 'tok-4': '@bot:hs' };
+    const room = '!r:hs';
+    batches = {
+      '': { next_batch: 's1', rooms: { join: { [room]: { timeline: { events: [{ event_id: '$join', type: 'm.room.member', sender: '@bot:hs', state_key: '@bot:hs', origin_server_ts: 1, content: { membership: 'join' } }] } } } } },
+      s1: { next_batch: 's2', rooms: { join: { [room]: { timeline: { events: [{ event_id: '$ask', type: 'm.room.message', sender: '@alice:hs', origin_server_ts: Date.now(), content: { msgtype: 'm.text', body: 'please deploy' } }] } } } } },
+    };
+    // Messages the agent has not taken, from before this start (start() opens the inbox).
+    const before = new Inbox(join(dir, 'inbox'));
+    await before.open();
+    for (let i = 0; i < MAX_PENDING; i++) await before.put({ id: `old-${i}`, source: 'test', text: `old ${i}` });
+    const inbox = new Inbox(join(dir, 'inbox'));
+    const registry = new Registry();
+    const b = await start('tok-4', new MatrixMetrics(registry), inbox, ['@alice:hs']);
+    await waitFor('stalled', () => b.status().state === 'stalled', 10_000);
+    // Well past the 5th attempt, after which an event that keeps failing transiently is skipped.
+    await waitFor('6 failed attempts', async () => (await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_batch_failures_total')).match(/ (\d+)$/m)?.[1] === '6', 20_000);
+    expect(await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_events_failed_total')).not.toMatch(/reason=/);
+    expect(b.ready()).toMatchObject({ ok: false });
+    await inbox.ack('old-0');
+    await waitFor('the message in the inbox', () => inbox.size === MAX_PENDING && inbox.findPending((m) => m.id === '$ask') !== undefined, 20_000);
+    await waitFor('syncing again', () => b.status().state === 'syncing', 10_000);
   });
 });

@@ -48,7 +48,7 @@ import type { Logger } from '../log.ts';
 import { REVIEW_REQUEST_KEY, reviewRequestId } from '../review/fanout.ts';
 import type { EventOutbox } from '../events/outbox.ts';
 import type { Inbox, InboxMessage } from '../supervisor/inbox.ts';
-import { MAX_MESSAGE_CHARS } from '../supervisor/inbox.ts';
+import { InboxFullError, MAX_MESSAGE_CHARS } from '../supervisor/inbox.ts';
 import { MatrixClient, MatrixError, withRetry, type MatrixEvent, type SyncResponse } from './client.ts';
 import type { MatrixMetrics } from './metrics.ts';
 import { BridgeStateStore, freshState, OWN_MEMORY, remember, rememberAnswerThread, type BridgeState } from './state.ts';
@@ -139,11 +139,15 @@ interface Outgoing {
 
 /**
  * How a failure while handling one event is treated: `transient` (the homeserver is away:
- * retry the batch), `local` (our volume: retry the batch, never blame the event), `event`
+ * retry the batch), `local` (our volume, or an inbox full of messages the agent has not
+ * taken: retry the batch, never blame the event), `event`
  * (the event itself: skip it).
  */
 function failureKind(err: unknown): 'transient' | 'local' | 'event' {
   if (err instanceof MatrixError) return err.transient ? 'transient' : 'event';
+  // The agent has not taken the messages before it: back pressure, not this event's fault.
+  // The batch waits (the homeserver keeps the events) and the bridge shows as stalled.
+  if (err instanceof InboxFullError) return 'local';
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code === 'string' && typeof e.syscall === 'string') return 'local';
   return 'event';
