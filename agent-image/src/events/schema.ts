@@ -81,6 +81,7 @@ export const LIFECYCLE_EVENT_TYPES = [
   'notification',
   'matrix_room_joined',
   'matrix_encrypted_room',
+  'message_dead_lettered',
 ] as const;
 
 /**

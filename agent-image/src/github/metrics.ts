@@ -8,6 +8,7 @@ export class GitHubMetrics {
   readonly requests: Counter<'status'>;
   readonly unanswered: Gauge;
   readonly rateLimitRemaining: Gauge<'resource'>;
+  readonly skipped: Counter<'what'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -40,6 +41,12 @@ export class GitHubMetrics {
       name: 'agentsmith_supervisor_github_rate_limit_remaining',
       help: 'x-ratelimit-remaining of the last GitHub response, by x-ratelimit-resource (core, graphql)',
       labelNames: ['resource'] as const,
+      registers,
+    });
+    this.skipped = new Counter({
+      name: 'agentsmith_supervisor_github_skipped_total',
+      help: 'what a PR watcher check skipped, by what: pull_request (could not be read: 404, GraphQL error) or item (a malformed pull request, comment or review in a list)',
+      labelNames: ['what'] as const,
       registers,
     });
   }

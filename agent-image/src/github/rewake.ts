@@ -251,6 +251,8 @@ export class PrRewake {
     const { log, metrics } = this.opts;
     const result = await this.opts.watcher.check();
     metrics.checks.inc({ trigger, result: result.complete ? 'ok' : 'incomplete' });
+    if (result.skipped?.pullRequests) metrics.skipped.inc({ what: 'pull_request' }, result.skipped.pullRequests);
+    if (result.skipped?.items) metrics.skipped.inc({ what: 'item' }, result.skipped.items);
     if (result.complete) metrics.unanswered.set(result.items.length);
     if (result.complete && result.items.length === 0) this.otherInput('nothing unanswered');
     const allFresh = result.items.filter((i) => !this.notified.has(i.key));
