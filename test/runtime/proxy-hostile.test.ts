@@ -15,7 +15,7 @@
 import zlib from 'node:zlib';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { hostileEncode, startHttpsUpstream, type HttpsUpstream } from '../fakes/https-upstream.ts';
-import { connect, exchange, startProxy, startTls, viaConnect, type CredentialFixture, type ProxyFixture, type RawResponse } from './proxy-harness.ts';
+import { connect, exchange, startProxy, startTls, viaConnect, viaTransparentTls, type CredentialFixture, type ProxyFixture, type RawResponse } from './proxy-harness.ts';
 
 // `~ ? >` put `+` and `/` into its base64, so the percent-encoded and `\/` forms differ.
 const CI_REAL = 'ciReal~Zq8V4l?u3xK7>pT2mW9nB5vY1cH6gJ0f?Ls';
@@ -107,7 +107,7 @@ describe('agent-smith proxy: a hostile credential host', () => {
     up = await startHttpsUpstream({ names: NAMES });
     const ports = { '443': up.httpsPort, '80': up.httpPort };
     const hosts = Object.fromEntries(NAMES.map((n) => [n, { addresses: ['127.0.0.1'], ports }]));
-    fx = await startProxy({ allow: NAMES, allowCidrs: ['127.0.0.0/8'], credentials: CREDENTIALS, hosts, upstreamCa: [up.caPem] });
+    fx = await startProxy({ allow: [...NAMES, '*.wild.test'], allowCidrs: ['127.0.0.0/8'], credentials: CREDENTIALS, hosts, upstreamCa: [up.caPem] });
   });
 
   afterAll(async () => {
@@ -238,6 +238,13 @@ describe('agent-smith proxy: a hostile credential host', () => {
         }
       }
       expect(revealedIn(up.receivedFor('evil.test'), CI_STUB)).toBeUndefined();
+    });
+
+    it('refuses a stub spelled into a host name under an allowed wildcard (transparent TLS, SNI) before any lookup or dial', async () => {
+      const name = `${CI_STUB.toLowerCase()}.wild.test`;
+      const res = seen(await viaTransparentTls(fx, name, request('/', name)));
+      expect({ status: res.status, reason: res.headers['x-agent-smith-deny']?.[0] }).toEqual({ status: 403, reason: 'stub_out_of_scope' });
+      expect(await audit((l) => l.reason === 'stub_out_of_scope' && l.location === 'host')).toMatchObject({ decision: 'deny', credential: 'ci' });
     });
 
     it('refuses every form of a real value to any host, its own included', async () => {

@@ -165,6 +165,11 @@ describe('CredentialSet.planRequest', () => {
     expect(bearer.planRequest(host('api.github.com'), [['Authorization', `tokens ${STUB}`]], '/')).not.toHaveProperty('swapped');
   });
 
+  it('refuses a stub spelled into the host name (under an allowed wildcard), in any case', () => {
+    expect(plan(`${STUB.toLowerCase()}.wild.example`, [])).toMatchObject({ ok: false, reason: 'stub_out_of_scope', location: 'host' });
+    expect(plan(`x${STUB}.wild.example`, [])).toMatchObject({ ok: false, reason: 'stub_out_of_scope', location: 'host' });
+  });
+
   it('refuses the stub or a real value in every encoded form to a foreign host (target and headers)', () => {
     const hex = Buffer.from(STUB).toString('hex');
     const pct = [...Buffer.from(STUB)].map((b) => `%${b.toString(16).toUpperCase()}`).join('');

@@ -60,7 +60,7 @@ export interface SwapDeny {
   reason: SwapDenyReason;
   message: string;
   credential?: string;
-  /** Where the offending value was: `header:<name>`, `target`, `body`. */
+  /** Where the offending value was: `host`, `header:<name>`, `target`, `body`. */
   location?: string;
 }
 
@@ -220,6 +220,10 @@ export class CredentialSet<H extends HostLike = HostLike> {
             message: `the request carries the real value of credential ${tag.credential}; send the stub from the agent's environment instead`,
           };
 
+    // The host name itself (a stub spelled into a name under an allowed wildcard would
+    // go out in DNS and SNI); it is canonical, so lower-case: the forms match any case.
+    const hostHit = guard.first(host.host);
+    if (hostHit) return refuse(hostHit.needle.tag, 'host');
     for (const form of [target, safeDecode(target)]) {
       const hit = guard.first(form);
       if (hit) return refuse(hit.needle.tag, 'target');
