@@ -7,8 +7,9 @@
  * The proxy runs as the image runs it: agent-image compiled to JavaScript
  * (agent-image/tsconfig.build.json; type stripping alone costs ~28 MB of RSS) and started
  * through agent-image/bin/agent-smith (the image's Node flags for the proxy); allow
- * `*.mem.test`, every name resolved to a local HTTPS upstream (a `*.mem.test` certificate)
- * through the development hosts file (AGENT_SMITH_PROXY_HOSTS_FILE). For each of N distinct
+ * `*.mem.test`, one credential (for a name the load does not use), every name resolved to a
+ * local HTTPS upstream (a `*.mem.test` certificate) through the development hosts file
+ * (AGENT_SMITH_PROXY_HOSTS_FILE). For each of N distinct
  * names `n<i>.mem.test`, a client does what a curious agent's tool would: CONNECT, TLS with
  * SNI = the name (the proxy mints a leaf and a SecureContext), one GET (the proxy opens an
  * upstream TLS connection to the name), then closes.
@@ -121,7 +122,8 @@ async function main(): Promise<void> {
       const fx = await startProxy({
         allow: ['*.mem.test'],
         allowCidrs: ['127.0.0.0/8'],
-        credentials: [],
+        // One credential, as a pod has, so its matchers are in memory too (on a name the load does not use).
+        credentials: [{ name: 'github', hosts: ['api.mem.test'], scheme: 'bearer' as const, header: 'Authorization', stub: 'agent-smith-stub-MMMMeeeeMMMMooooRRRRyyyyBBBBeeeeNNNNcccc4242', require: false, real: 'ghp_MemoryBenchReal0123456789abcdefABCDEF' }],
         hosts,
         upstreamCa: [ca.caPem],
         logLevel: 'info',
