@@ -57,6 +57,15 @@ describe('at rest', () => {
     // Each pod template was written once: no reconcile replaced a CA or otherwise rolled a pod.
     const sts = await kubeClients(kubeconfig).apps.listNamespacedStatefulSet({ namespace: ns.name });
     expect(sts.items.map((s) => s.metadata?.generation).filter((g) => g !== 1)).toEqual([]);
+    // The suite shares one operator: a namespace an earlier test file removed may still be
+    // terminating, and the operator (watching what Agents reference) rightly writes the status
+    // of an Agent there whose Secret went first. Measure once the cluster is at rest.
+    await waitFor(
+      'no namespace terminating',
+      async () => (await kubeClients(kubeconfig).core.listNamespace()).items.every((n) => n.status?.phase !== 'Terminating'),
+      180_000,
+      1000,
+    );
     // Let the last status writes and roster updates land.
     await new Promise((r) => setTimeout(r, 3_000));
     const writesBefore = await writes();
