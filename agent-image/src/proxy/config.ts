@@ -61,6 +61,12 @@ export interface ProxyLimits {
    * Bounds a decompression bomb and the memory one response can hold.
    */
   maxDecodedBytes: number;
+  /**
+   * Bytes all such whole-body reads hold at once, over every connection (compressed bodies
+   * and their decoded layers): past it a response is answered 503 `scan_busy` rather than
+   * read. Keeps the proxy inside its container's memory limit whatever the agent fetches.
+   */
+  maxScanBytesInFlight: number;
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
@@ -75,6 +81,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   leafValidityMs: 24 * 3600_000,
   maxSecretBytes: 8 * 1024,
   maxDecodedBytes: 8 * 1024 * 1024,
+  maxScanBytesInFlight: 48 * 1024 * 1024,
 };
 
 /**

@@ -1,6 +1,6 @@
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { bodyCodings, inspectBody, sniffCoding } from './forward.ts';
+import { bodyCodings, inspectBody, ScanBudget, sniffCoding } from './forward.ts';
 import { Matcher, needlesFor } from './match.ts';
 import type { SecretTag } from './swap.ts';
 
@@ -64,5 +64,27 @@ describe('inspectBody', () => {
     expect(await inspectBody(reals, clean, [], MAX)).toEqual({ body: clean, decoded: false });
     // Declared gzip around an undeclared gzip holding the value.
     await expect(inspectBody(reals, zlib.gzipSync(zlib.gzipSync(body)), ['gzip'], MAX)).rejects.toMatchObject({ reason: 'credential_in_compressed_body' });
+  });
+});
+
+describe('ScanBudget', () => {
+  it('bounds what decoding holds at once over every response, and gives it back on release', async () => {
+    const budget = new ScanBudget(64 * 1024);
+    const big = zlib.gzipSync(Buffer.alloc(100 * 1024, 'a'));
+    const first = budget.lease();
+    await expect(inspectBody(reals, big, ['gzip'], MAX, first)).rejects.toMatchObject({ reason: 'scan_busy', status: 503 });
+    first.release();
+    expect(budget.held).toBe(0);
+    const small = zlib.gzipSync(Buffer.alloc(40 * 1024, 'b'));
+    const a = budget.lease();
+    expect((await inspectBody(reals, small, ['gzip'], MAX, a)).body.length).toBe(40 * 1024);
+    // A second response while the first still holds its decoded body: over the budget.
+    const b = budget.lease();
+    await expect(inspectBody(reals, small, ['gzip'], MAX, b)).rejects.toMatchObject({ reason: 'scan_busy' });
+    a.release();
+    b.release();
+    a.release();
+    expect(budget.held).toBe(0);
+    expect((await inspectBody(reals, small, ['gzip'], MAX, budget.lease())).decoded).toBe(true);
   });
 });

@@ -144,10 +144,69 @@ const MAX_LAYERS = 4;
 class BodyRefusal extends Error {
   override name = 'BodyRefusal';
   readonly reason: string;
-  constructor(reason: string, message: string) {
+  /** HTTP status of the proxy's answer: 502 (the upstream's body is refused) or 503 (the proxy is busy: try again). */
+  readonly status: number;
+  constructor(reason: string, message: string, status = 502) {
     super(message);
     this.reason = reason;
+    this.status = status;
   }
+}
+
+/**
+ * Bytes that whole-body reads of credential-host responses hold at once, over every
+ * connection: the compressed body as it is read, and each decoded layer. One response may
+ * hold up to `maxDecodedBytes` per layer; without a shared bound, 256 connections reading
+ * compressed bodies at once could hold gigabytes in a container of 256 Mi.
+ */
+export class ScanBudget {
+  #held = 0;
+  /** Bytes held at once across all leases. */
+  readonly capacity: number;
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+  /** Bytes held now. */
+  get held(): number {
+    return this.#held;
+  }
+  /** A lease for one response: what it takes is given back by `release()` (idempotent). */
+  lease(): ScanLease {
+    let taken = 0;
+    return {
+      take: (n: number) => {
+        if (this.#held + n > this.capacity) return false;
+        this.#held += n;
+        taken += n;
+        return true;
+      },
+      release: () => {
+        this.#held -= taken;
+        taken = 0;
+      },
+    };
+  }
+}
+
+/** One response's share of a {@link ScanBudget}. `take(n)` is false (nothing taken) when the budget is spent. */
+export interface ScanLease {
+  take(n: number): boolean;
+  release(): void;
+}
+
+/** No budget: every take succeeds (unit tests, callers that bound memory otherwise). */
+const UNBOUNDED: ScanLease = { take: () => true, release: () => undefined };
+
+const budgets = new WeakMap<ProxyLimits, ScanBudget>();
+/** The process's scan budget for these limits (`maxScanBytesInFlight`), made on first use. */
+function budgetFor(limits: ProxyLimits): ScanBudget {
+  let b = budgets.get(limits);
+  if (!b) budgets.set(limits, (b = new ScanBudget(limits.maxScanBytesInFlight)));
+  return b;
+}
+
+function busy(): BodyRefusal {
+  return new BodyRefusal('scan_busy', 'the proxy is reading and scanning too many compressed bodies from credential hosts at once; try again in a moment', 503);
 }
 
 type Decoder = (buf: Buffer, opts: zlib.ZlibOptions | zlib.BrotliOptions, cb: (err: Error | null, out: Buffer) => void) => void;
@@ -205,15 +264,20 @@ async function decode(buf: Buffer, coding: string, max: number): Promise<Buffer>
  * @returns the body to relay, and whether it was decoded (Content-Encoding is then dropped)
  * @throws BodyRefusal
  */
-export async function inspectBody(reals: Matcher<SecretTag>, body: Buffer, declared: readonly string[], max: number): Promise<{ body: Buffer; decoded: boolean }> {
+export async function inspectBody(reals: Matcher<SecretTag>, body: Buffer, declared: readonly string[], max: number, lease: ScanLease = UNBOUNDED): Promise<{ body: Buffer; decoded: boolean }> {
   if (declared.length > MAX_LAYERS) throw new BodyRefusal('compressed_response', `the body is encoded ${declared.length} times; the proxy decodes at most ${MAX_LAYERS} layers`);
+  const held = async (p: Promise<Buffer>) => {
+    const out = await p;
+    if (!lease.take(out.length)) throw busy();
+    return out;
+  };
   let relay = body;
-  for (const coding of [...declared].reverse()) relay = await decode(relay, coding, max);
+  for (const coding of [...declared].reverse()) relay = await held(decode(relay, coding, max));
   let layer = relay;
   for (let depth = declared.length; depth < MAX_LAYERS; depth++) {
     const coding = sniffCoding(layer.subarray(0, SNIFF_BYTES));
     if (!coding) break;
-    layer = await decode(layer, coding, max);
+    layer = await held(decode(layer, coding, max));
     const hit = reals.first(layer);
     if (hit) {
       throw new BodyRefusal(
@@ -229,10 +293,15 @@ export async function inspectBody(reals: Matcher<SecretTag>, body: Buffer, decla
  * The whole body of `stream`, at most `max` bytes.
  * @throws BodyRefusal when it is longer (the stream is destroyed)
  */
-function readAll(stream: Readable, max: number, first?: Buffer): Promise<Buffer> {
+function readAll(stream: Readable, max: number, first?: Buffer, lease: ScanLease = UNBOUNDED): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = first?.length ? [first] : [];
     let size = first?.length ?? 0;
+    if (first?.length && !lease.take(first.length)) {
+      stream.destroy();
+      reject(busy());
+      return;
+    }
     // A paused stream whose buffer is empty still emits 'end' (read(0)): after readHead
     // it may have ended already, with every byte in `first`.
     if (stream.readableEnded) {
@@ -244,6 +313,11 @@ function readAll(stream: Readable, max: number, first?: Buffer): Promise<Buffer>
       if (size > max) {
         stream.destroy();
         reject(new BodyRefusal('compressed_response', `the compressed body is larger than ${max} bytes, more than the proxy reads to scan`));
+        return;
+      }
+      if (!lease.take(c.length)) {
+        stream.destroy();
+        reject(busy());
         return;
       }
       chunks.push(c);
@@ -368,7 +442,7 @@ export function forwardRequest(ctx: ForwardContext, req: http.IncomingMessage, r
           cut = true;
           upRes.destroy();
           ctx.pool.forget(d.target.host, d.target.port, ctx.tls);
-          if (err instanceof BodyRefusal) fail(502, err.reason, `${host}: ${err.message}`, 'deny');
+          if (err instanceof BodyRefusal) fail(err.status, err.reason, `${host}: ${err.message}`, err.status === 503 ? 'error' : 'deny');
           else fail(502, 'upstream_reset', `${host}: the response body could not be read whole`, 'error');
         };
         const badHead = () => {
@@ -389,8 +463,12 @@ export function forwardRequest(ctx: ForwardContext, req: http.IncomingMessage, r
           res.on('finish', done);
           res.end(out);
         };
+        // A compressed body's read and decoded layers count against the process's scan
+        // budget until the answer is gone (res 'close' comes after 'finish' or a reset).
+        const lease = budgetFor(ctx.limits).lease();
+        res.once('close', () => lease.release());
         const inspectThenAnswer = (body: Buffer, declared: readonly string[]) =>
-          inspectBody(ctx.credentials.responseScrubber, body, declared, ctx.limits.maxDecodedBytes).then(({ body: relay, decoded }) => answerWhole(relay, decoded ? ['content-encoding'] : []), refuse);
+          inspectBody(ctx.credentials.responseScrubber, body, declared, ctx.limits.maxDecodedBytes, declared.length || sniffCoding(body.subarray(0, SNIFF_BYTES)) ? lease : UNBOUNDED).then(({ body: relay, decoded }) => answerWhole(relay, decoded ? ['content-encoding'] : []), refuse);
         /** Streams the rest of the body (after `head`), scrubbed when `scrub`. */
         const answerStream = (scrub: boolean, head?: Buffer) => {
           try {
@@ -424,12 +502,12 @@ export function forwardRequest(ctx: ForwardContext, req: http.IncomingMessage, r
         // (a streamed scrub answers chunked in two writes: two TLS records and syscalls).
         const small = length !== undefined && /^[0-9]{1,9}$/.test(length) && Number(length) <= WHOLE_BODY_BYTES;
         if (declared.length || small) {
-          void readAll(upRes, declared.length ? ctx.limits.maxDecodedBytes : WHOLE_BODY_BYTES).then((body) => inspectThenAnswer(body, declared), refuse);
+          void readAll(upRes, declared.length ? ctx.limits.maxDecodedBytes : WHOLE_BODY_BYTES, undefined, declared.length ? lease : UNBOUNDED).then((body) => inspectThenAnswer(body, declared), refuse);
           return;
         }
         void readHead(upRes, SNIFF_BYTES).then(({ head, ended }) => {
           if (ended) void inspectThenAnswer(head, []);
-          else if (sniffCoding(head)) void readAll(upRes, ctx.limits.maxDecodedBytes, head).then((body) => inspectThenAnswer(body, []), refuse);
+          else if (sniffCoding(head)) void readAll(upRes, ctx.limits.maxDecodedBytes, head, lease).then((body) => inspectThenAnswer(body, []), refuse);
           else answerStream(true, head);
         }, refuse);
       });
@@ -535,8 +613,10 @@ export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer
           // An opted-in credential host: its refusal is an HTTP body like any other,
           // read whole (bounded), decoded if compressed, and scrubbed.
           const declared = bodyCodings(raw);
-          void readAll(upRes, declared.length ? ctx.limits.maxDecodedBytes : WHOLE_BODY_BYTES)
-            .then((body) => inspectBody(ctx.credentials.responseScrubber, body, declared, ctx.limits.maxDecodedBytes))
+          const lease = declared.length ? budgetFor(ctx.limits).lease() : UNBOUNDED;
+          socket.once('close', () => lease.release());
+          void readAll(upRes, declared.length ? ctx.limits.maxDecodedBytes : WHOLE_BODY_BYTES, undefined, lease)
+            .then((body) => inspectBody(ctx.credentials.responseScrubber, body, declared, ctx.limits.maxDecodedBytes, lease))
             .then(
               ({ body, decoded }) => {
                 const out = scrubBuffer(ctx.credentials.responseScrubber, body);
@@ -546,7 +626,7 @@ export function forwardUpgrade(ctx: ForwardContext, socket: Duplex, head: Buffer
               },
               (err: unknown) => {
                 upRes.destroy();
-                if (err instanceof BodyRefusal) fail(502, err.reason, `${host}: ${err.message}`, 'deny');
+                if (err instanceof BodyRefusal) fail(err.status, err.reason, `${host}: ${err.message}`, err.status === 503 ? 'error' : 'deny');
                 else fail(502, 'upstream_reset', `${host}: the answer to the upgrade could not be read whole`, 'error');
               },
             );
