@@ -247,6 +247,15 @@ describe('agent-smith proxy: a hostile credential host', () => {
       expect(await audit((l) => l.reason === 'stub_out_of_scope' && l.location === 'host')).toMatchObject({ decision: 'deny', credential: 'ci' });
     });
 
+    it('refuses a CONNECT to a host name with a stub spelled into it before the name is resolved', async () => {
+      const name = `${CI_STUB.toLowerCase()}.wild.test`;
+      const { socket, res } = await connect(fx.port, `${name}:443`);
+      socket.destroy();
+      const r = seen(res);
+      expect({ status: r.status, reason: r.headers['x-agent-smith-deny']?.[0] }).toEqual({ status: 403, reason: 'stub_out_of_scope' });
+      expect(await audit((l) => l.method === 'CONNECT' && l.reason === 'stub_out_of_scope')).toMatchObject({ decision: 'deny', credential: 'ci' });
+    });
+
     it('refuses every form of a real value to any host, its own included', async () => {
       for (const form of FORMS) {
         const enc = hostileEncode(CI_REAL, form);

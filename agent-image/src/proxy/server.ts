@@ -437,7 +437,7 @@ export class EgressProxy {
     const trail = this.#trail({ mode: 'connect', conn: conn.id, method: 'CONNECT', decision: 'deny', reason: 'policy_error' });
     socket.on('error', () => undefined);
     const deny = (r: Refusal, target?: Target) => {
-      trail.done({ decision: 'deny', reason: r.reason, status: r.status, message: r.message, ...(target ? { host: target.host.host, port: target.port } : {}) });
+      trail.done({ decision: 'deny', reason: r.reason, status: r.status, message: r.message, ...refusalFields(r), ...(target ? { host: target.host.host, port: target.port } : {}) });
       rawDeny(socket, r.status, r.reason, this.#runtime ? this.#runtime.credentials.scrubValue(r.message) : r.message);
     };
     const rt = this.#runtime;
@@ -460,6 +460,11 @@ export class EgressProxy {
         throw new PolicyError(otherPort ? 'bad_port' : 'not_allowed', otherPort ? `port ${target.port} of ${target.host.host} is not allowed` : `${target.host.host} is not in the egress allowlist (spec.egress.allow)`);
       }
       rule = match.rule;
+      // The name itself is checked before it is resolved: a stub or real value spelled into
+      // a name under an allowed wildcard would otherwise leave in the DNS query.
+      // (Only the name's own verdict: what the request must carry is checked per request.)
+      const plan = rt.credentials.planRequest(target.host, [], '/');
+      if (!plan.ok && plan.location === 'host') throw new Refusal(plan.status, plan.reason, plan.message, { credential: plan.credential, location: plan.location });
     } catch (err) {
       return deny(asRefusal(err), target);
     }
