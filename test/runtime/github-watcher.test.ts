@@ -6,12 +6,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeGitHubClient } from '../../agent-image/src/github/client.ts';
 import { PrWatcher } from '../../agent-image/src/github/watcher.ts';
 import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
+import { capturingLogger } from '../support/log.ts';
 
 const AGENT = 'devbot';
 const AGENT_TOKEN = 'ghp_AgentToken000000000000000000000000001';
@@ -35,15 +34,7 @@ describe('PR watcher against the GitHub fake', () => {
   });
 
   const watcher = (token = AGENT_TOKEN) => {
-    const log = pino(
-      { level: 'debug' },
-      new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-          cb();
-        },
-      }),
-    );
+    const log = capturingLogger(lines, 'debug');
     const octokit = makeGitHubClient({ apiUrl: fake.url, token, log, env: {}, ca: [fake.caPem], retryAfterBaseValue: 10, maxRetryWaitSeconds: 5 });
     return { octokit, watcher: new PrWatcher({ octokit, login: AGENT, repos: [REPO], stateDir, log }) };
   };

@@ -8,10 +8,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -20,6 +18,7 @@ import { ConsumerMetrics, SkipEvent } from '../../agent-image/src/events/consume
 import { EventLog, EventOutbox, filterSubject, type EventEnvelope } from '../../agent-image/src/events/index.ts';
 import { startNats, type NatsServer } from '../support/nats.ts';
 import { waitFor } from '../support/wait.ts';
+import { capturingLogger } from '../support/log.ts';
 
 const PREFIX = 'agents';
 const STREAM = 'AGENT_EVENTS';
@@ -42,15 +41,7 @@ describe('event consumer with bad events', () => {
 
   it('skips a malformed, an oversized, a refused and a hanging event, each logged once and counted, and handles the good one behind them', async () => {
     const lines: Array<Record<string, unknown>> = [];
-    const log = pino(
-      { level: 'warn' },
-      new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-          cb();
-        },
-      }),
-    );
+    const log = capturingLogger(lines, 'warn');
     const registry = new Registry();
     const metrics = new ConsumerMetrics(registry);
     const outbox = new EventOutbox({ stateDir: join(dir, 'state'), agent: 'reviewer', team: 'hostile', log });

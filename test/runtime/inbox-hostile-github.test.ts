@@ -8,8 +8,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { makeGitHubClient } from '../../agent-image/src/github/client.ts';
@@ -18,6 +16,7 @@ import { PrRewake } from '../../agent-image/src/github/rewake.ts';
 import { PrWatcher } from '../../agent-image/src/github/watcher.ts';
 import { Inbox } from '../../agent-image/src/supervisor/inbox.ts';
 import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
+import { capturingLogger } from '../support/log.ts';
 
 const AGENT = 'devbot';
 const AGENT_TOKEN = 'ghp_AgentToken000000000000000000000000001';
@@ -58,15 +57,7 @@ describe('PR watcher with odd pull requests and comments', () => {
     const lib = fake.openPullRequest({ repo: 'acme/lib', author: AGENT, title: 'Lib change' });
     const libComment = fake.addIssueComment({ repo: 'acme/lib', number: lib.number, author: 'alice', body: 'And here? MARK-lib' });
 
-    const log = pino(
-      { level: 'debug' },
-      new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-          cb();
-        },
-      }),
-    );
+    const log = capturingLogger(lines, 'debug');
     const octokit = makeGitHubClient({ apiUrl: fake.url, token: AGENT_TOKEN, log, env: {}, ca: [fake.caPem], retryAfterBaseValue: 10, maxRetryWaitSeconds: 5 });
     const watcher = new PrWatcher({ octokit, login: AGENT, repos: ['acme/app', 'acme/lib'], stateDir, log });
 
@@ -97,7 +88,7 @@ describe('PR watcher with odd pull requests and comments', () => {
       const c = fake.addReviewComment({ repo: 'acme/app', number: pr.number, author: 'alice', body: `comment ${i} MARK-${i}`, path: `${'deep/'.repeat(400)}f${i}.ts`, line: i + 1 });
       Object.assign(c, { html_url: `https://github.test/acme/app/pull/1#discussion_r${i}${'x'.repeat(5000)}` });
     }
-    const log = pino({ level: 'warn' }, new Writable({ write: (chunk: Buffer, _enc, cb) => (lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>), cb()) }));
+    const log = capturingLogger(lines, 'warn');
     const octokit = makeGitHubClient({ apiUrl: fake.url, token: AGENT_TOKEN, log, env: {}, ca: [fake.caPem], retryAfterBaseValue: 10, maxRetryWaitSeconds: 5 });
     const watcher = new PrWatcher({ octokit, login: AGENT, repos: ['acme/app'], stateDir, log });
     const inbox = new Inbox(join(stateDir, 'inbox'));

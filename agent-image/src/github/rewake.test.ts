@@ -1,8 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Inbox } from '../supervisor/inbox.ts';
@@ -10,6 +8,7 @@ import { GitHubMetrics } from './metrics.ts';
 import { MAX_ITEMS_PER_REWAKE, PrRewake } from './rewake.ts';
 import type { UnansweredItem } from './unanswered.ts';
 import type { CheckResult } from './watcher.ts';
+import { capturingLogger } from '../../../test/support/log.ts';
 
 const item = (id: number): UnansweredItem => ({
   key: `rc:${id}`,
@@ -48,15 +47,7 @@ describe('PR rewake', () => {
   });
 
   async function start(max = 2): Promise<PrRewake> {
-    const log = pino(
-      { level: 'debug' },
-      new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-          cb();
-        },
-      }),
-    );
+    const log = capturingLogger(lines, 'debug');
     const r = new PrRewake({
       watcher: {
         check: (): Promise<CheckResult> => {

@@ -1,7 +1,6 @@
-import { Readable } from 'node:stream';
-import { text } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { encodedForms, guardStream, GuardHit, Matcher, needlesFor, scrubBuffer, scrubStream } from './match.ts';
+import { through } from '../../../test/support/streams.ts';
 
 const REAL = 'ghp_R3alT0kenValue0123456789abcdefABCDEF';
 const STUB = 'agent-smith-stub-AAAAbbbbCCCCddddEEEEffffGGGGhhhhIIIIjjjj0123';
@@ -53,16 +52,6 @@ function hostileForms(v: string): Record<string, string> {
     'base64 PEM 64 LF': wrap(b64(`${'y'.repeat(40)}${v}`), 64, '\n'),
     'hex wrapped 60 LF (xxd -p)': wrap(hex(`z${v}`), 60, '\n'),
   };
-}
-
-async function through(t: NodeJS.ReadWriteStream, input: Buffer, cuts: number[]): Promise<string> {
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const c of [...cuts, input.length]) {
-    chunks.push(input.subarray(prev, c));
-    prev = c;
-  }
-  return text(Readable.from(chunks).pipe(t));
 }
 
 /** Whether `out` still shows `v` in any hostile form (case-insensitive for hex, line breaks ignored). */

@@ -1,10 +1,9 @@
-import { Readable } from 'node:stream';
-import { text } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { checkRequestHeaders, forwardable, HeaderError } from './headers.ts';
 import { encodedForms, guardStream, GuardHit, Matcher, needlesFor, scrubBuffer, scrubStream } from './match.ts';
 import { canonicalHost, credentialFor, type CanonicalHost } from './policy.ts';
 import { CredentialSet, decodeBasic, type Credential, type SecretTag } from './swap.ts';
+import { through } from '../../../test/support/streams.ts';
 
 const REAL = 'ghp_R3alT0kenValue0123456789abcdefABCDEF';
 const STUB = 'agent-smith-stub-AAAAbbbbCCCCddddEEEEffffGGGGhhhhIIIIjjjj0123';
@@ -19,17 +18,6 @@ function set(creds: Credential[] = [github, anthropic]): CredentialSet<Canonical
 }
 const host = (h: string) => canonicalHost(h);
 const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
-
-/** Pushes `input` through `transform` cut at `cuts`. */
-async function through(t: NodeJS.ReadWriteStream, input: Buffer, cuts: number[]): Promise<string> {
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const c of [...cuts, input.length]) {
-    chunks.push(input.subarray(prev, c));
-    prev = c;
-  }
-  return text(Readable.from(chunks).pipe(t));
-}
 
 describe('encoded forms', () => {
   it('finds the secret base64-encoded at every alignment inside a longer value', () => {
