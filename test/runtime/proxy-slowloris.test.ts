@@ -177,6 +177,38 @@ describe('agent-smith proxy: slow clients', () => {
       for (const t of tricklers) t.stop();
     }
   });
+
+  it('serves a new client while 260 connections trickle request bodies, making room at the expense of the slowest upload', async () => {
+    const uploads: net.Socket[] = [];
+    const timers: NodeJS.Timeout[] = [];
+    try {
+      // Bounded: 260 connections (past the 256 limit), a few at a time, loopback only.
+      for (let i = 0; i < 260; i += 10) {
+        const batch = await Promise.all(
+          Array.from({ length: 10 }, async () => {
+            const s = await dial(fx.port);
+            s.on('error', () => undefined);
+            s.write('POST http://api.test/echo HTTP/1.1\r\nHost: api.test\r\nContent-Length: 1000000\r\n\r\n');
+            return s;
+          }),
+        );
+        uploads.push(...batch);
+      }
+      for (const s of uploads) timers.push(setInterval(() => s.destroyed || s.write('a'), 1000));
+      // The heads are complete, so these are busy; past headersTimeoutMs a slow upload may be made room from.
+      await new Promise((r) => setTimeout(r, HEADERS_TIMEOUT_MS + 1_500));
+      const before = await metric(fx, 'agentsmith_proxy_connections_closed_total{reason="evicted"}');
+      for (let i = 0; i < 3; i++) {
+        const res = await Promise.race([viaPlain(fx, 'GET http://api.test/echo HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n'), timeout(5_000)]);
+        expect(res.status).toBe(200);
+      }
+      expect(await metric(fx, 'agentsmith_proxy_connections_closed_total{reason="evicted"}')).toBeGreaterThan(before);
+      expect(uploads.filter((s) => !s.destroyed).length, 'the other uploads go on').toBeGreaterThan(200);
+    } finally {
+      for (const t of timers) clearInterval(t);
+      for (const s of uploads) s.destroy();
+    }
+  });
 });
 
 function timeout(ms: number): Promise<never> {

@@ -83,7 +83,7 @@ describe('ConnectionTimeouts', () => {
     expect(closed).toEqual([[c, 'idle_timeout']]);
   });
 
-  it('evicts the connection waiting longest with nothing in flight, never a busy one', () => {
+  it('evicts the connection waiting longest with nothing in flight before any busy one', () => {
     const { t, socket, run } = setup();
     const busy = t.track(socket());
     t.begin(busy);
@@ -121,5 +121,30 @@ describe('CloseReport', () => {
       ['evicted', 1],
       ['headers_timeout', 299],
     ]);
+  });
+
+  it('with every connection busy, evicts the slowest uploader busy for headersTimeoutMs, never one that reads nothing (a long poll)', () => {
+    const { t, socket, run } = setup();
+    const poll = t.track(socket());
+    const trickleBytes = socket();
+    const trickle = t.track(trickleBytes);
+    const uploadBytes = socket();
+    const upload = t.track(uploadBytes);
+    for (const c of [poll, trickle, upload]) t.begin(c);
+    run(4_000, () => {
+      trickleBytes.bytesRead += 1;
+      uploadBytes.bytesRead += 10_000;
+    });
+    // Not busy long enough to judge yet.
+    expect(t.evictable()).toBeUndefined();
+    run(2_000, () => {
+      trickleBytes.bytesRead += 1;
+      uploadBytes.bytesRead += 10_000;
+    });
+    expect(t.evictable()).toBe(trickle);
+    t.untrack(trickle);
+    expect(t.evictable()).toBe(upload);
+    t.untrack(upload);
+    expect(t.evictable()).toBeUndefined();
   });
 });

@@ -58,6 +58,8 @@ export class TrackedConnection {
   readonly counts: ByteCounts;
   #read: number;
   #total: number;
+  /** bytesRead when the phase began. */
+  #phaseRead: number;
 
   constructor(counts: ByteCounts, now: number) {
     this.counts = counts;
@@ -65,6 +67,17 @@ export class TrackedConnection {
     this.activeAt = now;
     this.#read = counts.bytesRead;
     this.#total = counts.bytesRead + counts.bytesWritten;
+    this.#phaseRead = counts.bytesRead;
+  }
+
+  /** Bytes read since the phase began (a busy connection: its request body, if any). */
+  get readInPhase(): number {
+    return this.counts.bytesRead - this.#phaseRead;
+  }
+
+  /** The phase begins now (for {@link readInPhase}). */
+  markPhase(): void {
+    this.#phaseRead = this.counts.bytesRead;
   }
 
   /** Samples the counters: whether a byte was read since the last sample. */
@@ -135,6 +148,7 @@ export class ConnectionTimeouts {
   enter(conn: TrackedConnection, phase: ConnectionPhase): void {
     const now = this.#now();
     conn.sample(now);
+    conn.markPhase();
     conn.phase = phase;
     conn.since = now;
   }
@@ -153,8 +167,13 @@ export class ConnectionTimeouts {
 
   /**
    * The connection to close to make room for a new one: the one without a request in
-   * flight (handshake, head or idle) whose phase began longest ago; undefined when every
-   * connection is busy.
+   * flight (handshake, head or idle) whose phase began longest ago. When every connection
+   * has a request in flight, the slowest uploader: of the busy connections that have been
+   * busy for at least `headersTimeoutMs` and have read bytes since (a request body), the
+   * one with the lowest read rate. A body trickled a byte at a time holds a slot as surely
+   * as a slow head, and its bytes keep the idle deadline away; a connection that read
+   * nothing since its head (a long poll waiting on its upstream) is not taken. Undefined
+   * when none qualifies.
    */
   evictable(): TrackedConnection | undefined {
     let oldest: TrackedConnection | undefined;
@@ -162,7 +181,21 @@ export class ConnectionTimeouts {
       if (c.phase === 'busy') continue;
       if (!oldest || c.since < oldest.since) oldest = c;
     }
-    return oldest;
+    if (oldest) return oldest;
+    const now = this.#now();
+    let slowest: TrackedConnection | undefined;
+    let slowestRate = Number.POSITIVE_INFINITY;
+    for (const c of this.#conns) {
+      const age = now - c.since;
+      const read = c.readInPhase;
+      if (age < this.#opts.limits.headersTimeoutMs || read <= 0) continue;
+      const rate = read / age;
+      if (rate < slowestRate) {
+        slowest = c;
+        slowestRate = rate;
+      }
+    }
+    return slowest;
   }
 
   /** Checks every deadline once; `onExpire` for each connection past one (then untracked). */
@@ -184,6 +217,7 @@ export class ConnectionTimeouts {
           if (readSome) {
             c.phase = 'head';
             c.since = now;
+            c.markPhase();
           } else if (now - c.since >= l.keepAliveTimeoutMs) {
             expired.push([c, 'keep_alive_timeout']);
           }
