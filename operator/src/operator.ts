@@ -66,9 +66,15 @@ export class AgentOperator {
     const agentSelector = opts.agentSelector || undefined;
     /** Agent keys by the Secrets and ConfigMaps their spec names (by name, so one created later is found). */
     const references = new ReferenceIndex();
+    /** The generation each Agent's references were indexed at: a status write (most Agent events) changes no spec, so no parse. */
+    const indexedAt = new Map<string, number | undefined>();
     const indexReferences = (key: string, obj: KubernetesObject | undefined) => {
+      const generation = obj?.metadata?.generation;
+      if (obj && indexedAt.has(key) && generation !== undefined && indexedAt.get(key) === generation) return;
       const parsed = obj ? Agent.safeParse(obj) : undefined;
       references.set(key, parsed?.success ? referencedObjects(parsed.data).map((r) => objectKey(r.kind, r.namespace, r.name)) : []);
+      if (obj) indexedAt.set(key, generation);
+      else indexedAt.delete(key);
     };
     /** Per Agent key: the roster-relevant fields last seen, and its team (to notice a team change). */
     const rosterPrints = new Map<string, string>();
