@@ -77,7 +77,7 @@ export interface ConsumeOptions {
   ackWaitMs?: number | undefined;
   /** Deliveries of one event before the server gives up on it (default 10). */
   maxDeliver?: number | undefined;
-  /** Longest one handler call may take before the event counts as failed (ms, default: ackWaitMs). */
+  /** Longest one handler call may take before the event counts as failed (ms, default: half of ackWaitMs, so it fails before the server redelivers). */
   handlerTimeoutMs?: number | undefined;
   /** Where skips and retries are counted. */
   metrics?: ConsumerMetrics | undefined;
@@ -160,7 +160,7 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
   const signal = ctx.signal ? AbortSignal.any([stop.signal, ctx.signal]) : stop.signal;
   const log = ctx.log.child({ consumer: opts.durable });
   const maxDeliver = opts.maxDeliver ?? DEFAULT_MAX_DELIVER;
-  const handlerTimeoutMs = opts.handlerTimeoutMs ?? opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+  const handlerTimeoutMs = opts.handlerTimeoutMs ?? (opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS) / 2;
   let messages: ConsumerMessages | undefined;
   signal.addEventListener('abort', () => void messages?.close(), { once: true });
   const skip = (m: JsMsg, reason: SkipReason, fields: Record<string, unknown>, msg: string) => {
@@ -219,7 +219,10 @@ export function consumeEvents(ctx: ConsumeContext, opts: ConsumeOptions, handler
         const nc = await ctx.connection();
         await ensureDurable(nc, ctx, opts);
         const consumer = await jetstream(nc).consumers.get(ctx.stream, opts.durable);
-        messages = await consumer.consume({ max_messages: 16 });
+        // One event at a time: the ack wait of a prefetched event runs while the one before it
+        // is handled, so a slow handler would have the events behind it redelivered (their
+        // delivery counts spent) without ever being handled. Event volume here is small.
+        messages = await consumer.consume({ max_messages: 1 });
         if (signal.aborted) await messages.close();
         if (failing) log.info('event consumer running again');
         else if (!started) log.info({ filterSubject: opts.filterSubject }, 'event consumer started');

@@ -20,6 +20,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { writeFileAtomic } from '../harness/files.ts';
 
 /** How many delivered ids are remembered for de-duplication. */
 export const DELIVERED_MEMORY = 5000;
@@ -186,17 +187,22 @@ export class Inbox extends EventEmitter<{ message: [InboxMessage] }> {
    * `dead/<file>.json`, then removes it from pending like `ack` (its id is remembered,
    * so a producer's retry is a duplicate). Keeps the newest DEAD_MEMORY dead letters.
    * @returns the dead letter's file, or undefined when the id is not pending
+   * @throws the file system's error when `dead/` cannot be written or pruned (the message stays pending)
    */
   async deadLetter(id: string, reason: string, attempts: number): Promise<string | undefined> {
     const m = this.pending.find((p) => p.id === id);
     if (!m) return undefined;
     const file = path.join(this.deadDir, path.basename(this.fileOf(m)));
     const letter: DeadLetter = { ...m, reason, attempts, deadAt: new Date().toISOString() };
-    await writeFile(`${file}.tmp`, JSON.stringify(letter));
-    await rename(`${file}.tmp`, file);
-    const files = (await readdir(this.deadDir)).filter((f) => f.endsWith('.json')).sort();
-    for (const old of files.slice(0, Math.max(0, files.length - DEAD_MEMORY))) await rm(path.join(this.deadDir, old), { force: true });
-    this.deadCount = Math.min(files.length, DEAD_MEMORY);
+    await writeFileAtomic(file, JSON.stringify(letter), 0o600);
+    // The folder is read only when it may hold more than DEAD_MEMORY letters.
+    if (this.deadCount + 1 > DEAD_MEMORY) {
+      const files = (await readdir(this.deadDir)).filter((f) => f.endsWith('.json')).sort();
+      for (const old of files.slice(0, Math.max(0, files.length - DEAD_MEMORY))) await rm(path.join(this.deadDir, old), { force: true });
+      this.deadCount = Math.min(files.length, DEAD_MEMORY);
+    } else {
+      this.deadCount++;
+    }
     await this.ack(id);
     return file;
   }
