@@ -49,7 +49,8 @@ describe('Matrix bridge: homeserver errors', () => {
       const path = new URL(req.url ?? '/', 'http://x').pathname;
       const auth = req.headers.authorization ?? '';
       seen.push({ path, auth, at: Date.now() });
-      const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      // A string body is sent as it is (JSON that JSON.stringify could not write, e.g. nested past the stack).
+      const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(typeof body === 'string' ? body : JSON.stringify(body));
       const user = users[auth.replace(/^Bearer /, '')];
       if (!user) return send(401, { errcode: 'M_UNKNOWN_TOKEN', error: 'Invalid access token passed.' });
       if (path === '/_matrix/client/v3/account/whoami') return send(200, { user_id: user });
@@ -202,5 +203,39 @@ describe('Matrix bridge: homeserver errors', () => {
     await inbox.ack('old-0');
     await waitFor('the message in the inbox', () => inbox.size === MAX_PENDING && inbox.findPending((m) => m.id === '$ask') !== undefined, 20_000);
     await waitFor('syncing again', () => b.status().state === 'syncing', 10_000);
+  });
+  it('skips events a hostile homeserver shapes to break the checks themselves (an id object without toString, content nested past the stack) and delivers the one behind them', async () => {
+    users = { 'tok-5': '@bot:hs' };
+    const room = '!r:hs';
+    batches = {
+      '': { next_batch: 's1', rooms: { join: { [room]: { timeline: { events: [{ event_id: '$join', type: 'm.room.member', sender: '@bot:hs', state_key: '@bot:hs', origin_server_ts: 1, content: { membership: 'join' } }] } } } } },
+      s1: {
+        next_batch: 's2',
+        rooms: {
+          join: {
+            [room]: {
+              timeline: {
+                events: [
+                  { event_id: { toString: 1 }, type: 'm.room.message', sender: { toString: 1 }, origin_server_ts: 1, content: { msgtype: 'm.text', body: 'x' } },
+                  { event_id: '$deep', type: 'm.room.message', sender: '@alice:hs', origin_server_ts: 1, content: { msgtype: 'm.text', body: 'x', deep: 'DEEP' } },
+                  { event_id: '$good', type: 'm.room.message', sender: '@alice:hs', origin_server_ts: Date.now(), content: { msgtype: 'm.text', body: 'please deploy' } },
+                ],
+              },
+            },
+          },
+        },
+      },
+    };
+    // Content nested 30,000 deep: valid JSON a homeserver could relay, past what JSON.stringify can write back.
+    batches.s1 = JSON.stringify(batches.s1).replace('"DEEP"', `${'['.repeat(30_000)}${']'.repeat(30_000)}`);
+    const inbox = new Inbox(join(dir, 'inbox'));
+    const registry = new Registry();
+    const b = await start('tok-5', new MatrixMetrics(registry), inbox, ['@alice:hs']);
+    await waitFor('the good message in the inbox', () => inbox.findPending((m) => m.id === '$good') !== undefined, 10_000);
+    expect(inbox.size).toBe(1);
+    expect(b.ready()).toMatchObject({ ok: true });
+    const failed = await registry.getSingleMetricAsString('agentsmith_supervisor_matrix_events_failed_total');
+    expect(failed).toContain('reason="invalid_id"} 1');
+    expect(failed).toContain('reason="invalid_content"} 1');
   });
 });

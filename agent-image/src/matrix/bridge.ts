@@ -309,7 +309,8 @@ export class MatrixBridge {
         this.opts.metrics.connected.set(0);
         this.status_ = kind === 'unauthorized' ? 'unauthorized' : 'reconnecting';
         if (kind === 'unauthorized') verified = false;
-        this.lastError = (err as Error).message;
+        // The homeserver's error text can be long or carry anything: clipped for the log and /readyz.
+        this.lastError = clip((err as Error).message, 200);
         const waitMs = e?.retryAfterMs ?? delay;
         this.log.warn({ kind, error: this.lastError, retryInMs: waitMs }, 'Matrix sync failed; retrying');
         await sleep(waitMs, undefined, { signal }).catch(() => undefined);
@@ -408,7 +409,13 @@ export class MatrixBridge {
       // In a room joined during this batch, what came before the agent's own join is history.
       let live = wasJoined && !first;
       for (const raw of events) {
-        const fault = eventFault(raw);
+        let fault: ReturnType<typeof eventFault>;
+        try {
+          fault = eventFault(raw);
+        } catch {
+          // JSON.stringify of content nested past the stack's depth throws: the event is bad.
+          fault = { reason: 'invalid_content', field: 'content' };
+        }
         if (fault) {
           this.skipEvent(roomId, raw, fault.reason, fault.field, undefined, draft, live, out);
           continue;
@@ -618,7 +625,7 @@ export class MatrixBridge {
       }
     } catch (err) {
       // The invite stays in /sync until answered: the next batch tries again.
-      this.log.warn({ room: roomId, inviter, error: (err as Error).message }, 'cannot answer an invite; will try again');
+      this.log.warn({ room: roomId, inviter, error: clip((err as Error).message, 200) }, 'cannot answer an invite; will try again');
     }
   }
 

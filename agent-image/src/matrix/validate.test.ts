@@ -60,3 +60,11 @@ describe('eventFault', () => {
     expect(clip('$short')).toBe('$short');
   });
 });
+
+describe('clip', () => {
+  it('never throws on a hostile value: an object without a usable toString is shown by its type', () => {
+    expect(clip({ toString: 1 })).toBe('(object)');
+    expect(clip(42)).toBe('42');
+    expect(clip('x'.repeat(100), 10)).toBe('xxxxxxxxxx…(100 chars)');
+  });
+});

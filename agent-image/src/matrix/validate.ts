@@ -97,6 +97,8 @@ export function relationFault(content: Record<string, unknown>): EventFault | un
 
 /** At most `max` characters of `s` (for log lines: an id or an error message quoted from input is never longer). */
 export function clip(s: unknown, max = 80): string {
-  const str = typeof s === 'string' ? s : String(s);
+  // Only strings and plain scalars are shown: String() of a hostile object (a toString
+  // that is not a function) throws, and one bad field must not throw out of a batch.
+  const str = typeof s === 'string' ? s : typeof s === 'number' || typeof s === 'boolean' || s === null || s === undefined ? String(s) : `(${typeof s})`;
   return str.length > max ? `${str.slice(0, max)}…(${str.length} chars)` : str;
 }
