@@ -68,23 +68,28 @@ describe('inspectBody', () => {
 });
 
 describe('ScanBudget', () => {
-  it('bounds what decoding holds at once over every response, and gives it back on release', async () => {
-    const budget = new ScanBudget(64 * 1024);
-    const big = zlib.gzipSync(Buffer.alloc(100 * 1024, 'a'));
-    const first = budget.lease();
-    await expect(inspectBody(reals, big, ['gzip'], MAX, first)).rejects.toMatchObject({ reason: 'scan_busy', status: 503 });
-    first.release();
+  const LAYER = 64 * 1024;
+  const small = zlib.gzipSync(Buffer.alloc(40 * 1024, 'b'));
+
+  it('takes a layer\'s whole cap before decoding it, so a body that could decode to more than is free is refused unread', async () => {
+    const budget = new ScanBudget(LAYER - 1);
+    await expect(inspectBody(reals, small, ['gzip'], LAYER, budget.lease())).rejects.toMatchObject({ reason: 'scan_busy', status: 503 });
     expect(budget.held).toBe(0);
-    const small = zlib.gzipSync(Buffer.alloc(40 * 1024, 'b'));
+  });
+
+  it('bounds what decoding holds at once over every response, and gives it back on release', async () => {
+    const budget = new ScanBudget(100 * 1024);
     const a = budget.lease();
-    expect((await inspectBody(reals, small, ['gzip'], MAX, a)).body.length).toBe(40 * 1024);
-    // A second response while the first still holds its decoded body: over the budget.
+    expect((await inspectBody(reals, small, ['gzip'], LAYER, a)).body.length).toBe(40 * 1024);
+    // What the layer did not use was given back: the decoded 40 KiB is held.
+    expect(budget.held).toBe(40 * 1024);
+    // A second response while the first still holds its decoded body: its cap does not fit.
     const b = budget.lease();
-    await expect(inspectBody(reals, small, ['gzip'], MAX, b)).rejects.toMatchObject({ reason: 'scan_busy' });
+    await expect(inspectBody(reals, small, ['gzip'], LAYER, b)).rejects.toMatchObject({ reason: 'scan_busy' });
     a.release();
     b.release();
     a.release();
     expect(budget.held).toBe(0);
-    expect((await inspectBody(reals, small, ['gzip'], MAX, budget.lease())).decoded).toBe(true);
+    expect((await inspectBody(reals, small, ['gzip'], LAYER, budget.lease())).decoded).toBe(true);
   });
 });

@@ -180,6 +180,11 @@ export class ScanBudget {
         taken += n;
         return true;
       },
+      giveBack: (n: number) => {
+        const m = Math.min(n, taken);
+        this.#held -= m;
+        taken -= m;
+      },
       release: () => {
         this.#held -= taken;
         taken = 0;
@@ -188,14 +193,19 @@ export class ScanBudget {
   }
 }
 
-/** One response's share of a {@link ScanBudget}. `take(n)` is false (nothing taken) when the budget is spent. */
+/**
+ * One response's share of a {@link ScanBudget}, in bytes. `take(n)` is false (nothing
+ * taken) when the budget cannot hold `n` more; `giveBack(n)` returns part of what was
+ * taken; `release()` returns all of it.
+ */
 export interface ScanLease {
   take(n: number): boolean;
+  giveBack(n: number): void;
   release(): void;
 }
 
 /** No budget: every take succeeds (unit tests, callers that bound memory otherwise). */
-const UNBOUNDED: ScanLease = { take: () => true, release: () => undefined };
+const UNBOUNDED: ScanLease = { take: () => true, giveBack: () => undefined, release: () => undefined };
 
 const budgets = new WeakMap<ProxyLimits, ScanBudget>();
 /** The process's scan budget for these limits (`maxScanBytesInFlight`), made on first use. */
@@ -260,24 +270,35 @@ async function decode(buf: Buffer, coding: string, max: number): Promise<Buffer>
  * layer after layer, through any coding its first bytes announce ({@link sniffCoding};
  * at most {@link MAX_LAYERS} in all). A real value found inside a sniffed layer refuses
  * the response (the layer is passed on as it is, so it cannot be scrubbed); what is
- * passed on is scrubbed like any body.
+ * passed on is scrubbed like any body. `max`: bytes one decoded layer may hold (larger:
+ * refused as a bomb). `lease`: the process's scan budget; each layer takes `max` bytes
+ * before it is decoded and gives back what it did not use.
  * @returns the body to relay, and whether it was decoded (Content-Encoding is then dropped)
- * @throws BodyRefusal
+ * @throws BodyRefusal: 502 for a body refused, 503 `scan_busy` when the budget cannot hold a layer
  */
 export async function inspectBody(reals: Matcher<SecretTag>, body: Buffer, declared: readonly string[], max: number, lease: ScanLease = UNBOUNDED): Promise<{ body: Buffer; decoded: boolean }> {
   if (declared.length > MAX_LAYERS) throw new BodyRefusal('compressed_response', `the body is encoded ${declared.length} times; the proxy decodes at most ${MAX_LAYERS} layers`);
-  const held = async (p: Promise<Buffer>) => {
-    const out = await p;
-    if (!lease.take(out.length)) throw busy();
+  // A layer may decode to `max` bytes: that much is taken before zlib allocates it, and
+  // what the layer did not use is given back.
+  const held = async (buf: Buffer, coding: string) => {
+    if (!lease.take(max)) throw busy();
+    let out: Buffer;
+    try {
+      out = await decode(buf, coding, max);
+    } catch (err) {
+      lease.giveBack(max);
+      throw err;
+    }
+    lease.giveBack(max - out.length);
     return out;
   };
   let relay = body;
-  for (const coding of [...declared].reverse()) relay = await held(decode(relay, coding, max));
+  for (const coding of [...declared].reverse()) relay = await held(relay, coding);
   let layer = relay;
   for (let depth = declared.length; depth < MAX_LAYERS; depth++) {
     const coding = sniffCoding(layer.subarray(0, SNIFF_BYTES));
     if (!coding) break;
-    layer = await held(decode(layer, coding, max));
+    layer = await held(layer, coding);
     const hit = reals.first(layer);
     if (hit) {
       throw new BodyRefusal(
