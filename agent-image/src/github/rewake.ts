@@ -40,6 +40,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileAtomic } from '../harness/files.ts';
 import type { Logger } from '../log.ts';
+import { cutText } from '../supervisor/delivery.ts';
 import { MAX_MESSAGE_CHARS, type Inbox, type InboxMessage } from '../supervisor/inbox.ts';
 import type { GitHubMetrics } from './metrics.ts';
 import { rewakeText, type UnansweredItem } from './unanswered.ts';
@@ -285,7 +286,7 @@ export class PrRewake {
     const { duplicate } = await this.opts.inbox.put({
       id,
       source: REWAKE_SOURCE,
-      text: text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS - 64)}\n[... cut: open the pull requests for the rest]` : text,
+      text: text.length > MAX_MESSAGE_CHARS ? `${cutText(text, MAX_MESSAGE_CHARS - 64)}\n[... cut: open the pull requests for the rest]` : text,
       meta: { pull_requests: prs.join(' ').slice(0, 1024), comments: keys.join(' ').slice(0, 1024) },
     });
     await this.notified.add(keys);

@@ -53,7 +53,7 @@ import { MatrixClient, MatrixError, withRetry, type MatrixEvent, type SyncRespon
 import type { MatrixMetrics } from './metrics.ts';
 import { BridgeStateStore, freshState, OWN_MEMORY, remember, rememberAnswerThread, type BridgeState } from './state.ts';
 import { decide, MAX_AGENT_RUN, mentions, relationOf, threadOf, type Decision, type Who } from './triggers.ts';
-import { clip, eventFault, isEventId, isRoomId, isUserId, relationFault, type EventFault } from './validate.ts';
+import { clip, eventFault, isEventId, isPlainObject, isRoomId, isUserId, relationFault, type EventFault } from './validate.ts';
 
 /** The contract's `matrix` section. */
 export interface MatrixConfig {
@@ -153,9 +153,6 @@ function failureKind(err: unknown): 'transient' | 'local' | 'event' {
   return 'event';
 }
 
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
 
 /** The /sync filter: only the room timelines, only the event types the bridge handles (client-server API "Filtering"). */
 export function syncFilter(timelineLimit: number): object {
@@ -377,21 +374,21 @@ export class MatrixBridge {
     await this.refreshRoster();
     const out: Outgoing = { eyes: [], warnings: [], encrypted: [] };
     // Read loosely: a homeserver's odd shape skips a room or an event, never the batch.
-    const rooms: Record<string, unknown> = isRecord(res.rooms) ? res.rooms : {};
+    const rooms: Record<string, unknown> = isPlainObject(res.rooms) ? res.rooms : {};
 
-    for (const [roomId, invite] of Object.entries(isRecord(rooms.invite) ? rooms.invite : {})) {
+    for (const [roomId, invite] of Object.entries(isPlainObject(rooms.invite) ? rooms.invite : {})) {
       if (!isRoomId(roomId)) continue; // the invite stays unanswered; nothing to address it by
-      const events: unknown[] = isRecord(invite) && isRecord(invite.invite_state) && Array.isArray(invite.invite_state.events) ? invite.invite_state.events : [];
-      await this.handleInvite(roomId, events.filter(isRecord));
+      const events: unknown[] = isPlainObject(invite) && isPlainObject(invite.invite_state) && Array.isArray(invite.invite_state.events) ? invite.invite_state.events : [];
+      await this.handleInvite(roomId, events.filter(isPlainObject));
     }
 
-    for (const [roomId, room] of Object.entries(isRecord(rooms.join) ? rooms.join : {})) {
-      if (!isRoomId(roomId) || !isRecord(room)) {
+    for (const [roomId, room] of Object.entries(isPlainObject(rooms.join) ? rooms.join : {})) {
+      if (!isRoomId(roomId) || !isPlainObject(room)) {
         this.opts.metrics.eventsFailed.inc({ reason: 'invalid_id' });
         this.log.warn({ room: clip(roomId) }, 'Matrix room skipped: its room id is not valid');
         continue;
       }
-      const timeline = isRecord(room.timeline) ? room.timeline : {};
+      const timeline = isPlainObject(room.timeline) ? room.timeline : {};
       let events: unknown[] = Array.isArray(timeline.events) ? timeline.events : [];
       const wasJoined = draft.joined.includes(roomId);
       if (timeline.limited && !first && wasJoined && typeof timeline.prev_batch === 'string') {
@@ -404,8 +401,8 @@ export class MatrixBridge {
           this.log.warn({ room: roomId, error: clip((err as Error).message, 200) }, 'cannot fill a limited timeline from /messages; the messages in the gap are not delivered');
         }
       }
-      const state: unknown[] = isRecord(room.state) && Array.isArray(room.state.events) ? room.state.events : [];
-      if ([...state, ...events].some((e) => isRecord(e) && (e.type === 'm.room.encryption' || e.type === 'm.room.encrypted'))) out.encrypted.push(roomId);
+      const state: unknown[] = isPlainObject(room.state) && Array.isArray(room.state.events) ? room.state.events : [];
+      if ([...state, ...events].some((e) => isPlainObject(e) && (e.type === 'm.room.encryption' || e.type === 'm.room.encrypted'))) out.encrypted.push(roomId);
       // In a room joined during this batch, what came before the agent's own join is history.
       let live = wasJoined && !first;
       for (const raw of events) {
@@ -436,7 +433,7 @@ export class MatrixBridge {
       }
       if (!wasJoined) draft.joined.push(roomId);
     }
-    for (const roomId of Object.keys(isRecord(rooms.leave) ? rooms.leave : {})) {
+    for (const roomId of Object.keys(isPlainObject(rooms.leave) ? rooms.leave : {})) {
       draft.joined = draft.joined.filter((r) => r !== roomId);
       delete draft.agentRun[roomId];
     }
@@ -466,7 +463,7 @@ export class MatrixBridge {
    * the agent's own events or another agent's (no loops).
    */
   private skipEvent(roomId: string, raw: unknown, reason: SkipReason, field: string | undefined, err: unknown, draft: BridgeState, live: boolean, out: Outgoing): void {
-    const ev = isRecord(raw) ? raw : {};
+    const ev = isPlainObject(raw) ? raw : {};
     const key = `${roomId} ${clip(ev.event_id)}`;
     if (!this.skipped.has(key)) {
       this.skipped.add(key);
@@ -478,7 +475,7 @@ export class MatrixBridge {
       );
     }
     if (!isEventId(ev.event_id) || !isUserId(ev.sender) || ev.sender === this.opts.config.userId || ev.type !== 'm.room.message') return;
-    const content = isRecord(ev.content) ? ev.content : {};
+    const content = isPlainObject(ev.content) ? ev.content : {};
     if (this.agents.has(ev.sender) || content.msgtype === 'm.notice') return;
     // A person's message: the run of agent messages in the room starts again.
     draft.agentRun[roomId] = 0;
@@ -560,7 +557,7 @@ export class MatrixBridge {
     // A teammate's review request also arrives from the event log under this id: delivered once.
     const review = ev.content[REVIEW_REQUEST_KEY];
     // Its id is the event log's (a UUID): bounded so the inbox id stays within the inbox's 256 characters.
-    const reviewOf = isRecord(review) && typeof review.event_id === 'string' && /^[\x21-\x7e]{1,200}$/.test(review.event_id) && d.agent ? review.event_id : undefined;
+    const reviewOf = isPlainObject(review) && typeof review.event_id === 'string' && /^[\x21-\x7e]{1,200}$/.test(review.event_id) && d.agent ? review.event_id : undefined;
     const { message, duplicate } = await this.opts.inbox.put({
       id: reviewOf ? reviewRequestId(reviewOf) : ev.event_id,
       source: 'matrix',
@@ -611,7 +608,7 @@ export class MatrixBridge {
   /** Accepts an invite from an allow-listed user (or to a configured room), refuses others. `events` are its stripped state, read loosely. */
   private async handleInvite(roomId: string, events: Array<Record<string, unknown>>): Promise<void> {
     const self = this.opts.config.userId;
-    const sender = events.find((e) => e.type === 'm.room.member' && e.state_key === self && isRecord(e.content) && e.content.membership === 'invite')?.sender;
+    const sender = events.find((e) => e.type === 'm.room.member' && e.state_key === self && isPlainObject(e.content) && e.content.membership === 'invite')?.sender;
     const inviter = isUserId(sender) ? sender : undefined;
     try {
       if ((inviter && this.allowedUsers.has(inviter)) || this.configuredRooms.has(roomId) || this.opts.config.rooms.includes(roomId)) {

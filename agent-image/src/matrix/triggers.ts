@@ -16,6 +16,7 @@
  *   (m.notice msgtype), so a notice counts as an agent's message.
  */
 import type { MatrixEvent } from './client.ts';
+import { isPlainObject } from './validate.ts';
 
 /** At most this many agent messages in a row per room without a human in between. */
 export const MAX_AGENT_RUN = 3;
@@ -82,9 +83,6 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
 
 /** Whether two user ids are the same user: the localpart exactly, the server name case-insensitively (DNS names). */
 function sameUser(a: string, b: string): boolean {
@@ -171,7 +169,7 @@ const GLUE_AFTER = String.raw`[\p{L}\p{N}\p{M}_\-/\\@]|\.[\p{L}\p{N}\p{M}]`;
 export function mentions(content: Record<string, unknown>, who: Pick<Who, 'userId' | 'names'>): boolean {
   if (Object.hasOwn(content, 'm.mentions')) {
     const m = content['m.mentions'];
-    return isRecord(m) && Array.isArray(m.user_ids) && m.user_ids.some((u) => typeof u === 'string' && sameUser(u, who.userId));
+    return isPlainObject(m) && Array.isArray(m.user_ids) && m.user_ids.some((u) => typeof u === 'string' && sameUser(u, who.userId));
   }
   const html = typeof content.formatted_body === 'string' ? content.formatted_body : '';
   if (html && pillUserIds(html).some((u) => sameUser(u, who.userId))) return true;

@@ -54,7 +54,8 @@ export function isEventId(x: unknown): x is string {
   return isIdentifier(x, '$');
 }
 
-function isPlainObject(x: unknown): x is Record<string, unknown> {
+/** A JSON object (not null, not an array). */
+export function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 

@@ -14,6 +14,7 @@
  * except as a redacted quote inside a refusal message.
  */
 import type { Logger } from '../log.ts';
+import { shorten } from './swap.ts';
 
 export type Mode = 'explicit' | 'connect' | 'transparent';
 /** allow: passed policy (forwarded); deny: refused by policy; error: allowed, but the upstream failed. */
@@ -44,11 +45,6 @@ export interface AuditRecord {
 const MAX_PATH = 512;
 /** Longest other string field (characters, after redaction). */
 const MAX_FIELD = 1024;
-
-/** `text` cut to `max` characters with a marker. */
-function cut(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}...` : text;
-}
 
 /**
  * `target` without query values and fragment: `/search?q=secret&page=2` becomes
@@ -101,7 +97,7 @@ export class Auditor {
     for (const [k, v] of Object.entries(rec)) {
       if (v === undefined) continue;
       // Redact first, then cut: a cut value would hide a secret's prefix from the redactor.
-      out[k] = typeof v === 'string' ? cut(this.#redact(v), k === 'path' ? MAX_PATH : MAX_FIELD) : v;
+      out[k] = typeof v === 'string' ? shorten(this.#redact(v), k === 'path' ? MAX_PATH : MAX_FIELD) : v;
     }
     if (rec.decision === 'allow') this.#log.info(out, 'egress');
     else this.#log.warn(out, rec.decision === 'deny' ? 'egress denied' : 'egress failed');
