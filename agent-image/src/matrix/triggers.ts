@@ -153,6 +153,20 @@ const USER_ID_IN_TEXT = /@[^\s:@<>"'`]{1,255}:(?:\[[0-9a-f:.]{1,64}\]|[\p{L}\p{N
 const GLUE_BEFORE = String.raw`[\p{L}\p{N}\p{M}_\-/\\#:$!+=~&%@]|[\p{L}\p{N}\p{M}]\.`;
 const GLUE_AFTER = String.raw`[\p{L}\p{N}\p{M}_\-/\\@]|\.[\p{L}\p{N}\p{M}]`;
 
+/** Compiled whole-word patterns by name: an agent has two names, so compiled once, not per message. */
+const WORD_PATTERNS = new Map<string, RegExp>();
+
+/** The pattern of `name` as a whole word (see {@link mentions}); case-insensitive, Unicode. */
+function wholeWord(name: string): RegExp {
+  let re = WORD_PATTERNS.get(name);
+  if (!re) {
+    if (WORD_PATTERNS.size >= 64) WORD_PATTERNS.clear();
+    re = new RegExp(`(?<!${GLUE_BEFORE})@?${escapeRegExp(name)}(?!${GLUE_AFTER})`, 'iu');
+    WORD_PATTERNS.set(name, re);
+  }
+  return re;
+}
+
 /**
  * Whether the message mentions the agent.
  *
@@ -185,7 +199,7 @@ export function mentions(content: Record<string, unknown>, who: Pick<Who, 'userI
     return ' ';
   });
   if (self) return true;
-  return who.names.some((n) => n && new RegExp(`(?<!${GLUE_BEFORE})@?${escapeRegExp(n)}(?!${GLUE_AFTER})`, 'iu').test(body));
+  return who.names.some((n) => n && wholeWord(n).test(body));
 }
 
 /**
