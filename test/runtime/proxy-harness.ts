@@ -48,7 +48,13 @@ export interface ProxyOptions {
   credentials: CredentialFixture[];
   /** name -> addresses and port map (AGENT_SMITH_PROXY_HOSTS_FILE). */
   hosts: Record<string, { addresses: string[]; ports?: Record<string, number> }>;
+  /**
+   * PEM blocks of the extra upstream CAs (spec.egress.upstreamCaConfigMapRef), written to a
+   * file named by AGENT_SMITH_UPSTREAM_CA as the operator mounts it; empty: the variable is
+   * not set (the system roots only). `upstreamCaText` writes that text instead (a bad bundle).
+   */
   upstreamCa: string[];
+  upstreamCaText?: string;
   /** Credentials whose file is not written (the proxy must not become ready). */
   withoutFiles?: string[];
   /** Wait for "egress proxy ready" (default true). */
@@ -100,14 +106,15 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
   const hostsFile = pod.path('/tmp/hosts.json');
   await writeFile(hostsFile, JSON.stringify(opts.hosts));
   const upstreamCaFile = pod.path('/tmp/upstream-ca.pem');
-  await writeFile(upstreamCaFile, opts.upstreamCa.join('\n'));
+  const upstreamCaText = opts.upstreamCaText ?? opts.upstreamCa.join('\n');
+  await writeFile(upstreamCaFile, upstreamCaText);
 
   const env = {
     ...pod.env,
     AGENT_SMITH_PROXY_PORT: '0',
     AGENT_SMITH_PROXY_HEALTH_PORT: '0',
     AGENT_SMITH_PROXY_HOSTS_FILE: hostsFile,
-    AGENT_SMITH_UPSTREAM_CA: upstreamCaFile,
+    ...(upstreamCaText ? { AGENT_SMITH_UPSTREAM_CA: upstreamCaFile } : {}),
     LOG_LEVEL: opts.logLevel ?? 'debug',
   };
   const logFd = opts.logFile !== undefined ? openSync(opts.logFile, 'a') : undefined;

@@ -1,7 +1,8 @@
 /**
  * The egress proxy's configuration: the pod contract's `egress` section, the real
- * credential values (one file per credential under CREDENTIALS_DIR), limits, and two
- * hooks for tests and development (an extra upstream CA, a hosts file).
+ * credential values (one file per credential under CREDENTIALS_DIR), limits, the extra
+ * upstream CAs of the Agent's spec.egress.upstreamCaConfigMapRef (AGENT_SMITH_UPSTREAM_CA),
+ * and a hook for tests and development (a hosts file).
  *
  * Every error is a {@link ConfigError} whose message names the file or field and never a
  * value: the proxy logs it as the reason it is not ready.
@@ -236,30 +237,64 @@ export function hostsOverrideFromEnv(env: NodeJS.ProcessEnv, layout: Layout, log
 }
 
 /**
- * AGENT_SMITH_UPSTREAM_CA: a PEM file of extra CA certificates trusted for upstream TLS
- * besides the system roots (a corporate CA, or a test server's). Logged with each
- * subject, so a pod that trusts more than the public roots says so.
- * @throws ConfigError when the file is unreadable or holds no certificate
+ * The variable naming the PEM file of extra upstream CAs: the internal wire between the
+ * operator and the proxy. The operator sets it on the egress-proxy container, to the path
+ * where it mounts the ConfigMap key of spec.egress.upstreamCaConfigMapRef
+ * (operator/src/render/statefulset.ts UPSTREAM_CA_FILE), and only then.
+ */
+export const UPSTREAM_CA_ENV = 'AGENT_SMITH_UPSTREAM_CA';
+
+/**
+ * The certificates of a PEM bundle, each parsed: every `-----BEGIN CERTIFICATE-----`
+ * block must be an X.509 certificate; text between blocks (comments, the headers of
+ * distribution bundles) is ignored. Pure. The operator runs the same check on the
+ * ConfigMap key before it rolls a pod (operator/src/reconcile/references.ts).
+ * @returns the PEM blocks and their subjects (`CN=..., O=...`)
+ * @throws Error saying what is wrong (no block, or which block does not parse), never
+ *   quoting the text
+ */
+export function parseCaBundle(text: string): { pems: string[]; subjects: string[] } {
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (!pems.length) throw new Error('no PEM certificate in it; it must hold one or more -----BEGIN CERTIFICATE----- blocks');
+  const subjects: string[] = [];
+  for (const [i, p] of pems.entries()) {
+    try {
+      subjects.push(new X509Certificate(p).subject.replace(/\n/g, ', '));
+    } catch (err) {
+      throw new Error(`certificate ${i + 1} of ${pems.length} is not a valid certificate (${(err as Error).message})`);
+    }
+  }
+  return { pems, subjects };
+}
+
+/**
+ * The extra CA certificates the proxy trusts for upstream TLS besides the system roots
+ * (a TLS-inspecting corporate proxy, GitHub Enterprise Server on a private CA): the PEM
+ * file AGENT_SMITH_UPSTREAM_CA names ({@link UPSTREAM_CA_ENV}), checked by
+ * {@link parseCaBundle}. Logged with each subject, so a pod that trusts more than the
+ * public roots says so. Unset or empty: the system roots only.
+ * @throws ConfigError when the file is unreadable, holds no certificate or a block that
+ *   is not a certificate; the message names the file and spec.egress.upstreamCaConfigMapRef
+ *   (the proxy's /readyz shows it, and the pod does not become ready)
  */
 export function upstreamCaFromEnv(env: NodeJS.ProcessEnv, log: Logger): string[] | undefined {
-  const file = env.AGENT_SMITH_UPSTREAM_CA;
+  const file = env[UPSTREAM_CA_ENV];
   if (!file) return undefined;
+  const where = `${file} (spec.egress.upstreamCaConfigMapRef, ${UPSTREAM_CA_ENV})`;
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file} (AGENT_SMITH_UPSTREAM_CA): cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ConfigError(`${where}: cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'}); is the ConfigMap key mounted?`);
   }
-  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (!pems.length) throw new ConfigError(`${file} (AGENT_SMITH_UPSTREAM_CA): no PEM certificate in it`);
-  let subjects: string[];
+  let bundle;
   try {
-    subjects = pems.map((p) => new X509Certificate(p).subject.replace(/\n/g, ', '));
+    bundle = parseCaBundle(text);
   } catch (err) {
-    throw new ConfigError(`${file} (AGENT_SMITH_UPSTREAM_CA): not a valid certificate (${(err as Error).message})`);
+    throw new ConfigError(`${where}: ${(err as Error).message}`);
   }
-  log.warn({ file, subjects }, 'upstream TLS also trusts the CAs of AGENT_SMITH_UPSTREAM_CA');
-  return pems;
+  log.warn({ file, subjects: bundle.subjects }, 'upstream TLS also trusts the CAs of spec.egress.upstreamCaConfigMapRef');
+  return bundle.pems;
 }
 
 function portFromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {

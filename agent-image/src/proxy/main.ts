@@ -3,13 +3,15 @@
  * sidecar (UID PROXY_UID). Wiring only.
  *
  * Starts listening at once (127.0.0.1 and ::1 on the proxy port, every interface on the
- * health port) and answers 503 until the contract, the egress CA (EGRESS_CA_DIR) and
- * every credential file (CREDENTIALS_DIR/<name>) are loaded and valid; while they are
- * not, it retries every 2 s and /readyz says why (the file, never a value).
+ * health port) and answers 503 until the contract, the egress CA (EGRESS_CA_DIR), every
+ * credential file (CREDENTIALS_DIR/<name>) and the extra upstream CAs (when set) are loaded
+ * and valid; while they are not, it retries every 2 s and /readyz says why (the file,
+ * never a value).
  *
  * Environment: AGENT_SMITH_ROOT / AGENT_SMITH_CONTRACT (layout.ts), AGENT_SMITH_PROXY_PORT
  * (overrides `egress.proxyPort`; 0 = a free port), AGENT_SMITH_PROXY_HEALTH_PORT (default
- * 15021; 0 = a free port), AGENT_SMITH_UPSTREAM_CA (extra upstream CAs, PEM),
+ * 15021; 0 = a free port), AGENT_SMITH_UPSTREAM_CA (the PEM file of extra upstream CAs the
+ * operator mounts for spec.egress.upstreamCaConfigMapRef; config.ts upstreamCaFromEnv),
  * AGENT_SMITH_PROXY_HOSTS_FILE (test hook, see config.ts), AGENT_SMITH_PROXY_LIMITS (config.ts
  * limitsFromEnv), LOG_LEVEL. The bound ports are
  * logged: `{"msg":"egress proxy listening","port":...,"healthPort":...}`.

@@ -10,7 +10,8 @@
  *
  * Upstream TLS: SNI = the canonical host (RFC 6066 section 3), certificate checked
  * against that host (`tls.checkServerIdentity`, RFC 6125) with `rejectUnauthorized`, the
- * system roots plus AGENT_SMITH_UPSTREAM_CA, ALPN http/1.1 only, TLS 1.2 or newer.
+ * system roots plus the extra CAs of spec.egress.upstreamCaConfigMapRef (the file
+ * AGENT_SMITH_UPSTREAM_CA names), ALPN http/1.1 only, TLS 1.2 or newer.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -34,8 +35,8 @@ export interface UpstreamOptions {
   /** Maps the policy's port to the port to dial (test hosts file); identity otherwise. */
   dialPort?: (host: string, port: number) => number;
   /**
-   * The upstream TLS context: system roots (plus AGENT_SMITH_UPSTREAM_CA), TLS 1.2 or
-   * newer. Built once (see {@link upstreamSecureContext}): a context with the whole root
+   * The upstream TLS context: system roots (plus the CAs of
+   * spec.egress.upstreamCaConfigMapRef, AGENT_SMITH_UPSTREAM_CA), TLS 1.2 or newer. Built once (see {@link upstreamSecureContext}): a context with the whole root
    * store costs milliseconds, too much for every new connection.
    */
   secureContext: tls.SecureContext;

@@ -277,6 +277,15 @@ export const EgressSpec = z
     credentials: mapList(z.array(CredentialSpec).max(16).default([]), 'name').describe(
       'Real credentials the proxy swaps in for stub tokens, per destination host.',
     ),
+    upstreamCaConfigMapRef: z
+      .object({
+        name: dnsSubdomain.describe('Name of a ConfigMap in the Agent\'s namespace.'),
+        key: z.string().min(1).max(253).regex(/^[-._a-zA-Z0-9]+$/, 'must be a ConfigMap data key').describe('Key inside the ConfigMap holding the PEM bundle, e.g. ca.crt.'),
+      })
+      .optional()
+      .describe(
+        'Extra CA certificates (a PEM bundle under one key of a ConfigMap in the Agent\'s namespace) the egress proxy trusts for upstream TLS besides the system roots: a TLS-inspecting corporate proxy, GitHub Enterprise Server on a private CA. Mounted read-only into the egress-proxy container only; a change of the ConfigMap rolls the pod. Every CA in it can vouch for any allowed host, credential hosts included.',
+      ),
     enforcement: z
       .enum(['iptables', 'proxy-env'])
       .default('iptables')

@@ -51,6 +51,8 @@ export const Reason = {
   CredentialsMissing: 'CredentialsMissing',
   PersonaInvalid: 'PersonaInvalid',
   ReferenceNotFound: 'ReferenceNotFound',
+  /** A referenced object exists but its content is unusable (an upstream CA bundle that is not PEM). */
+  ReferenceInvalid: 'ReferenceInvalid',
   AsExpected: 'AsExpected',
   VolumeClaimTemplatesImmutable: 'VolumeClaimTemplatesImmutable',
 } as const;

@@ -2,6 +2,7 @@ import {
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  DiscoveryV1Api,
   EventsV1Api,
   KubernetesObjectApi,
   type KubeConfig,
@@ -17,6 +18,8 @@ export interface Clients {
   core: CoreV1Api;
   apps: AppsV1Api;
   custom: CustomObjectsApi;
+  /** EndpointSlices: where the `kubernetes` Service's API servers are (spec.kubernetesAccess). */
+  discovery: DiscoveryV1Api;
   events: EventsV1Api;
   objects: KubernetesObjectApi;
   rbac: RbacAuthorizationV1Api;
@@ -38,6 +41,7 @@ export function makeClients(kubeconfigPath?: string): Clients {
     core: kc.makeApiClient(CoreV1Api),
     apps: kc.makeApiClient(AppsV1Api),
     custom: kc.makeApiClient(CustomObjectsApi),
+    discovery: kc.makeApiClient(DiscoveryV1Api),
     events: kc.makeApiClient(EventsV1Api),
     objects: KubernetesObjectApi.makeApiClient(kc),
     rbac: kc.makeApiClient(RbacAuthorizationV1Api),

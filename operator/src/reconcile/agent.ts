@@ -27,7 +27,7 @@ import type { ReconcileResult } from '../runtime/controller.ts';
 import { describeError, httpStatusOf } from '../runtime/errors.ts';
 import { findCondition, type ConditionInput } from './conditions.ts';
 import { allowlistHash, CA_VALIDITY_DAYS, planEgressCa } from './egress-ca.ts';
-import { checkClusterReferences, checkCredentials, resolvePersona, resolveServiceAddresses } from './references.ts';
+import { checkClusterReferences, checkCredentials, resolveApiServer, resolvePersona, resolveServiceAddresses, resolveUpstreamCa } from './references.ts';
 import { validateAgent } from './validate.ts';
 import { computeStatus, restartNote, sameStatus, type Observed } from './status.ts';
 
@@ -62,7 +62,8 @@ export interface AgentReconcilerDeps {
    * Resync period: every Agent is reconciled at least this often, in ms. A backstop: edits
    * of the Secrets and ConfigMaps an Agent names are seen through the operator's watch
    * (operator.ts) within seconds; what is not watched (its ClusterRole, StorageClass, the
-   * in-cluster Services of spec.events and spec.matrix) is picked up here.
+   * in-cluster Services of spec.events and spec.matrix, the API server's Service and
+   * EndpointSlices for spec.kubernetesAccess) is picked up here.
    */
   resyncMs: number;
   now?: () => Date;
@@ -142,7 +143,8 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
         : { type: ConditionType.SpecValid, status: 'True', reason: Reason.AsExpected, message: 'spec is valid' };
     const persona = await resolvePersona(deps.clients, agent);
     const credentials = await checkCredentials(deps.clients, agent);
-    const references = await checkClusterReferences(deps.clients, agent);
+    const upstreamCa = await resolveUpstreamCa(deps.clients, agent);
+    const references = await checkClusterReferences(deps.clients, agent, upstreamCa);
     const checks: ConditionInput[] = [specValid, persona.condition, credentials, references];
     const applyChild = async <T extends KubernetesObject>(obj: T): Promise<T> => {
       const live = deps.caches.child(obj.kind as ChildKind, namespace, obj.metadata?.name ?? '') as T | undefined;
@@ -164,6 +166,8 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
         const namespaceAgents = team ? deps.caches.agents(namespace).flatMap((o) => (teamOf(o) === team ? parseTeammate(o) : [])) : [];
         const services = await resolveServiceAddresses(deps.clients, agent);
         if (services.unresolved.length) log.warn({ services: services.unresolved }, 'in-cluster Services of spec.events / spec.matrix have no cluster IP yet; the pod cannot reach them under iptables enforcement');
+        const api = await resolveApiServer(deps.clients, agent);
+        if (api.unresolved.length) log.warn({ apiServer: api.unresolved }, 'the Kubernetes API server is not fully resolved; the agent\'s kubectl (spec.kubernetesAccess) may not reach it until it is');
         desired = renderAll(agent, {
           image: deps.image,
           shared: deps.shared,
@@ -172,6 +176,8 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
           egressCaKeyPem: ca.keyPem,
           namespaceAgents,
           serviceAddresses: services.addresses,
+          ...(api.apiServer ? { apiServer: api.apiServer } : {}),
+          ...(upstreamCa.pem !== undefined ? { upstreamCaPem: upstreamCa.pem } : {}),
         });
       } catch (err) {
         if (!(err instanceof InvalidPersonaError)) throw err;

@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import type { V1ConfigMap, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../api/agent.ts';
-import { referencedObjects } from './references.ts';
+import type { Clients } from '../kube/clients.ts';
+import { generateEgressCa } from '../pki/egress-ca.ts';
+import { checkClusterReferences, referencedObjects, resolveApiServer, resolveUpstreamCa } from './references.ts';
 
 const agent = (spec: Record<string, unknown>) =>
   Agent.parse({ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', metadata: { name: 'a', namespace: 'team-ns', uid: 'u' }, spec });
@@ -27,5 +30,98 @@ describe('referencedObjects', () => {
 
   it('is empty for an Agent that names nothing (inline persona, no credentials)', () => {
     expect(referencedObjects(agent({ persona: { instructions: 'hi' } }))).toEqual([]);
+  });
+});
+
+/** Clients that answer from maps; a missing object is a 404 as the API server sends it. */
+function fakeClients(objs: { configMaps?: Record<string, V1ConfigMap>; services?: Record<string, V1Service>; slices?: V1EndpointSlice[] | 'forbidden'; clusterRoles?: string[] }): Clients {
+  const notFound = () => Promise.reject(Object.assign(new Error('not found'), { code: 404 }));
+  return {
+    core: {
+      readNamespacedConfigMap: ({ name, namespace }: { name: string; namespace: string }) => (objs.configMaps?.[`${namespace}/${name}`] ? Promise.resolve(objs.configMaps[`${namespace}/${name}`]) : notFound()),
+      readNamespacedService: ({ name, namespace }: { name: string; namespace: string }) => (objs.services?.[`${namespace}/${name}`] ? Promise.resolve(objs.services[`${namespace}/${name}`]) : notFound()),
+      readNamespacedSecret: notFound,
+    },
+    discovery: {
+      listNamespacedEndpointSlice: ({ labelSelector }: { labelSelector: string }) => {
+        if (objs.slices === 'forbidden') return Promise.reject(Object.assign(new Error('forbidden'), { code: 403 }));
+        expect(labelSelector).toBe('kubernetes.io/service-name=kubernetes');
+        return Promise.resolve({ items: objs.slices ?? [] });
+      },
+    },
+    rbac: { readClusterRole: ({ name }: { name: string }) => (objs.clusterRoles?.includes(name) ? Promise.resolve({}) : notFound()) },
+    storage: { readStorageClass: notFound },
+  } as unknown as Clients;
+}
+
+describe('spec.egress.upstreamCaConfigMapRef', () => {
+  const withCa = agent({ persona: { instructions: 'hi' }, egress: { upstreamCaConfigMapRef: { name: 'corp-ca', key: 'ca.crt' } } });
+  let pem = '';
+  beforeAll(async () => {
+    pem = (await generateEgressCa({ agent: 'team-ns/a', allow: ['example.org'], now: new Date(), validityDays: 1 })).certPem;
+  });
+
+  it('is a referenced ConfigMap, so an edit of it is watched', () => {
+    expect(referencedObjects(withCa)).toEqual([{ kind: 'ConfigMap', namespace: 'team-ns', name: 'corp-ca' }]);
+  });
+
+  it('names a missing ConfigMap, a missing key and a bundle that is not PEM in ReferencesResolved, with the fix', async () => {
+    const cases: Array<[Record<string, V1ConfigMap>, string, string]> = [
+      [{}, 'ReferenceNotFound', 'spec.egress.upstreamCaConfigMapRef: ConfigMap team-ns/corp-ca not found; create it (kubectl create configmap corp-ca -n team-ns --from-file=ca.crt=<ca-bundle.pem>) or fix the name'],
+      [{ 'team-ns/corp-ca': { data: { 'bundle.pem': pem } } }, 'ReferenceNotFound', 'spec.egress.upstreamCaConfigMapRef: ConfigMap team-ns/corp-ca has no key "ca.crt" (it has "bundle.pem"); put the PEM bundle under "ca.crt" or fix the key'],
+      [{ 'team-ns/corp-ca': { data: { 'ca.crt': 'not a certificate' } } }, 'ReferenceInvalid', 'spec.egress.upstreamCaConfigMapRef: key "ca.crt" of ConfigMap team-ns/corp-ca: no PEM certificate in it'],
+      [
+        { 'team-ns/corp-ca': { data: { 'ca.crt': `${pem}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n` } } },
+        'ReferenceInvalid',
+        'spec.egress.upstreamCaConfigMapRef: key "ca.crt" of ConfigMap team-ns/corp-ca: certificate 2 of 2 is not a valid certificate',
+      ],
+    ];
+    for (const [configMaps, reason, message] of cases) {
+      const clients = fakeClients({ configMaps });
+      const resolved = await resolveUpstreamCa(clients, withCa);
+      expect(resolved.pem).toBeUndefined();
+      const cond = await checkClusterReferences(clients, withCa, resolved);
+      expect(cond).toMatchObject({ type: 'ReferencesResolved', status: 'False', reason });
+      expect(cond.message).toContain(message);
+    }
+  });
+
+  it('returns the bundle when every certificate in it parses, and nothing without the field', async () => {
+    const bundle = `# corporate roots\n${pem}`;
+    const clients = fakeClients({ configMaps: { 'team-ns/corp-ca': { data: { 'ca.crt': bundle } } } });
+    const resolved = await resolveUpstreamCa(clients, withCa);
+    expect(resolved).toEqual({ pem: bundle });
+    expect(await checkClusterReferences(clients, withCa, resolved)).toMatchObject({ status: 'True' });
+    expect(await resolveUpstreamCa(clients, agent({ persona: { instructions: 'hi' } }))).toEqual({});
+  });
+});
+
+describe('resolveApiServer (spec.kubernetesAccess)', () => {
+  const withAccess = agent({ persona: { instructions: 'hi' }, kubernetesAccess: { clusterRole: 'view' } });
+  const service: V1Service = { spec: { clusterIP: '10.0.0.1', clusterIPs: ['10.0.0.1'], ports: [{ name: 'https', port: 443, protocol: 'TCP' }] } };
+  const slice = (addresses: string[], ready?: boolean): V1EndpointSlice => ({
+    addressType: 'IPv4',
+    endpoints: [{ addresses, ...(ready === undefined ? {} : { conditions: { ready } }) }],
+    ports: [{ name: 'https', port: 6443, protocol: 'TCP' }],
+  });
+
+  it('finds the kubernetes Service IP and the ready API server endpoints', async () => {
+    const clients = fakeClients({ services: { 'default/kubernetes': service }, slices: [slice(['192.168.1.10']), slice(['192.168.1.11'], false)] });
+    expect(await resolveApiServer(clients, withAccess)).toEqual({
+      apiServer: { clusterIPs: ['10.0.0.1'], servicePorts: [443], endpointAddresses: ['192.168.1.10'], endpointPorts: [6443] },
+      unresolved: [],
+    });
+  });
+
+  it('reads nothing for an Agent without kubernetesAccess', async () => {
+    const clients = { core: {}, discovery: {} } as unknown as Clients;
+    expect(await resolveApiServer(clients, agent({ persona: { instructions: 'hi' } }))).toEqual({ unresolved: [] });
+  });
+
+  it('says what is missing instead of failing the reconcile', async () => {
+    expect(await resolveApiServer(fakeClients({}), withAccess)).toEqual({ unresolved: ['default/kubernetes (not found)'] });
+    const forbidden = await resolveApiServer(fakeClients({ services: { 'default/kubernetes': service }, slices: 'forbidden' }), withAccess);
+    expect(forbidden.apiServer?.clusterIPs).toEqual(['10.0.0.1']);
+    expect(forbidden.unresolved).toEqual(['EndpointSlices of default/kubernetes (forbidden: grant the operator list on discovery.k8s.io endpointslices)']);
   });
 });

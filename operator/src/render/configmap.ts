@@ -3,7 +3,7 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import { CONTRACT_FILE, CONTRACT_VERSION, PROXY_PORT, WORKSPACE_DIR, type PodContractInput } from '../../../agent-image/src/contract/contract.ts';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames } from './meta.ts';
-import { withServiceCidrs, type ServiceAddress } from './networkpolicy.ts';
+import { directCidrs, type ApiServerAddress, type ServiceAddress } from './networkpolicy.ts';
 import type { AssembledPersona } from './persona.ts';
 import { credentialStub } from './stubs.ts';
 
@@ -19,9 +19,17 @@ export function repoDir(name: string): string {
 
 /**
  * The pod contract (agent-image/src/contract) for an Agent. `serviceAddresses` (the cluster
- * IPs of the NATS and Matrix Services the spec names) join egress.allowCidrs. Pure.
+ * IPs of the NATS and Matrix Services the spec names) and the cluster IPs of the API server
+ * (`apiServer`, for spec.kubernetesAccess) join egress.allowCidrs, which egress-init lets
+ * through directly. Pure.
  */
-export function renderContract(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string, serviceAddresses: readonly ServiceAddress[] = []): PodContractInput {
+export function renderContract(
+  agent: Agent,
+  persona: AssembledPersona,
+  egressCaKeyPem: string,
+  serviceAddresses: readonly ServiceAddress[] = [],
+  apiServer?: ApiServerAddress,
+): PodContractInput {
   const agentRef = `${agent.metadata.namespace ?? 'default'}/${agent.metadata.name}`;
   const { spec } = agent;
   const repos = spec.repos.map((r) => ({
@@ -64,7 +72,7 @@ export function renderContract(agent: Agent, persona: AssembledPersona, egressCa
     ...(spec.events ? { events: spec.events } : {}),
     egress: {
       allow: spec.egress.allow,
-      allowCidrs: withServiceCidrs(spec.egress.allowCidrs, serviceAddresses),
+      allowCidrs: directCidrs(spec.egress.allowCidrs, serviceAddresses, apiServer),
       enforcement: spec.egress.enforcement,
       proxyPort: PROXY_PORT,
       credentials: spec.egress.credentials.map((c) => ({
@@ -83,9 +91,15 @@ export function renderContract(agent: Agent, persona: AssembledPersona, egressCa
 }
 
 /** `<agent>-config`: the pod contract and the assembled persona. Pure. */
-export function renderConfigMap(agent: Agent, persona: AssembledPersona, egressCaKeyPem: string, serviceAddresses: readonly ServiceAddress[] = []): V1ConfigMap {
+export function renderConfigMap(
+  agent: Agent,
+  persona: AssembledPersona,
+  egressCaKeyPem: string,
+  serviceAddresses: readonly ServiceAddress[] = [],
+  apiServer?: ApiServerAddress,
+): V1ConfigMap {
   const data: Record<string, string> = {
-    [CONTRACT_FILE]: JSON.stringify(renderContract(agent, persona, egressCaKeyPem, serviceAddresses), null, 2) + '\n',
+    [CONTRACT_FILE]: JSON.stringify(renderContract(agent, persona, egressCaKeyPem, serviceAddresses, apiServer), null, 2) + '\n',
     'CLAUDE.md': persona.claudeMd,
     'settings.json': persona.settingsJson,
     'mcp.json': persona.mcpJson,

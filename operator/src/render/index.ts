@@ -3,7 +3,7 @@ import type { Agent } from '../api/agent.ts';
 import { configHash, renderConfigMap } from './configmap.ts';
 import { assemblePersona, type PersonaFiles, type SharedRules } from './persona.ts';
 import { childNames } from './meta.ts';
-import { renderNetworkPolicy, type ServiceAddress } from './networkpolicy.ts';
+import { renderNetworkPolicy, type ApiServerAddress, type ServiceAddress } from './networkpolicy.ts';
 import { renderRoleBinding } from './rbac.ts';
 import { renderRoster } from './roster.ts';
 import { renderService } from './service.ts';
@@ -28,6 +28,18 @@ export interface RenderOptions {
    * reconciler. Default none.
    */
   serviceAddresses?: readonly ServiceAddress[];
+  /**
+   * The Kubernetes API server as the pod reaches it (reconcile/references.ts
+   * resolveApiServer), for an Agent with spec.kubernetesAccess.clusterRole: its cluster IPs
+   * join NO_PROXY and allowCidrs, its endpoints a NetworkPolicy rule. Default none.
+   */
+  apiServer?: ApiServerAddress;
+  /**
+   * The PEM bundle of spec.egress.upstreamCaConfigMapRef as the reconciler read and checked
+   * it: part of the pod's config hash, so a changed bundle rolls the pod (the proxy reads
+   * it once at start). Unset when the field is.
+   */
+  upstreamCaPem?: string;
 }
 
 /** Every child of an Agent, in the order they are applied (the StatefulSet last). */
@@ -49,7 +61,7 @@ export interface DesiredChildren {
  */
 export function renderAll(agent: Agent, opts: RenderOptions): DesiredChildren {
   const persona = assemblePersona(agent.metadata.name, opts.shared, opts.persona, agent.spec.team);
-  const configMap = renderConfigMap(agent, persona, opts.egressCaKeyPem, opts.serviceAddresses);
+  const configMap = renderConfigMap(agent, persona, opts.egressCaKeyPem, opts.serviceAddresses, opts.apiServer);
   const roleBinding = renderRoleBinding(agent);
   const team = agent.spec.team;
   return {
@@ -58,12 +70,14 @@ export function renderAll(agent: Agent, opts: RenderOptions): DesiredChildren {
     configMap,
     ...(team ? { roster: renderRoster(team, agent.metadata.namespace ?? 'default', opts.namespaceAgents) } : {}),
     service: renderService(agent),
-    networkPolicy: renderNetworkPolicy(agent),
+    networkPolicy: renderNetworkPolicy(agent, opts.apiServer),
     statefulSet: renderStatefulSet(agent, {
       image: opts.image,
-      configHash: configHash(configMap, opts.egressCaCertPem),
+      // The upstream CA bundle only when set, so the hash of an Agent without it is unchanged.
+      configHash: configHash(configMap, opts.egressCaCertPem, ...(opts.upstreamCaPem !== undefined ? [opts.upstreamCaPem] : [])),
       egressCaSecret: childNames(agent.metadata.name).egressCa,
       serviceAddresses: opts.serviceAddresses ?? [],
+      ...(opts.apiServer ? { apiServer: opts.apiServer } : {}),
     }),
   };
 }

@@ -54,6 +54,65 @@ export function withServiceCidrs(allowCidrs: readonly string[], services: readon
   return out;
 }
 
+/**
+ * Where the Kubernetes API server is reached from a pod: the `kubernetes` Service in
+ * `default` (what KUBERNETES_SERVICE_HOST/PORT name, and what in-cluster kubeconfigs dial)
+ * and the endpoints behind it. Resolved by the reconciler (reconcile/references.ts
+ * resolveApiServer) only for an Agent with spec.kubernetesAccess.clusterRole.
+ */
+export interface ApiServerAddress {
+  /** spec.clusterIPs of default/kubernetes (IPv4 and/or IPv6), e.g. ['10.0.0.1']. */
+  clusterIPs: string[];
+  /** The Service's TCP ports, e.g. [443]. */
+  servicePorts: number[];
+  /** Ready endpoint addresses of its EndpointSlices (the API servers), e.g. ['192.168.1.10']. */
+  endpointAddresses: string[];
+  /** TCP ports of those EndpointSlices, e.g. [6443]. */
+  endpointPorts: number[];
+}
+
+/**
+ * The CIDRs the agent reaches directly beside `allowCidrs`: the cluster IPs of the
+ * in-cluster Services (NATS, Matrix) and of the API server (kubernetesAccess), /32 or
+ * /128 each, after `allowCidrs`, without duplicates. Pure.
+ */
+export function directCidrs(allowCidrs: readonly string[], services: readonly ServiceAddress[], apiServer?: ApiServerAddress): string[] {
+  return withServiceCidrs(allowCidrs, [...services, ...(apiServer ? [{ host: 'kubernetes.default.svc', addresses: apiServer.clusterIPs }] : [])]);
+}
+
+/** `ip/32` or `ip/128`. */
+function hostCidr(ip: string): string {
+  return `${ip}/${ip.includes(':') ? 128 : 32}`;
+}
+
+/**
+ * NetworkPolicy egress rules that admit the Kubernetes API server (spec.kubernetesAccess),
+ * none without `apiServer`. Most CNIs (Calico, Cilium, kube-router, ...) evaluate egress
+ * policy after kube-proxy (or their own service handling) has translated the Service IP
+ * to an endpoint, so the rule that matters names the endpoints: the addresses and ports of
+ * the `kubernetes` Service's EndpointSlices (the API servers, often on 6443 outside the
+ * pod network). A second rule admits the cluster IP on the Service port for the CNIs that
+ * match before the translation. Re-rendered from the live EndpointSlices at each
+ * reconcile (at least every resync), so a moved API server is followed. Pure.
+ */
+export function apiServerEgressRules(apiServer: ApiServerAddress | undefined): V1NetworkPolicyEgressRule[] {
+  if (!apiServer) return [];
+  const rules: V1NetworkPolicyEgressRule[] = [];
+  if (apiServer.endpointAddresses.length && apiServer.endpointPorts.length) {
+    rules.push({
+      to: apiServer.endpointAddresses.map((ip) => ({ ipBlock: { cidr: hostCidr(ip) } })),
+      ports: apiServer.endpointPorts.map((port) => ({ protocol: 'TCP', port })),
+    });
+  }
+  if (apiServer.clusterIPs.length && apiServer.servicePorts.length) {
+    rules.push({
+      to: apiServer.clusterIPs.map((ip) => ({ ipBlock: { cidr: hostCidr(ip) } })),
+      ports: apiServer.servicePorts.map((port) => ({ protocol: 'TCP', port })),
+    });
+  }
+  return rules;
+}
+
 /** The in-cluster Services the agent's supervisor talks to itself: the NATS server of spec.events and the Matrix homeserver of spec.matrix. Pure. */
 export function inClusterServices(agent: Agent): InClusterService[] {
   return [
@@ -65,10 +124,12 @@ export function inClusterServices(agent: Agent): InClusterService[] {
 /**
  * The agent pod's NetworkPolicy, a second wall behind the egress proxy: egress only to
  * DNS, to the in-cluster services the spec names (NATS, a Matrix homeserver), to the
- * CIDRs of `egress.allowCidrs`, and to ports 80 and 443 (which the proxy then filters by
- * host); ingress only to the supervisor's HTTP port (probes, metrics). Pure.
+ * CIDRs of `egress.allowCidrs`, to the Kubernetes API server when `apiServer` is given
+ * (spec.kubernetesAccess; {@link apiServerEgressRules}), and to ports 80 and 443 (which
+ * the proxy then filters by host); ingress only to the supervisor's HTTP port (probes,
+ * metrics). Pure.
  */
-export function renderNetworkPolicy(agent: Agent): V1NetworkPolicy {
+export function renderNetworkPolicy(agent: Agent, apiServer?: ApiServerAddress): V1NetworkPolicy {
   const egress: V1NetworkPolicyEgressRule[] = [
     // DNS, wherever the cluster runs it.
     { ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }] },
@@ -80,6 +141,7 @@ export function renderNetworkPolicy(agent: Agent): V1NetworkPolicy {
   if (agent.spec.egress.allowCidrs.length) {
     egress.push({ to: agent.spec.egress.allowCidrs.map((cidr) => ({ ipBlock: { cidr } })) });
   }
+  egress.push(...apiServerEgressRules(apiServer));
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',

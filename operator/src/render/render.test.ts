@@ -5,7 +5,7 @@ import { PodContract } from '../../../agent-image/src/contract/contract.ts';
 import { Agent, type AgentSpec } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { renderAll, type RenderOptions } from './index.ts';
-import { volumeClaimDrift } from './statefulset.ts';
+import { UPSTREAM_CA_FILE, volumeClaimDrift } from './statefulset.ts';
 
 /** An Agent as the API server would store it: defaults applied by the schema. */
 function agent(spec: Record<string, unknown>, name = 'devbot'): Agent {
@@ -255,5 +255,78 @@ describe('renderAll', () => {
 
   it('rejects a malformed persona settings.json with a message naming the file', () => {
     expect(() => renderAll(agent(devbot), { ...opts, persona: { settingsJson: '{not json', subagents: {} } })).toThrow(/persona settings.json is not valid JSON/);
+  });
+});
+
+describe('renderAll: spec.egress.upstreamCaConfigMapRef', () => {
+  const spec = { ...devbot, egress: { ...devbot.egress!, upstreamCaConfigMapRef: { name: 'corp-ca', key: 'bundle.pem' } } };
+  const pem = '-----BEGIN CERTIFICATE-----\nCORP\n-----END CERTIFICATE-----\n';
+
+  it('mounts that one ConfigMap key read-only into the egress proxy only and tells the proxy where it is', () => {
+    const pod = renderAll(agent(spec), { ...opts, upstreamCaPem: pem }).statefulSet.spec!.template.spec!;
+    expect(pod.volumes).toContainEqual({ name: 'upstream-ca', configMap: { name: 'corp-ca', items: [{ key: 'bundle.pem', path: 'ca.crt' }], defaultMode: 0o444 } });
+    expect(`/etc/agent-smith/upstream-ca/ca.crt`).toBe(UPSTREAM_CA_FILE);
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+      const mount = c.volumeMounts?.find((m) => m.name === 'upstream-ca');
+      const env = c.env?.find((e) => e.name === 'AGENT_SMITH_UPSTREAM_CA');
+      if (c.name === 'egress-proxy') {
+        expect(mount).toEqual({ name: 'upstream-ca', mountPath: '/etc/agent-smith/upstream-ca', readOnly: true });
+        expect(env).toEqual({ name: 'AGENT_SMITH_UPSTREAM_CA', value: UPSTREAM_CA_FILE });
+      } else {
+        expect(mount, c.name).toBeUndefined();
+        expect(env, c.name).toBeUndefined();
+      }
+    }
+  });
+
+  it('has no such volume or variable without the field', () => {
+    const pod = renderAll(agent(devbot), opts).statefulSet.spec!.template.spec!;
+    expect(JSON.stringify(pod)).not.toContain('upstream-ca');
+    expect(JSON.stringify(pod)).not.toContain('AGENT_SMITH_UPSTREAM_CA');
+  });
+
+  it('rolls the pod when the bundle changes (the proxy reads it once at start)', () => {
+    const hash = (o: RenderOptions) => renderAll(agent(spec), o).statefulSet.spec?.template.metadata?.annotations?.[ANNOTATION_CONFIG_HASH];
+    const base = hash({ ...opts, upstreamCaPem: pem });
+    expect(hash({ ...opts, upstreamCaPem: pem })).toBe(base);
+    expect(hash({ ...opts, upstreamCaPem: pem + pem.replace('CORP', 'CORP2') })).not.toBe(base);
+  });
+});
+
+describe('renderAll: spec.kubernetesAccess reaches the API server directly', () => {
+  const spec = { ...devbot, kubernetesAccess: { clusterRole: 'view' } };
+  const apiServer = { clusterIPs: ['10.0.0.1'], servicePorts: [443], endpointAddresses: ['192.168.1.10', '192.168.1.11'], endpointPorts: [6443] };
+
+  it('puts the kubernetes Service IP in NO_PROXY and allowCidrs, and admits the API server endpoints in the NetworkPolicy', () => {
+    for (const enforcement of ['iptables', 'proxy-env'] as const) {
+      const { configMap, statefulSet, networkPolicy } = renderAll(agent({ ...spec, egress: { ...devbot.egress!, enforcement } }), { ...opts, apiServer });
+      const pod = statefulSet.spec!.template.spec!;
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers].filter((x) => x.name === 'setup' || x.name === 'agent')) {
+        for (const name of ['NO_PROXY', 'no_proxy']) expect(c.env?.find((e) => e.name === name)?.value?.split(','), `${c.name} ${name}`).toContain('10.0.0.1');
+      }
+      const contract = PodContract.parse(JSON.parse(configMap.data?.['contract.json'] ?? ''));
+      expect(contract.egress.allowCidrs).toEqual(['10.0.0.1/32']);
+      expect(networkPolicy.spec?.egress).toContainEqual({
+        to: [{ ipBlock: { cidr: '192.168.1.10/32' } }, { ipBlock: { cidr: '192.168.1.11/32' } }],
+        ports: [{ protocol: 'TCP', port: 6443 }],
+      });
+      expect(networkPolicy.spec?.egress).toContainEqual({ to: [{ ipBlock: { cidr: '10.0.0.1/32' } }], ports: [{ protocol: 'TCP', port: 443 }] });
+      // The API server needs no name: the pod dials KUBERNETES_SERVICE_HOST, an address.
+      expect(pod.hostAliases).toBeUndefined();
+    }
+  });
+
+  it('adds nothing without a resolved API server', () => {
+    const { configMap, statefulSet, networkPolicy } = renderAll(agent(spec), opts);
+    const plain = renderAll(agent(devbot), opts);
+    expect(networkPolicy.spec).toEqual(plain.networkPolicy.spec);
+    expect(configMap.data?.['contract.json']).toBe(plain.configMap.data?.['contract.json']);
+    expect(statefulSet.spec?.template.spec?.containers[0]?.env).toEqual(plain.statefulSet.spec?.template.spec?.containers[0]?.env);
+  });
+
+  it('matches the golden children of an agent with both fields', async () => {
+    const opsbot = { ...spec, egress: { ...devbot.egress!, upstreamCaConfigMapRef: { name: 'corp-ca', key: 'ca.crt' } } };
+    const children = renderAll(agent(opsbot, 'opsbot'), { ...opts, apiServer, upstreamCaPem: '-----BEGIN CERTIFICATE-----\nCORP\n-----END CERTIFICATE-----\n' });
+    await expect(stringify(children, { lineWidth: 0 })).toMatchFileSnapshot('__golden__/opsbot.yaml');
   });
 });

@@ -14,10 +14,11 @@ import {
   TEAM_DIR,
   WORKSPACE_DIR,
 } from '../../../agent-image/src/contract/contract.ts';
+import { UPSTREAM_CA_ENV } from '../../../agent-image/src/proxy/config.ts';
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
-import type { ServiceAddress } from './networkpolicy.ts';
+import type { ApiServerAddress, ServiceAddress } from './networkpolicy.ts';
 import { rosterName } from './roster.ts';
 import { SUPERVISOR_PORT } from './service.ts';
 
@@ -31,6 +32,8 @@ export interface StatefulSetOptions {
   egressCaSecret: string;
   /** Cluster IPs of the in-cluster Services the supervisor talks to (NATS, Matrix); in iptables mode they become hostAliases. */
   serviceAddresses?: readonly ServiceAddress[];
+  /** The API server's cluster IPs (spec.kubernetesAccess): they join NO_PROXY, so kubectl dials it directly. */
+  apiServer?: ApiServerAddress;
 }
 
 /** Name of the container that runs the supervisor and the CLI (its restarts are the Agent's `status.restarts`). */
@@ -47,6 +50,14 @@ const VOLUME_CA = 'egress-ca';
 const VOLUME_CREDENTIALS = 'credentials';
 const VOLUME_TEAM = 'team';
 const VOLUME_MATRIX_TOKEN = 'matrix-token';
+const VOLUME_UPSTREAM_CA = 'upstream-ca';
+
+/**
+ * Where the egress-proxy container finds the PEM bundle of spec.egress.upstreamCaConfigMapRef
+ * (that one ConfigMap key, mounted read-only in that container only). The proxy is told
+ * the path by the AGENT_SMITH_UPSTREAM_CA variable (agent-image/src/proxy/config.ts).
+ */
+export const UPSTREAM_CA_FILE = '/etc/agent-smith/upstream-ca/ca.crt';
 
 /** Mounts of the containers that run the agent's own code (setup, agent): no key, no credential. */
 function agentMounts(agent: Agent): V1VolumeMount[] {
@@ -97,11 +108,13 @@ function volumeClaim(name: string, size: string, storageClassName: string | unde
  * what lets names resolve: the pod has no DNS of its own there (egress-init lets only
  * the proxy's UID query DNS), so clients hand the proxy the name (CONNECT host:443).
  * Clients that ignore HTTPS_PROXY still cannot get out except through the proxy.
- * NO_PROXY: loopback, in-cluster names and the spec's allowCidrs, which go direct.
+ * NO_PROXY: loopback, in-cluster names, the spec's allowCidrs and the API server's cluster
+ * IPs (`apiServerIPs`, with spec.kubernetesAccess: in-cluster kubeconfigs dial
+ * KUBERNETES_SERVICE_HOST, an address, which the proxy would refuse), which go direct.
  */
-function proxyEnv(allowCidrs: readonly string[]): V1EnvVar[] {
+function proxyEnv(allowCidrs: readonly string[], apiServerIPs: readonly string[]): V1EnvVar[] {
   const url = `http://127.0.0.1:${PROXY_PORT}`;
-  const noProxy = ['localhost', '127.0.0.1', '::1', '.svc', '.cluster.local', ...allowCidrs].join(',');
+  const noProxy = [...new Set(['localhost', '127.0.0.1', '::1', '.svc', '.cluster.local', ...allowCidrs, ...apiServerIPs])].join(',');
   return ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy']
     .map((name) => ({ name, value: url }))
     .concat([{ name: 'NO_PROXY', value: noProxy }, { name: 'no_proxy', value: noProxy }]);
@@ -119,8 +132,10 @@ function trustEnv(): V1EnvVar[] {
 
 /**
  * The egress containers (DESIGN.md pod layout): `egress-init` (iptables mode only) and
- * the `egress-proxy` native sidecar. Only the proxy mounts the CA key and the real
- * credentials; only egress-init has NET_ADMIN, and only to install the redirect.
+ * the `egress-proxy` native sidecar. Only the proxy mounts the CA key, the real
+ * credentials and the extra upstream CAs (spec.egress.upstreamCaConfigMapRef, at
+ * UPSTREAM_CA_FILE, named by AGENT_SMITH_UPSTREAM_CA); only egress-init has NET_ADMIN, and
+ * only to install the redirect.
  */
 function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]): V1Container[] {
   const { egress } = agent.spec;
@@ -153,7 +168,7 @@ function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]):
     command: ['agent-smith', 'proxy'],
     // A native sidecar: started before the next init containers, kept running, stopped last.
     restartPolicy: 'Always',
-    env: contractEnv,
+    env: [...contractEnv, ...(egress.upstreamCaConfigMapRef ? [{ name: UPSTREAM_CA_ENV, value: UPSTREAM_CA_FILE }] : [])],
     ports: [
       { name: 'proxy', containerPort: PROXY_PORT, protocol: 'TCP' },
       { name: 'proxy-health', containerPort: PROXY_HEALTH_PORT, protocol: 'TCP' },
@@ -162,6 +177,7 @@ function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]):
       { name: VOLUME_CONFIG, mountPath: CONFIG_DIR, readOnly: true },
       { name: VOLUME_CA, mountPath: EGRESS_CA_DIR, readOnly: true },
       ...(egress.credentials.length ? [{ name: VOLUME_CREDENTIALS, mountPath: CREDENTIALS_DIR, readOnly: true }] : []),
+      ...(egress.upstreamCaConfigMapRef ? [{ name: VOLUME_UPSTREAM_CA, mountPath: path.posix.dirname(UPSTREAM_CA_FILE), readOnly: true }] : []),
     ],
     securityContext: restricted(PROXY_UID),
     startupProbe: { httpGet: { path: '/readyz', port: 'proxy-health' }, periodSeconds: 1, failureThreshold: 30 },
@@ -196,6 +212,10 @@ function volumes(agent: Agent, names: ReturnType<typeof childNames>, egressCaSec
         sources: creds.map((c) => ({ secret: { name: c.secretRef.name, items: [{ key: c.secretRef.key, path: c.name }] } })),
       },
     });
+  }
+  const upstreamCa = agent.spec.egress.upstreamCaConfigMapRef;
+  if (upstreamCa) {
+    out.push({ name: VOLUME_UPSTREAM_CA, configMap: { name: upstreamCa.name, items: [{ key: upstreamCa.key, path: path.posix.basename(UPSTREAM_CA_FILE) }], defaultMode: 0o444 } });
   }
   return out;
 }
@@ -256,7 +276,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     { name: 'HOME', value: HOME_DIR },
     ...contractEnv,
     ...trustEnv(),
-    ...proxyEnv(spec.egress.allowCidrs),
+    ...proxyEnv(spec.egress.allowCidrs, opts.apiServer?.clusterIPs ?? []),
   ];
   const setup: V1Container = {
     name: 'setup',
