@@ -151,6 +151,8 @@ export interface FakeAnthropicOptions {
    * behind the egress proxy as api.anthropic.com, with a certificate for that name).
    */
   tls?: { key: string; cert: string };
+  /** IPv4 address to listen on (default 127.0.0.1). */
+  host?: string;
 }
 
 /** What {@link FakeAnthropic.failNext} answers with. */
@@ -299,7 +301,7 @@ interface Failure {
 }
 
 /**
- * Starts the fake on 127.0.0.1 with an ephemeral port.
+ * Starts the fake on 127.0.0.1 (or `opts.host`) with an ephemeral port.
  *
  * Routes: `HEAD|GET /api/hello` → 200; `POST /v1/messages` (any query) → a scripted turn,
  * streamed when `stream: true`; `POST /v1/messages/count_tokens` → {input_tokens}; anything
@@ -450,12 +452,12 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(0, opts.host ?? '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
 
   return {
-    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${opts.host ?? '127.0.0.1'}:${port}`,
     requests,
     unknown,
     respond(fn) {

@@ -67,16 +67,18 @@ async function git(args: string[], cwd: string): Promise<string> {
  * `hostnames`: extra DNS names in the certificate (a client that reaches the server by
  * name, e.g. through an egress proxy with a test resolver). `basicPassword`: every
  * request must carry HTTP Basic credentials with this password (RFC 7617); others get
- * 401 with `WWW-Authenticate: Basic`, as GitHub answers a token-less clone.
+ * 401 with `WWW-Authenticate: Basic`, as GitHub answers a token-less clone. `host`: the
+ * IPv4 address to listen on instead of 127.0.0.1 (also put in the certificate).
  */
-export async function startGitServer(opts: { repos: Record<string, Record<string, string>>; hostnames?: string[]; basicPassword?: string }): Promise<GitServer> {
+export async function startGitServer(opts: { repos: Record<string, Record<string, string>>; hostnames?: string[]; basicPassword?: string; host?: string }): Promise<GitServer> {
+  const host = opts.host ?? '127.0.0.1';
   const base = await mkdtemp(path.join(os.tmpdir(), 'agent-smith-git-server-'));
   const projectRoot = path.join(base, 'repos');
   const workRoot = path.join(base, 'work');
   await mkdir(projectRoot);
   await mkdir(workRoot);
 
-  const tls = await issueCertificates(opts.hostnames ?? []);
+  const tls = await issueCertificates(opts.hostnames ?? [], host);
   const caFile = path.join(base, 'ca.pem');
   await writeFile(caFile, tls.caPem);
 
@@ -127,9 +129,9 @@ export async function startGitServer(opts: { repos: Record<string, Record<string
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(0, host, () => resolve());
   });
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `https://${host}:${(server.address() as AddressInfo).port}`;
 
   return {
     url,
@@ -242,9 +244,9 @@ interface TestTls {
   keyPem: string;
 }
 
-/** A test CA and a leaf for 127.0.0.1, localhost and `hostnames`, valid for a day. */
-async function issueCertificates(hostnames: readonly string[]): Promise<TestTls> {
+/** A test CA and a leaf for 127.0.0.1 (and `host`), localhost and `hostnames`, valid for a day. */
+async function issueCertificates(hostnames: readonly string[], host: string): Promise<TestTls> {
   const ca = await makeTestCa('agent-smith test git server CA');
-  const leaf = await ca.issue([{ type: 'ip', value: '127.0.0.1' }, { type: 'dns', value: 'localhost' }, ...hostnames.map((value) => ({ type: 'dns' as const, value }))]);
+  const leaf = await ca.issue([...[...new Set(['127.0.0.1', host])].map((value) => ({ type: 'ip' as const, value })), { type: 'dns', value: 'localhost' }, ...hostnames.map((value) => ({ type: 'dns' as const, value }))]);
   return { caPem: ca.caPem, ...leaf };
 }

@@ -26,7 +26,7 @@ export function natsServerBinary(): string {
 }
 
 export interface NatsServer {
-  /** nats://127.0.0.1:<port> */
+  /** nats://<host>:<port> (127.0.0.1 unless started with another host) */
   url: string;
   port: number;
   storeDir: string;
@@ -44,9 +44,11 @@ export interface NatsServer {
 /**
  * Starts nats-server with JetStream in a fresh store folder: under `opts.dir` (created;
  * the demo keeps it under its own directory) or a new one under the system's temporary
- * directory.
+ * directory. `opts.host`: the IPv4 address the client and monitoring ports bind (default
+ * 127.0.0.1).
  */
-export async function startNats(opts: { dir?: string } = {}): Promise<NatsServer> {
+export async function startNats(opts: { dir?: string; host?: string } = {}): Promise<NatsServer> {
+  const host = opts.host ?? '127.0.0.1';
   const bin = natsServerBinary();
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'agent-smith-nats-')));
   if (opts.dir) await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -59,14 +61,14 @@ export async function startNats(opts: { dir?: string } = {}): Promise<NatsServer
 
   const start = async () => {
     const out = openSync(logFile, 'a');
-    proc = spawn(bin, ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, '-m', String(monitorPort)], { stdio: ['ignore', out, out] });
+    proc = spawn(bin, ['-js', '-a', host, '-p', String(port), '-sd', storeDir, '-m', String(monitorPort)], { stdio: ['ignore', out, out] });
     const p = proc;
     exited = new Promise((resolve) => p.once('exit', () => resolve()));
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       if (p.exitCode !== null) break;
       try {
-        if ((await fetch(`http://127.0.0.1:${monitorPort}/healthz?js-enabled-only=true`)).ok) return;
+        if ((await fetch(`http://${host}:${monitorPort}/healthz?js-enabled-only=true`)).ok) return;
       } catch {
         // not listening yet
       }
@@ -79,7 +81,7 @@ export async function startNats(opts: { dir?: string } = {}): Promise<NatsServer
 
   await start();
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `nats://${host}:${port}`,
     port,
     storeDir,
     logFile,

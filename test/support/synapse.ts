@@ -54,7 +54,7 @@ export interface RoomEvent {
 }
 
 export interface Synapse {
-  /** http://127.0.0.1:<port> */
+  /** http://<host>:<port> (127.0.0.1 unless started with another host) */
   url: string;
   serverName: string;
   dataDir: string;
@@ -73,13 +73,13 @@ export interface Synapse {
 
 const SERVER_NAME = 'localhost';
 
-function config(dir: string, port: number, secret: string): object {
+function config(dir: string, host: string, port: number, secret: string): object {
   const unlimited = { per_second: 100_000, burst_count: 100_000 };
   return {
     server_name: SERVER_NAME,
-    public_baseurl: `http://127.0.0.1:${port}/`,
+    public_baseurl: `http://${host}:${port}/`,
     pid_file: join(dir, 'homeserver.pid'),
-    listeners: [{ port, bind_addresses: ['127.0.0.1'], type: 'http', tls: false, x_forwarded: false, resources: [{ names: ['client'], compress: false }] }],
+    listeners: [{ port, bind_addresses: [host], type: 'http', tls: false, x_forwarded: false, resources: [{ names: ['client'], compress: false }] }],
     database: { name: 'sqlite3', args: { database: join(dir, 'homeserver.db') } },
     log_config: join(dir, 'log.yaml'),
     media_store_path: join(dir, 'media'),
@@ -122,21 +122,24 @@ function logConfig(file: string): object {
 
 /**
  * Starts Synapse in a fresh data folder: `opts.dataDir` (created; the demo keeps it under
- * its own directory) or a new one under the system's temporary directory.
+ * its own directory) or a new one under the system's temporary directory. `opts.host`:
+ * the IPv4 address its client listener binds (default 127.0.0.1; the demo binds the
+ * local node's pod gateway so that pods reach it through a Service).
  */
-export async function startSynapse(opts: { dataDir?: string } = {}): Promise<Synapse> {
+export async function startSynapse(opts: { dataDir?: string; host?: string } = {}): Promise<Synapse> {
+  const host = opts.host ?? '127.0.0.1';
   const python = synapsePython();
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'agent-smith-synapse-')));
   // 0700: the config holds the registration shared secret (mkdtemp's folders are 0700 too).
   if (opts.dataDir) await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const port = await freePort();
   const secret = randomBytes(16).toString('hex');
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   const logFile = join(dataDir, 'homeserver.log');
   const configFile = join(dataDir, 'homeserver.yaml');
   // JSON is YAML. The signing key is made here (saves a 2 s `--generate-keys` run): Synapse's
   // key file format is "ed25519 <version> <unpadded base64 of the 32-byte seed>".
-  await writeFile(configFile, JSON.stringify(config(dataDir, port, secret), null, 2));
+  await writeFile(configFile, JSON.stringify(config(dataDir, host, port, secret), null, 2));
   await writeFile(join(dataDir, 'log.yaml'), JSON.stringify(logConfig(logFile)));
   await writeFile(join(dataDir, 'signing.key'), `ed25519 a_test ${randomBytes(32).toString('base64').replace(/=+$/, '')}\n`);
 
