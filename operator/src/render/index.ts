@@ -25,7 +25,9 @@ export interface RenderOptions {
   /**
    * The cluster IPs of the in-cluster Services the supervisor talks to itself (NATS, a
    * Matrix homeserver; render/networkpolicy.ts inClusterServices), looked up by the
-   * reconciler. Default none.
+   * reconciler: they join allowCidrs and, in iptables mode, the pod's hostAliases
+   * (render/statefulset.ts serviceHostAliases), so a changed cluster IP rolls the pod.
+   * Default none.
    */
   serviceAddresses?: readonly ServiceAddress[];
   /**

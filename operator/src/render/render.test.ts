@@ -64,9 +64,9 @@ describe('renderAll', () => {
     // egress-init lets these addresses through; /etc/hosts names them (the agent's UID has no DNS).
     expect(contract.egress.allowCidrs).toEqual(['10.96.0.20/32', '10.96.0.30/32', 'fd00::30/128']);
     expect(statefulSet.spec?.template.spec?.hostAliases).toEqual([
-      { ip: '10.96.0.20', hostnames: ['nats.messaging.svc.cluster.local'] },
-      { ip: '10.96.0.30', hostnames: ['synapse.chat.svc'] },
-      { ip: 'fd00::30', hostnames: ['synapse.chat.svc'] },
+      { ip: '10.96.0.20', hostnames: ['nats.messaging.svc.cluster.local', 'nats.messaging.svc'] },
+      { ip: '10.96.0.30', hostnames: ['synapse.chat.svc', 'synapse.chat.svc.cluster.local'] },
+      { ip: 'fd00::30', hostnames: ['synapse.chat.svc', 'synapse.chat.svc.cluster.local'] },
     ]);
     expect(JSON.stringify(networkPolicy.spec?.egress)).toContain('"messaging"');
     // proxy-env keeps DNS: the addresses are allowed, no /etc/hosts entries.

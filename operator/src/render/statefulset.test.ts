@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MATRIX_ACCESS_TOKEN_FILE } from '../../../agent-image/src/contract/contract.ts';
 import { Agent } from '../api/agent.ts';
-import { renderStatefulSet } from './statefulset.ts';
+import { renderStatefulSet, serviceHostnames } from './statefulset.ts';
 
 function agent(spec: Record<string, unknown>): Agent {
   return Agent.parse({
@@ -37,5 +37,58 @@ describe('renderStatefulSet: the Matrix access token', () => {
     const pod = renderStatefulSet(agent({}), opts).spec!.template.spec!;
     expect(pod.volumes?.map((v) => v.name)).not.toContain('matrix-token');
     expect(pod.containers[0]!.volumeMounts?.map((m) => m.name)).not.toContain('matrix-token');
+  });
+});
+
+describe('renderStatefulSet: hostAliases for the in-cluster Services the supervisor dials', () => {
+  const spec = {
+    events: { natsUrl: 'nats://nats.demo.svc.cluster.local:4222' },
+    matrix: { ...matrix, homeserverUrl: 'http://synapse.demo.svc:8008' },
+  };
+  const serviceAddresses = [
+    { host: 'nats.demo.svc.cluster.local', addresses: ['10.96.0.10'] },
+    { host: 'synapse.demo.svc', addresses: ['10.96.0.11', 'fd00::11'] },
+  ];
+
+  it('names both Services at their cluster IPs in every spelling, so the agent resolves them without DNS', () => {
+    const pod = renderStatefulSet(agent(spec), { ...opts, serviceAddresses }).spec!.template.spec!;
+    expect(pod.hostAliases).toEqual([
+      { ip: '10.96.0.10', hostnames: ['nats.demo.svc.cluster.local', 'nats.demo.svc'] },
+      { ip: '10.96.0.11', hostnames: ['synapse.demo.svc', 'synapse.demo.svc.cluster.local'] },
+      { ip: 'fd00::11', hostnames: ['synapse.demo.svc', 'synapse.demo.svc.cluster.local'] },
+    ]);
+  });
+
+  it('gives one entry per IP when two Services share it', () => {
+    const shared = [
+      { host: 'nats.demo.svc', addresses: ['10.96.0.10'] },
+      { host: 'synapse.demo.svc', addresses: ['10.96.0.10'] },
+    ];
+    expect(renderStatefulSet(agent(spec), { ...opts, serviceAddresses: shared }).spec!.template.spec!.hostAliases).toEqual([
+      { ip: '10.96.0.10', hostnames: ['nats.demo.svc', 'nats.demo.svc.cluster.local', 'synapse.demo.svc', 'synapse.demo.svc.cluster.local'] },
+    ]);
+  });
+
+  it('changes the pod template when a Service comes back with another cluster IP, so the pod rolls', () => {
+    const before = renderStatefulSet(agent(spec), { ...opts, serviceAddresses }).spec!.template;
+    const recreated = [{ ...serviceAddresses[0]!, addresses: ['10.96.0.99'] }, serviceAddresses[1]!];
+    const after = renderStatefulSet(agent(spec), { ...opts, serviceAddresses: recreated }).spec!.template;
+    expect(after).not.toEqual(before);
+    expect(after.spec!.hostAliases?.[0]).toEqual({ ip: '10.96.0.99', hostnames: ['nats.demo.svc.cluster.local', 'nats.demo.svc'] });
+  });
+
+  it('has none for an Agent without resolved Services, or under proxy-env (the pod keeps DNS there)', () => {
+    expect(renderStatefulSet(agent({}), opts).spec!.template.spec!.hostAliases).toBeUndefined();
+    expect(renderStatefulSet(agent(spec), opts).spec!.template.spec!.hostAliases).toBeUndefined();
+    const proxyEnv = agent({ ...spec, egress: { allow: ['matrix.example.org'], enforcement: 'proxy-env' } });
+    expect(renderStatefulSet(proxyEnv, { ...opts, serviceAddresses }).spec!.template.spec!.hostAliases).toBeUndefined();
+  });
+});
+
+describe('serviceHostnames', () => {
+  it('spells an in-cluster Service name as written, with .svc and with .svc.cluster.local', () => {
+    expect(serviceHostnames('nats.demo.svc')).toEqual(['nats.demo.svc', 'nats.demo.svc.cluster.local']);
+    expect(serviceHostnames('nats.demo.svc.cluster.local')).toEqual(['nats.demo.svc.cluster.local', 'nats.demo.svc']);
+    expect(serviceHostnames('matrix.example.org')).toEqual(['matrix.example.org']);
   });
 });

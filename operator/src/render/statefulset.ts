@@ -30,7 +30,11 @@ export interface StatefulSetOptions {
   configHash: string;
   /** Name of the Secret holding the egress CA (`ca.crt`, `ca.key`). */
   egressCaSecret: string;
-  /** Cluster IPs of the in-cluster Services the supervisor talks to (NATS, Matrix); in iptables mode they become hostAliases. */
+  /**
+   * Cluster IPs of the in-cluster Services the supervisor talks to (NATS, Matrix); in
+   * iptables mode they become the pod's hostAliases ({@link serviceHostAliases}), so a
+   * changed cluster IP rolls the pod. Default none.
+   */
   serviceAddresses?: readonly ServiceAddress[];
   /** The API server's cluster IPs (spec.kubernetesAccess): they join NO_PROXY, so kubectl dials it directly. */
   apiServer?: ApiServerAddress;
@@ -246,22 +250,62 @@ export function volumeClaimDrift(desired: V1StatefulSet, live: V1StatefulSet): s
 }
 
 /**
- * In iptables mode the agent's UID has no DNS (egress rules drop it): the names of the
- * in-cluster Services the supervisor reaches directly go into /etc/hosts. Pure.
+ * Every spelling of an in-cluster Service name the pod's /etc/hosts should carry for
+ * `host` (a `<svc>.<ns>.svc[.cluster.local]` name as the spec writes it,
+ * render/networkpolicy.ts inClusterService): the host itself, then its `.svc` and
+ * `.svc.cluster.local` forms, without duplicates, e.g. `nats.demo.svc` ->
+ * `['nats.demo.svc', 'nats.demo.svc.cluster.local']`. Any other host is returned alone. No
+ * trailing-dot form: the API server refuses one in hostAliases (a DNS-1123 subdomain). Pure.
  */
-function hostAliases(agent: Agent, services: readonly ServiceAddress[]): { hostAliases?: V1HostAlias[] } {
-  if (agent.spec.egress.enforcement !== 'iptables') return {};
-  const aliases = services.flatMap((s) => s.addresses.map((ip) => ({ ip, hostnames: [s.host] })));
-  return aliases.length ? { hostAliases: aliases } : {};
+export function serviceHostnames(host: string): string[] {
+  const m = /^(.+\.svc)(\.cluster\.local)?$/.exec(host);
+  if (!m?.[1]) return [host];
+  return [...new Set([host, m[1], `${m[1]}.cluster.local`])];
+}
+
+/**
+ * The pod's `spec.hostAliases` for the in-cluster Services the spec names (the NATS server
+ * of spec.events.natsUrl, the Matrix homeserver of spec.matrix.homeserverUrl;
+ * render/networkpolicy.ts inClusterServices) as the reconciler resolved them
+ * (reconcile/references.ts resolveServiceAddresses): one entry per cluster IP, naming every
+ * {@link serviceHostnames} spelling of every Service at that IP, in the order of `services`.
+ * The kubelet writes them into every container's /etc/hosts.
+ *
+ * Only in iptables mode: egress-init drops the UDP of every UID but the proxy's, so the
+ * supervisor's own NATS and Matrix connections (direct: NO_PROXY holds `.svc`) cannot ask
+ * DNS; beside localhost and the pod's own name, /etc/hosts is all it resolves. Under
+ * proxy-env the pod keeps DNS and gets none. Nothing else gets an alias.
+ *
+ * They do not affect the egress proxy: it looks names up as absolute names (`"host."`,
+ * agent-image/src/proxy/policy.ts resolveChecked), which glibc does not match against
+ * /etc/hosts, so the proxy's resolution and its address checks stay DNS's.
+ *
+ * The aliases are part of the pod template: when a Service's cluster IP changes (the
+ * Service is deleted and recreated), the next reconcile that reads it renders a new
+ * template and the StatefulSet rolls the pod (the IP is in allowCidrs too, so the config
+ * hash changes with it). Pure.
+ */
+export function serviceHostAliases(agent: Agent, services: readonly ServiceAddress[]): V1HostAlias[] {
+  if (agent.spec.egress.enforcement !== 'iptables') return [];
+  const byIp = new Map<string, string[]>();
+  for (const s of services) {
+    for (const ip of s.addresses) {
+      const names = byIp.get(ip) ?? [];
+      for (const n of serviceHostnames(s.host)) if (!names.includes(n)) names.push(n);
+      byIp.set(ip, names);
+    }
+  }
+  return [...byIp].map(([ip, hostnames]) => ({ ip, hostnames }));
 }
 
 /**
  * The agent's StatefulSet (DESIGN.md "What the operator renders"): one replica (zero when
  * suspended); init containers `egress-init` (iptables mode), the `egress-proxy` native
  * sidecar and `setup`; the `agent` container (tini -> `agent-smith supervise`); the config
- * ConfigMap, the egress CA and credential volumes; and the `home` and `workspace` volume
- * claim templates, whose PVCs are kept or deleted with the StatefulSet as
- * `spec.storage.retainOnDelete` says. Pure.
+ * ConfigMap, the egress CA and credential volumes; in iptables mode the hostAliases of the
+ * in-cluster Services the spec names ({@link serviceHostAliases}); and the `home` and
+ * `workspace` volume claim templates, whose PVCs are kept or deleted with the StatefulSet
+ * as `spec.storage.retainOnDelete` says. Pure.
  */
 export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1StatefulSet {
   const { spec } = agent;
@@ -302,6 +346,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     tty: true,
   };
   const retain = spec.storage.retainOnDelete ? 'Retain' : 'Delete';
+  const aliases = serviceHostAliases(agent, opts.serviceAddresses ?? []);
   return {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
@@ -328,7 +373,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
           ...(spec.pod?.tolerations ? { tolerations: spec.pod.tolerations } : {}),
           ...(spec.pod?.affinity ? { affinity: spec.pod.affinity } : {}),
           ...(spec.pod?.imagePullSecrets ? { imagePullSecrets: spec.pod.imagePullSecrets } : {}),
-          ...hostAliases(agent, opts.serviceAddresses ?? []),
+          ...(aliases.length ? { hostAliases: aliases } : {}),
         },
       },
       volumeClaimTemplates: [
