@@ -3,17 +3,31 @@
 #   docker build --target operator -t agent-smith/operator .
 #   docker build --target agent    -t agent-smith/agent .
 # Nothing in this repository's tests needs Docker; this is for shipping.
+#
+# The base images are build arguments, so a machine without registry access can build
+# from images it made itself (scripts/images, scripts/lib/images.sh: a Debian + Node base
+# with the official node image's layout and `node` user, and a kubectl image):
+#   --build-arg NODE_IMAGE=... --build-arg KUBECTL_IMAGE=...
+# Behind a TLS-inspecting proxy, hand npm the CA bundle as a build secret; it is mounted
+# only while npm runs and ends up in no layer. Without the secret the build is the same:
+#   docker build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt ...
+ARG NODE_IMAGE=node:24-bookworm-slim
+ARG KUBECTL_IMAGE=registry.k8s.io/kubectl:v1.35.4
 
-FROM node:24-bookworm-slim AS deps
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-# node-pty (agent-smith attach) builds a native addon.
+# node-pty (agent-smith attach) builds a native addon, against the headers of the base
+# image's own Node (/usr/local/include/node), so node-gyp downloads none (node-gyp reads
+# npm_package_config_node_gyp_nodedir; npm 11 warns that npm_config_nodedir will stop working).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; fi \
+ && npm_package_config_node_gyp_nodedir=/usr/local npm ci --omit=dev --no-audit --no-fund
 
-FROM node:24-bookworm-slim AS base
+FROM ${NODE_IMAGE} AS base
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
@@ -21,10 +35,12 @@ COPY agent-image ./agent-image
 
 # agent-image compiled to JavaScript (agent-image/tsconfig.build.json): the long-lived
 # supervisor starts without type stripping, which costs ~28 MB of RSS.
-FROM node:24-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
-RUN npm ci --no-audit --no-fund --ignore-scripts
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; fi \
+ && npm ci --no-audit --no-fund --ignore-scripts
 COPY agent-image ./agent-image
 RUN npx tsc -p agent-image/tsconfig.build.json --outDir /out
 
@@ -42,18 +58,29 @@ ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "/ap
 # The agent pod's image: `agent-smith` (setup, supervise, attach, hook; proxy and
 # egress-init follow), tini, tmux, git, iptables, kubectl and the Claude Code CLI.
 # Claude Code's version is pinned to the one the tests run (package.json devDependencies).
-FROM registry.k8s.io/kubectl:v1.35.4 AS kubectl
+FROM ${KUBECTL_IMAGE} AS kubectl
 
 FROM base AS agent
 ARG CLAUDE_CODE_VERSION=2.1.330
 COPY --from=kubectl /bin/kubectl /usr/local/bin/kubectl
 COPY --from=build /out/agent-image/src ./agent-image/src
-RUN apt-get update \
+# Users: the agent (UID/GID 1000, as the operator renders the pod) and the egress proxy
+# (UID/GID 1337, the one UID the firewall lets out; the pod names it by number only). The
+# node base image's `node` user already holds UID/GID 1000, so whoever holds them is
+# removed first; Debian already has a user named `proxy` (UID 13), hence `egress-proxy`.
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    apt-get update \
  && apt-get install -y --no-install-recommends tini tmux git ca-certificates iptables openssh-client procps \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --uid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent \
- && useradd --uid 1337 --no-create-home --shell /usr/sbin/nologin proxy \
+ && if getent passwd 1000 >/dev/null; then userdel --remove "$(getent passwd 1000 | cut -d: -f1)"; fi \
+ && if getent group 1000 >/dev/null; then groupdel "$(getent group 1000 | cut -d: -f1)"; fi \
+ && groupadd --gid 1000 agent \
+ && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/agent --shell /bin/bash agent \
+ && groupadd --gid 1337 egress-proxy \
+ && useradd --uid 1337 --gid 1337 --no-create-home --shell /usr/sbin/nologin egress-proxy \
+ && if [ -s /run/secrets/ca_bundle ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; fi \
  && npm install -g --no-audit --no-fund @anthropic-ai/claude-code@${CLAUDE_CODE_VERSION} \
+ && rm -rf /root/.npm \
  && ln -s /app/agent-image/bin/agent-smith /usr/local/bin/agent-smith \
  && mkdir -p /workspace && chown 1000:1000 /workspace
 USER 1000:1000

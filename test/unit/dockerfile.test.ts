@@ -1,7 +1,9 @@
 /**
  * Docker cannot run here, so the Dockerfile is kept honest by reading it: every path each
  * target copies exists, its entry point is a module it copies, and everything it imports
- * at run time is a production dependency (the image installs with --omit=dev).
+ * at run time is a production dependency (the image installs with --omit=dev). Its bases
+ * are build arguments (scripts/lib/images.sh builds it with bases of its own) and the
+ * users it adds must not collide with the base's. scripts/images builds it for real.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -33,6 +35,52 @@ function tsFiles(dir: string): string[] {
     return p.endsWith('.ts') && !p.endsWith('.test.ts') ? [p] : [];
   });
 }
+
+/** The RUN instruction (with its continuation lines) that contains `needle`. */
+function runWith(lines: string[], needle: string): string {
+  const runs = lines.join('\n').split(/\n(?=[A-Z]+\s)/).filter((i) => i.startsWith('RUN'));
+  const run = runs.find((r) => r.includes(needle));
+  expect(run, `a RUN with ${needle}`).toBeDefined();
+  return run!;
+}
+
+describe('Dockerfile, base images', () => {
+  const lines = dockerfile.split('\n');
+  const firstFrom = lines.findIndex((l) => /^FROM\s/i.test(l));
+
+  it('names its bases by build arguments declared before the first FROM, the upstream images by default', () => {
+    const args = new Map(lines.slice(0, firstFrom).flatMap((l) => {
+      const m = /^ARG\s+(\w+)=(\S+)$/.exec(l);
+      return m ? [[m[1]!, m[2]!] as const] : [];
+    }));
+    expect(args.get('NODE_IMAGE')).toBe('node:24-bookworm-slim');
+    expect(args.get('KUBECTL_IMAGE')).toBe('registry.k8s.io/kubectl:v1.35.4');
+  });
+
+  it('builds every stage FROM a base argument or an earlier stage, never a literal image', () => {
+    const stages: string[] = [];
+    for (const l of lines.filter((x) => /^FROM\s/i.test(x))) {
+      const m = /^FROM\s+(\S+)\s+AS\s+(\S+)$/i.exec(l);
+      expect(m, l).not.toBeNull();
+      expect(['${NODE_IMAGE}', '${KUBECTL_IMAGE}', ...stages], l).toContain(m![1]);
+      stages.push(m![2]!);
+    }
+    expect(stages).toEqual(expect.arrayContaining(['deps', 'base', 'build', 'kubectl', 'operator', 'agent']));
+  });
+
+  it('hands npm the CA bundle only as a build secret, and node-gyp the base image\'s Node headers', () => {
+    for (const l of lines.filter((x) => /^(ENV|ARG|COPY|ADD)\s/i.test(x))) expect(l).not.toMatch(/ca-certificates\.crt|ca_bundle|NODE_EXTRA_CA_CERTS/);
+    const npmRuns = lines.join('\n').split(/\n(?=[A-Z]+\s)/).filter((i) => /^RUN[\s\S]*\bnpm (ci|install)\b/.test(i));
+    expect(npmRuns).toHaveLength(3);
+    for (const run of npmRuns) {
+      // Optional, so a Docker build without the secret works as before.
+      expect(run).toMatch(/^RUN --mount=type=secret,id=ca_bundle,required=false\b/);
+      expect(run).toContain('if [ -s /run/secrets/ca_bundle ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; fi');
+    }
+    // node-pty's native build: the official node image (and ours) has /usr/local/include/node.
+    expect(runWith(stage('deps'), 'npm ci')).toContain('npm_package_config_node_gyp_nodedir=/usr/local npm ci');
+  });
+});
 
 describe('Dockerfile, target operator', () => {
   const lines = [...stage('deps'), ...stage('base'), ...stage('operator')];
@@ -107,6 +155,31 @@ describe('Dockerfile, target agent', () => {
 
   it('runs as the non-root agent user (UID 1000, as the operator renders)', () => {
     expect(stage('agent').some((l) => /^USER\s+1000(:1000)?$/.test(l))).toBe(true);
+  });
+
+  it('adds the agent (UID 1000) after removing whoever holds UID/GID 1000 (the node base image\'s `node` user)', () => {
+    const run = runWith(stage('agent'), 'useradd');
+    const at = (s: string): number => {
+      const i = run.indexOf(s);
+      expect(i, s).toBeGreaterThanOrEqual(0);
+      return i;
+    };
+    const add = at('useradd --uid 1000 --gid 1000 ');
+    expect(at('if getent passwd 1000 >/dev/null; then userdel --remove "$(getent passwd 1000 | cut -d: -f1)"; fi')).toBeLessThan(add);
+    expect(at('if getent group 1000 >/dev/null; then groupdel "$(getent group 1000 | cut -d: -f1)"; fi')).toBeLessThan(at('groupadd --gid 1000 agent'));
+    expect(at('groupadd --gid 1000 agent')).toBeLessThan(add);
+    expect(run).toMatch(/useradd --uid 1000 --gid 1000 .*--home-dir \/home\/agent .* agent \\$/m);
+  });
+
+  it('adds the egress proxy\'s user with UID/GID 1337 under a name Debian does not already use', () => {
+    const run = runWith(stage('agent'), 'useradd');
+    const m = /useradd --uid 1337 --gid 1337 .* (\S+) \\$/m.exec(run);
+    expect(m, 'useradd --uid 1337').not.toBeNull();
+    expect(run).toContain(`groupadd --gid 1337 ${m![1]}`);
+    // Debian's static users and groups (base-passwd's passwd.master and group.master), and
+    // the node image's.
+    const taken = ['root', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp', 'proxy', 'www-data', 'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', '_apt', 'adm', 'tty', 'disk', 'kmem', 'dialout', 'fax', 'voice', 'cdrom', 'floppy', 'tape', 'sudo', 'audio', 'dip', 'operator', 'src', 'shadow', 'utmp', 'video', 'sasl', 'plugdev', 'staff', 'users', 'node'];
+    expect(taken).not.toContain(m![1]);
   });
 
   it('has every package agent-smith imports at run time among the production dependencies', () => {
