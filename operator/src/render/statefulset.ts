@@ -124,13 +124,27 @@ function proxyEnv(allowCidrs: readonly string[], apiServerIPs: readonly string[]
     .concat([{ name: 'NO_PROXY', value: noProxy }, { name: 'no_proxy', value: noProxy }]);
 }
 
-/** Environment that makes common TLS stacks trust the egress CA. */
+/**
+ * The bundle `agent-smith setup` writes before the agent container starts: the image's
+ * system roots plus the egress CA (agent-image/src/setup/setup.ts `caBundleFile`, under
+ * `$HOME/.agent-smith`).
+ */
+export const CA_BUNDLE_FILE = `${HOME_DIR}/.agent-smith/ca-bundle.pem`;
+
+/**
+ * Environment that makes common TLS stacks trust the egress CA, for every process of the
+ * agent container, `kubectl exec` included: Node (NODE_EXTRA_CA_CERTS adds to its own
+ * roots), git, Python requests, and OpenSSL's default file (curl, Go, Python's ssl: the
+ * system roots plus the egress CA, so a direct in-cluster TLS peer is still trusted).
+ */
 function trustEnv(): V1EnvVar[] {
   const file = `${EGRESS_CA_CERT_DIR}/ca.crt`;
   return [
     { name: 'NODE_EXTRA_CA_CERTS', value: file },
     { name: 'GIT_SSL_CAINFO', value: file },
     { name: 'REQUESTS_CA_BUNDLE', value: file },
+    { name: 'SSL_CERT_FILE', value: CA_BUNDLE_FILE },
+    { name: 'CURL_CA_BUNDLE', value: CA_BUNDLE_FILE },
   ];
 }
 
