@@ -269,17 +269,20 @@ _images_prune() {
 
 # import_images ADDRESS: imports the operator and agent archives of the last build_images
 # into containerd at ADDRESS (its socket: a path or unix://PATH), namespace
-# k8s.io (the CRI's), skipping images containerd already has by name. Needs ctr on PATH.
+# k8s.io (the CRI's), skipping images containerd already has by name. Uses ctr from PATH,
+# else $AS_BIN/ctr.
 import_images() {
   local address=${1:-}
   [ -n "$address" ] || { _images_fail "import_images needs containerd's socket address, e.g. unix:///run/containerd/containerd.sock"; return 1; }
   # ctr --address takes the socket's path; the CRI's unix:// form is accepted too.
   address=${address#unix://}
   [ -n "${AS_OPERATOR_ARCHIVE:-}" ] || { _images_fail "import_images: run build_images first (AS_OPERATOR_ARCHIVE is unset)"; return 1; }
-  command -v ctr >/dev/null 2>&1 || { _images_fail "ctr (containerd's client) is not on PATH; expected in $AS_BIN"; return 1; }
+  local ctr
+  ctr=$(command -v ctr 2>/dev/null || echo "$AS_BIN/ctr")
+  [ -x "$ctr" ] || { _images_fail "ctr (containerd's client) is neither on PATH nor in $AS_BIN"; return 1; }
   local have err
   err=$(mktemp)
-  have=$(ctr --address "$address" -n k8s.io images ls -q 2>"$err") \
+  have=$("$ctr" --address "$address" -n k8s.io images ls -q 2>"$err") \
     || { _images_fail "cannot list containerd's images at $address: $(tail -n1 "$err")"; rm -f "$err"; return 1; }
   rm -f "$err"
   local pair name archive
@@ -288,7 +291,7 @@ import_images() {
     grep -qxF "$name" <<<"$have" && continue
     log "images: importing $name into containerd ($address, namespace k8s.io)"
     err=$(mktemp)
-    ctr --address "$address" -n k8s.io images import "$archive" >/dev/null 2>"$err" \
+    "$ctr" --address "$address" -n k8s.io images import "$archive" >/dev/null 2>"$err" \
       || { _images_fail "ctr images import $archive failed: $(tail -n1 "$err")"; rm -f "$err"; return 1; }
     rm -f "$err"
   done
