@@ -55,22 +55,23 @@ COPY agents/_shared ./agents/_shared
 USER 65532:65532
 ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "/app/operator/src/main.ts"]
 
-# The agent pod's image: `agent-smith` (setup, supervise, attach, hook; proxy and
-# egress-init follow), tini, tmux, git, iptables, kubectl and the Claude Code CLI.
-# Claude Code's version is pinned to the one the tests run (package.json devDependencies).
+# The agent pod's image: `agent-smith` (setup, supervise, attach, hook, proxy, egress-init),
+# tini, tmux, git, curl, iptables, kubectl and the Claude Code CLI. Claude Code's version
+# is pinned to the one the tests run (package.json devDependencies). The tools and users
+# come first (stage agent-tools), our code last, so a change of our code rebuilds only the
+# small layers on top.
 FROM ${KUBECTL_IMAGE} AS kubectl
 
-FROM base AS agent
+FROM ${NODE_IMAGE} AS agent-tools
 ARG CLAUDE_CODE_VERSION=2.1.330
 COPY --from=kubectl /bin/kubectl /usr/local/bin/kubectl
-COPY --from=build /out/agent-image/src ./agent-image/src
 # Users: the agent (UID/GID 1000, as the operator renders the pod) and the egress proxy
 # (UID/GID 1337, the one UID the firewall lets out; the pod names it by number only). The
 # node base image's `node` user already holds UID/GID 1000, so whoever holds them is
 # removed first; Debian already has a user named `proxy` (UID 13), hence `egress-proxy`.
 RUN --mount=type=secret,id=ca_bundle,required=false \
     apt-get update \
- && apt-get install -y --no-install-recommends tini tmux git ca-certificates iptables openssh-client procps \
+ && apt-get install -y --no-install-recommends tini tmux git curl ca-certificates iptables openssh-client procps \
  && rm -rf /var/lib/apt/lists/* \
  && if getent passwd 1000 >/dev/null; then userdel --remove "$(getent passwd 1000 | cut -d: -f1)"; fi \
  && if getent group 1000 >/dev/null; then groupdel "$(getent group 1000 | cut -d: -f1)"; fi \
@@ -83,6 +84,13 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
  && rm -rf /root/.npm \
  && ln -s /app/agent-image/bin/agent-smith /usr/local/bin/agent-smith \
  && mkdir -p /workspace && chown 1000:1000 /workspace
+
+FROM agent-tools AS agent
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY agent-image ./agent-image
+COPY --from=build /out/agent-image/src ./agent-image/src
 USER 1000:1000
 ENV HOME=/home/agent SHELL=/bin/bash
 WORKDIR /workspace

@@ -15,7 +15,7 @@ const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
 /** The instructions of one build stage, from its FROM line to the next. */
 function stage(name: string): string[] {
   const lines = dockerfile.split('\n');
-  const start = lines.findIndex((l) => new RegExp(`^FROM\\s+\\S+\\s+AS\\s+${name}\\b`, 'i').test(l));
+  const start = lines.findIndex((l) => new RegExp(`^FROM\\s+\\S+\\s+AS\\s+${name}\\s*$`, 'i').test(l));
   expect(start, `stage ${name}`).toBeGreaterThanOrEqual(0);
   const end = lines.findIndex((l, i) => i > start && /^FROM\s/i.test(l));
   return lines.slice(start, end < 0 ? undefined : end);
@@ -121,7 +121,8 @@ function missingDependencies(files: string[]): string[] {
 }
 
 describe('Dockerfile, target agent', () => {
-  const lines = [...stage('deps'), ...stage('base'), ...stage('agent')];
+  const agent = [...stage('agent-tools'), ...stage('agent')];
+  const lines = [...stage('deps'), ...agent];
 
   it('copies only paths that exist', () => {
     for (const p of copiedPaths(lines)) expect(existsSync(join(ROOT, p)), p).toBe(true);
@@ -146,9 +147,9 @@ describe('Dockerfile, target agent', () => {
 
   it('installs the tools the pod uses and the Claude Code version the tests run', () => {
     const text = lines.join('\n');
-    const apt = stage('agent').find((l) => l.includes('apt-get install')) ?? '';
-    for (const tool of ['tini', 'tmux', 'git', 'iptables', 'ca-certificates']) expect(apt.split(/\s+/), tool).toContain(tool);
-    expect(stage('agent').some((l) => /^COPY --from=kubectl \S*kubectl \/usr\/local\/bin\/kubectl$/.test(l))).toBe(true);
+    const apt = agent.find((l) => l.includes('apt-get install')) ?? '';
+    for (const tool of ['tini', 'tmux', 'git', 'curl', 'iptables', 'ca-certificates']) expect(apt.split(/\s+/), tool).toContain(tool);
+    expect(agent.some((l) => /^COPY --from=kubectl \S*kubectl \/usr\/local\/bin\/kubectl$/.test(l))).toBe(true);
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
     expect(text).toContain(`CLAUDE_CODE_VERSION=${pkg.devDependencies['@anthropic-ai/claude-code']}`);
   });
@@ -158,7 +159,7 @@ describe('Dockerfile, target agent', () => {
   });
 
   it('adds the agent (UID 1000) after removing whoever holds UID/GID 1000 (the node base image\'s `node` user)', () => {
-    const run = runWith(stage('agent'), 'useradd');
+    const run = runWith(agent, 'useradd');
     const at = (s: string): number => {
       const i = run.indexOf(s);
       expect(i, s).toBeGreaterThanOrEqual(0);
@@ -172,7 +173,7 @@ describe('Dockerfile, target agent', () => {
   });
 
   it('adds the egress proxy\'s user with UID/GID 1337 under a name Debian does not already use', () => {
-    const run = runWith(stage('agent'), 'useradd');
+    const run = runWith(agent, 'useradd');
     const m = /useradd --uid 1337 --gid 1337 .* (\S+) \\$/m.exec(run);
     expect(m, 'useradd --uid 1337').not.toBeNull();
     expect(run).toContain(`groupadd --gid 1337 ${m![1]}`);
