@@ -25,6 +25,10 @@ KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.22.0
 # nats-server with JetStream for the event-log tests and the demo (test/support/nats.ts).
 NATS_SERVER_VERSION=v2.15.3
+# The real node of `localcluster up --real-node`: containerd (built from its Go module,
+# runc and the CNI plugins come from Debian) and CoreDNS as cluster DNS.
+CONTAINERD_VERSION=v2.2.10
+COREDNS_VERSION=v1.14.7
 # Synapse for the Matrix bridge tests (test/support/synapse.ts reads this line).
 SYNAPSE_VERSION=1.163.2
 
@@ -62,7 +66,7 @@ ensure_node() {
 hash_of() { cat "$@" | sha256sum | cut -c1-12; }
 
 # ensure_localcluster: builds scripts/localcluster (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl in one binary).
+# kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy in one binary).
 ensure_localcluster() {
   local src=$AS_ROOT/scripts/localcluster
   local key
@@ -77,7 +81,9 @@ ensure_localcluster() {
       ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
       ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
     done
+    local began=$SECONDS
     (cd "$src" && go build -trimpath -ldflags "-s -w $ld" -o "$out.tmp" .)
+    log "local control plane built in $((SECONDS - began)) s"
     mv "$out.tmp" "$out"
     # Older builds of the same wrapper are ~100 MB each; keep only this one.
     find "$AS_BIN" -maxdepth 1 -name 'localcluster-v*' ! -name "$(basename "$out")" -delete
@@ -104,12 +110,79 @@ ensure_kwok() { go_install_pinned kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 ensure_helm() { go_install_pinned helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
 ensure_nats_server() { go_install_pinned nats-server "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"; }
 
-# ensure_cluster_tools: everything the local control plane needs, and nats-server.
+# timed LABEL CMD...: runs CMD and logs how long it took (for the cold builds).
+timed() {
+  local label=$1 began=$SECONDS
+  shift
+  "$@"
+  log "$label took $((SECONDS - began)) s"
+}
+
+# ensure_containerd: containerd, its runc shim and ctr at $CONTAINERD_VERSION, built from
+# the Go module without cgo and without the btrfs/devmapper/zfs snapshotters (overlayfs and
+# native remain), into the cache; symlinked into $AS_BIN, where `localcluster up
+# --real-node` finds them (the shim must be on PATH: containerd looks it up there). A cold
+# build takes about 150 s on 2 cores.
+ensure_containerd() {
+  local dir=$AS_BIN/containerd-$CONTAINERD_VERSION name
+  if [ ! -x "$dir/ctr" ]; then
+    log "building containerd $CONTAINERD_VERSION from Go modules (about 150 s cold)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    local began=$SECONDS
+    GOBIN=$dir.tmp go install -trimpath -ldflags "-s -w" -tags "no_btrfs no_devmapper no_zfs" \
+      "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
+    log "containerd $CONTAINERD_VERSION built in $((SECONDS - began)) s"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    find "$AS_BIN" -maxdepth 1 -name 'containerd-v*' ! -name "containerd-$CONTAINERD_VERSION" -exec rm -rf {} +
+  fi
+  for name in containerd containerd-shim-runc-v2 ctr; do
+    ln -sfn "containerd-$CONTAINERD_VERSION/$name" "$AS_BIN/$name"
+  done
+}
+
+# ensure_coredns: CoreDNS $COREDNS_VERSION (its default plugin set: kubernetes, hosts ...),
+# the cluster DNS of `localcluster up --real-node`.
+ensure_coredns() {
+  if [ ! -x "$AS_BIN/coredns-$COREDNS_VERSION" ]; then
+    timed "building coredns $COREDNS_VERSION" go_install_pinned coredns "github.com/coredns/coredns@$COREDNS_VERSION"
+  fi
+  go_install_pinned coredns "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
+# ensure_node_runtime: what a real node needs from Debian's packages, when missing: runc,
+# the CNI plugins (/usr/lib/cni), conntrack and iptables (kube-proxy), gcc with a static
+# libc (the pause image is compiled from the kubernetes module's pause.c), busybox-static
+# (the tiny image of the real-node test), and buildah and mmdebstrap (the image builder).
+ensure_node_runtime() {
+  local missing=() pkg
+  for pkg in runc containernetworking-plugins conntrack iptables gcc libc6-dev busybox-static buildah mmdebstrap; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} from Debian's packages"
+  local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  local began=$SECONDS
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log "Debian packages installed in $((SECONDS - began)) s"
+}
+
+# ensure_real_node: everything `localcluster up --real-node` needs beside the binary itself.
+ensure_real_node() {
+  ensure_node_runtime
+  ensure_containerd
+  ensure_coredns
+}
+
+# ensure_cluster_tools: everything the local control plane needs (the real node's
+# runtime included), and nats-server.
 ensure_cluster_tools() {
   ensure_localcluster
   ensure_kwok
   ensure_helm
   ensure_nats_server
+  ensure_real_node
   export PATH=$AS_BIN:$PATH
 }
 

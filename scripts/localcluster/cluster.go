@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,11 +27,16 @@ type cluster struct {
 	Kwok   string // the kwok binary; unused when Nodes is 0
 	Nodes  int    // number of fake Nodes to create
 	Layout layout
+	// Node is the real node (up --real-node), nil without; hostState is the
+	// record of its host changes, undone by Stop.
+	Node      *realNode
+	hostState *hostState
 
-	pki       *pkiFiles
-	client    kubernetes.Interface
-	version   string   // the API server's gitVersion, known once started
-	nodeNames []string // the fake Nodes, known once started
+	pki            *pkiFiles
+	client         kubernetes.Interface
+	version        string    // the API server's gitVersion, known once started
+	kubeletStarted time.Time // when kubelet was started (real node)
+	nodeNames      []string  // the fake Nodes, known once started
 
 	mu       sync.Mutex
 	children []*child        // in start order; guarded by mu
@@ -64,8 +70,27 @@ func (c *cluster) Start(ctx context.Context) error {
 		}
 	}
 	var err error
-	if c.pki, err = generatePKI(filepath.Join(c.Layout.Dir, "pki")); err != nil {
+	var extraIPs []net.IP
+	if c.Node != nil {
+		extraIPs = append(extraIPs, net.ParseIP(podGateway))
+	}
+	if c.pki, err = generatePKI(filepath.Join(c.Layout.Dir, "pki"), extraIPs...); err != nil {
 		return fmt.Errorf("generate certificates: %w", err)
+	}
+	if c.Node != nil {
+		if err := c.Node.issueCerts(c.pki); err != nil {
+			return fmt.Errorf("generate certificates: %w", err)
+		}
+		if err := c.Node.writeConfigs(c.Layout, c.pki); err != nil {
+			return fmt.Errorf("write the real node's configuration: %w", err)
+		}
+		if err := setupHostNetwork(c.Layout.APIServerPort); err != nil {
+			return fmt.Errorf("set up the pod network: %w", err)
+		}
+		// containerd needs nothing else: start it first, it is ready by the time the API server is.
+		if err := c.spawn(c.Node.containerdSpec()); err != nil {
+			return err
+		}
 	}
 	if err := writeKubeconfig(c.Layout.Kubeconfig, c.Layout.Server(), c.pki); err != nil {
 		return fmt.Errorf("write kubeconfig: %w", err)
@@ -81,11 +106,22 @@ func (c *cluster) Start(ctx context.Context) error {
 		return err
 	}
 
-	if err := c.spawn(apiserverSpec(c.Exe, c.Layout, c.pki)); err != nil {
+	if err := c.spawn(apiserverSpec(c.Exe, c.Layout, c.pki, c.Node)); err != nil {
 		return err
 	}
 	if err := c.poll(ctx, "kube-apiserver to be ready", c.apiserverReady); err != nil {
 		return err
+	}
+	if c.Node != nil {
+		if err := c.poll(ctx, "containerd to answer", c.Node.containerdReady); err != nil {
+			return err
+		}
+		if err := c.Node.ensurePauseImage(ctx); err != nil {
+			return err
+		}
+		if err := c.Node.removeAllPods(ctx); err != nil {
+			return err
+		}
 	}
 
 	specs := []childSpec{controllerManagerSpec(c.Exe, c.Layout, c.pki), schedulerSpec(c.Exe, c.Layout)}
@@ -104,8 +140,21 @@ func (c *cluster) Start(ctx context.Context) error {
 	if c.nodeNames, err = createNodes(ctx, c.client, c.Nodes); err != nil {
 		return err
 	}
+	waitFor := c.nodeNames
+	if c.Node != nil {
+		if err := ensureDNSService(ctx, c.client); err != nil {
+			return err
+		}
+		for _, s := range []childSpec{c.Node.corednsSpec(), c.Node.proxySpec(), c.Node.kubeletSpec()} {
+			if err := c.spawn(s); err != nil {
+				return err
+			}
+		}
+		c.kubeletStarted = time.Now()
+		waitFor = append(append([]string{}, waitFor...), realNodeName)
+	}
 	if err := c.poll(ctx, "the Nodes to be Ready", func(ctx context.Context) (bool, error) {
-		return nodesReady(ctx, c.client, c.nodeNames)
+		return nodesReady(ctx, c.client, waitFor)
 	}); err != nil {
 		return err
 	}
@@ -171,7 +220,7 @@ func (c *cluster) RestartAPIServer(ctx context.Context, grace time.Duration) err
 	c.mu.Unlock()
 
 	old.Stop(grace)
-	ch, err := startChild(apiserverSpec(c.Exe, c.Layout, c.pki), c.Layout.Logs)
+	ch, err := startChild(apiserverSpec(c.Exe, c.Layout, c.pki, c.Node), c.Layout.Logs)
 	if err != nil {
 		return err
 	}
@@ -265,13 +314,37 @@ func (c *cluster) defaultServiceAccountExists(ctx context.Context) (bool, error)
 // Stop stops every child in reverse start order: SIGTERM to its process
 // group, then SIGKILL after grace. Exits from then on are expected and no
 // longer reported on Exited.
+//
+// With a real node, every pod is removed through the CRI before containerd
+// stops, and then every host change is undone (undoHostChanges: leftover
+// shims and containers killed, mounts, iptables chains, bridge, cgroups,
+// sysctls), and the record of them removed.
 func (c *cluster) Stop(grace time.Duration) {
 	c.stopping.Store(true)
 	c.mu.Lock()
 	children := append([]*child(nil), c.children...)
 	c.mu.Unlock()
 	for i := len(children) - 1; i >= 0; i-- {
+		if children[i].Name == "containerd" && c.Node != nil {
+			select {
+			case <-children[i].Done():
+			default:
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				if err := c.Node.removeAllPods(ctx); err != nil {
+					fmt.Fprintf(os.Stderr, "localcluster: %v (the host clean-up kills what is left)\n", err)
+				}
+				cancel()
+			}
+		}
 		children[i].Stop(grace)
+	}
+	if c.hostState != nil {
+		for _, err := range undoHostChanges(c.hostState) {
+			fmt.Fprintf(os.Stderr, "localcluster: host clean-up: %v\n", err)
+		}
+		if err := os.Remove(hostStatePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "localcluster: %v\n", err)
+		}
 	}
 }
 

@@ -89,23 +89,39 @@ func etcdSpec(exe string, l layout) childSpec {
 // validation rejects (loopback), logging an error every 10 seconds. Nothing
 // in the cluster can reach the API server through that Service anyway, since
 // kwok runs no containers; the Service itself still exists.
-func apiserverSpec(exe string, l layout, p *pkiFiles) childSpec {
-	return selfSpec(exe, "kube-apiserver",
-		"--etcd-servers="+l.EtcdURL(),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		"--endpoint-reconciler-type=none",
-		"--secure-port="+strconv.Itoa(l.APIServerPort),
-		"--cert-dir="+p.Dir,
-		"--tls-cert-file="+p.ServingCert,
-		"--tls-private-key-file="+p.ServingKey,
-		"--client-ca-file="+p.CACert,
-		"--service-cluster-ip-range="+serviceCIDR,
+//
+// With a real node (n non-nil) pods must reach the API server through the
+// `kubernetes` Service: it binds every address (our firewall chain admits
+// only loopback and the bridge, see setupHostNetwork), advertises the bridge
+// gateway, whose lease-based endpoint the Service then gets, and reaches
+// kubelet (logs, exec, port-forward) with a client certificate, checking
+// kubelet's serving certificate against the cluster CA.
+func apiserverSpec(exe string, l layout, p *pkiFiles, n *realNode) childSpec {
+	mode := []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
+	if n != nil {
+		mode = []string{
+			"--bind-address=0.0.0.0",
+			"--advertise-address=" + podGateway,
+			"--endpoint-reconciler-type=lease",
+			"--kubelet-client-certificate=" + n.apiKubelet.Cert,
+			"--kubelet-client-key=" + n.apiKubelet.Key,
+			"--kubelet-certificate-authority=" + p.CACert,
+			"--kubelet-preferred-address-types=InternalIP,Hostname",
+		}
+	}
+	return selfSpec(exe, "kube-apiserver", append([]string{
+		"--etcd-servers=" + l.EtcdURL(), "--secure-port=" + strconv.Itoa(l.APIServerPort),
+		"--cert-dir=" + p.Dir,
+		"--tls-cert-file=" + p.ServingCert,
+		"--tls-private-key-file=" + p.ServingKey,
+		"--client-ca-file=" + p.CACert,
+		"--service-cluster-ip-range=" + serviceCIDR,
 		"--allow-privileged=true",
 		"--authorization-mode=Node,RBAC",
-		"--service-account-issuer="+serviceAccountIssuer,
-		"--service-account-key-file="+p.SAPub,
-		"--service-account-signing-key-file="+p.SAKey,
+		"--service-account-issuer=" + serviceAccountIssuer,
+		"--service-account-key-file=" + p.SAPub,
+		"--service-account-signing-key-file=" + p.SAKey,
+	}, mode...)...,
 	)
 }
 

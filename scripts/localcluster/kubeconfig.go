@@ -17,14 +17,20 @@ const clusterName = "agent-smith-local"
 // certificate embedded, so the file works on its own after the pki directory
 // is gone. The file is written with mode 0600.
 func writeKubeconfig(path, server string, p *pkiFiles) error {
+	return writeKubeconfigFor(path, server, p.CAPEM, p.AdminCertPEM, p.AdminKeyPEM)
+}
+
+// writeKubeconfigFor writes a kubeconfig for server with the given CA and
+// client certificate and key (all PEM) embedded, mode 0600.
+func writeKubeconfigFor(path, server string, caPEM, certPEM, keyPEM []byte) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters[clusterName] = &clientcmdapi.Cluster{
 		Server:                   server,
-		CertificateAuthorityData: p.CAPEM,
+		CertificateAuthorityData: caPEM,
 	}
 	cfg.AuthInfos[clusterName] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: p.AdminCertPEM,
-		ClientKeyData:         p.AdminKeyPEM,
+		ClientCertificateData: certPEM,
+		ClientKeyData:         keyPEM,
 	}
 	cfg.Contexts[clusterName] = &clientcmdapi.Context{
 		Cluster:  clusterName,

@@ -1,7 +1,7 @@
 // Command localcluster is agent-smith's local Kubernetes control plane: one
 // multi-call binary that runs embedded etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler and kubectl, all from the pinned
-// k8s.io/kubernetes module, plus an `up` orchestrator that wires them together
+// kube-controller-manager, kube-scheduler, kubectl, kubelet and kube-proxy, all
+// from the pinned k8s.io/kubernetes module, plus an `up` orchestrator that wires them together
 // on free loopback ports with freshly generated certificates.
 //
 // It is a development and test tool: nothing in a production install uses it.
@@ -11,6 +11,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +24,9 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 const usage = `usage: localcluster <subcommand> [flags]
@@ -35,6 +38,8 @@ subcommands:
   kube-controller-manager   k8s.io/kubernetes/cmd/kube-controller-manager
   kube-scheduler            k8s.io/kubernetes/cmd/kube-scheduler
   kubectl                   k8s.io/kubectl
+  kubelet                   k8s.io/kubernetes/cmd/kubelet (used by up --real-node)
+  kube-proxy                k8s.io/kubernetes/cmd/kube-proxy (used by up --real-node)
   version                   print the Kubernetes version this binary was built from
 `
 
@@ -67,6 +72,14 @@ func run(name string, args []string) int {
 		return cli.Run(cmd)
 	case "kube-scheduler":
 		cmd := scheduler.NewSchedulerCommand()
+		cmd.SetArgs(args)
+		return cli.Run(cmd)
+	case "kubelet":
+		cmd := kubelet.NewKubeletCommand(context.Background())
+		cmd.SetArgs(args)
+		return cli.Run(cmd)
+	case "kube-proxy":
+		cmd := proxy.NewProxyCommand()
 		cmd.SetArgs(args)
 		return cli.Run(cmd)
 	case "kubectl":

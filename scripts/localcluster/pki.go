@@ -39,6 +39,9 @@ type pkiFiles struct {
 	CAPEM        []byte // the CA certificate, PEM
 	AdminCertPEM []byte // client certificate CN=admin, O=system:masters, PEM
 	AdminKeyPEM  []byte // its private key, PKCS#8 PEM
+
+	caCert *x509.Certificate // parsed CA, for issueCert
+	caKey  crypto.Signer
 }
 
 // apiserverSANs are the names the kube-apiserver's serving certificate is
@@ -64,7 +67,10 @@ var (
 // into it. All keys are ECDSA P-256 (as in controller-runtime's envtest) in
 // PKCS#8 PEM, written with mode 0600. It returns an error if any key cannot be
 // generated or any file cannot be written.
-func generatePKI(dir string) (*pkiFiles, error) {
+//
+// extraIPs are added to the serving certificate's IP SANs (the real node's
+// bridge gateway, where pods reach the API server).
+func generatePKI(dir string, extraIPs ...net.IP) (*pkiFiles, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -96,6 +102,7 @@ func generatePKI(dir string) (*pkiFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
+	p.caCert, p.caKey = caCert, caKey
 	p.CAPEM = certPEM(caDER)
 
 	// The kube-apiserver's serving certificate.
@@ -109,7 +116,7 @@ func generatePKI(dir string) (*pkiFiles, error) {
 		NotAfter:    now.Add(certValidity),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: apiserverIPs,
+		IPAddresses: append(append([]net.IP{}, apiserverIPs...), extraIPs...),
 		DNSNames:    apiserverDNSNames,
 	}, servingKey, caCert, caKey)
 	if err != nil {
@@ -173,6 +180,45 @@ func generatePKI(dir string) (*pkiFiles, error) {
 		}
 	}
 	return p, nil
+}
+
+// issuedCert is a certificate and key issueCert wrote, as paths and PEM.
+type issuedCert struct {
+	Cert, Key       string // paths
+	CertPEM, KeyPEM []byte
+}
+
+// issueCert issues a certificate from the cluster CA for tmpl (subject, key
+// usages, SANs; validity and serial are filled in) and writes it to
+// DIR/pki/<name>.crt and <name>.key (mode 0600). Used for the real node's
+// kubelet, kube-proxy and the API server's kubelet client.
+func (p *pkiFiles) issueCert(name string, tmpl *x509.Certificate) (*issuedCert, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(certValidity)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, _, err := sign(tmpl, key, p.caCert, p.caKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s certificate: %w", name, err)
+	}
+	keyData, err := keyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	ic := &issuedCert{
+		Cert: filepath.Join(p.Dir, name+".crt"), Key: filepath.Join(p.Dir, name+".key"),
+		CertPEM: certPEM(der), KeyPEM: keyData,
+	}
+	if err := os.WriteFile(ic.Cert, ic.CertPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(ic.Key, ic.KeyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return ic, nil
 }
 
 // newKey generates an ECDSA P-256 private key.

@@ -58,9 +58,9 @@ func ensureStorageClass(ctx context.Context, cs kubernetes.Interface) error {
 // provisioner is a minimal dynamic volume provisioner for development: for
 // each pending PVC of StorageClass "standard" it creates a hostPath PV
 // pre-bound to the claim (the kube-controller-manager's PV controller then
-// completes the binding), and it deletes released PVs it provisioned along
-// with their directories. Nothing is ever mounted (kwok runs no containers);
-// the directories exist so the PVs look like real ones.
+// completes the binding) over a directory of mode 0777, and it deletes released PVs it provisioned along
+// with their directories. With kwok nothing is mounted; on the real node
+// (up --real-node) kubelet mounts the directories into pods.
 //
 // It polls, which is plenty for a handful of claims.
 type provisioner struct {
@@ -183,7 +183,13 @@ func (p *provisioner) provision(ctx context.Context, pvc *corev1.PersistentVolum
 		return fmt.Errorf("PVC %s/%s requests no storage", pvc.Namespace, pvc.Name)
 	}
 	dir := filepath.Join(p.VolumesDir, volumeDirName(pvc))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// World-writable, as local-path-provisioner makes them: kubelet applies
+	// no fsGroup to hostPath volumes, and containers (the agent runs as UID
+	// 1000) must be able to write. Chmod, since MkdirAll's mode passes the umask.
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
 		return fmt.Errorf("PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
 	hostPathType := corev1.HostPathDirectoryOrCreate

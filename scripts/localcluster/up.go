@@ -39,6 +39,32 @@ until stdin is closed), then stops everything and removes DIR unless --keep.
 A second signal kills everything at once. SIGUSR1 restarts kube-apiserver
 (same flags and data) and says when it is ready again, for tests of clients
 that must survive that. Component logs are in DIR/logs.
+
+--real-node (root only, one per machine) adds a real kubelet Node named
+"local" that runs containers: containerd (its image store, --image-store,
+outlives runs), a bridge asbr0 with pods in 10.89.0.0/24 and the host at
+10.89.0.1 (no default route in pods: nothing leaves the machine),
+kube-proxy (iptables) for Services, and CoreDNS as cluster DNS (Service
+kube-system/kube-dns 10.0.0.10): cluster.local, the names in DIR/dns/hosts
+("IP name" lines, re-read every second) and NXDOMAIN for the rest. The
+ready line then also has:
+
+  "realNode":"local"                         the Node's name
+  "containerdAddress":"DIR/node/containerd/containerd.sock"
+                                             import images with
+                                             ctr --address ADDR -n k8s.io images import X.tar
+  "podGateway":"10.89.0.1"                   the host as pods reach it (API
+                                             server, CoreDNS, host-side servers
+                                             behind selector-less Services)
+  "podCIDR":"10.89.0.0/24"
+  "clusterDNS":"10.0.0.10"
+  "dnsHostsFile":"DIR/dns/hosts"
+  "imageStore":"..."                         containerd's root
+
+On stop every host change is undone (containers, mounts, iptables chains,
+the bridge, kubepods cgroups, sysctls); a run after one that was killed
+outright first undoes what that one left (recorded in
+/run/agent-smith-localcluster/state.json).
 Exit status: 0 after a requested stop, 1 if start-up fails or a component
 dies, 2 for bad flags.
 
@@ -53,6 +79,18 @@ type upOptions struct {
 	Nodes            int           // number of fake Nodes
 	ExitOnStdinClose bool          // stop when stdin reaches EOF
 	Timeout          time.Duration // start-up timeout
+	RealNode         bool          // run a real kubelet Node "local" too
+	ImageStore       string        // containerd root for --real-node
+}
+
+// defaultImageStore is ${AGENT_SMITH_CACHE:-$HOME/.cache/agent-smith}/containerd.
+func defaultImageStore() string {
+	cache := os.Getenv("AGENT_SMITH_CACHE")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "agent-smith")
+	}
+	return filepath.Join(cache, "containerd")
 }
 
 // parseUpFlags parses the flags of `up`. It returns flag.ErrHelp for -h.
@@ -70,6 +108,8 @@ func parseUpFlags(args []string) (upOptions, error) {
 	fs.IntVar(&o.Nodes, "nodes", 2, fmt.Sprintf("number of fake kwok Nodes, kwok-node-0...; 0 to %d (0 runs no kwok)", maxNodes))
 	fs.BoolVar(&o.ExitOnStdinClose, "exit-on-stdin-close", false, "stop the cluster when stdin reaches end of file (so it dies with a parent holding the pipe)")
 	fs.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long start-up may take")
+	fs.BoolVar(&o.RealNode, "real-node", false, "also run a real kubelet Node \"local\" with containerd, kube-proxy and CoreDNS (root only, one per machine)")
+	fs.StringVar(&o.ImageStore, "image-store", defaultImageStore(), "containerd's root (content store and snapshots) for --real-node; kept across runs so imported images survive")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -92,6 +132,15 @@ type readyLine struct {
 	Version    string   `json:"version"`
 	Dir        string   `json:"dir"`
 	Nodes      []string `json:"nodes"`
+
+	// With --real-node only (see upUsage).
+	RealNode          string `json:"realNode,omitempty"`
+	ContainerdAddress string `json:"containerdAddress,omitempty"`
+	PodGateway        string `json:"podGateway,omitempty"`
+	PodCIDR           string `json:"podCIDR,omitempty"`
+	ClusterDNS        string `json:"clusterDNS,omitempty"`
+	DNSHostsFile      string `json:"dnsHostsFile,omitempty"`
+	ImageStore        string `json:"imageStore,omitempty"`
 }
 
 // runUp implements `localcluster up` and returns the process exit status.
@@ -122,6 +171,22 @@ func runUp(args []string) int {
 			return 1
 		}
 	}
+	var lock *hostLock
+	if opts.RealNode {
+		if err := preflight(); err != nil {
+			fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
+			return 1
+		}
+		if lock, err = acquireHostLock(); err != nil {
+			fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
+			return 1
+		}
+		defer lock.release()
+		if err := undoLeftovers(); err != nil {
+			fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
+			return 1
+		}
+	}
 	dir, err := prepareDir(opts.Dir)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
@@ -134,6 +199,23 @@ func runUp(args []string) int {
 		return 1
 	}
 	c := newCluster(exe, kwok, opts.Nodes, newLayout(dir, ports))
+	if opts.RealNode {
+		imageStore, err := filepath.Abs(opts.ImageStore)
+		if err == nil {
+			c.Node, err = newRealNode(exe, dir, imageStore)
+		}
+		if err == nil {
+			st := newHostState(dir, opts.Keep, imageStore, c.Node.Socket, exe)
+			if err = writeHostState(st); err == nil {
+				c.hostState = st
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
+			removeDir(dir, opts.Keep)
+			return 1
+		}
+	}
 
 	// ctx ends, with the reason as its cause, on the first SIGINT, SIGTERM or
 	// SIGHUP (a closed terminal) or, optionally, stdin EOF. A second signal kills everything at once.
@@ -195,14 +277,21 @@ func serve(ctx context.Context, c *cluster, opts upOptions) int {
 		(&provisioner{Client: c.client, VolumesDir: c.Layout.Volumes, Interval: time.Second, Log: provLog}).Run(provCtx)
 	}()
 
-	line, _ := json.Marshal(readyLine{
+	ready := readyLine{
 		Ready:      true,
 		Kubeconfig: c.Layout.Kubeconfig,
 		Server:     c.Layout.Server(),
 		Version:    c.version,
 		Dir:        c.Layout.Dir,
 		Nodes:      append([]string{}, c.nodeNames...),
-	})
+	}
+	if n := c.Node; n != nil {
+		ready.RealNode, ready.ContainerdAddress, ready.PodGateway, ready.PodCIDR = realNodeName, n.Socket, podGateway, podCIDR
+		ready.ClusterDNS, ready.DNSHostsFile, ready.ImageStore = clusterDNSIP, n.DNSHosts, n.ImageStore
+		fmt.Fprintf(os.Stderr, "localcluster: node %s Ready %.1fs after kubelet started, %.1fs after up began\n",
+			realNodeName, time.Since(c.kubeletStarted).Seconds(), time.Since(began).Seconds())
+	}
+	line, _ := json.Marshal(ready)
 	fmt.Println(string(line))
 	fmt.Fprintf(os.Stderr, "local control plane ready (Kubernetes %s) after %.1fs\n", c.version, time.Since(began).Seconds())
 	fmt.Fprintf(os.Stderr, "export KUBECONFIG=%s\n", c.Layout.Kubeconfig)
@@ -242,6 +331,28 @@ loop:
 	closeLog()
 	c.Stop(stopGrace)
 	return code
+}
+
+// undoLeftovers undoes the host changes of an earlier real-node run that
+// did not stop cleanly (killed outright: its record is still there while we
+// hold the lock), and removes its state directory unless it ran with --keep.
+func undoLeftovers() error {
+	st, err := readHostState()
+	if err != nil || st == nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "localcluster: cleaning up after the real-node cluster in %s (pid %d), which did not stop cleanly\n", st.Dir, st.PID)
+	errs := undoHostChanges(st)
+	for _, err := range errs {
+		fmt.Fprintf(os.Stderr, "localcluster: clean-up: %v\n", err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("could not undo what the cluster in %s left on this machine (see above)", st.Dir)
+	}
+	if !st.Keep && st.Dir != "" {
+		_ = os.RemoveAll(st.Dir)
+	}
+	return os.Remove(hostStatePath())
 }
 
 // printTail prints the end of a child's log to stderr.
