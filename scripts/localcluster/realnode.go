@@ -215,6 +215,7 @@ func (n *realNode) writeConfigs(l layout, p *pkiFiles) error {
 		filepath.Join(n.Dir, "kubelet-config.yaml"):            n.kubeletConfig(p),
 		filepath.Join(n.Dir, "kube-proxy-config.yaml"):         n.proxyConfig(),
 		filepath.Join(n.Dir, "Corefile"):                       n.corefile(l),
+		filepath.Join(n.Dir, "root.zone"):                      rootZone,
 		// Pods with dnsPolicy Default get this: no resolver at all outside the cluster.
 		filepath.Join(n.Dir, "resolv.conf"): "",
 		n.DNSHosts:                          "# name -> address lines (\"10.0.0.42 github.com\"), read by CoreDNS every second\n",

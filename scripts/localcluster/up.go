@@ -158,6 +158,10 @@ func runUp(args []string) int {
 	// thread that started them exits. Pin this goroutine, which starts them
 	// all, to its thread for good: the thread then lives as long as `up`.
 	runtime.LockOSThread()
+	// A parent that reads our stdout/stderr through pipes may die first; the
+	// stop (and the host clean-up of --real-node) must still run to the end,
+	// so a write to a closed pipe is an error, not death by SIGPIPE.
+	signal.Ignore(syscall.SIGPIPE)
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -202,6 +206,11 @@ func runUp(args []string) int {
 	if opts.RealNode {
 		imageStore, err := filepath.Abs(opts.ImageStore)
 		if err == nil {
+			// Stale mounts of a run whose record is gone (the kill -9 case with a
+			// record is handled by undoLeftovers above).
+			for _, e := range unmountUnder(imageStore) {
+				fmt.Fprintf(os.Stderr, "localcluster: %v\n", e)
+			}
 			c.Node, err = newRealNode(exe, dir, imageStore)
 		}
 		if err == nil {
