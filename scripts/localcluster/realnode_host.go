@@ -81,6 +81,15 @@ func preflight() error {
 	if os.Geteuid() != 0 {
 		return errors.New("--real-node must run as root (it runs kubelet and containerd, creates a bridge and iptables rules); rerun with sudo")
 	}
+	// runc, iptables, ip and conntrack live in the sbin directories, which a
+	// non-login root shell's PATH may lack; kubelet and kube-proxy inherit this.
+	path := os.Getenv("PATH")
+	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+		if !strings.Contains(":"+path+":", ":"+d+":") {
+			path += ":" + d
+		}
+	}
+	_ = os.Setenv("PATH", path)
 	fs, err := os.ReadFile("/proc/filesystems")
 	if err != nil {
 		return fmt.Errorf("this machine cannot run containers: %v", err)

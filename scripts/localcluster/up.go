@@ -163,6 +163,12 @@ func runUp(args []string) int {
 	// so a write to a closed pipe is an error, not death by SIGPIPE.
 	signal.Ignore(syscall.SIGPIPE)
 
+	if opts.RealNode {
+		if err := preflight(); err != nil {
+			fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
+			return 1
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "localcluster up: cannot find my own executable: %v\n", err)
@@ -177,10 +183,6 @@ func runUp(args []string) int {
 	}
 	var lock *hostLock
 	if opts.RealNode {
-		if err := preflight(); err != nil {
-			fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
-			return 1
-		}
 		if lock, err = acquireHostLock(); err != nil {
 			fmt.Fprintf(os.Stderr, "localcluster up: %v\n", err)
 			return 1
