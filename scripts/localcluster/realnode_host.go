@@ -227,7 +227,20 @@ func runCmd(name string, args ...string) error {
 // firewall chain: the API server (bound to every address) and kubelet answer
 // only on loopback and the bridge, and nothing is forwarded from the bridge
 // to another interface.
+//
+// A bridge or chains of ours already there are leftovers of a run whose
+// record is gone (we hold the one-per-machine lock): they are removed first.
 func setupHostNetwork(apiserverPort int) error {
+	if _, err := os.Stat("/sys/class/net/" + bridgeName); err == nil {
+		if err := runCmd("ip", "link", "del", bridgeName); err != nil {
+			return err
+		}
+	}
+	for _, v := range []string{"iptables", "ip6tables"} {
+		if err := removeChains(v); err != nil {
+			return err
+		}
+	}
 	if err := runCmd("ip", "link", "add", bridgeName, "type", "bridge"); err != nil {
 		return err
 	}
