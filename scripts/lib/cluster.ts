@@ -23,8 +23,24 @@ export interface LocalCluster {
   nodes: string[];
   /** PID of `localcluster up` (SIGUSR1 restarts kube-apiserver). */
   pid: number;
+  /** With `realNode`: the real node's facts (see `localcluster up --help`); undefined otherwise. */
+  real?: RealNode;
   /** Stops the control plane (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit. */
   stop(graceMs?: number): Promise<void>;
+}
+
+/** The real node of `localcluster up --real-node` (kubelet, containerd, CNI, kube-proxy, CoreDNS). */
+export interface RealNode {
+  /** The Node's name (also its `kubernetes.io/hostname` label). */
+  name: string;
+  /** containerd's socket, for `ctr --address <it> -n k8s.io images import`. */
+  containerdAddress: string;
+  /** The host's address on the pod bridge: pods reach host-side servers listening there. */
+  podGateway: string;
+  /** The cluster DNS Service address the kubelet gives pods. */
+  clusterDNS: string;
+  /** A hosts(5) file CoreDNS reloads: lines added there resolve in the cluster (e.g. `10.0.0.42 github.com`). */
+  dnsHostsFile: string;
 }
 
 interface ReadyLine {
@@ -34,17 +50,24 @@ interface ReadyLine {
   version: string;
   dir: string;
   nodes: string[];
+  realNode?: string;
+  containerdAddress?: string;
+  podGateway?: string;
+  clusterDNS?: string;
+  dnsHostsFile?: string;
 }
 
 /**
  * @param opts.nodes number of kwok fake nodes (default 2)
  * @param opts.onLog receives the control plane's stderr lines (default: dropped)
  * @param opts.timeoutMs start-up timeout in ms (default 180 000)
+ * @param opts.realNode also run a real node (kubelet, containerd, CNI, kube-proxy, CoreDNS; root only, one per machine)
  * @throws Error with the tail of the control plane's output when it fails to start
  */
-export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: string) => void; timeoutMs?: number } = {}): Promise<LocalCluster> {
+export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: string) => void; timeoutMs?: number; realNode?: boolean } = {}): Promise<LocalCluster> {
   const bin = join(CACHE_BIN, 'localcluster');
   const args = ['up', '--exit-on-stdin-close', '--kwok', join(CACHE_BIN, 'kwok'), '--nodes', String(opts.nodes ?? 2)];
+  if (opts.realNode) args.push('--real-node');
   const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const tail: string[] = [];
   createInterface({ input: child.stderr }).on('line', (line) => {
@@ -78,7 +101,13 @@ export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: s
       }
     });
   });
-  return { ...ready, pid: child.pid ?? 0, stop: (graceMs = 30_000) => stopChild(child, exited, graceMs) };
+  const { realNode, containerdAddress, podGateway, clusterDNS, dnsHostsFile, ...rest } = ready;
+  const real = realNode && containerdAddress && podGateway && clusterDNS && dnsHostsFile ? { name: realNode, containerdAddress, podGateway, clusterDNS, dnsHostsFile } : undefined;
+  if (opts.realNode && !real) {
+    await stopChild(child, exited, 30_000);
+    throw new Error(`localcluster up --real-node printed no real node facts: ${JSON.stringify(ready)}`);
+  }
+  return { ...rest, ...(real ? { real } : {}), pid: child.pid ?? 0, stop: (graceMs = 30_000) => stopChild(child, exited, graceMs) };
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>, graceMs: number): Promise<void> {

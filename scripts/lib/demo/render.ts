@@ -1,27 +1,29 @@
 /**
- * The manifests the main job applies for an example agent running for real on the pod
- * runner's node: its persona ConfigMap, the Secrets (Matrix access token, github and
- * anthropic credentials) and the Agent of agents/<folder>/agent.yaml with the demo's
- * overrides patched in. The files under agents/ stay valid for a real cluster; everything
- * loopback-specific is added here:
+ * The manifests the main job applies for an example agent running for real on the local
+ * cluster's real node: its persona ConfigMap, the Secrets (Matrix access token, github and
+ * anthropic credentials), a ConfigMap with the CA of the stand-ins for public hosts, and the
+ * Agent of agents/<folder>/agent.yaml with the demo's overrides patched in. The files under
+ * agents/ stay valid for a real cluster; everything specific to this machine is added here,
+ * all of it through ordinary Agent fields:
  *
- * - spec.pod: nodeSelector and toleration of the runner's node;
- * - spec.matrix: the local Synapse, the bot's user id and token Secret, the room, the demo
- *   person as allowed user;
- * - spec.events: the local nats-server;
- * - spec.egress: allowCidrs 127.0.0.1/32 (the proxy's hosts file maps github.com and
- *   api.anthropic.com to loopback ports; the address guard still applies), a github
- *   credential (basic, git's `x-access-token:<stub>`) and an anthropic credential (bearer,
- *   stub in ANTHROPIC_AUTH_TOKEN; with a real key: x-api-key, stub in ANTHROPIC_API_KEY).
- *   Enforcement stays as in agents/ (iptables): the runner skips egress-init and the
- *   pod's HTTPS_PROXY, which the operator sets in both modes, carries the traffic.
+ * - spec.pod.nodeSelector: the real node (the cluster's other nodes are kwok's, which run nothing);
+ * - spec.matrix: the demo Synapse by its in-cluster name, the bot's user id and token
+ *   Secret, the room, the demo person as allowed user;
+ * - spec.events: the demo nats-server by its in-cluster name;
+ * - spec.egress: allowCidrs holding the ClusterIPs that github.com and api.anthropic.com
+ *   resolve to in this cluster (the proxy refuses private addresses not listed there),
+ *   `upstreamCaConfigMapRef` trusting the stand-ins' CA (as a user behind TLS inspection would), a
+ *   github credential (basic, git's `x-access-token:<stub>`) and an anthropic credential
+ *   (bearer, stub in ANTHROPIC_AUTH_TOKEN; with a real key: x-api-key, stub in
+ *   ANTHROPIC_API_KEY). Enforcement stays as in agents/ (iptables): egress-init installs the
+ *   pod's firewall.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import { parse } from 'yaml';
-import { POD_RUNNER_LABEL } from '../pod-runner/node.ts';
 import { personaConfigMap } from '../persona.ts';
+import type { InClusterDemo } from './in-cluster.ts';
 import type { DemoServices } from './services.ts';
 
 /** A loosely typed Agent: the fields this file touches. */
@@ -30,7 +32,7 @@ export interface AgentManifest {
   kind: 'Agent';
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
   spec: Record<string, unknown> & {
-    egress?: { allow?: string[]; allowCidrs?: string[]; credentials?: unknown[]; enforcement?: string };
+    egress?: { allow?: string[]; allowCidrs?: string[]; credentials?: unknown[]; enforcement?: string; upstreamCaConfigMapRef?: { name: string; key: string } };
     pod?: Record<string, unknown>;
   };
 }
@@ -41,18 +43,22 @@ export interface DemoAgentOptions {
   /** agents/<folder> (e.g. example-devbot). */
   folder: string;
   namespace?: string;
-  /** The pod runner's node name: the Agent's pod is placed there. Undefined: leave placement alone (a kwok node). */
-  runnerNode?: string | undefined;
+  /** The real node's name: the Agent's pod is placed there. Undefined: the Agent as in agents/, placed on a kwok node (label `type: kwok`), where nothing runs. */
+  node?: string | undefined;
+  /** Where pods reach the demo services (in-cluster.ts); required with `node`. */
+  inCluster?: InClusterDemo | undefined;
 }
 
 /** Name of the Secret holding the demo's credentials and the bot's Matrix token for `agent`. */
 export const demoSecretName = (agent: string) => `${agent}-demo-credentials`;
+/** Name of the ConfigMap holding the stand-ins' CA (key `ca.crt`) for `agent`. */
+export const demoUpstreamCaName = (agent: string) => `${agent}-demo-upstream-ca`;
 
 /**
- * Renders the persona ConfigMap, the Secret and the patched Agent for one example agent.
- * Without `runnerNode` the Agent is left as in agents/ (plus the persona): it runs on a
- * kwok node and needs none of the services.
- * @throws Error when agents/<folder>/agent.yaml is missing or names a bot the services lack
+ * Renders the persona ConfigMap, the Secret, the CA ConfigMap and the patched Agent for one
+ * example agent. Without `node` the Agent is left as in agents/ (plus the persona) but for
+ * a nodeSelector of the kwok nodes: it "runs" there and needs none of the services.
+ * @throws Error when agents/<folder>/agent.yaml is missing, names a bot the services lack, or `inCluster` is missing
  */
 export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions): Array<V1ConfigMap | V1Secret | AgentManifest> {
   const namespace = opts.namespace ?? 'default';
@@ -61,7 +67,12 @@ export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions):
   const name = agent.metadata.name;
   agent.metadata.namespace = namespace;
   const persona = personaConfigMap(folder, `${name}-persona`, namespace);
-  if (opts.runnerNode === undefined) return [persona, agent];
+  if (opts.node === undefined) {
+    agent.spec.pod = { ...agent.spec.pod, nodeSelector: { type: 'kwok' } };
+    return [persona, agent];
+  }
+  const inCluster = opts.inCluster;
+  if (!inCluster) throw new Error('renderDemoAgent: a real node needs the in-cluster addresses of the demo services (publishDemoServices)');
 
   const bot = services.bots[name];
   if (!bot) throw new Error(`the demo services have no Matrix account for ${name}`);
@@ -72,30 +83,34 @@ export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions):
     type: 'Opaque',
     stringData: { 'matrix-token': bot.accessToken, github: services.gitPassword, anthropic: services.anthropicToken },
   };
+  const ca: V1ConfigMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: demoUpstreamCaName(name), namespace, labels: { 'agentsmith.dev/demo': 'true' } },
+    data: { 'ca.crt': services.upstreamCaPem },
+  };
   const ref = (key: string) => ({ name: demoSecretName(name), key });
   const egress = agent.spec.egress ?? {};
   const allow = new Set([...(egress.allow ?? []), 'github.com', 'api.anthropic.com']);
+  const standIns = Object.values(inCluster.publicStandIns).map((ip) => `${ip}/32`);
   agent.spec.egress = {
     ...egress,
     allow: [...allow],
-    allowCidrs: [...new Set([...(egress.allowCidrs ?? []), '127.0.0.1/32'])],
+    allowCidrs: [...new Set([...(egress.allowCidrs ?? []), ...standIns])],
+    upstreamCaConfigMapRef: { name: demoUpstreamCaName(name), key: 'ca.crt' },
     credentials: [
       { name: 'github', hosts: ['github.com'], secretRef: ref('github'), scheme: 'basic', env: ['GITHUB_TOKEN', 'GH_TOKEN'] },
       { name: 'anthropic', hosts: ['api.anthropic.com'], secretRef: ref('anthropic'), scheme: services.offline ? 'bearer' : 'raw', ...(services.offline ? {} : { header: 'x-api-key' }), env: [services.offline ? 'ANTHROPIC_AUTH_TOKEN' : 'ANTHROPIC_API_KEY'] },
     ],
   };
   agent.spec.matrix = {
-    homeserverUrl: services.homeserverUrl,
+    homeserverUrl: inCluster.homeserverUrl,
     userId: bot.userId,
     accessTokenSecretRef: ref('matrix-token'),
     allowedUsers: [services.user.userId],
     rooms: [services.room.alias],
   };
-  agent.spec.events = { natsUrl: services.natsUrl };
-  agent.spec.pod = {
-    ...agent.spec.pod,
-    nodeSelector: { [POD_RUNNER_LABEL]: opts.runnerNode },
-    tolerations: [{ key: POD_RUNNER_LABEL, operator: 'Exists', effect: 'NoSchedule' }],
-  };
-  return [persona, secret, agent];
+  agent.spec.events = { natsUrl: inCluster.natsUrl };
+  agent.spec.pod = { ...agent.spec.pod, nodeSelector: { 'kubernetes.io/hostname': opts.node } };
+  return [persona, secret, ca, agent];
 }

@@ -5,20 +5,20 @@
  * server answering as github.com with the example repositories, and, unless a real model
  * key is given, an "offline demo" model answering as https://api.anthropic.com.
  *
- * Nothing here talks to Kubernetes: render.ts turns these services into the manifests the
- * demo applies (the bots' token Secrets, the credentials, the Agents patched to run on the
- * pod runner's node), and the pod runner hands the egress proxy {@link DemoServices.proxyEnv}
- * (its two development hooks) so the pod keeps the real host names while the proxy dials
- * the local fakes.
+ * Nothing here talks to Kubernetes: in-cluster.ts publishes the services to the cluster
+ * (Services, and DNS names for the stand-ins of github.com and api.anthropic.com), and
+ * render.ts turns them into the manifests the demo applies (the bots' token Secrets, the
+ * credentials, the stand-ins' CA for `spec.egress.upstreamCA`, the Agents patched to run
+ * on the real node).
  *
- *   const services = await startDemoServices({ dir, log: console.log });
+ *   const services = await startDemoServices({ dir, host: podGateway, log: console.log });
  *   await services.stop();
  *
  * Every process and file lives under `dir`, so a process list or `rm -r dir` finds them all.
  */
 import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startFakeAnthropic, type FakeAnthropic } from '../../../test/fakes/anthropic-api.ts';
 import { startGitServer, type GitServer } from '../../../test/fakes/git-server.ts';
@@ -51,6 +51,11 @@ export interface DemoServicesOptions {
   anthropicApiKey?: string | undefined;
   /** Bots to register (default {@link DEMO_BOTS}). */
   bots?: readonly string[];
+  /**
+   * The IPv4 address every service listens on (default 127.0.0.1). The demo gives the real
+   * node's pod gateway, which pods reach; in-cluster.ts publishes the services there.
+   */
+  host?: string;
 }
 
 export interface DemoBot {
@@ -84,15 +89,8 @@ export interface DemoServices {
   model: FakeAnthropic | undefined;
   /** The real value of the anthropic credential: the API key, or {@link OFFLINE_MODEL_TOKEN}. */
   anthropicToken: string;
-  /**
-   * JSON hosts file for AGENT_SMITH_PROXY_HOSTS_FILE: github.com → the git server; api.anthropic.com →
-   * the offline model, or with a real key the addresses DNS gives at start-up (names not in the file do not resolve).
-   */
-  proxyHostsFile: string;
-  /** PEM file for AGENT_SMITH_UPSTREAM_CA: the git server's CA and the demo CA of the offline model. */
-  upstreamCaFile: string;
-  /** The egress proxy's environment for this setup (the two development hooks above). */
-  proxyEnv: Record<string, string>;
+  /** PEM of the CAs behind the stand-ins for public hosts (the git server's, the offline model's): the Agents' `spec.egress.upstreamCA`. */
+  upstreamCaPem: string;
   /** Stops every service (Synapse, nats-server, git server, model); the files under `dir` stay. */
   stop(): Promise<void>;
   /** SIGKILLs the service processes (Synapse, nats-server) at once: for a process 'exit' handler, where nothing async runs. */
@@ -101,15 +99,13 @@ export interface DemoServices {
 
 /**
  * Starts Synapse, nats-server, the git server and (offline) the model, registers the
- * users, creates the room and writes the proxy's hooks files.
+ * users and creates the room.
  * @throws Error when a service cannot start (the ones already started are stopped)
  */
 export async function startDemoServices(opts: DemoServicesOptions): Promise<DemoServices> {
   const log = opts.log ?? (() => undefined);
   const dir = opts.dir;
   await mkdir(dir, { recursive: true });
-  // The egress proxy (UID 1337) reads the hooks files from here.
-  await chmod(dir, 0o755);
   const apiKey = opts.anthropicApiKey === undefined ? process.env.ANTHROPIC_API_KEY || undefined : opts.anthropicApiKey || undefined;
   const stops: Array<() => Promise<void>> = [];
   const stop = async () => {
@@ -117,7 +113,7 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
   };
   try {
     log('starting Synapse (Matrix homeserver) and nats-server (JetStream)');
-    const [synapse, nats] = await Promise.all([startSynapse({ dataDir: join(dir, 'synapse') }), startNats({ dir: join(dir, 'nats') })]);
+    const [synapse, nats] = await Promise.all([startSynapse({ dataDir: join(dir, 'synapse'), host: opts.host }), startNats({ dir: join(dir, 'nats'), host: opts.host })]);
     stops.push(() => synapse.stop(), () => nats.stop());
 
     const gitPassword = `demo-git-${randomBytes(12).toString('hex')}`;
@@ -125,6 +121,7 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
       repos: Object.fromEntries(DEMO_REPOS.map((r) => [r, { 'README.md': `# ${r.split('/')[1]}\n\nA repository of the agent-smith demo, served by its local git server as github.com/${r}.\n` }])),
       hostnames: ['github.com'],
       basicPassword: gitPassword,
+      host: opts.host,
     });
     stops.push(() => git.close());
 
@@ -133,30 +130,12 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
     if (!apiKey) {
       const ca = await makeTestCa('agent-smith offline demo CA');
       const leaf = await ca.issue([{ type: 'dns', value: 'api.anthropic.com' }]);
-      model = await startFakeAnthropic({ tls: { key: leaf.keyPem, cert: leaf.certPem } });
+      model = await startFakeAnthropic({ tls: { key: leaf.keyPem, cert: leaf.certPem }, host: opts.host });
       model.respond(offlineResponder);
       stops.push(() => model!.close());
       modelCa = ca.caPem;
     }
-    const port = (url: string) => Number(new URL(url).port);
-    const hosts: Record<string, { addresses: string[]; ports: Record<string, number> }> = {
-      'github.com': { addresses: ['127.0.0.1'], ports: { '443': port(git.url) } },
-    };
-    if (model) hosts['api.anthropic.com'] = { addresses: ['127.0.0.1'], ports: { '443': port(model.url) } };
-    else {
-      // With a hosts file, names it does not list do not resolve in the proxy: the real API's
-      // addresses go in as DNS gives them now (the address guard still checks them).
-      const addresses = await lookup('api.anthropic.com', { all: true }).then(
-        (r) => r.map((a) => a.address),
-        () => [],
-      );
-      if (addresses.length) hosts['api.anthropic.com'] = { addresses, ports: {} };
-      else log('WARNING: api.anthropic.com does not resolve here; devbot cannot reach the real model');
-    }
-    const proxyHostsFile = join(dir, 'proxy-hosts.json');
-    const upstreamCaFile = join(dir, 'upstream-ca.pem');
-    await writeFile(proxyHostsFile, JSON.stringify(hosts, null, 2) + '\n', { mode: 0o644 });
-    await writeFile(upstreamCaFile, git.caPem + modelCa, { mode: 0o644 });
+    if (!model && !(await lookup('api.anthropic.com').then(() => true, () => false))) log('WARNING: api.anthropic.com does not resolve here; devbot cannot reach the real model');
 
     const { user, bots, room } = await matrixSetup(synapse, opts.bots ?? DEMO_BOTS);
     log(`Synapse at ${synapse.url}, room ${room.alias}; nats at ${nats.url}; git server as github.com; model: ${model ? 'offline demo (fake)' : 'the real Anthropic API'}`);
@@ -174,9 +153,7 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
       gitPassword,
       model,
       anthropicToken: apiKey ?? OFFLINE_MODEL_TOKEN,
-      proxyHostsFile,
-      upstreamCaFile,
-      proxyEnv: { AGENT_SMITH_PROXY_HOSTS_FILE: proxyHostsFile, AGENT_SMITH_UPSTREAM_CA: upstreamCaFile },
+      upstreamCaPem: git.caPem + modelCa,
       stop,
       killSync: () => {
         for (const pid of [synapse.pid(), nats.pid()]) {

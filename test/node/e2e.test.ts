@@ -1,24 +1,27 @@
 /**
- * The whole path of an Agent, end to end on this machine (issue 9, item 3), with the
- * pieces a user runs and nothing faked but the model and GitHub's hostname:
+ * The whole path of an Agent, end to end on this machine's real node (issue 15), with the
+ * pieces a user runs and nothing faked but the model and GitHub:
  *
- *   kubectl apply (example-devbot as the demo renders it: claude harness, Matrix, NATS)
- *   → the suite's operator renders the StatefulSet → the development pod runner runs the pod
- *   (egress proxy sidecar, setup cloning from the git server as github.com through the proxy
- *   with only the stub token, the supervisor starting the real Claude Code binary in tmux)
- *   → Ready=True on the Agent → a person's Matrix mention in the room → 👀 → the answer in
- *   the room (Claude Code against the offline model through the proxy, matrix_reply)
- *   → a task_done event in the JetStream stream (`agent-smith events`)
- *   → `agent-smith attach devbot` in a PTY shows the CLI, C-b d detaches
+ *   our images built from the Dockerfile and imported into the node's containerd; the
+ *   operator installed with our Helm chart from its image (leader-elected)
+ *   → kubectl apply (example-devbot as the demo renders it: claude harness, Matrix, NATS,
+ *   enforcement iptables) → the operator renders the StatefulSet → the kubelet runs the pod
+ *   (egress-init's firewall, the egress proxy sidecar, setup cloning from the git server as
+ *   github.com through the proxy with only the stub token, the supervisor starting the real
+ *   Claude Code binary in tmux) → Ready=True on the Agent → a person's Matrix mention in the
+ *   room → 👀 → the answer in the room (Claude Code against the offline model through the
+ *   proxy, matrix_reply) → a task_done event in the JetStream stream (`agent-smith events`)
+ *   → `kubectl logs` and `agent-smith attach devbot` (the API server's exec) show the CLI
  *   → `kubectl delete agent` stops every process of the pod and, with
  *     storage.retainOnDelete, keeps the claims and their data.
  *
- * The services (Synapse, nats-server, the git server, the offline model, the proxy's
- * development hooks) are the demo's own (scripts/lib/demo), so this is also the demo's path.
+ * The services (Synapse, nats-server, the git server, the offline model) are the demo's own
+ * (scripts/lib/demo), reached by the pod through Services and DNS names, so this is also
+ * the demo's path.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -26,20 +29,18 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { V1Pod } from '@kubernetes/client-node';
 import { spawn as spawnPty, type IPty } from 'node-pty';
-import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { publishDemoServices } from '../../scripts/lib/demo/in-cluster.ts';
 import { renderDemoAgent, type AgentManifest } from '../../scripts/lib/demo/render.ts';
 import { isOfflineEcho, OFFLINE_PREFIX, startDemoServices, type DemoServices } from '../../scripts/lib/demo/services.ts';
-import { startPodRunner, type PodRunner } from '../../scripts/lib/pod-runner/index.ts';
-import { findMarked } from '../../scripts/lib/pod-runner/process.ts';
+import { OPERATOR_NAMESPACE, startDevCluster, type DevCluster } from '../../scripts/lib/real-cluster.ts';
 import { isReaction, type RoomEvent } from '../support/synapse.ts';
 import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
+import { podProcesses } from '../support/node.ts';
 import { ROOT } from '../support/paths.ts';
 
 const run = promisify(execFile);
-const kubeconfig = inject('kubeconfig');
-const NODE = 'e2e';
 const AGENT = 'devbot';
 const POD = `${AGENT}-0`;
 const CLI = join(ROOT, 'agent-image/src/cli.ts');
@@ -50,11 +51,11 @@ interface AgentObject {
   status?: { phase?: string; podName?: string; conditions?: { type: string; status: string; reason: string; message: string }[] };
 }
 
+let dev: DevCluster | undefined;
+let kubeconfig = '';
 let c: KubeClients;
 let ns: { name: string; remove: () => Promise<void> };
 let services: DemoServices | undefined;
-let runner: PodRunner | undefined;
-let stateDir = '';
 let servicesDir = '';
 let failed = false;
 const terminals: IPty[] = [];
@@ -69,41 +70,27 @@ const gone = async (read: () => Promise<unknown>) => {
     return (err as { code?: number }).code === 404;
   }
 };
-/** Live processes of pod `uid` (the runner marks each with `<runner>:<uid>:<container>`), with their marker's container and command line. */
-async function podProcesses(uid: string): Promise<{ pid: number; container: string; cmd: string; environ: string }[]> {
-  const out: { pid: number; container: string; cmd: string; environ: string }[] = [];
-  for (const pid of await findMarked('')) {
-    const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
-    const m = new RegExp(`AGENT_SMITH_POD_RUNNER=[^:\\0]*:${uid}:([^\\0]*)`).exec(environ);
-    if (!m) continue;
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    if (/^\d+ \(.*\) Z/.test(stat)) continue; // a zombie waiting for its reaper is gone
-    out.push({ pid, container: m[1] ?? '', cmd: (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' '), environ });
-  }
-  return out;
+/** `kubectl exec` in the agent container, as a user runs it; resolves to stdout, throws with stderr. */
+async function inAgent(...cmd: string[]): Promise<string> {
+  const r = await kubectl(kubeconfig, ['exec', '-n', ns.name, POD, '-c', 'agent', '--', ...cmd]);
+  if (r.code !== 0) throw new Error(`kubectl exec ${cmd.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
 }
 /** What a terminal showed, without escape sequences and blanks (tmux may move the cursor instead of printing spaces). */
 const visible = (s: string) => s.replace(/\x1b\[[0-9;?>=]*[ -/]*[@-~]/g, '').replace(/\x1b[\]P^_][^\x07\x1b]*(\x07|\x1b\\)/g, '').replace(/\x1b./g, '').replace(/\s+/g, '');
 
 beforeAll(async () => {
+  dev = await startDevCluster({ log: (line) => console.log(`[e2e] ${line}`) });
+  kubeconfig = dev.kubeconfig;
   c = kubeClients(kubeconfig);
   ns = await makeNamespace(c, 'e2e');
-  // Both under /tmp, not a home directory: the pods' UIDs (1000, the proxy's 1337) must reach them.
-  stateDir = await mkdtemp(join(tmpdir(), 'e2e-runner-'));
   servicesDir = await mkdtemp(join(tmpdir(), 'e2e-services-'));
   // Offline whatever the environment says: the fake model, never a real API.
-  services = await startDemoServices({ dir: servicesDir, anthropicApiKey: '', bots: [AGENT] });
-  const proxyEnv = services.proxyEnv;
-  runner = await startPodRunner({
-    kubeconfig,
-    nodeName: NODE,
-    stateDir,
-    log: pino({ level: 'debug' }, pino.destination({ dest: join(stateDir, 'runner.log'), sync: true })),
-    shutdownGraceMs: 10_000,
-    // The proxy's development hooks (github.com and api.anthropic.com → the local fakes), as scripts/demo does.
-    containerEnv: (_pod, container) => (container.name === 'egress-proxy' ? proxyEnv : undefined),
-  });
-}, 300_000);
+  services = await startDemoServices({ dir: servicesDir, anthropicApiKey: '', bots: [AGENT], host: dev.real.podGateway });
+  inCluster = await publishDemoServices(services, dev.kubectl, dev.real.dnsHostsFile);
+}, 900_000);
+
+let inCluster: Awaited<ReturnType<typeof publishDemoServices>> | undefined;
 
 afterEach((ctx) => {
   if (ctx.task.result?.state === 'fail') failed = true;
@@ -111,25 +98,21 @@ afterEach((ctx) => {
 
 afterAll(async () => {
   for (const t of terminals) t.kill();
-  // The runner first: it ends every process of the pod, whatever state the test left.
-  await runner?.stop();
-  await services?.stop();
-  await ns?.remove();
-  await c?.core.deleteNode({ name: NODE }).catch(() => undefined);
-  if (failed) console.log(`[e2e] runner log: ${join(stateDir, 'runner.log')}, container logs: ${join(stateDir, 'logs')}, services: ${servicesDir}`);
-  else {
-    if (stateDir) await rm(stateDir, { recursive: true, force: true });
-    if (servicesDir) await rm(servicesDir, { recursive: true, force: true });
+  if (failed && dev) {
+    const logs = await kubectl(kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith', '--tail=200', '--all-containers']);
+    console.log(`[e2e] operator logs:\n${logs.stdout}${logs.stderr}\n[e2e] cluster logs: ${dev.dir}/logs (kept: the run failed), services: ${servicesDir}`);
   }
-}, 120_000);
+  await services?.stop();
+  await dev?.stop();
+  if (!failed && servicesDir) await rm(servicesDir, { recursive: true, force: true });
+}, 180_000);
 
 describe('an Agent, end to end', () => {
   let pod: V1Pod;
-  let uid = '';
 
-  it('kubectl apply → the operator renders → the runner runs the pod (setup clones through the proxy with the stub only) → Ready=True', async () => {
-    if (!services || !runner) throw new Error('setup failed');
-    const manifests = renderDemoAgent(services, { root: ROOT, folder: 'example-devbot', namespace: ns.name, runnerNode: NODE });
+  it('kubectl apply → the operator (installed by Helm from its image) renders → the kubelet runs the pod (setup clones through the proxy with the stub only) → Ready=True', async () => {
+    if (!services || !dev || !inCluster) throw new Error('setup failed');
+    const manifests = renderDemoAgent(services, { root: ROOT, folder: 'example-devbot', namespace: ns.name, node: dev.real.name, inCluster });
     const agent = manifests.find((m): m is AgentManifest => m.kind === 'Agent');
     if (!agent) throw new Error('renderDemoAgent gave no Agent');
     agent.spec.storage = { ...(agent.spec.storage as Record<string, unknown> | undefined), retainOnDelete: true };
@@ -147,9 +130,11 @@ describe('an Agent, end to end', () => {
     expect(table.stdout).toMatch(new RegExp(`${AGENT}\\s+True\\s+Ready\\s+0\\s+claude`));
 
     pod = await readPod();
-    uid = pod.metadata?.uid ?? '';
-    expect(pod.spec?.nodeName).toBe(NODE);
+    expect(pod.spec?.nodeName).toBe(dev.real.name);
+    // The images our Dockerfile built, as the Helm-installed operator rendered them.
+    expect(pod.spec?.containers.find((x) => x.name === 'agent')?.image).toBe(dev.images.agent);
     const init = Object.fromEntries((pod.status?.initContainerStatuses ?? []).map((s) => [s.name, s]));
+    expect(init['egress-init']?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
     expect(init['egress-proxy']).toMatchObject({ ready: true, started: true });
     expect(init.setup?.state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
     expect(pod.status?.containerStatuses?.find((s) => s.name === 'agent')).toMatchObject({ ready: true, restartCount: 0 });
@@ -159,15 +144,14 @@ describe('an Agent, end to end', () => {
     for (const repo of ['agent-smith/agent-smith', 'agent-smith/homelab-apps']) {
       expect(services.git.requests).toContain(`/${repo}.git/info/refs?service=git-upload-pack`);
     }
-    const agentRoot = runner.describe(ns.name, POD)?.containers.agent?.rootfs ?? '';
-    expect(await readFile(join(agentRoot, 'workspace/agent-smith/README.md'), 'utf8')).toContain('served by its local git server as github.com/agent-smith/agent-smith');
-    expect(existsSync(join(agentRoot, 'workspace/homelab-apps/README.md'))).toBe(true);
+    expect(await inAgent('cat', '/workspace/agent-smith/README.md')).toContain('served by its local git server as github.com/agent-smith/agent-smith');
+    expect(await inAgent('ls', '/workspace/homelab-apps')).toContain('README.md');
     const secret = services.gitPassword;
     expect(JSON.stringify(pod)).not.toContain(secret);
-    expect(await readFile(join(agentRoot, 'workspace/agent-smith/.git/config'), 'utf8')).not.toContain(secret);
+    expect(await inAgent('cat', '/workspace/agent-smith/.git/config')).not.toContain(secret);
     // The CLI runs in tmux: the real Claude Code binary, with no real credential in its environment.
     const procs = await waitFor('Claude Code in the agent container', async () => {
-      const p = await podProcesses(uid);
+      const p = podProcesses(await readPod());
       return p.some((x) => x.container === 'agent' && /claude/.test(x.cmd) && !/supervise/.test(x.cmd)) && p;
     }, 60_000, 500);
     expect(procs.some((p) => p.container === 'agent' && p.cmd.startsWith('tmux'))).toBe(true);
@@ -215,6 +199,14 @@ describe('an Agent, end to end', () => {
     }
   }, 420_000);
 
+  it('kubectl logs shows the supervisor and the CLI\'s screen', async () => {
+    const logs = await kubectl(kubeconfig, ['logs', '-n', ns.name, POD, '-c', 'agent']);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toContain('CLI started');
+    // Pane 0 is teed to the container's output: the offline model's answer as the CLI showed it.
+    expect(visible(logs.stdout)).toContain(visible(OFFLINE_PREFIX));
+  }, 60_000);
+
   it('agent-smith attach devbot shows the CLI in a terminal, and C-b d detaches', async () => {
     const pty = spawnPty(process.execPath, [CLI, 'attach', AGENT, '-n', ns.name, '--kubeconfig', kubeconfig], {
       name: 'xterm-256color',
@@ -241,20 +233,25 @@ describe('an Agent, end to end', () => {
   }, 120_000);
 
   it('kubectl delete agent stops every process of the pod and keeps the volumes (retainOnDelete)', async () => {
-    const before = await podProcesses(uid);
+    const live = await readPod();
+    const before = podProcesses(live);
     expect(before.length).toBeGreaterThanOrEqual(4);
-    expect(new Set(before.map((p) => p.container))).toEqual(new Set(['egress-proxy', 'agent']));
-    const agentRoot = runner?.describe(ns.name, POD)?.containers.agent?.rootfs ?? '';
-    // Where the claims' data lives on this machine (a mount is a symlink in the runner's container root).
-    const homeDir = await readlink(join(agentRoot, 'home/agent'));
-    const workspaceDir = await readlink(join(agentRoot, 'workspace'));
+    expect([...new Set(before.map((p) => p.container))]).toEqual(expect.arrayContaining(['egress-proxy', 'agent']));
+    // Where the claims' data lives on this machine: the dev provisioner's hostPath volumes.
+    const hostPath = async (claim: string) => {
+      const pvc = await c.core.readNamespacedPersistentVolumeClaim({ name: claim, namespace: ns.name });
+      const pv = await c.core.readPersistentVolume({ name: pvc.spec?.volumeName ?? '' });
+      return pv.spec?.hostPath?.path ?? pv.spec?.local?.path ?? '';
+    };
+    const homeDir = await hostPath(`home-${POD}`);
+    const workspaceDir = await hostPath(`workspace-${POD}`);
 
     const deleted = await kubectl(kubeconfig, ['delete', 'agent', AGENT, '-n', ns.name, '--wait=false']);
     expect(deleted.stdout).toContain(`agent.agentsmith.dev "${AGENT}" deleted`);
     await waitFor('the pod gone', () => gone(readPod), 120_000, 500);
     await waitFor('the StatefulSet gone', () => gone(() => c.apps.readNamespacedStatefulSet({ name: AGENT, namespace: ns.name })), 60_000, 500);
-    expect(await podProcesses(uid)).toEqual([]);
-    for (const p of before) expect(existsSync(`/proc/${p.pid}/cmdline`) && (await readFile(`/proc/${p.pid}/environ`, 'utf8').catch(() => '')).includes(uid), p.cmd).toBe(false);
+    await waitFor('every process of the pod gone', async () => podProcesses(live).length === 0, 60_000, 500);
+    for (const p of before) expect(existsSync(`/proc/${p.pid}/cgroup`) && readFileSync(`/proc/${p.pid}/cgroup`, 'utf8').includes(live.metadata?.uid ?? '-'), p.cmd).toBe(false);
 
     // The claims stay, bound, with their data: the clone, the CLI's home and transcript.
     const pvcs = await c.core.listNamespacedPersistentVolumeClaim({ namespace: ns.name });

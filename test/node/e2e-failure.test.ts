@@ -1,5 +1,6 @@
 /**
- * The failure path of a real Agent pod (issue 9, item 4), on the development pod runner:
+ * The failure path of a real Agent pod (issue 9, item 4), on the real node (the kubelet
+ * and containerd of `localcluster up --real-node`, the operator installed by Helm):
  *
  * - the agent container's main process (the supervisor) is killed: the pod's restart count
  *   grows and the Agent says so where a user looks (`status.restarts`, the RESTARTS column,
@@ -11,25 +12,22 @@
  *   the running pod is left alone (same pod UID, no restart, StatefulSet template and the
  *   rendered config unchanged) until the ConfigMap is fixed.
  *
- * The harness is `custom` (a sleep): what is under test is the pod, the runner and the
+ * The harness is `custom` (a sleep): what is under test is the pod, the kubelet and the
  * operator, not the CLI.
  */
 import { readFileSync } from 'node:fs';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import type { PodRunner } from '../../scripts/lib/pod-runner/index.ts';
-import { POD_RUNNER_LABEL } from '../../scripts/lib/pod-runner/node.ts';
-import { kubectl, waitFor, type KubeClients } from '../support/kube.ts';
-import { startRunnerFixture, type RunnerFixture } from '../support/pod-runner.ts';
+import { OPERATOR_NAMESPACE, startDevCluster, type DevCluster } from '../../scripts/lib/real-cluster.ts';
+import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
+import { podProcesses } from '../support/node.ts';
 
-const kubeconfig = inject('kubeconfig');
-const NODE = 'e2e-failure';
 const AGENT = 'failbot';
 const POD = `${AGENT}-0`;
 const PERSONA = `${AGENT}-persona`;
-/** The second crash in a row waits this long in CrashLoopBackOff (the kubelet's 10 s, shorter for the test). */
-const BACKOFF_MS = 8000;
+/** The second crash in a row waits this long in CrashLoopBackOff: the kubelet's initial back-off. */
+const BACKOFF_MS = 10_000;
 
 interface Condition {
   type: string;
@@ -42,10 +40,10 @@ interface AgentObject {
   status?: { phase?: string; restarts?: number; observedGeneration?: number; conditions?: Condition[] };
 }
 
-let fixture: RunnerFixture | undefined;
+let dev: DevCluster | undefined;
+let kubeconfig = '';
 let c: KubeClients;
 let ns: { name: string; remove: () => Promise<void> };
-let runner: PodRunner | undefined;
 let failed = false;
 
 const persona = { 'CLAUDE.md': 'You are failbot.', 'settings.json': '{"env":{"FAILBOT":"1"}}', 'mcp.json': '{"mcpServers":{}}' };
@@ -54,8 +52,8 @@ const readAgent = async () => (await c.custom.getNamespacedCustomObject({ group:
 const cond = (a: AgentObject, type: string) => a.status?.conditions?.find((x) => x.type === type);
 const readPod = () => c.core.readNamespacedPod({ name: POD, namespace: ns.name });
 const agentContainer = (p: V1Pod) => p.status?.containerStatuses?.find((s) => s.name === 'agent');
-/** The supervisor's PID: the agent container's main process, as the runner reports it (containerID `pod-runner://<pid>`). */
-const supervisorPid = (p: V1Pod) => Number(agentContainer(p)?.containerID?.replace('pod-runner://', '') ?? 0);
+/** The supervisor's PID on this machine: the `agent-smith supervise` process of the agent container's current run (0 when none). */
+const supervisorPid = (p: V1Pod) => podProcesses(p).find((x) => x.container === 'agent' && / supervise\b/.test(x.cmd))?.pid ?? 0;
 const cmdline = (pid: number) => {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
@@ -66,14 +64,18 @@ const cmdline = (pid: number) => {
 async function patchPersona(data: Record<string, string>): Promise<void> {
   await c.core.patchNamespacedConfigMap({ name: PERSONA, namespace: ns.name, body: { data } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
 }
-/** Waits for the Agent to be Ready=True with the agent container running and ready again, and returns the pod. */
-async function readyAgain(what: string, notPid = 0): Promise<V1Pod> {
+/**
+ * Waits for the Agent to be Ready=True with the agent container running and ready, counted
+ * `restarts` times or more, and a supervisor process other than `notPid` alive; returns the pod.
+ */
+async function readyAgain(what: string, restarts: number, notPid = 0): Promise<V1Pod> {
   return waitFor(
     what,
     async () => {
       const [a, p] = await Promise.all([readAgent(), readPod()]);
       const s = agentContainer(p);
-      return cond(a, 'Ready')?.status === 'True' && s?.ready && s.state?.running && supervisorPid(p) !== notPid && p;
+      const pid = supervisorPid(p);
+      return cond(a, 'Ready')?.status === 'True' && s?.ready && s.state?.running && (s.restartCount ?? 0) >= restarts && pid !== 0 && pid !== notPid && p;
     },
     120_000,
     500,
@@ -81,8 +83,10 @@ async function readyAgain(what: string, notPid = 0): Promise<V1Pod> {
 }
 
 beforeAll(async () => {
-  fixture = await startRunnerFixture(kubeconfig, NODE, 'e2e-failure', { backoff: { initialMs: BACKOFF_MS, maxMs: BACKOFF_MS }, shutdownGraceMs: 5000 });
-  ({ c, ns, runner } = fixture);
+  dev = await startDevCluster({ log: (line) => console.log(`[e2e-failure] ${line}`) });
+  kubeconfig = dev.kubeconfig;
+  c = kubeClients(kubeconfig);
+  ns = await makeNamespace(c, 'e2e-failure');
   await c.core.createNamespacedConfigMap({ namespace: ns.name, body: { metadata: { name: PERSONA }, data: persona } });
   const agent = {
     apiVersion: 'agentsmith.dev/v1alpha1',
@@ -93,7 +97,7 @@ beforeAll(async () => {
       persona: { configMapRef: { name: PERSONA } },
       egress: { allow: ['github.com'] },
       storage: { retainOnDelete: false },
-      pod: { nodeSelector: { [POD_RUNNER_LABEL]: NODE }, tolerations: [{ key: POD_RUNNER_LABEL, operator: 'Exists', effect: 'NoSchedule' }] },
+      pod: { nodeSelector: { 'kubernetes.io/hostname': dev.real.name } },
     },
   };
   const applied = await kubectl(kubeconfig, ['apply', '-f', '-'], stringify(agent));
@@ -105,21 +109,24 @@ afterEach((ctx) => {
 });
 
 afterAll(async () => {
-  await fixture?.close(failed);
-});
+  if (failed && dev) {
+    const logs = await kubectl(kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith', '--tail=200', '--all-containers']);
+    console.log(`[e2e-failure] operator logs:\n${logs.stdout}${logs.stderr}`);
+  }
+  await dev?.stop();
+}, 120_000);
 
 describe('an Agent pod that fails', () => {
   it('reports a killed supervisor as a restart, a crash loop as Degraded naming the container, and recovers', async () => {
-    const first = await readyAgain('Agent Ready=True');
+    const first = await readyAgain('Agent Ready=True', 0);
     const uid = first.metadata?.uid;
     expect((await readAgent()).status?.restarts).toBe(0);
     const pid = supervisorPid(first);
-    expect(pid).toBe(runner?.describe(ns.name, POD)?.containers.agent?.pid);
     expect(cmdline(pid)).toContain('supervise');
 
-    // One kill: the runner restarts the container at once (no back-off for a first crash).
+    // One kill: the kubelet restarts the container at once (no back-off for a first crash).
     process.kill(pid, 'SIGKILL');
-    const second = await readyAgain('the agent container restarted and ready', pid);
+    const second = await readyAgain('the agent container restarted and ready', 1, pid);
     expect(second.metadata?.uid).toBe(uid);
     expect(agentContainer(second)?.restartCount).toBe(1);
     expect(agentContainer(second)?.lastState?.terminated).toMatchObject({ exitCode: 137 });
@@ -153,7 +160,7 @@ describe('an Agent pod that fails', () => {
     expect(cond(looping, 'Ready')?.message).toContain('container agent is waiting: CrashLoopBackOff');
 
     // Back after the back-off: Ready, not Degraded, two restarts counted, the same pod.
-    const third = await readyAgain('ready again after the back-off', pid2);
+    const third = await readyAgain('ready again after the back-off', 2, pid2);
     expect(third.metadata?.uid).toBe(uid);
     const recovered = await waitFor('Degraded=False and restarts 2', async () => {
       const a = await readAgent();
@@ -164,7 +171,7 @@ describe('an Agent pod that fails', () => {
   }, 300_000);
 
   it('names a broken persona ConfigMap, its key and field, and leaves the running pod alone until it is fixed', async () => {
-    const before = await readyAgain('Agent Ready=True');
+    const before = await readyAgain('Agent Ready=True', 0);
     const sts = await c.apps.readNamespacedStatefulSet({ name: AGENT, namespace: ns.name });
     const config = await c.core.readNamespacedConfigMap({ name: `${AGENT}-config`, namespace: ns.name });
     const restarts = agentContainer(before)?.restartCount;
