@@ -6,7 +6,7 @@
  * It builds the images (cached), starts the control plane with its real node (kubelet,
  * containerd, CNI, kube-proxy, CoreDNS) and 2 kwok nodes, imports the images, installs the
  * operator; starts the demo services (scripts/lib/demo: Synapse, nats-server, a git server
- * standing in for github.com, and unless ANTHROPIC_API_KEY is set the offline demo model
+ * standing in for github.com, and the offline demo model
  * standing in for api.anthropic.com) on the node's pod gateway and publishes them as
  * Services and DNS names; applies agents/example-devbot patched to run on the real node with
  * Matrix, events, credentials and the stand-ins' CA, and agents/example-infrabot as it is
@@ -57,10 +57,12 @@ try {
   const kubectl = dev.kubectl;
   say(`control plane ${dev.version} up at ${dev.server}; node ${dev.real.name}; operator installed (kubectl logs -n ${OPERATOR_NAMESPACE} deploy/agent-smith-operator)`);
 
-  const offline = !process.env.ANTHROPIC_API_KEY;
-  say(`starting the demo services: Synapse, nats-server, a git server as github.com${offline ? ', the OFFLINE DEMO model as api.anthropic.com' : ''}`);
+  // The local node's pods never leave the machine (no default route), so the real model API
+  // is out of reach: the demo's model is always the offline fake.
+  if (process.env.ANTHROPIC_API_KEY) say('ANTHROPIC_API_KEY is set but not used: the local node\'s pods cannot leave this machine, so devbot talks to the offline demo model');
+  say('starting the demo services: Synapse, nats-server, a git server as github.com, the OFFLINE DEMO model as api.anthropic.com');
   const demoDir = join(dev.dir, 'demo');
-  services = await startDemoServices({ dir: demoDir, host: dev.real.podGateway, log: (line) => say(line) });
+  services = await startDemoServices({ dir: demoDir, host: dev.real.podGateway, anthropicApiKey: '', log: (line) => say(line) });
   const inCluster = await publishDemoServices(services, kubectl, dev.real.dnsHostsFile);
 
   const manifests = [
@@ -91,9 +93,7 @@ try {
   console.log(
     [
       '',
-      offline
-        ? '  OFFLINE DEMO: devbot runs the real Claude Code against a FAKE model that echoes what you say,\n  answers with its matrix_reply tool and publishes a task_done event. Set ANTHROPIC_API_KEY\n  before scripts/demo to use the real model (through the egress proxy, which holds the key).'
-        : '  devbot uses the real Anthropic API: the egress proxy swaps its stub for your ANTHROPIC_API_KEY.',
+      '  OFFLINE DEMO: devbot runs the real Claude Code against a FAKE model that echoes what you say,\n  answers with its matrix_reply tool and publishes a task_done event.',
       '',
       '  In another terminal:',
       '',

@@ -32,8 +32,6 @@ import {
   podProblem,
   resolveNamespace,
 } from './resolve.ts';
-import { attachLocal } from './local.ts';
-import { runnerTmuxSocket } from './runner.ts';
 import { enterRawMode, onTerminationSignal, signalExitCode, terminalSize, type TerminalIO } from './terminal.ts';
 
 /** Where to attach in the cluster (AttachTarget of kind 'pod'). */
@@ -136,8 +134,7 @@ function resizableOutput(out: NodeJS.WriteStream): { stream: Writable; dispose: 
 /**
  * Attaches the person's terminal to session `main` in the Agent's pod.
  * Steps: read the Agent (pod: `status.podName`, else `<agent>-0`), read the pod (Running,
- * container `agent` running); a pod of the development pod runner is attached locally
- * through its tmux socket (runner.ts); otherwise check the session with `tmux has-session` over exec, then
+ * container `agent` running); check the session with `tmux has-session` over exec, then
  * `tmux attach -t main` over exec with a TTY, stdin raw, resizes forwarded.
  * @returns the remote exit status (0 after a detach), 128 + n when stopped by signal n,
  *   1 when the connection ended without one.
@@ -174,10 +171,6 @@ export async function attachPod(target: PodTarget, io: TerminalIO, env: NodeJS.P
   }
   const problem = podProblem(pod, podName);
   if (problem) throw new AttachError(problem);
-
-  // A pod of the development pod runner is a set of processes on this machine, with no exec API.
-  const runnerSocket = await runnerTmuxSocket(kc, pod);
-  if (runnerSocket) return await attachLocal(runnerSocket, io, env);
 
   const exec = new Exec(kc);
   // Checked before the terminal goes raw so a missing session (or a 403 on pods/exec) is a
