@@ -191,6 +191,11 @@ describe('enforcement: iptables, from the agent container', () => {
     // Any other token is passed on as it is, and the git server refuses it.
     const wrong = await inShell(IPTABLES, `curl -sS --max-time 30 -w 'HTTP %{http_code}\\n' -u "x-access-token:not-the-stub" '${url}'`);
     expect(wrong.output).toMatch(/HTTP 401\n$/);
+    // The stand-in's cluster IP is in allowCidrs, so the agent reaches it directly too, but
+    // there the stub is only the stub.
+    const ip = inCluster!.publicStandIns['github.com'] ?? '';
+    const direct = await inShell(IPTABLES, `curl -sSk --max-time 30 --noproxy '*' --resolve github.com:443:${ip} -w 'HTTP %{http_code}\\n' -u "x-access-token:$GITHUB_TOKEN" '${url}'`);
+    expect(direct.output).toMatch(/^authentication required\n[\s\S]*HTTP 401\n$/);
     // The real password is in no environment of the agent container: not the shell's, not
     // kubectl exec's, not any process's.
     const paneEnv = await inShell(IPTABLES, 'env');
@@ -240,5 +245,12 @@ describe('kubernetesAccess (clusterRole view): kubectl in the supervisor\'s tmux
     const viaProxy = await sh(PROXY_ENV, 'curl -sS --max-time 20 https://example.org');
     expect(viaProxy.code).toBe(56);
     expect(viaProxy.stderr).toContain('CONNECT tunnel failed, response 403');
+    // HTTPS_PROXY only: a client that ignores it goes direct, here to the git server's host
+    // address, which the iptables pod could not reach (the test above). The NetworkPolicy is
+    // the wall behind it on a cluster whose CNI enforces policies; this node's bridge does not.
+    const git = new URL(services!.git.url);
+    const bypass = await sh(PROXY_ENV, `curl -sSk --max-time 20 --noproxy '*' -w 'HTTP %{http_code}\\n' https://${git.host}/agent-smith/agent-smith.git/info/refs`);
+    expect(bypass.code).toBe(0);
+    expect(bypass.stdout).toMatch(/^authentication required\n[\s\S]*HTTP 401\n$/);
   });
 });
