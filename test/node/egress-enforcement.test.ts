@@ -87,6 +87,7 @@ function agentManifest(base: AgentManifest, name: string, enforcement: 'iptables
 }
 
 beforeAll(async () => {
+  failed = true; // until the pods are up: a failed start keeps the logs too
   dev = await startDevCluster({ log: (line) => console.log(`[egress] ${line}`) });
   c = kubeClients(dev.kubeconfig);
   ns = await makeNamespace(c, 'egress');
@@ -106,6 +107,7 @@ beforeAll(async () => {
       return a.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True');
     }, 300_000, 1000);
   }
+  failed = false;
 }, 900_000);
 
 afterEach((ctx) => {
@@ -114,8 +116,15 @@ afterEach((ctx) => {
 
 afterAll(async () => {
   if (failed && dev) {
-    const logs = await kubectl(dev.kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith', '--tail=100', '--all-containers']);
-    console.log(`[egress] operator logs:\n${logs.stdout}${logs.stderr}\n[egress] cluster logs: ${dev.dir}/logs (kept: the run failed)`);
+    const operator = await kubectl(dev.kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith-operator', '--tail=100', '--all-containers']);
+    console.log(`[egress] operator logs:\n${operator.stdout}${operator.stderr}`);
+    if (ns) {
+      for (const agent of [IPTABLES, PROXY_ENV]) {
+        const proxy = await kubectl(dev.kubeconfig, ['logs', '-n', ns.name, `${agent}-0`, '-c', 'egress-proxy', '--tail=50']);
+        console.log(`[egress] ${agent}-0 egress-proxy logs:\n${proxy.stdout}${proxy.stderr}`);
+      }
+    }
+    console.log(`[egress] cluster logs: ${dev.dir}/logs, services: ${servicesDir} (kept: the run failed)`);
   }
   await services?.stop();
   await dev?.stop();
