@@ -110,7 +110,7 @@ afterEach((ctx) => {
 
 afterAll(async () => {
   if (failed && dev) {
-    const logs = await kubectl(kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith', '--tail=200', '--all-containers']);
+    const logs = await kubectl(kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith-operator', '--tail=200', '--all-containers']);
     console.log(`[e2e-failure] operator logs:\n${logs.stdout}${logs.stderr}`);
   }
   await dev?.stop();

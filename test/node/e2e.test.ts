@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import type { V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, type V1Pod } from '@kubernetes/client-node';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -99,7 +99,7 @@ afterEach((ctx) => {
 afterAll(async () => {
   for (const t of terminals) t.kill();
   if (failed && dev) {
-    const logs = await kubectl(kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith', '--tail=200', '--all-containers']);
+    const logs = await kubectl(kubeconfig, ['logs', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/name=agent-smith-operator', '--tail=200', '--all-containers']);
     console.log(`[e2e] operator logs:\n${logs.stdout}${logs.stderr}\n[e2e] cluster logs: ${dev.dir}/logs (kept: the run failed), services: ${servicesDir}`);
   }
   await services?.stop();
@@ -128,6 +128,15 @@ describe('an Agent, end to end', () => {
     expect(ready.status).toMatchObject({ phase: 'Ready', podName: POD });
     const table = await kubectl(kubeconfig, ['get', 'agent', AGENT, '-n', ns.name]);
     expect(table.stdout).toMatch(new RegExp(`${AGENT}\\s+True\\s+Ready\\s+0\\s+claude`));
+
+    // The operator that did it: the chart's two replicas on the real node, one of them the
+    // leader holding the Lease (hostname, i.e. the pod's name, then a random suffix).
+    const operators = await c.core.listNamespacedPod({ namespace: OPERATOR_NAMESPACE, labelSelector: 'app.kubernetes.io/name=agent-smith-operator' });
+    expect(operators.items.filter((p) => p.status?.containerStatuses?.[0]?.ready)).toHaveLength(2);
+    expect(operators.items.every((p) => p.spec?.containers[0]?.image === dev!.images.operator && p.spec?.nodeName === dev!.real.name)).toBe(true);
+    const lease = await c.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: 'agent-smith-operator', namespace: OPERATOR_NAMESPACE });
+    const holder = lease.spec?.holderIdentity ?? '';
+    expect(operators.items.map((p) => p.metadata?.name).filter((n) => n && holder.startsWith(`${n}_`))).toHaveLength(1);
 
     pod = await readPod();
     expect(pod.spec?.nodeName).toBe(dev.real.name);
