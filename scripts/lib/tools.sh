@@ -73,7 +73,7 @@ ensure_localcluster() {
   key=$(hash_of "$src"/go.mod "$src"/go.sum "$src"/*.go)
   local out=$AS_BIN/localcluster-$KUBE_VERSION-$key
   if [ ! -x "$out" ]; then
-    log "building the local control plane ($KUBE_VERSION) from Go modules; a cold build takes 15-30 minutes on 2 cores"
+    log "building the local control plane ($KUBE_VERSION) from Go modules; a cold build takes 6-11 minutes on 2 cores"
     local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
     local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     local ld=""
