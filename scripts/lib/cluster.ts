@@ -25,8 +25,10 @@ export interface LocalCluster {
   pid: number;
   /** With `realNode`: the real node's facts (see `localcluster up --help`); undefined otherwise. */
   real?: RealNode;
-  /** Stops the control plane (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit. */
-  stop(graceMs?: number): Promise<void>;
+  /** Stops the control plane (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit; resolves to `up`'s exit code (null when a signal ended it, or it had already exited). */
+  stop(graceMs?: number): Promise<number | null>;
+  /** SIGKILL to `up` alone, for tests of what a killed run leaves: its children die with it (parent-death signal); a real node's containers and shims do not. */
+  kill9(): Promise<void>;
 }
 
 /** The real node of `localcluster up --real-node` (kubelet, containerd, CNI, kube-proxy, CoreDNS). */
@@ -37,10 +39,14 @@ export interface RealNode {
   containerdAddress: string;
   /** The host's address on the pod bridge: pods reach host-side servers listening there. */
   podGateway: string;
+  /** The pods' addresses (e.g. `10.89.0.0/24`). */
+  podCIDR: string;
   /** The cluster DNS Service address the kubelet gives pods. */
   clusterDNS: string;
   /** A hosts(5) file CoreDNS reloads: lines added there resolve in the cluster (e.g. `10.0.0.42 github.com`). */
   dnsHostsFile: string;
+  /** containerd's root (content and snapshots), kept across runs. */
+  imageStore: string;
 }
 
 interface ReadyLine {
@@ -55,6 +61,8 @@ interface ReadyLine {
   podGateway?: string;
   clusterDNS?: string;
   dnsHostsFile?: string;
+  podCIDR?: string;
+  imageStore?: string;
 }
 
 /**
@@ -101,19 +109,29 @@ export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: s
       }
     });
   });
-  const { realNode, containerdAddress, podGateway, clusterDNS, dnsHostsFile, ...rest } = ready;
-  const real = realNode && containerdAddress && podGateway && clusterDNS && dnsHostsFile ? { name: realNode, containerdAddress, podGateway, clusterDNS, dnsHostsFile } : undefined;
+  const { realNode, containerdAddress, podGateway, clusterDNS, dnsHostsFile, imageStore, podCIDR, ...rest } = ready;
+  const real = realNode && containerdAddress && podGateway && clusterDNS && dnsHostsFile && imageStore && podCIDR ? { name: realNode, containerdAddress, podGateway, podCIDR, clusterDNS, dnsHostsFile, imageStore } : undefined;
   if (opts.realNode && !real) {
     await stopChild(child, exited, 30_000);
     throw new Error(`localcluster up --real-node printed no real node facts: ${JSON.stringify(ready)}`);
   }
-  return { ...rest, ...(real ? { real } : {}), pid: child.pid ?? 0, stop: (graceMs = 30_000) => stopChild(child, exited, graceMs) };
+  return {
+    ...rest,
+    ...(real ? { real } : {}),
+    pid: child.pid ?? 0,
+    stop: (graceMs = 30_000) => stopChild(child, exited, graceMs),
+    kill9: async () => {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
 }
 
-async function stopChild(child: ChildProcess, exited: Promise<number | null>, graceMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+async function stopChild(child: ChildProcess, exited: Promise<number | null>, graceMs: number): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
+  const code = await exited;
   clearTimeout(timer);
+  return code;
 }

@@ -58,7 +58,7 @@ describe('localcluster up --real-node', () => {
   });
 
   it('announces the node and its addresses, and the node is Ready', async () => {
-    expect(cluster).toMatchObject({ realNode: 'local', podGateway: '10.89.0.1', clusterDNS: '10.0.0.10', nodes: [] });
+    expect(cluster).toMatchObject({ name: 'local', podGateway: '10.89.0.1', clusterDNS: '10.0.0.10', nodes: [] });
     expect(cluster.containerdAddress).toMatch(/containerd\.sock$/);
     const r = await k(['get', 'node', 'local', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
     expect(r.stdout).toBe('True');

@@ -1,104 +1,36 @@
 /**
- * The real-node cluster of the tests: `localcluster up --real-node` as a child process, a
+ * The real-node cluster of the tests: `localcluster up --real-node` (scripts/lib/cluster.ts), a
  * tiny image (Debian's static busybox in a scratch image) imported with ctr, and a look
  * at what a run leaves on the host (bridge, iptables chains, mounts, cgroups, shims,
  * sysctls).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { CACHE_BIN } from '../../scripts/lib/cluster.ts';
+import { CACHE_BIN, startLocalCluster, type LocalCluster, type RealNode } from '../../scripts/lib/cluster.ts';
 
 const run = promisify(execFile);
 
-/** The ready line of `localcluster up --real-node` (see `localcluster up -h`). */
-export interface RealNodeReady {
-  ready: true;
-  kubeconfig: string;
-  server: string;
-  dir: string;
-  nodes: string[];
-  realNode: string;
-  containerdAddress: string;
-  podGateway: string;
-  podCIDR: string;
-  clusterDNS: string;
-  dnsHostsFile: string;
-  imageStore: string;
-}
-
-export interface RealNodeCluster extends RealNodeReady {
-  pid: number;
-  /** Everything `up` wrote on stderr so far. */
+/** A run of `localcluster up --real-node --nodes=0`: the cluster, its real node's facts flattened in, and what `up` said. */
+export interface RealNodeCluster extends Omit<LocalCluster, 'real'>, RealNode {
+  /** Every line `up` wrote on stderr so far. */
   log: string[];
-  /** SIGTERM, then SIGKILL after graceMs; resolves with the exit code. */
-  stop(graceMs?: number): Promise<number | null>;
-  /** SIGKILL to `up` alone (its children die with it, shims and containers do not). */
-  kill9(): Promise<void>;
 }
 
 /**
- * Starts `localcluster up --real-node` with `args` and waits for its ready line.
- * @throws Error with the tail of its stderr if it exits or is not ready within timeoutMs
+ * Starts `localcluster up --real-node --nodes=0` (scripts/lib/cluster.ts) and waits for its
+ * ready line.
+ * @throws Error with the tail of its stderr if it exits or is not ready in time
  */
-export async function startRealNode(args: string[] = [], timeoutMs = 180_000): Promise<RealNodeCluster> {
-  const bin = join(CACHE_BIN, 'localcluster');
-  const child: ChildProcess = spawn(bin, ['up', '--real-node', '--nodes=0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PATH: `${CACHE_BIN}:${process.env.PATH ?? ''}:/usr/sbin:/sbin` },
-  });
+export async function startRealNode(): Promise<RealNodeCluster> {
   const log: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => log.push(line));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  // Should the test runner die, `up` must not outlive it.
-  const killOnExit = (): void => void child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  const ready = await new Promise<RealNodeReady>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGTERM');
-      reject(new Error(`localcluster up --real-node not ready after ${timeoutMs} ms:\n${log.slice(-40).join('\n')}`));
-    }, timeoutMs);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`localcluster up --real-node exited with code ${code} during start-up:\n${log.slice(-40).join('\n')}`));
-    });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const parsed = JSON.parse(line) as RealNodeReady;
-        if (parsed.ready) {
-          clearTimeout(timer);
-          resolve(parsed);
-        }
-      } catch {
-        log.push(line);
-      }
-    });
-  });
-  return {
-    ...ready,
-    pid: child.pid ?? 0,
-    log,
-    stop: async (graceMs = 60_000) => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-        const code = await exited;
-        clearTimeout(t);
-        process.off('exit', killOnExit);
-        return code;
-      }
-      return child.exitCode;
-    },
-    kill9: async () => {
-      child.kill('SIGKILL');
-      await exited;
-      process.off('exit', killOnExit);
-    },
-  };
+  const c = await startLocalCluster({ nodes: 0, realNode: true, onLog: (line) => log.push(line) });
+  const { real, ...rest } = c;
+  if (!real) throw new Error('startLocalCluster gave no real node');
+  return { ...rest, ...real, log };
 }
 
 /** Name of the busybox test image. */
