@@ -62,7 +62,7 @@ try {
   if (process.env.ANTHROPIC_API_KEY) say('ANTHROPIC_API_KEY is set but not used: the local node\'s pods cannot leave this machine, so devbot talks to the offline demo model');
   say('starting the demo services: Synapse, nats-server, a git server as github.com, the OFFLINE DEMO model as api.anthropic.com');
   const demoDir = join(dev.dir, 'demo');
-  services = await startDemoServices({ dir: demoDir, host: dev.real.podGateway, anthropicApiKey: '', log: (line) => say(line) });
+  services = await startDemoServices({ dir: demoDir, host: dev.real.podGateway, log: (line) => say(line) });
   const inCluster = await publishDemoServices(services, kubectl, dev.real.dnsHostsFile);
 
   const manifests = [

@@ -85,8 +85,7 @@ beforeAll(async () => {
   c = kubeClients(kubeconfig);
   ns = await makeNamespace(c, 'e2e');
   servicesDir = await mkdtemp(join(tmpdir(), 'e2e-services-'));
-  // Offline whatever the environment says: the fake model, never a real API.
-  services = await startDemoServices({ dir: servicesDir, anthropicApiKey: '', bots: [AGENT], host: dev.real.podGateway });
+  services = await startDemoServices({ dir: servicesDir, bots: [AGENT], host: dev.real.podGateway });
   inCluster = await publishDemoServices(services, dev.kubectl, dev.real.dnsHostsFile);
 }, 900_000);
 

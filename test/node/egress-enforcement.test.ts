@@ -92,7 +92,7 @@ beforeAll(async () => {
   c = kubeClients(dev.kubeconfig);
   ns = await makeNamespace(c, 'egress');
   servicesDir = await mkdtemp(join(tmpdir(), 'egress-services-'));
-  services = await startDemoServices({ dir: servicesDir, anthropicApiKey: '', bots: [IPTABLES], host: dev.real.podGateway });
+  services = await startDemoServices({ dir: servicesDir, bots: [IPTABLES], host: dev.real.podGateway });
   inCluster = await publishDemoServices(services, dev.kubectl, dev.real.dnsHostsFile);
 
   const manifests = renderDemoAgent(services, { root: ROOT, folder: 'example-devbot', namespace: ns.name, node: dev.real.name, inCluster });

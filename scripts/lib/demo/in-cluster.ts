@@ -26,7 +26,7 @@ export interface InClusterDemo {
   homeserverUrl: string;
   /** `nats://nats.agent-smith-demo.svc.cluster.local:4222` */
   natsUrl: string;
-  /** The ClusterIPs the public stand-ins resolve to (github.com, and api.anthropic.com offline): the proxy dials them, so they go in allowCidrs. */
+  /** The ClusterIPs the public stand-ins resolve to (github.com, api.anthropic.com): the proxy dials them, so they go in allowCidrs. */
   publicStandIns: Record<string, string>;
 }
 
@@ -54,8 +54,8 @@ export async function publishDemoServices(services: DemoServices, kubectl: Kubec
     { name: 'synapse', port: 8008, target: new URL(services.homeserverUrl) },
     { name: 'nats', port: 4222, target: new URL(services.natsUrl) },
     { name: 'github', port: 443, target: new URL(services.git.url), dnsName: 'github.com' },
+    { name: 'anthropic', port: 443, target: new URL(services.model.url), dnsName: 'api.anthropic.com' },
   ];
-  if (services.model) published.push({ name: 'anthropic', port: 443, target: new URL(services.model.url), dnsName: 'api.anthropic.com' });
 
   const docs: object[] = [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE } }];
   for (const p of published) {

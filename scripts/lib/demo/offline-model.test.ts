@@ -55,6 +55,6 @@ describe('the offline demo model', () => {
 
   it('echoes what a person types in the pane as text, saying it is the offline demo', () => {
     const turn = offlineResponder(request([{ role: 'user', content: 'hello there' }]), h);
-    expect(textOf(turn)).toMatch(/^\[offline demo\] you said: hello there\n.*ANTHROPIC_API_KEY/);
+    expect(textOf(turn)).toMatch(/^\[offline demo\] you said: hello there\n.*anthropic credential/);
   });
 });

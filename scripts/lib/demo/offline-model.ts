@@ -59,7 +59,7 @@ export function offlineResponder(req: RecordedRequest, h: Helpers): Turn {
     if (h.hasTool(req, EVENT_TOOL)) return h.toolUse(EVENT_TOOL, { type: 'task_done', data: { summary } });
     return h.text(`${OFFLINE_PREFIX} answered in Matrix.`);
   }
-  if (tool === EVENT_TOOL) return h.text(`${OFFLINE_PREFIX} answered in Matrix and published task_done. (This is the fake model of the offline demo; set ANTHROPIC_API_KEY for a real one.)`);
+  if (tool === EVENT_TOOL) return h.text(`${OFFLINE_PREFIX} answered in Matrix and published task_done. (This is the fake model of the offline demo; on a cluster with a way out, give the Agent an anthropic credential for the real one.)`);
   if (tool !== undefined) return h.text(`${OFFLINE_PREFIX} done.`);
 
   const last = req.body.messages.at(-1);
@@ -68,7 +68,7 @@ export function offlineResponder(req: RecordedRequest, h: Helpers): Turn {
     return h.toolUse(REPLY_TOOL, { room: msg.attrs.room, ...(msg.attrs.thread ? { thread: msg.attrs.thread } : {}), text: `${OFFLINE_PREFIX} you said: ${short(msg.body, 500)}` });
   }
   const typed = h.lastUserText(req);
-  return h.text(`${OFFLINE_PREFIX} you said: ${short(typed)}\nThis is the offline demo's fake model: it echoes. Set ANTHROPIC_API_KEY before scripts/demo for a real one.`);
+  return h.text(`${OFFLINE_PREFIX} you said: ${short(typed)}\nThis is the offline demo's fake model: it echoes. On a cluster with a way out, give the Agent an anthropic credential for the real one.`);
 }
 
 /** The agent-smith message the current turn answers: the newest one in the request's user messages. */

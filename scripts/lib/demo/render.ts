@@ -14,8 +14,7 @@
  *   resolve to in this cluster (the proxy refuses private addresses not listed there),
  *   `upstreamCaConfigMapRef` trusting the stand-ins' CA (as a user behind TLS inspection would), a
  *   github credential (basic, git's `x-access-token:<stub>`) and an anthropic credential
- *   (bearer, stub in ANTHROPIC_AUTH_TOKEN; with a real key: x-api-key, stub in
- *   ANTHROPIC_API_KEY). Enforcement stays as in agents/ (iptables): egress-init installs the
+ *   for the offline model (bearer, stub in ANTHROPIC_AUTH_TOKEN). Enforcement stays as in agents/ (iptables): egress-init installs the
  *   pod's firewall.
  */
 import { readFileSync } from 'node:fs';
@@ -100,7 +99,7 @@ export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions):
     upstreamCaConfigMapRef: { name: demoUpstreamCaName(name), key: 'ca.crt' },
     credentials: [
       { name: 'github', hosts: ['github.com'], secretRef: ref('github'), scheme: 'basic', env: ['GITHUB_TOKEN', 'GH_TOKEN'] },
-      { name: 'anthropic', hosts: ['api.anthropic.com'], secretRef: ref('anthropic'), scheme: services.offline ? 'bearer' : 'raw', ...(services.offline ? {} : { header: 'x-api-key' }), env: [services.offline ? 'ANTHROPIC_AUTH_TOKEN' : 'ANTHROPIC_API_KEY'] },
+      { name: 'anthropic', hosts: ['api.anthropic.com'], secretRef: ref('anthropic'), scheme: 'bearer', env: ['ANTHROPIC_AUTH_TOKEN'] },
     ],
   };
   agent.spec.matrix = {

@@ -17,7 +17,6 @@
  * Every process and file lives under `dir`, so a process list or `rm -r dir` finds them all.
  */
 import { randomBytes } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startFakeAnthropic, type FakeAnthropic } from '../../../test/fakes/anthropic-api.ts';
@@ -44,11 +43,6 @@ export interface DemoServicesOptions {
   dir: string;
   /** Progress lines (never a secret). */
   log?: (line: string) => void;
-  /**
-   * A real Anthropic API key: no fake model is started and api.anthropic.com is not
-   * mapped, so the proxy reaches the real API with this key. Default: $ANTHROPIC_API_KEY.
-   */
-  anthropicApiKey?: string | undefined;
   /** Bots to register (default {@link DEMO_BOTS}). */
   bots?: readonly string[];
   /**
@@ -67,8 +61,6 @@ export interface DemoBot {
 
 export interface DemoServices {
   dir: string;
-  /** True when the model is the offline fake (no API key given). */
-  offline: boolean;
   /** Synapse's client-server base URL, `http://127.0.0.1:<port>`. */
   homeserverUrl: string;
   /** `localhost` */
@@ -85,11 +77,11 @@ export interface DemoServices {
   git: GitServer;
   /** The git server's HTTP Basic password: the real value of the demo's github credential. */
   gitPassword: string;
-  /** The offline model (undefined with a real key); its `requests` show what Claude Code sent. */
-  model: FakeAnthropic | undefined;
+  /** The offline model; its `requests` show what Claude Code sent. */
+  model: FakeAnthropic;
   /** The real value of the anthropic credential: the API key, or {@link OFFLINE_MODEL_TOKEN}. */
   anthropicToken: string;
-  /** PEM of the CAs behind the stand-ins for public hosts (the git server's, the offline model's): the Agents' `spec.egress.upstreamCA`. */
+  /** PEM of the CAs behind the stand-ins for public hosts (the git server's, the offline model's): the Agents' `spec.egress.upstreamCaConfigMapRef`. */
   upstreamCaPem: string;
   /** Stops every service (Synapse, nats-server, git server, model); the files under `dir` stay. */
   stop(): Promise<void>;
@@ -98,7 +90,7 @@ export interface DemoServices {
 }
 
 /**
- * Starts Synapse, nats-server, the git server and (offline) the model, registers the
+ * Starts Synapse, nats-server, the git server and the offline model, registers the
  * users and creates the room.
  * @throws Error when a service cannot start (the ones already started are stopped)
  */
@@ -106,7 +98,6 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
   const log = opts.log ?? (() => undefined);
   const dir = opts.dir;
   await mkdir(dir, { recursive: true });
-  const apiKey = opts.anthropicApiKey === undefined ? process.env.ANTHROPIC_API_KEY || undefined : opts.anthropicApiKey || undefined;
   const stops: Array<() => Promise<void>> = [];
   const stop = async () => {
     for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
@@ -125,24 +116,18 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
     });
     stops.push(() => git.close());
 
-    let model: FakeAnthropic | undefined;
-    let modelCa = '';
-    if (!apiKey) {
-      const ca = await makeTestCa('agent-smith offline demo CA');
-      const leaf = await ca.issue([{ type: 'dns', value: 'api.anthropic.com' }]);
-      model = await startFakeAnthropic({ tls: { key: leaf.keyPem, cert: leaf.certPem }, host: opts.host });
-      model.respond(offlineResponder);
-      stops.push(() => model!.close());
-      modelCa = ca.caPem;
-    }
-    if (!model && !(await lookup('api.anthropic.com').then(() => true, () => false))) log('WARNING: api.anthropic.com does not resolve here; devbot cannot reach the real model');
+    // The local node's pods cannot leave the machine, so the model is always the offline fake.
+    const modelCa = await makeTestCa('agent-smith offline demo CA');
+    const leaf = await modelCa.issue([{ type: 'dns', value: 'api.anthropic.com' }]);
+    const model = await startFakeAnthropic({ tls: { key: leaf.keyPem, cert: leaf.certPem }, host: opts.host });
+    model.respond(offlineResponder);
+    stops.push(() => model.close());
 
     const { user, bots, room } = await matrixSetup(synapse, opts.bots ?? DEMO_BOTS);
-    log(`Synapse at ${synapse.url}, room ${room.alias}; nats at ${nats.url}; git server as github.com; model: ${model ? 'offline demo (fake)' : 'the real Anthropic API'}`);
+    log(`Synapse at ${synapse.url}, room ${room.alias}; nats at ${nats.url}; git server as github.com; model: offline demo (fake) as api.anthropic.com`);
 
     return {
       dir,
-      offline: model !== undefined,
       homeserverUrl: synapse.url,
       serverName: synapse.serverName,
       user,
@@ -152,8 +137,8 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
       git,
       gitPassword,
       model,
-      anthropicToken: apiKey ?? OFFLINE_MODEL_TOKEN,
-      upstreamCaPem: git.caPem + modelCa,
+      anthropicToken: OFFLINE_MODEL_TOKEN,
+      upstreamCaPem: git.caPem + modelCa.caPem,
       stop,
       killSync: () => {
         for (const pid of [synapse.pid(), nats.pid()]) {
