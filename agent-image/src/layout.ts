@@ -3,8 +3,8 @@
  *
  * Every path the pod contract and the operator name is an absolute in-pod path
  * (`/etc/agent-smith`, `/home/agent`, `/workspace/<repo>`). `AGENT_SMITH_ROOT` prefixes
- * all of them, so the same programs run unchanged in a container (root unset: `/`), in
- * tests and under the development pod runner (root: a scratch folder).
+ * all of them, so the same programs run unchanged in a container (root unset: `/`) and in
+ * the runtime tests, which run them on the host (root: a scratch folder).
  */
 import path from 'node:path';
 import { CONFIG_DIR, CONTRACT_FILE, EGRESS_CA_CERT_DIR, HOME_DIR, TEAM_DIR, WORKSPACE_DIR } from './contract/contract.ts';

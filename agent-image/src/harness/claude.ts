@@ -98,9 +98,8 @@ export class ClaudeAdapter implements HarnessAdapter {
     const stateFile = path.join(layout.homeDir, '.claude.json');
     const state = await readJsonObject(stateFile);
     // Claude Code keys a project by its real path. In a pod that is the workdir itself; under
-    // a development layout (the pod runner: /workspace is a symlink to the volume, and each
-    // container has its own root) only the real path is the same in setup and in the agent
-    // container, so both are trusted.
+    // a test layout (AGENT_SMITH_ROOT, where /workspace may be a symlink to a scratch folder)
+    // only the real path is sure to be the one the CLI sees, so both are trusted.
     const trusted = { hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true, enableAllProjectMcpServers: true };
     // A key in ANTHROPIC_API_KEY makes the CLI ask "use this API key?" once, unless its last
     // 20 characters are in customApiKeyResponses.approved (checked against Claude Code
