@@ -191,6 +191,9 @@ describe('supervise with the real Claude Code binary', () => {
     await waitFor('the CLI idle', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { state: string }).state === 'idle');
     await send(pod, 'remember MARK-old-session');
     await waitFor('the answer on screen', async () => (await tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0')).includes('echo MARK-old-session'));
+    // The turn over (Stop hook: idle), so the CLI writes no more of its transcript after the
+    // damage below; on a loaded machine it could still be appending and undo it.
+    await waitFor('the CLI idle after the answer', async () => ((await (await fetch(`${pod.localUrl}/status`)).json()) as { state: string }).state === 'idle', 60_000);
     const oldId = (JSON.parse(await readFile(pod.path('/home/agent/.agent-smith/session.json'), 'utf8')) as { id: string }).id;
     // Damage the transcript and its good copy the way an interrupted rewrite can: a user
     // line Claude Code cannot use. Then kill the CLI so it has to resume.
