@@ -24,7 +24,7 @@ import { publishDemoServices } from './lib/demo/in-cluster.ts';
 import { renderDemoAgent } from './lib/demo/render.ts';
 import { startDemoServices, type DemoServices } from './lib/demo/services.ts';
 import { OPERATOR_NAMESPACE, startDevCluster, type DevCluster } from './lib/real-cluster.ts';
-import type { DemoConnection } from '../agent-image/src/say/say.ts';
+import type { DemoConnection } from './lib/demo/say.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const noWait = process.argv.includes('--no-wait');
@@ -75,7 +75,7 @@ try {
   console.log('\n' + (await kubectl(['get', 'agents', '-n', NAMESPACE, '-o', 'wide'])));
   console.log(await kubectl(['get', 'pods', '-n', NAMESPACE, '-o', 'wide']));
 
-  // The connection file of `agent-smith say` (it holds the demo user's access token: 0600).
+  // The connection file of scripts/say (it holds the demo user's access token: 0600).
   const demoFile = join(demoDir, 'say.json');
   // Only devbot: infrabot runs on a kwok node and never answers.
   const devbot = services.bots.devbot;
@@ -102,7 +102,7 @@ try {
       `    export PATH=${[join(ROOT, 'agent-image/bin'), CACHE_BIN, dirname(process.execPath)].join(':')}:$PATH`,
       `    export AGENT_SMITH_DEMO=${demoFile}`,
       '',
-      '    agent-smith say devbot "hello"      # posts in the room as the demo user and prints the answer',
+      `    ${join(ROOT, 'scripts/say')} devbot "hello"      # posts in the room as the demo user and prints the answer`,
       '    agent-smith attach devbot           # devbot\'s tmux session (Claude Code in pane 0); detach with C-b d',
       '    agent-smith events --nats-url ' + services.natsUrl + ' --agent devbot',
       '    kubectl get agents',

@@ -9,7 +9,6 @@
  *   agent-smith hook EVENT   called by the harness's hooks (Claude Code settings.json); not for people
  *   agent-smith events       query the team's event log (NATS JetStream): --agent, --type, --since, --limit
  *   agent-smith proxy        egress-proxy sidecar: the credential-swap proxy
- *   agent-smith say A TEXT   for people: talk to an agent of the local demo (scripts/demo) in its Matrix room
  *
  * Every subcommand reads the pod contract (AGENT_SMITH_CONTRACT, default
  * /etc/agent-smith/contract.json) through agent-image/src/contract/load.ts; a bad contract
@@ -25,7 +24,7 @@ program
   .command('egress-init')
   .description("install the egress firewall (iptables and ip6tables): outbound TCP of every UID but the proxy's redirected to the proxy, the rest dropped; verify it or fail")
   .action(async () => {
-    const { runEgressInit } = await import('./egress/init.ts');
+    const { runEgressInit } = await import('./programs/egress-init/init.ts');
     await runEgressInit();
   });
 
@@ -33,7 +32,7 @@ program
   .command('setup')
   .description('assemble the harness home from the mounted config, trust the egress CA, clone or fetch the repos (idempotent)')
   .action(async () => {
-    const { runSetup } = await import('./setup/setup.ts');
+    const { runSetup } = await import('./programs/setup/setup.ts');
     await runSetup();
   });
 
@@ -41,7 +40,7 @@ program
   .command('supervise')
   .description('run the coding-agent CLI in tmux session "main", restart it with backoff, serve /healthz, /readyz, /metrics and the MCP server')
   .action(async () => {
-    const { runSupervise } = await import('./supervisor/main.ts');
+    const { runSupervise } = await import('./programs/supervise/main.ts');
     await runSupervise();
   });
 
@@ -55,7 +54,7 @@ program
   .option('--local', 'attach to a supervisor on this machine instead of a pod')
   .option('--socket <path>', 'tmux socket of the local supervisor (default: $AGENT_SMITH_TMUX_SOCKET or tmux default)')
   .action(async (agent: string | undefined, opts: Record<string, string | boolean | undefined>) => {
-    const { runAttach } = await import('./attach/attach.ts');
+    const { runAttach } = await import('./programs/attach/attach.ts');
     process.exitCode = await runAttach({ agent, ...opts });
   });
 
@@ -63,7 +62,7 @@ program
   .command('proxy')
   .description('egress-proxy sidecar: the credential-swap proxy on 127.0.0.1/::1 (explicit and transparent), health and metrics on the health port')
   .action(async () => {
-    const { runProxy } = await import('./proxy/main.ts');
+    const { runProxy } = await import('./programs/proxy/main.ts');
     await runProxy();
   });
 
@@ -80,20 +79,8 @@ program
   .option('--subject-prefix <prefix>', "subject prefix (default: the contract's, or agents)")
   .option('--contract <file>', 'pod contract to read events from (default: $AGENT_SMITH_CONTRACT or the mounted one)')
   .action(async (opts: Record<string, string | undefined>) => {
-    const { runEvents } = await import('./events/cli.ts');
+    const { runEvents } = await import('./programs/events/events.ts');
     process.exitCode = await runEvents(opts);
-  });
-
-program
-  .command('say')
-  .description("talk to an agent of the local demo (scripts/demo): post to its Matrix room as the demo user, mentioning the agent, and print the answer")
-  .argument('<agent>', 'Agent name, e.g. devbot')
-  .argument('<text...>', 'what to say')
-  .option('--demo <file>', 'the connection file scripts/demo prints (default: $AGENT_SMITH_DEMO)')
-  .option('--timeout <seconds>', 'how long to wait for the answer (default 120)')
-  .action(async (agent: string, words: string[], opts: { demo?: string; timeout?: string }) => {
-    const { runSay } = await import('./say/say.ts');
-    process.exitCode = await runSay(agent, words, opts);
   });
 
 program
@@ -101,7 +88,7 @@ program
   .description('internal: a harness hook (stop, session-start, prompt-submit, notification); reads the hook JSON on stdin')
   .argument('<event>', 'hook event')
   .action(async (event: string) => {
-    const { runHook } = await import('./supervisor/hook.ts');
+    const { runHook } = await import('./programs/hook/hook.ts');
     process.exitCode = await runHook(event);
   });
 

@@ -23,13 +23,13 @@ NODE_VERSION=24.21.0
 KUBE_VERSION=v1.35.4
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.22.0
-# nats-server with JetStream for the event-log tests and the demo (test/support/nats.ts).
+# nats-server with JetStream for the event-log tests and the demo (scripts/lib/services/nats.ts).
 NATS_SERVER_VERSION=v2.15.3
 # The real node of `localcluster up --real-node`: containerd (built from its Go module,
 # runc and the CNI plugins come from Debian) and CoreDNS as cluster DNS.
 CONTAINERD_VERSION=v2.2.10
 COREDNS_VERSION=v1.14.7
-# Synapse for the Matrix bridge tests (test/support/synapse.ts reads this line).
+# Synapse for the Matrix bridge tests (scripts/lib/services/synapse.ts reads this line).
 SYNAPSE_VERSION=1.163.2
 
 export GOTOOLCHAIN=local
@@ -217,7 +217,7 @@ ensure_system_tools() {
 }
 
 # ensure_synapse: Synapse $SYNAPSE_VERSION from PyPI in its own venv under the cache
-# (test/support/synapse.ts runs it on loopback for the Matrix bridge tests). A venv is not
+# (scripts/lib/services/synapse.ts runs it on loopback for the Matrix bridge tests). A venv is not
 # relocatable, so it is built in place and marked complete by a stamp file; a half-built
 # one (no stamp) is removed and built again. Needs Python >= 3.10 with venv (Debian:
 # python3-venv).

@@ -3,7 +3,7 @@
  *
  *   node test/bench/matrix-latency.ts [--messages 200] [--gap-ms 150]
  *
- * A real Synapse (test/support/synapse.ts) and `agent-smith supervise` with a `custom`
+ * A real Synapse (scripts/lib/services/synapse.ts) and `agent-smith supervise` with a `custom`
  * harness (a `cat`, so the figures are the bridge's, not a model CLI's). A person sends
  * `--messages` messages one at a time, `--gap-ms` apart, each mentioning the agent.
  * Per message, from the moment the person's `PUT /send` returned (Synapse has persisted
@@ -19,9 +19,9 @@
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { makeMatrixPod } from '../support/matrix-pod.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 import { runCli, startSupervisor } from '../support/pod.ts';
-import { isReaction, startSynapse, synapseVersion, type MatrixTestUser } from '../support/synapse.ts';
+import { isReaction, startSynapse, synapseVersion, type MatrixTestUser } from '../../scripts/lib/services/synapse.ts';
 
 const { values } = parseArgs({ options: { messages: { type: 'string', default: '200' }, 'gap-ms': { type: 'string', default: '150' } } });
 const count = Number(values.messages);

@@ -27,7 +27,7 @@ import { renderEgressCaSecret } from '../../operator/src/render/egress-ca-secret
 import { renderAll } from '../../operator/src/render/index.ts';
 import { allowlistHash } from '../../operator/src/reconcile/egress-ca.ts';
 import { startLocalCluster } from '../../scripts/lib/cluster.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const Ns = sizes.length ? sizes : [100, 500, 1000];

@@ -90,7 +90,7 @@ function runUpstream(data: UpstreamData): void {
 }
 
 async function main(): Promise<void> {
-  const { makeTestCa } = await import('../fakes/test-ca.ts');
+  const { makeTestCa } = await import('../../scripts/lib/fakes/test-ca.ts');
   const { connect, dial, startProxy, startTls } = await import('../runtime/proxy-harness.ts');
   const { ENTRYPOINT } = await import('../support/pod.ts');
 

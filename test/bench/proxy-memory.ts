@@ -81,7 +81,7 @@ function rss(pid: number): { rss: number; peak: number } {
 }
 
 async function main(): Promise<void> {
-  const { makeTestCa } = await import('../fakes/test-ca.ts');
+  const { makeTestCa } = await import('../../scripts/lib/fakes/test-ca.ts');
   const { connect, metric, readResponse, startProxy, startTls } = await import('../runtime/proxy-harness.ts');
   const { values } = parseArgs({
     options: {

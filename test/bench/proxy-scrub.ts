@@ -1,5 +1,5 @@
 /**
- * Micro-benchmark: the egress proxy's response scrubber (agent-image/src/proxy/match.ts
+ * Micro-benchmark: the egress proxy's response scrubber (agent-image/src/programs/proxy/match.ts
  * `scrubStream`) on a credential host's download, in process, without TLS or sockets: what
  * the forms of issue 14 (hex, percent, `\u`, HTML, UTF-16 base64, line-wrapped forms)
  * cost per byte, against the matcher of another checkout measured in the same run.
@@ -53,7 +53,7 @@ const bodies: Record<string, Buffer> = {
 };
 
 async function load(root: string): Promise<MatchModule> {
-  return (await import(join(resolve(root), 'agent-image/src/proxy/match.ts'))) as MatchModule;
+  return (await import(join(resolve(root), 'agent-image/src/programs/proxy/match.ts'))) as MatchModule;
 }
 
 /** MiB/s of `mod`'s scrubStream over `mib` MiB of `chunk`, with `n` credentials. */

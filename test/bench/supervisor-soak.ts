@@ -23,9 +23,9 @@ import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { alive } from '../../agent-image/src/supervisor/supervisor.ts';
+import { alive } from '../../agent-image/src/programs/supervise/supervisor.ts';
 import { makePod, runCli, startSupervisor, testContract, tmux } from '../support/pod.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '600' }, messages: { type: 'string', default: '1000' } } });
 const seconds = Number(values.seconds);

@@ -30,7 +30,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import zlib, { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { writeFiller } from './filler.ts';
-import { makeTestCa, type TestCa } from './test-ca.ts';
+import { makeTestCa, type TestCa } from '../../scripts/lib/fakes/test-ca.ts';
 
 
 export interface RecordedRequest {

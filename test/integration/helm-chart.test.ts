@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { stringify } from 'yaml';
 import { kubeClients, kubectl, makeNamespace, waitFor } from '../support/kube.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 const run = promisify(execFile);
 const helm = existsSync(join(CACHE_BIN, 'helm')) ? join(CACHE_BIN, 'helm') : 'helm';

@@ -2,7 +2,7 @@
  * The README's main job, as a newcomer runs it (after the bootstrap scripts/demo does):
  * both example Agents reach Ready and are printed, devbot (a real pod on the real node,
  * against the offline demo model) answers a message sent with the printed
- * `agent-smith say` line, its egress is refused to a host off its allowlist and passes to
+ * `scripts/say` line, its egress is refused to a host off its allowlist and passes to
  * one on it, and Ctrl-C leaves no process behind. It brings up its own cluster (the real
  * node is one per machine: test/node files run one at a time).
  */
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { waitFor } from '../support/kube.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 /** PIDs of live processes whose command line mentions `needle`. */
 function processesMentioning(needle: string): number[] {
@@ -85,7 +85,7 @@ describe('scripts/demo (the main job)', () => {
     // The printed way to talk to devbot, run as printed (PATH and AGENT_SMITH_DEMO exported).
     const path = /export PATH=(\S+):\$PATH/.exec(out)?.[1];
     const demoFile = /export AGENT_SMITH_DEMO=(\S+)/.exec(out)?.[1];
-    const sayLine = /^\s*(agent-smith say devbot "[^"]*")/m.exec(out)?.[1];
+    const sayLine = /^\s*(\S+\/scripts\/say devbot "[^"]*")/m.exec(out)?.[1];
     expect(path && demoFile && sayLine).toBeTruthy();
     const said = await promisify(execFile)('sh', ['-c', `${sayLine!.replace('"hello"', '"hello from the demo test"')} --timeout 120`], {
       env: { ...env, PATH: `${path}:${process.env.PATH}`, AGENT_SMITH_DEMO: demoFile },

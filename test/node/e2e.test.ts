@@ -35,10 +35,10 @@ import { publishDemoServices } from '../../scripts/lib/demo/in-cluster.ts';
 import { renderDemoAgent, type AgentManifest } from '../../scripts/lib/demo/render.ts';
 import { isOfflineEcho, OFFLINE_PREFIX, startDemoServices, type DemoServices } from '../../scripts/lib/demo/services.ts';
 import { OPERATOR_NAMESPACE, startDevCluster, type DevCluster } from '../../scripts/lib/real-cluster.ts';
-import { isReaction, type RoomEvent } from '../support/synapse.ts';
+import { isReaction, type RoomEvent } from '../../scripts/lib/services/synapse.ts';
 import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
 import { podProcesses } from '../support/node.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 const run = promisify(execFile);
 const AGENT = 'devbot';

@@ -2,7 +2,7 @@
  * What an agent pod's egress enforcement does on this machine's real node, as a user (or an
  * agent steered by what it read) meets it from inside the pod with `kubectl exec`:
  *
- * - `enforcement: iptables` (egress-init's firewall, agent-image/src/egress/rules.ts, plus
+ * - `enforcement: iptables` (egress-init's firewall, agent-image/src/programs/egress-init/rules.ts, plus
  *   the proxy env the operator renders): a host outside spec.egress.allow is refused by the
  *   proxy; without the proxy env there is no DNS; a raw address is sent to the proxy by the
  *   firewall, which refuses it; UDP is dropped; an allowed host works through the proxy,
@@ -26,7 +26,7 @@ import { startDemoServices, type DemoServices } from '../../scripts/lib/demo/ser
 import { OPERATOR_NAMESPACE, startDevCluster, type DevCluster } from '../../scripts/lib/real-cluster.ts';
 import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
 import { podProcesses } from '../support/node.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 /** The Agent under iptables enforcement, and the one under proxy-env. */
 const IPTABLES = 'devbot';

@@ -3,8 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeAnthropic, toolResults, type FakeAnthropic } from '../fakes/anthropic-api.ts';
-import { ROOT } from '../support/paths.ts';
+import { startFakeAnthropic, toolResults, type FakeAnthropic } from '../../scripts/lib/fakes/anthropic-api.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 const CLAUDE = join(ROOT, 'node_modules/.bin/claude');
 

@@ -18,11 +18,11 @@ import { promisify } from 'node:util';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeKubeApi, type FakeKubeApi } from '../fakes/kube-exec-api.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 const run = promisify(execFile);
 const CLI = path.join(ROOT, 'agent-image/src/cli.ts');
-const ATTACH = path.join(ROOT, 'agent-image/src/attach/attach.ts');
+const ATTACH = path.join(ROOT, 'agent-image/src/programs/attach/attach.ts');
 // Printed with printf so the literal marker exists only on the session's screen, never in
 // a command line tmux might show.
 const SCREEN_PROGRAM = `while :; do printf 'SCREEN-%s\\n' MARKER; sleep 1; done`;

@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateEgressCa } from '../../operator/src/pki/egress-ca.ts';
 import { CLI, makePod, testContract, type PodFiles } from '../support/pod.ts';
-import { ROOT } from '../support/paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 const PROXY_UID = 1337;
 const AGENT_UID = 1000;

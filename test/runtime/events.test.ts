@@ -1,5 +1,5 @@
 /**
- * The event log with its real parts: nats-server with JetStream (test/support/nats.ts), the
+ * The event log with its real parts: nats-server with JetStream (scripts/lib/services/nats.ts), the
  * supervisor as a real process (its MCP tools called over HTTP as the CLI would), and
  * `agent-smith events`. DESIGN.md flow 4; issue 8 item 3.
  */
@@ -8,11 +8,11 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventsConfig } from '../../agent-image/src/contract/contract.ts';
-import { EventLog, EventMetrics, EventOutbox, filterSubject, queryEvents, type EventEnvelope } from '../../agent-image/src/events/index.ts';
-import { makeLogger } from '../../agent-image/src/log.ts';
+import { EventLog, EventMetrics, EventOutbox, filterSubject, queryEvents, type EventEnvelope } from '../../agent-image/src/plugins/events/index.ts';
+import { makeLogger } from '../../agent-image/src/lib/log.ts';
 import { callTool, metric } from '../support/matrix-pod.ts';
-import { startNats, type NatsServer } from '../support/nats.ts';
-import { terminate } from '../support/process.ts';
+import { startNats, type NatsServer } from '../../scripts/lib/services/nats.ts';
+import { terminate } from '../../scripts/lib/process.ts';
 import { makePod, runCli, startSupervisor, testContract, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { waitFor } from '../support/wait.ts';
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -1,5 +1,5 @@
 /**
- * The PR watcher (agent-image/src/github) against the GitHub fake over real HTTPS: what
+ * The PR watcher (agent-image/src/plugins/github) against the GitHub fake over real HTTPS: what
  * it reports as unanswered, that an unchanged pull request costs no rate limit (304s, no
  * GraphQL), and that rate limits and bad tokens are logged, not thrown.
  */
@@ -7,8 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeGitHubClient } from '../../agent-image/src/github/client.ts';
-import { PrWatcher } from '../../agent-image/src/github/watcher.ts';
+import { makeGitHubClient } from '../../agent-image/src/plugins/github/client.ts';
+import { PrWatcher } from '../../agent-image/src/plugins/github/watcher.ts';
 import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
 import { capturingLogger } from '../support/log.ts';
 

@@ -1,5 +1,5 @@
 /**
- * A durable event consumer (agent-image/src/events/consume.ts) against a real nats-server
+ * A durable event consumer (agent-image/src/plugins/events/consume.ts) against a real nats-server
  * with JetStream, fed bad events by a client of the test's own: not JSON, too large, one
  * its handler refuses for its content (SkipEvent, a ZodError), one its handler hangs on.
  * Each is skipped after one warning line and counted; the good event behind them is
@@ -14,9 +14,9 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EventsConfig } from '../../agent-image/src/contract/contract.ts';
-import { ConsumerMetrics, SkipEvent } from '../../agent-image/src/events/consume.ts';
-import { EventLog, EventOutbox, filterSubject, type EventEnvelope } from '../../agent-image/src/events/index.ts';
-import { startNats, type NatsServer } from '../support/nats.ts';
+import { ConsumerMetrics, SkipEvent } from '../../agent-image/src/plugins/events/consume.ts';
+import { EventLog, EventOutbox, filterSubject, type EventEnvelope } from '../../agent-image/src/plugins/events/index.ts';
+import { startNats, type NatsServer } from '../../scripts/lib/services/nats.ts';
 import { waitFor } from '../support/wait.ts';
 import { capturingLogger } from '../support/log.ts';
 

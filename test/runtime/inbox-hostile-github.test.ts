@@ -1,5 +1,5 @@
 /**
- * The PR watcher (agent-image/src/github/watcher.ts) against the GitHub fake over real
+ * The PR watcher (agent-image/src/plugins/github/watcher.ts) against the GitHub fake over real
  * HTTPS, with odd data on some pull requests: one listed but answering 404, one whose
  * author or head commit is missing, comments without an id or with absurd sizes. The
  * other pull requests and repositories are still read and their comments reported; the
@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { makeGitHubClient } from '../../agent-image/src/github/client.ts';
-import { GitHubMetrics } from '../../agent-image/src/github/metrics.ts';
-import { PrRewake } from '../../agent-image/src/github/rewake.ts';
-import { PrWatcher } from '../../agent-image/src/github/watcher.ts';
-import { Inbox } from '../../agent-image/src/supervisor/inbox.ts';
+import { makeGitHubClient } from '../../agent-image/src/plugins/github/client.ts';
+import { GitHubMetrics } from '../../agent-image/src/plugins/github/metrics.ts';
+import { PrRewake } from '../../agent-image/src/plugins/github/rewake.ts';
+import { PrWatcher } from '../../agent-image/src/plugins/github/watcher.ts';
+import { Inbox } from '../../agent-image/src/core/inbox.ts';
 import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
 import { capturingLogger } from '../support/log.ts';
 

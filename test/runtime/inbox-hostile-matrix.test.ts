@@ -7,11 +7,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../fakes/anthropic-api.ts';
+import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../../scripts/lib/fakes/anthropic-api.ts';
 import { makeMatrixPod, metric, waitFor } from '../support/matrix-pod.ts';
-import { terminate } from '../support/process.ts';
+import { terminate } from '../../scripts/lib/process.ts';
 import { runCli, startSupervisor, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
-import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../support/synapse.ts';
+import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../../scripts/lib/services/synapse.ts';
 
 /** The last message of a request as text, with JSON string escapes of quotes undone. */
 function lastMessage(req: RecordedRequest): string {

@@ -8,9 +8,9 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../fakes/anthropic-api.ts';
+import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../../scripts/lib/fakes/anthropic-api.ts';
 import { makePod, runCli, startSupervisor, testContract, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
-import { terminate } from '../support/process.ts';
+import { terminate } from '../../scripts/lib/process.ts';
 import { waitFor } from '../support/wait.ts';
 
 /** Every text of a request's conversation, JSON string escapes of quotes and newlines undone. */

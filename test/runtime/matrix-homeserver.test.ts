@@ -14,9 +14,9 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MatrixBridge } from '../../agent-image/src/matrix/bridge.ts';
-import { MatrixMetrics } from '../../agent-image/src/matrix/metrics.ts';
-import { Inbox, MAX_PENDING } from '../../agent-image/src/supervisor/inbox.ts';
+import { MatrixBridge } from '../../agent-image/src/plugins/matrix/bridge.ts';
+import { MatrixMetrics } from '../../agent-image/src/plugins/matrix/metrics.ts';
+import { Inbox, MAX_PENDING } from '../../agent-image/src/core/inbox.ts';
 import { waitFor } from '../support/matrix-pod.ts';
 
 interface Seen {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callTool, makeMatrixPod, metric, putInInbox, waitFor } from '../support/matrix-pod.ts';
 import { runCli, startSupervisor, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
-import { isReaction, startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../support/synapse.ts';
+import { isReaction, startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../../scripts/lib/services/synapse.ts';
 
 const WARNING = '⚠️';
 const SKIPPED = 'Matrix event skipped: it cannot be handled on its own content';

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliveredToCli, makeMatrixPod, putInInbox, waitFor } from '../support/matrix-pod.ts';
 import { runCli, startSupervisor, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
-import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../support/synapse.ts';
+import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../../scripts/lib/services/synapse.ts';
 
 const COUNT = 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callTool, makeMatrixPod, metric, putInInbox, waitFor } from '../support/matrix-pod.ts';
 import { runCli, startSupervisor, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
-import { isReaction, startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../support/synapse.ts';
+import { isReaction, startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../../scripts/lib/services/synapse.ts';
 
 describe('Matrix bridge triggers against a real Synapse', () => {
   let synapse: Synapse;

@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
-import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../fakes/anthropic-api.ts';
+import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../../scripts/lib/fakes/anthropic-api.ts';
 import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
 import { metric, waitFor } from '../support/matrix-pod.ts';
 import { makePod, runCli, startSupervisor, testContract, type PodFiles, type SupervisorProcess } from '../support/pod.ts';

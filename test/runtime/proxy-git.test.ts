@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startGitServer, type GitServer } from '../fakes/git-server.ts';
+import { startGitServer, type GitServer } from '../../scripts/lib/fakes/git-server.ts';
 import { startProxy, type CredentialFixture, type ProxyFixture } from './proxy-harness.ts';
 
 const run = promisify(execFile);

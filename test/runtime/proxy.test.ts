@@ -9,7 +9,7 @@
  * is in any line the proxy logged.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Matcher, needlesFor } from '../../agent-image/src/proxy/match.ts';
+import { Matcher, needlesFor } from '../../agent-image/src/programs/proxy/match.ts';
 import { startHttpsUpstream, type HttpsUpstream } from '../fakes/https-upstream.ts';
 import {
   connect,

@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { layoutFromEnv } from '../../agent-image/src/layout.ts';
-import { RepoSyncError, syncRepos, type RepoSpec } from '../../agent-image/src/setup/repos.ts';
-import { startGitServer, type GitServer } from '../fakes/git-server.ts';
+import { layoutFromEnv } from '../../agent-image/src/contract/layout.ts';
+import { RepoSyncError, syncRepos, type RepoSpec } from '../../agent-image/src/programs/setup/repos.ts';
+import { startGitServer, type GitServer } from '../../scripts/lib/fakes/git-server.ts';
 
 const execFileAsync = promisify(execFile);
 

@@ -6,12 +6,12 @@
  * (the fan-out is the supervisors' work, not the model's).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REVIEW_REQUEST_KEY, reviewRequestId } from '../../agent-image/src/review/fanout.ts';
+import { REVIEW_REQUEST_KEY, reviewRequestId } from '../../agent-image/src/core/review-request.ts';
 import { callTool, deliveredToCli, makeMatrixPod, waitFor } from '../support/matrix-pod.ts';
-import { startNats, type NatsServer } from '../support/nats.ts';
-import { terminate } from '../support/process.ts';
+import { startNats, type NatsServer } from '../../scripts/lib/services/nats.ts';
+import { terminate } from '../../scripts/lib/process.ts';
 import { runCli, startSupervisor, tmux, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
-import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../support/synapse.ts';
+import { isReaction, startSynapse, type MatrixTestUser, type Synapse } from '../../scripts/lib/services/synapse.ts';
 
 describe('review fan-out across two agents', () => {
   let synapse: Synapse;

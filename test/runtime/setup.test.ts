@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startGitServer, type GitServer } from '../fakes/git-server.ts';
+import { startGitServer, type GitServer } from '../../scripts/lib/fakes/git-server.ts';
 import { makePod, runCli, testContract, type PodFiles } from '../support/pod.ts';
 
 const git = promisify(execFile);

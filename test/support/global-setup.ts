@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import type { TestProject } from 'vitest/node';
 import { startLocalCluster, type LocalCluster } from '../../scripts/lib/cluster.ts';
 import { kubectl } from './kube.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 import { TEST_SHARD_LABEL } from './operator.ts';
 
 declare module 'vitest' {

@@ -5,7 +5,7 @@
  */
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
 import { makePod, testContract, type PodFiles, type SupervisorProcess } from './pod.ts';
-import type { MatrixTestUser, Synapse } from './synapse.ts';
+import type { MatrixTestUser, Synapse } from '../../scripts/lib/services/synapse.ts';
 
 export interface MatrixPodOptions {
   synapse: Synapse;

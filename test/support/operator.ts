@@ -8,7 +8,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
 import { CACHE_BIN } from '../../scripts/lib/cluster.ts';
 import { kubeClients, kubectl } from './kube.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 /**
  * Agents with this label are left to operators that a test starts and stops itself;

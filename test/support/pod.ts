@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../../scripts/lib/paths.ts';
 
 export const CLI = join(ROOT, 'agent-image/src/cli.ts');
 /** The image's entry point (agent-image/bin/agent-smith: node with the image's flags). */

@@ -62,7 +62,7 @@ export const SupervisorTuning = z.object({
 export type SupervisorTuning = z.infer<typeof SupervisorTuning>;
 
 /**
- * The event log (DESIGN.md flow 4; agent-image/src/events/): a NATS JetStream stream the
+ * The event log (DESIGN.md flow 4; agent-image/src/plugins/events/): a NATS JetStream stream the
  * supervisor creates when missing and publishes to, through an on-disk outbox on the home
  * volume. The operator copies spec.events here; the defaults are the operator's too.
  */
@@ -109,7 +109,7 @@ export const PodContract = z.object({
     .object({ homeserverUrl: z.string(), userId: z.string(), allowedUsers: z.array(z.string()), rooms: z.array(z.string()) })
     .optional(),
   /**
-   * GitHub identity and the PR rewake (agent-image/src/github). `apiUrl`: REST base URL
+   * GitHub identity and the PR rewake (agent-image/src/plugins/github). `apiUrl`: REST base URL
    * (default https://api.github.com; GitHub Enterprise Server: https://<host>/api/v3).
    * `intervalSeconds`: poll while the CLI is idle (the Agent API's minimum is 30; the
    * contract takes any positive value, for tests). `maxConsecutiveRewakes`: PR rewakes in a

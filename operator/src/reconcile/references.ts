@@ -5,7 +5,7 @@
  * object (API errors other than 404 do throw, and are retried).
  */
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
-import { parseCaBundle } from '../../../agent-image/src/proxy/config.ts';
+import { parseCaBundle } from '../../../agent-image/src/programs/proxy/config.ts';
 import type { Agent } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import type { Clients } from '../kube/clients.ts';
@@ -151,7 +151,7 @@ export interface UpstreamCaResolution {
 /**
  * The PEM bundle of spec.egress.upstreamCaConfigMapRef: the ConfigMap exists in the
  * Agent's namespace, has the key (in `data`, or `binaryData` as UTF-8), and every
- * certificate block in it parses (the proxy's own check, agent-image/src/proxy/config.ts
+ * certificate block in it parses (the proxy's own check, agent-image/src/programs/proxy/config.ts
  * parseCaBundle), so a pod is never rolled out with a bundle its proxy would refuse.
  * One GET of the ConfigMap; nothing without the field.
  * @throws the API error of a failed read other than 404

@@ -1,5 +1,5 @@
 import { TEAM_DIR } from '../../../agent-image/src/contract/contract.ts';
-import { isObject as isJsonObject, mergeJson, parseJsonObject as parseJson, type Json } from '../../../agent-image/src/harness/files.ts';
+import { isObject as isJsonObject, mergeJson, parseJsonObject as parseJson, type Json } from '../../../agent-image/src/lib/files.ts';
 import { ROSTER_MARKDOWN } from './roster.ts';
 
 /**

@@ -14,7 +14,7 @@ import {
   TEAM_DIR,
   WORKSPACE_DIR,
 } from '../../../agent-image/src/contract/contract.ts';
-import { UPSTREAM_CA_ENV } from '../../../agent-image/src/proxy/config.ts';
+import { UPSTREAM_CA_ENV } from '../../../agent-image/src/programs/proxy/config.ts';
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
@@ -59,7 +59,7 @@ const VOLUME_UPSTREAM_CA = 'upstream-ca';
 /**
  * Where the egress-proxy container finds the PEM bundle of spec.egress.upstreamCaConfigMapRef
  * (that one ConfigMap key, mounted read-only in that container only). The proxy is told
- * the path by the AGENT_SMITH_UPSTREAM_CA variable (agent-image/src/proxy/config.ts).
+ * the path by the AGENT_SMITH_UPSTREAM_CA variable (agent-image/src/programs/proxy/config.ts).
  */
 export const UPSTREAM_CA_FILE = '/etc/agent-smith/upstream-ca/ca.crt';
 
@@ -126,7 +126,7 @@ function proxyEnv(allowCidrs: readonly string[], apiServerIPs: readonly string[]
 
 /**
  * The bundle `agent-smith setup` writes before the agent container starts: the image's
- * system roots plus the egress CA (agent-image/src/setup/setup.ts `caBundleFile`, under
+ * system roots plus the egress CA (agent-image/src/programs/setup/setup.ts `caBundleFile`, under
  * `$HOME/.agent-smith`).
  */
 export const CA_BUNDLE_FILE = `${HOME_DIR}/.agent-smith/ca-bundle.pem`;
@@ -291,7 +291,7 @@ export function serviceHostnames(host: string): string[] {
  * proxy-env the pod keeps DNS and gets none. Nothing else gets an alias.
  *
  * They do not affect the egress proxy: it looks names up as absolute names (`"host."`,
- * agent-image/src/proxy/policy.ts resolveChecked), which glibc does not match against
+ * agent-image/src/programs/proxy/policy.ts resolveChecked), which glibc does not match against
  * /etc/hosts, so the proxy's resolution and its address checks stay DNS's.
  *
  * The aliases are part of the pod template: when a Service's cluster IP changes (the

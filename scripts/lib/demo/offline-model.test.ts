@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hasTool, isSideRequest, lastUserText, toolResults, type Helpers, type MessageIn, type RecordedRequest, type Turn } from '../../../test/fakes/anthropic-api.ts';
+import { hasTool, isSideRequest, lastUserText, toolResults, type Helpers, type MessageIn, type RecordedRequest, type Turn } from '../fakes/anthropic-api.ts';
 import { offlineResponder, parseAgentSmithMessage } from './offline-model.ts';
 
 const h: Helpers = {

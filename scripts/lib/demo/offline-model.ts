@@ -1,16 +1,16 @@
 /**
- * The "offline demo" model: what test/fakes/anthropic-api.ts answers when the demo runs
+ * The "offline demo" model: what scripts/lib/fakes/anthropic-api.ts answers when the demo runs
  * without a model key. It is deliberately obvious: a message from agent-smith's Matrix
  * bridge is echoed back in the room with `matrix_reply` ("[offline demo] you said: …"),
  * then a `task_done` event is published with `publish_event`, then the turn ends with a
  * short text. Anything else (a person typing in the tmux pane) is echoed as text.
  *
- * The message arrives as the text agent-smith renders (agent-image/src/supervisor/inbox.ts
+ * The message arrives as the text agent-smith renders (agent-image/src/core/inbox.ts
  * renderMessage): `<agent-smith-message id=".." source="matrix" room=".." ...>\n<text>\n</agent-smith-message>`,
  * either as the prompt or inside the Stop hook's feedback, so every string of the last
  * user message is searched.
  */
-import type { ContentBlockIn, Helpers, MessageIn, RecordedRequest, Turn } from '../../../test/fakes/anthropic-api.ts';
+import type { ContentBlockIn, Helpers, MessageIn, RecordedRequest, Turn } from '../fakes/anthropic-api.ts';
 
 export const OFFLINE_PREFIX = '[offline demo]';
 const REPLY_TOOL = 'mcp__agent-smith__matrix_reply';

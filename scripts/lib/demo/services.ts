@@ -19,11 +19,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startFakeAnthropic, type FakeAnthropic } from '../../../test/fakes/anthropic-api.ts';
-import { startGitServer, type GitServer } from '../../../test/fakes/git-server.ts';
-import { makeTestCa } from '../../../test/fakes/test-ca.ts';
-import { startNats } from '../../../test/support/nats.ts';
-import { startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../../../test/support/synapse.ts';
+import { startFakeAnthropic, type FakeAnthropic } from '../fakes/anthropic-api.ts';
+import { startGitServer, type GitServer } from '../fakes/git-server.ts';
+import { makeTestCa } from '../fakes/test-ca.ts';
+import { startNats } from '../services/nats.ts';
+import { startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../services/synapse.ts';
 import { offlineResponder, OFFLINE_PREFIX } from './offline-model.ts';
 
 export { OFFLINE_PREFIX } from './offline-model.ts';

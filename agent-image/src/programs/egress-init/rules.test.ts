@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import { ContractError } from '../../contract/load.ts';
+import { coveredBy, diffRules, parseAllowCidrs, parseCidr, renderRules } from './rules.ts';
+
+const base = { proxyUid: 1337, proxyPort: 15001 };
+
+/** The IPv4 document, as iptables-save prints it back (test/runtime/egress-init.test.ts applies it for real). */
+const V4 = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT DROP [0:0]
+:AGENT_SMITH_EGRESS - [0:0]
+-A OUTPUT -j AGENT_SMITH_EGRESS
+-A AGENT_SMITH_EGRESS -o lo -j ACCEPT
+-A AGENT_SMITH_EGRESS -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A AGENT_SMITH_EGRESS -d 127.0.0.1/32 -p tcp -m conntrack --ctstate DNAT -m tcp --dport 15001 -j ACCEPT
+-A AGENT_SMITH_EGRESS -p tcp -m owner --uid-owner 1337 -j ACCEPT
+-A AGENT_SMITH_EGRESS -p udp -m owner --uid-owner 1337 -m udp --dport 53 -j ACCEPT
+-A AGENT_SMITH_EGRESS -d 10.96.0.0/12 -j ACCEPT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:AGENT_SMITH_REDIRECT - [0:0]
+-A OUTPUT -p tcp -j AGENT_SMITH_REDIRECT
+-A AGENT_SMITH_REDIRECT -o lo -j RETURN
+-A AGENT_SMITH_REDIRECT -d 10.96.0.0/12 -j RETURN
+-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001
+COMMIT
+`;
+
+describe('renderRules', () => {
+  it('IPv4: redirects TCP of every UID but the proxy to the proxy port, lets loopback and allowCidrs through, drops the rest', () => {
+    expect(renderRules({ ...base, allowCidrs: ['10.96.0.0/12', 'fd00::/8'], family: 4 })).toBe(V4);
+  });
+
+  it('IPv6: the same firewall with ::1, the IPv6 ranges, and the neighbour discovery and MLD the kernel sends', () => {
+    const doc = renderRules({ ...base, allowCidrs: ['10.96.0.0/12', 'fd00:10::/64'], family: 6 });
+    expect(doc).toContain('-A AGENT_SMITH_EGRESS -d ::1/128 -p tcp -m conntrack --ctstate DNAT -m tcp --dport 15001 -j ACCEPT\n');
+    expect(doc).toContain('-A AGENT_SMITH_EGRESS -d fd00:10::/64 -j ACCEPT\n');
+    expect(doc).toContain('-A AGENT_SMITH_REDIRECT -d fd00:10::/64 -j RETURN\n');
+    expect(doc).not.toContain('10.96.0.0');
+    expect(doc).toContain('-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001\n');
+    for (const type of [133, 135, 136]) expect(doc).toContain(`-p ipv6-icmp -m icmp6 --icmpv6-type ${type} -m hl --hl-eq 255 -j ACCEPT\n`);
+    for (const type of [131, 132, 143]) expect(doc).toContain(`-p ipv6-icmp -m icmp6 --icmpv6-type ${type} -m hl --hl-eq 1 -j ACCEPT\n`);
+    // No other ICMPv6 (echo requests included), and no UDP but the proxy's DNS.
+    expect(doc.split('\n').filter((l) => l.includes('ipv6-icmp'))).toHaveLength(6);
+    expect(doc.split('\n').filter((l) => l.includes('-p udp'))).toEqual(['-A AGENT_SMITH_EGRESS -p udp -m owner --uid-owner 1337 -m udp --dport 53 -j ACCEPT']);
+  });
+
+  it('writes filter before nat, so a failure between the two commits drops instead of leaking', () => {
+    for (const family of [4, 6] as const) {
+      const doc = renderRules({ ...base, allowCidrs: [], family });
+      expect(doc.indexOf('*filter')).toBeLessThan(doc.indexOf('*nat'));
+      expect(doc.match(/^COMMIT$/gm)).toHaveLength(2);
+    }
+  });
+
+  it('with no allowCidrs redirects everything off loopback', () => {
+    const doc = renderRules({ ...base, allowCidrs: [], family: 4 });
+    expect(doc).not.toMatch(/ -d (?!127\.0\.0\.1\/32)/);
+    expect(doc).toContain('-A AGENT_SMITH_REDIRECT -o lo -j RETURN\n-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT');
+  });
+
+  it('uses the UID and port it is given', () => {
+    const doc = renderRules({ proxyUid: 2000, proxyPort: 3128, allowCidrs: [], family: 4 });
+    expect(doc).toContain('! --uid-owner 2000 -j REDIRECT --to-ports 3128');
+    expect(doc).toContain('-p tcp -m owner --uid-owner 2000 -j ACCEPT');
+    expect(doc).not.toContain('1337');
+  });
+
+  it('refuses UID 0 (every root process would bypass the proxy) and ports out of range', () => {
+    expect(() => renderRules({ proxyUid: 0, proxyPort: 15001, allowCidrs: [], family: 4 })).toThrow(/UID 0 would let every root process bypass/);
+    expect(() => renderRules({ proxyUid: 1337, proxyPort: 70000, allowCidrs: [], family: 4 })).toThrow(RangeError);
+  });
+
+  it('names the contract field of a bad allowCidrs entry, whichever family is rendered', () => {
+    const allowCidrs = ['10.96.0.0/12', 'fd00::/8', '10.0.0.300/8'];
+    for (const family of [4, 6] as const) {
+      expect(() => renderRules({ ...base, allowCidrs, family })).toThrow(ContractError);
+      expect(() => renderRules({ ...base, allowCidrs, family })).toThrow(/^egress\.allowCidrs\[2\]: "10\.0\.0\.300\/8" is not a CIDR/);
+    }
+  });
+});
+
+describe('parseCidr', () => {
+  it.each([
+    ['10.96.0.0/12', '10.96.0.0/12'],
+    ['10.96.1.7/12', '10.96.0.0/12'],
+    ['10.0.0.1', '10.0.0.1/32'],
+    ['FD00:0:0::/8', 'fd00::/8'],
+    ['fd42:231::101/120', 'fd42:231::100/120'],
+    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1/128'],
+    ['2001:0:0:1::/64', '2001:0:0:1::/64'],
+    ['2001:db8:0:1:0:0:0:0/64', '2001:db8:0:1::/64'],
+    ['::1.2.3.0/120', '::1.2.3.0/120'],
+    ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304/128'],
+  ])('%s is written %s, as iptables-save prints it', (entry, text) => {
+    expect(parseCidr(entry, 'egress.allowCidrs[0]').text).toBe(text);
+  });
+
+  it.each([
+    ['10.0.0.300/8', /is not a CIDR: no IPv4 or IPv6 address/],
+    ['010.0.0.1/8', /is not a CIDR: no IPv4 or IPv6 address/],
+    ['example.com/24', /is not a CIDR: no IPv4 or IPv6 address/],
+    ['fe80::1%eth0/64', /is not a CIDR: no IPv4 or IPv6 address/],
+    ['10.0.0.0/33', /the prefix length after the "\/" must be 0\.\.32/],
+    ['10.0.0.0/', /the prefix length/],
+    ['fd00::/129', /must be 0\.\.128/],
+    ['10.0.0.0/x', /the prefix length/],
+    ['0.0.0.0/0', /opens \/0, which would let most of the address space bypass the egress proxy/],
+    ['::/0', /opens \/0/],
+    ['10.0.0.0/7', /opens \/7/],
+    ['::ffff:10.0.0.0/104', /IPv4-mapped IPv6 range, whose traffic Linux sends as IPv4/],
+  ])('refuses %s with the field named', (entry, why) => {
+    let err: unknown;
+    try {
+      parseCidr(entry, 'egress.allowCidrs[3]');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ContractError);
+    expect((err as Error).message.startsWith(`egress.allowCidrs[3]: "${entry}" `)).toBe(true);
+    expect((err as Error).message).toMatch(why);
+  });
+});
+
+describe('parseAllowCidrs and coveredBy', () => {
+  it('splits by family and drops duplicates after normalising', () => {
+    const c = parseAllowCidrs(['10.96.0.0/12', 'fd00::/8', '10.96.3.3/12', 'FD00::/8', '192.168.1.1']);
+    expect(c[4].map((x) => x.text)).toEqual(['10.96.0.0/12', '192.168.1.1/32']);
+    expect(c[6].map((x) => x.text)).toEqual(['fd00::/8']);
+  });
+
+  it('tells whether an address lies in a range', () => {
+    const c = parseAllowCidrs(['10.96.0.0/12', 'fd00:10::/64']);
+    const all = [...c[4], ...c[6]];
+    expect(coveredBy('10.96.0.10', all)).toBe(true);
+    expect(coveredBy('10.111.255.255', all)).toBe(true);
+    expect(coveredBy('10.112.0.0', all)).toBe(false);
+    expect(coveredBy('fd00:10::a', all)).toBe(true);
+    expect(coveredBy('fd00:11::a', all)).toBe(false);
+    expect(coveredBy('not-an-ip', all)).toBe(false);
+  });
+});
+
+describe('diffRules', () => {
+  const saved = (doc: string) =>
+    `# Generated by iptables-save v1.8.9 on Sun Nov 22 06:13:40 2026\n${doc
+      .split('COMMIT\n')
+      .filter(Boolean)
+      .reverse()
+      .map((t) => `${t.replace(/\[0:0\]/g, '[12:3456]')}COMMIT\n# Completed on Sun Nov 22 06:13:40 2026\n`)
+      .join('')}`;
+
+  it('finds nothing when the kernel lists what was applied (comments, counters and table order aside)', () => {
+    expect(diffRules(V4, saved(V4))).toEqual([]);
+  });
+
+  it('reports a policy, a missing or changed rule, an extra chain and a missing table', () => {
+    const tampered = saved(V4)
+      .replace(':OUTPUT DROP', ':OUTPUT ACCEPT')
+      .replace('-A AGENT_SMITH_EGRESS -d 10.96.0.0/12 -j ACCEPT\n', '')
+      .replace('--to-ports 15001', '--to-ports 15002')
+      .replace(':AGENT_SMITH_EGRESS - [12:3456]\n', ':AGENT_SMITH_EGRESS - [0:0]\n:OTHER - [0:0]\n');
+    expect(diffRules(V4, tampered)).toEqual([
+      'filter: chain OUTPUT policy is ACCEPT, expected DROP',
+      'filter: unexpected chain OTHER',
+      'filter: rule 7 is "(none)", expected "-A AGENT_SMITH_EGRESS -d 10.96.0.0/12 -j ACCEPT"',
+      'nat: rule 4 is "-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15002", expected "-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001"',
+    ]);
+    expect(diffRules(V4, saved(V4).split('*filter')[0] ?? '')).toEqual(['filter: table missing']);
+  });
+});

@@ -1,0 +1,117 @@
+/**
+ * `agent-smith setup`, the init container: validate the contract, trust the egress CA,
+ * assemble the harness's home, clone or fetch the repositories. Idempotent: a second run
+ * on the same volumes changes nothing that the agent made and fails nothing.
+ *
+ * It never sees a real credential: those are mounted into the egress-proxy container only.
+ */
+import { execFile } from 'node:child_process';
+import { access, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { PodContract } from '../../contract/contract.ts';
+import { loadContract } from '../../contract/load.ts';
+import { harnessContext } from '../../plugins/harness/context.ts';
+import { adapterFor } from '../../plugins/harness/index.ts';
+import { writeFileAtomic } from '../../lib/files.ts';
+import { layoutFromEnv, type Layout } from '../../contract/layout.ts';
+import { makeLogger } from '../../lib/log.ts';
+import { syncRepos } from './repos.ts';
+
+const run = promisify(execFile);
+
+/** Where the system's CA bundle is on Debian (the agent image's base). */
+export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/** The CA bundle the agent's tools use: the system roots plus the per-agent egress CA. */
+export function caBundleFile(layout: Layout): string {
+  return path.join(layout.stateDir, 'ca-bundle.pem');
+}
+
+/**
+ * Environment that makes TLS clients trust the egress CA: OpenSSL (SSL_CERT_FILE), git,
+ * curl, Python requests, and Node (NODE_EXTRA_CA_CERTS adds to Node's built-in roots).
+ * Empty when the pod has no egress CA mounted.
+ */
+export async function trustEnv(layout: Layout): Promise<Record<string, string>> {
+  const bundle = caBundleFile(layout);
+  if (!(await exists(bundle))) return {};
+  return {
+    SSL_CERT_FILE: bundle,
+    GIT_SSL_CAINFO: bundle,
+    CURL_CA_BUNDLE: bundle,
+    REQUESTS_CA_BUNDLE: bundle,
+    NODE_EXTRA_CA_CERTS: layout.caCertFile,
+  };
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Writes the CA bundle (system roots + egress CA). The container runs as a non-root user,
+ * so the system store itself cannot change; every tool is pointed at the bundle instead.
+ * @returns false when no egress CA is mounted.
+ */
+export async function writeCaBundle(layout: Layout): Promise<boolean> {
+  let ca: string;
+  try {
+    ca = await readFile(layout.caCertFile, 'utf8');
+  } catch {
+    return false;
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`${layout.caCertFile} holds no PEM certificate; check the agent's egress CA Secret (key ca.crt)`);
+  const system = await readFile(process.env.AGENT_SMITH_SYSTEM_CA_BUNDLE ?? SYSTEM_CA_BUNDLE, 'utf8').catch(() => '');
+  await writeFileAtomic(caBundleFile(layout), `${system.trimEnd()}\n# agent-smith egress CA\n${ca.trim()}\n`);
+  return true;
+}
+
+/**
+ * Configures git (the agent's `~/.gitconfig`) to present each Authorization-header
+ * credential's STUB as the password for its exact hosts (`x-access-token:<stub>`, the
+ * form GitHub documents for tokens over HTTPS); the egress proxy swaps it for the real
+ * token. Wildcard hosts get no helper (git's credential matching is per host). Idempotent.
+ */
+export async function writeGitCredentials(layout: Layout, contract: PodContract, env: NodeJS.ProcessEnv): Promise<number> {
+  const file = path.join(layout.homeDir, '.gitconfig');
+  let n = 0;
+  for (const c of contract.egress.credentials) {
+    if (c.header.toLowerCase() !== 'authorization') continue;
+    for (const host of c.hosts.filter((h) => !h.startsWith('*.'))) {
+      const [name] = host.split(':');
+      const helper = `!f() { test "$1" = get && printf 'username=x-access-token\\npassword=%s\\n' '${c.stub}'; }; f`;
+      await run('git', ['config', '--file', file, '--replace-all', `credential.https://${name}.helper`, helper], { env });
+      n++;
+    }
+  }
+  return n;
+}
+
+/** Runs setup. @throws ContractError (bad contract), Error naming the file or repository that failed. */
+export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const log = makeLogger('agent-smith-setup');
+  const layout = layoutFromEnv(env);
+  const contract = loadContract(layout.contractFile);
+  const ctx = harnessContext(contract, layout, env);
+  log.info({ agent: contract.agent.name, harness: contract.harness.kind, repos: contract.repos.length }, 'setup starting');
+
+  await mkdir(layout.stateDir, { recursive: true, mode: 0o700 });
+  const trusted = await writeCaBundle(layout);
+  log.info({ trusted, bundle: trusted ? caBundleFile(layout) : undefined }, trusted ? 'egress CA trusted' : 'no egress CA mounted; system roots only');
+
+  await adapterFor(contract.harness.kind).prepareHome(ctx);
+  log.info({ home: layout.homeDir }, 'harness home assembled');
+
+  const gitEnv = { ...env, HOME: layout.homeDir, ...(await trustEnv(layout)) };
+  const helpers = await writeGitCredentials(layout, contract, gitEnv);
+  if (helpers) log.info({ hosts: helpers }, 'git presents the credential stubs (never a real token) for their hosts');
+  const results = await syncRepos(contract.repos, { resolve: (p) => layout.resolve(p), env: gitEnv, log });
+  await mkdir(ctx.workdir, { recursive: true });
+  log.info({ repos: results, workdir: ctx.workdir }, 'setup done');
+}
