@@ -36,7 +36,21 @@ describe('validateAgent', () => {
 
   it('refuses an allowCidrs range so wide it disables the private-address protection', () => {
     expect(errors({ egress: { allowCidrs: ['0.0.0.0/0'] } })[0]).toMatch(/^spec\.egress\.allowCidrs\[0\]: "0\.0\.0\.0\/0" opens \/0/);
-    expect(errors({ egress: { allowCidrs: ['300.1.1.1/8'] } })[0]).toMatch(/not a valid CIDR/);
+    expect(errors({ egress: { allowCidrs: ['300.1.1.1/8'] } })[0]).toMatch(/^spec\.egress\.allowCidrs\[0\]: "300\.1\.1\.1\/8" is not a CIDR/);
+  });
+
+  // Each of these passed the operator's own CIDR check (SpecValid=True) and then stopped the
+  // pod: egress-init or the egress proxy refused the contract. One grammar now (contract/net.ts).
+  it.each([
+    ['fd00:::/8', /is not a CIDR: no IPv4 or IPv6 address/],
+    ['010.0.0.0/8', /is not a CIDR: no IPv4 or IPv6 address/],
+    ['10.0.0.0/08', /without leading zeros/],
+    ['::ffff:10.0.0.0/104', /IPv4-mapped IPv6 range/],
+  ])('refuses %s, which the pod refuses, naming the field', (cidr, why) => {
+    const e = errors({ egress: { allowCidrs: ['10.96.0.0/12', cidr] } });
+    expect(e).toHaveLength(1);
+    expect(e[0]?.startsWith(`spec.egress.allowCidrs[1]: "${cidr}" `)).toBe(true);
+    expect(e[0]).toMatch(why);
   });
 
   it('refuses two repositories that clone into one directory', () => {

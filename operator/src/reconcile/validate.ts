@@ -15,6 +15,8 @@ import { getDomain } from 'tldts';
  * wildcard the proxy would refuse is refused here first, with the field named.
  */
 const PSL = { allowPrivateDomains: true } as const;
+import { ContractError } from '../../../agent-image/src/contract/load.ts';
+import { parseCidr } from '../../../agent-image/src/contract/net.ts';
 import type { Agent } from '../api/agent.ts';
 import { repoDir } from '../render/configmap.ts';
 import { inClusterService } from '../render/networkpolicy.ts';
@@ -39,16 +41,6 @@ function patternsOverlap(a: string, b: string): boolean {
   if (x.startsWith('*.')) return hostAllowed(y, x);
   if (y.startsWith('*.')) return hostAllowed(x, y);
   return false;
-}
-
-function parseCidr(cidr: string): { v6: boolean; prefix: number } | undefined {
-  const [addr = '', bits = ''] = cidr.split('/');
-  const prefix = Number(bits);
-  const v6 = addr.includes(':');
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > (v6 ? 128 : 32)) return undefined;
-  if (!v6 && !/^(\d{1,3})(\.\d{1,3}){3}$/.test(addr)) return undefined;
-  if (!v6 && addr.split('.').some((o) => Number(o) > 255)) return undefined;
-  return { v6, prefix };
 }
 
 /** What validateAgent found: errors block the rollout, warnings are only shown. */
@@ -77,11 +69,13 @@ export function validateAgent(agent: Agent): Validation {
   });
 
   // allowCidrs: well-formed, and never so wide that it switches the private-range protection off.
+  // The pod's grammar (contract/net.ts: egress-init and the proxy parse them the same way).
   spec.egress.allowCidrs.forEach((c, i) => {
-    const parsed = parseCidr(c);
-    if (!parsed) problems.push(`spec.egress.allowCidrs[${i}]: "${c}" is not a valid CIDR; write it as 10.0.0.0/8 or fd00::/8`);
-    else if (parsed.prefix < 8) {
-      problems.push(`spec.egress.allowCidrs[${i}]: "${c}" opens /${parsed.prefix}, which defeats the private-address protection; allow the narrow ranges the agent needs`);
+    try {
+      parseCidr(c, `spec.egress.allowCidrs[${i}]`);
+    } catch (err) {
+      if (!(err instanceof ContractError)) throw err;
+      problems.push(err.message);
     }
   });
 

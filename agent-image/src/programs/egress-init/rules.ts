@@ -40,16 +40,15 @@
  * Rules are written the way `iptables-save` prints them (option order, `/32` on hosts,
  * compressed IPv6), so that init.ts can verify what the kernel holds line by line.
  */
-import { isIPv4, isIPv6 } from 'node:net';
-import { ContractError } from '../../contract/load.ts';
+import { coveredBy, parseCidr, type Cidr } from '../../contract/net.ts';
+
+/** The allowCidrs grammar is the contract's (contract/net.ts), shared with the operator and the proxy. */
+export { coveredBy, parseCidr, type Cidr };
 
 /** The filter chain holding the egress allowlist; OUTPUT jumps to it and drops what it does not accept. */
 export const EGRESS_CHAIN = 'AGENT_SMITH_EGRESS';
 /** The nat chain that redirects outbound TCP to the proxy. */
 export const REDIRECT_CHAIN = 'AGENT_SMITH_REDIRECT';
-
-/** Narrowest prefix accepted in allowCidrs, as the operator's validation (spec.egress.allowCidrs) requires. */
-export const MIN_ALLOW_PREFIX = 8;
 
 export interface RulesInput {
   /** UID of the egress proxy: the only UID whose connections leave the pod directly. 1..4294967294. */
@@ -59,51 +58,6 @@ export interface RulesInput {
   /** `egress.allowCidrs` of the contract, both families; the document takes those of `family`. */
   allowCidrs: readonly string[];
   family: 4 | 6;
-}
-
-/** A parsed CIDR, host bits cleared, formatted as iptables-save prints it. */
-export interface Cidr {
-  family: 4 | 6;
-  /** Network address bytes (4 or 16). */
-  bytes: Uint8Array;
-  prefix: number;
-  /** e.g. `10.96.0.0/12`, `fd00::/8`, `10.0.0.1/32`. */
-  text: string;
-}
-
-/**
- * Parses one `egress.allowCidrs` entry (`address/prefix`; a bare address is a host:
- * /32 or /128). Host bits are cleared, as iptables does. Refused: anything that is not an
- * IPv4 or IPv6 address, zone ids, IPv4-mapped IPv6 (`::ffff:a.b.c.d`: Linux sends those
- * as IPv4, write the IPv4 form), and prefixes shorter than /8 (they would switch the
- * proxy off for most of the address space; use `enforcement: proxy-env` for that).
- *
- * @param field the contract field, e.g. `egress.allowCidrs[2]`, named in the error.
- * @throws ContractError naming `field`.
- */
-export function parseCidr(entry: string, field: string): Cidr {
-  const bad = (why: string) => new ContractError(`${field}: "${entry}" ${why}`);
-  const slash = entry.indexOf('/');
-  const addr = slash < 0 ? entry : entry.slice(0, slash);
-  const family: 4 | 6 | 0 = isIPv4(addr) ? 4 : isIPv6(addr) && !addr.includes('%') ? 6 : 0;
-  if (family === 0) throw bad('is not a CIDR: no IPv4 or IPv6 address before the "/"; write it as 10.96.0.0/12 or fd00::/8');
-  const max = family === 4 ? 32 : 128;
-  let prefix = max;
-  if (slash >= 0) {
-    const bits = entry.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) throw bad(`is not a CIDR: the prefix length after the "/" must be 0..${max}; write it as 10.96.0.0/12 or fd00::/8`);
-    prefix = Number(bits);
-  }
-  if (prefix < MIN_ALLOW_PREFIX) throw bad(`opens /${prefix}, which would let most of the address space bypass the egress proxy; allow the narrow ranges the agent needs`);
-  const bytes = family === 4 ? ipv4Bytes(addr) : ipv6Bytes(addr);
-  if (family === 6 && bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
-    throw bad('is an IPv4-mapped IPv6 range, whose traffic Linux sends as IPv4; write the IPv4 form (e.g. 10.96.0.0/12)');
-  }
-  for (let i = 0; i < bytes.length; i++) {
-    const keep = Math.max(0, Math.min(8, prefix - i * 8));
-    bytes[i] = (bytes[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
-  }
-  return { family, bytes, prefix, text: `${family === 4 ? [...bytes].join('.') : formatIPv6(bytes)}/${prefix}` };
 }
 
 /**
@@ -119,22 +73,6 @@ export function parseAllowCidrs(allowCidrs: readonly string[]): { 4: Cidr[]; 6: 
     if (!out[c.family].some((x) => x.text === c.text)) out[c.family].push(c);
   });
   return out;
-}
-
-/** Whether `ip` (an IPv4 or IPv6 address, no prefix) lies in one of `cidrs`. False for anything that is not an address. */
-export function coveredBy(ip: string, cidrs: readonly Cidr[]): boolean {
-  const family = isIPv4(ip) ? 4 : isIPv6(ip) && !ip.includes('%') ? 6 : 0;
-  if (family === 0) return false;
-  const bytes = family === 4 ? ipv4Bytes(ip) : ipv6Bytes(ip);
-  return cidrs.some((c) => {
-    if (c.family !== family) return false;
-    for (let i = 0; i < bytes.length; i++) {
-      const keep = Math.max(0, Math.min(8, c.prefix - i * 8));
-      const mask = (0xff << (8 - keep)) & 0xff;
-      if (((bytes[i] ?? 0) & mask) !== c.bytes[i]) return false;
-    }
-    return true;
-  });
 }
 
 /**
@@ -260,70 +198,5 @@ export function diffRules(expected: string, actual: string): string[] {
       if (w.rules[i] !== h.rules[i]) out.push(`${table}: rule ${i + 1} is ${JSON.stringify(h.rules[i] ?? '(none)')}, expected ${JSON.stringify(w.rules[i] ?? '(none)')}`);
     }
   }
-  return out;
-}
-
-function ipv4Bytes(addr: string): Uint8Array {
-  return Uint8Array.from(addr.split('.').map(Number));
-}
-
-/** Bytes of a valid IPv6 address (checked by isIPv6 first), including a dotted IPv4 tail. */
-function ipv6Bytes(addr: string): Uint8Array {
-  let text = addr;
-  let v4tail: number[] = [];
-  if (text.includes('.')) {
-    const i = text.lastIndexOf(':');
-    const [a = 0, b = 0, c = 0, d = 0] = ipv4Bytes(text.slice(i + 1));
-    v4tail = [(a << 8) | b, (c << 8) | d];
-    text = text.slice(0, i + 1);
-    if (!text.endsWith('::')) text = text.slice(0, -1);
-  }
-  const parse = (s: string) => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
-  const [head = '', rest] = text.split('::');
-  const h = parse(head);
-  let groups: number[];
-  if (rest === undefined) groups = [...h, ...v4tail];
-  else {
-    const r = [...parse(rest), ...v4tail];
-    groups = [...h, ...Array<number>(8 - h.length - r.length).fill(0), ...r];
-  }
-  const bytes = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    bytes[i * 2] = g >> 8;
-    bytes[i * 2 + 1] = g & 0xff;
-  });
-  return bytes;
-}
-
-/**
- * IPv6 text as glibc's inet_ntop writes it (what ip6tables-save prints): lower-case hex,
- * the longest run of two or more zero groups (the first on a tie) as `::`, and the IPv4
- * tail forms `::a.b.c.d` and `::ffff:a.b.c.d`.
- */
-function formatIPv6(bytes: Uint8Array): string {
-  const words = Array.from({ length: 8 }, (_, i) => ((bytes[i * 2] ?? 0) << 8) | (bytes[i * 2 + 1] ?? 0));
-  let best = { base: -1, len: 0 };
-  let cur = { base: -1, len: 0 };
-  words.forEach((w, i) => {
-    if (w === 0) {
-      cur = cur.base < 0 ? { base: i, len: 1 } : { base: cur.base, len: cur.len + 1 };
-      if (cur.len > best.len) best = { ...cur };
-    } else cur = { base: -1, len: 0 };
-  });
-  if (best.len < 2) best = { base: -1, len: 0 };
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (best.base >= 0 && i >= best.base && i < best.base + best.len) {
-      if (i === best.base) out += ':';
-      continue;
-    }
-    if (i > 0) out += ':';
-    if (i === 6 && best.base === 0 && (best.len === 6 || (best.len === 5 && words[5] === 0xffff))) {
-      out += `${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
-      break;
-    }
-    out += (words[i] ?? 0).toString(16);
-  }
-  if (best.base >= 0 && best.base + best.len === 8) out += ':';
   return out;
 }

@@ -26,6 +26,7 @@ import { promises as dns } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { domainToASCII, domainToUnicode } from 'node:url';
 import { getDomain } from 'tldts';
+import { parseCidr, type Cidr } from '../../contract/net.ts';
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -591,21 +592,13 @@ function compileCidrs(cidrs: readonly string[]): CompiledCidrs {
   if (cached) return cached;
   const compiled: CompiledCidrs = { v4: new BlockList(), v6: new BlockList() };
   cidrs.forEach((cidr, i) => {
-    const fail = (why: string) => new PolicyError('policy_error', `allowCidrs[${i}] ${show(cidr)}: ${why}`);
-    const m = typeof cidr === 'string' ? /^([0-9A-Fa-f:.]+)\/(0|[1-9][0-9]{0,2})$/.exec(cidr) : null;
-    if (!m) throw fail('not a CIDR (address/prefix, e.g. 10.0.0.0/8 or fd00::/8)');
-    const address = m[1] ?? '';
-    const prefix = Number(m[2]);
-    if (isIP(address) === 4) {
-      if (prefix < 8 || prefix > 32) throw fail('an IPv4 prefix must be /8 to /32 (wider would switch the private-address protection off)');
-      compiled.v4.addSubnet(address, prefix, 'ipv4');
-      return;
+    let c: Cidr;
+    try {
+      c = parseCidr(cidr, `egress.allowCidrs[${i}]`);
+    } catch (e) {
+      throw new PolicyError('policy_error', (e as Error).message);
     }
-    const v6 = parseIpv6(address);
-    if (!v6) throw fail('not a dotted-quad IPv4 or IPv6 network address');
-    if (prefix < 8 || prefix > 128) throw fail('an IPv6 prefix must be /8 to /128');
-    if (mappedIpv4(v6.groups) !== undefined) throw fail('an IPv4-mapped range; write it as IPv4');
-    compiled.v6.addSubnet(v6.text, prefix, 'ipv6');
+    (c.family === 4 ? compiled.v4 : compiled.v6).addSubnet(c.address, c.prefix, c.family === 4 ? 'ipv4' : 'ipv6');
   });
   if (cidrCache.size >= 64) cidrCache.clear();
   cidrCache.set(key, compiled);
@@ -614,8 +607,8 @@ function compileCidrs(cidrs: readonly string[]): CompiledCidrs {
 
 /**
  * Checks `allowCidrs` once (at startup) so a bad entry fails the proxy rather than every
- * request. Entries: `a.b.c.d/n` or `v6::/n`, prefix /8 or narrower (the operator's limit),
- * no IPv4-mapped IPv6 ranges (write those as IPv4), no zone ids.
+ * request. The grammar is the contract's (contract/net.ts parseCidr), the one the operator
+ * and egress-init apply.
  * @throws PolicyError `policy_error` naming the entry
  */
 export function validateAllowCidrs(allowCidrs: readonly string[]): void {
