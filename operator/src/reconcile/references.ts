@@ -5,7 +5,7 @@
  * object (API errors other than 404 do throw, and are retried).
  */
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
-import { parseCaBundle } from '../../../agent-image/src/programs/proxy/config.ts';
+import { parseCaBundle } from '../../../agent-image/src/contract/ca-bundle.ts';
 import type { Agent } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import type { Clients } from '../kube/clients.ts';

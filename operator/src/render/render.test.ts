@@ -5,7 +5,8 @@ import { PodContract } from '../../../agent-image/src/contract/contract.ts';
 import { Agent, type AgentSpec } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { renderAll, type RenderOptions } from './index.ts';
-import { UPSTREAM_CA_FILE, volumeClaimDrift } from './statefulset.ts';
+import { UPSTREAM_CA_FILE } from '../../../agent-image/src/contract/ca-bundle.ts';
+import { volumeClaimDrift } from './statefulset.ts';
 
 /** An Agent as the API server would store it: defaults applied by the schema. */
 function agent(spec: Record<string, unknown>, name = 'devbot'): Agent {

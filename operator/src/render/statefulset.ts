@@ -14,7 +14,7 @@ import {
   TEAM_DIR,
   WORKSPACE_DIR,
 } from '../../../agent-image/src/contract/contract.ts';
-import { UPSTREAM_CA_ENV } from '../../../agent-image/src/programs/proxy/config.ts';
+import { UPSTREAM_CA_ENV, UPSTREAM_CA_FILE } from '../../../agent-image/src/contract/ca-bundle.ts';
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
@@ -55,13 +55,6 @@ const VOLUME_CREDENTIALS = 'credentials';
 const VOLUME_TEAM = 'team';
 const VOLUME_MATRIX_TOKEN = 'matrix-token';
 const VOLUME_UPSTREAM_CA = 'upstream-ca';
-
-/**
- * Where the egress-proxy container finds the PEM bundle of spec.egress.upstreamCaConfigMapRef
- * (that one ConfigMap key, mounted read-only in that container only). The proxy is told
- * the path by the AGENT_SMITH_UPSTREAM_CA variable (agent-image/src/programs/proxy/config.ts).
- */
-export const UPSTREAM_CA_FILE = '/etc/agent-smith/upstream-ca/ca.crt';
 
 /** Mounts of the containers that run the agent's own code (setup, agent): no key, no credential. */
 function agentMounts(agent: Agent): V1VolumeMount[] {

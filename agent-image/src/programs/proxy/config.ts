@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { X509Certificate } from 'node:crypto';
+import { parseCaBundle, UPSTREAM_CA_ENV } from '../../contract/ca-bundle.ts';
 import { CREDENTIALS_DIR, PROXY_HEALTH_PORT, PROXY_PORT, type PodContract } from '../../contract/contract.ts';
 import type { Layout } from '../../contract/layout.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -237,41 +237,10 @@ export function hostsOverrideFromEnv(env: NodeJS.ProcessEnv, layout: Layout, log
 }
 
 /**
- * The variable naming the PEM file of extra upstream CAs: the internal wire between the
- * operator and the proxy. The operator sets it on the egress-proxy container, to the path
- * where it mounts the ConfigMap key of spec.egress.upstreamCaConfigMapRef
- * (operator/src/render/statefulset.ts UPSTREAM_CA_FILE), and only then.
- */
-export const UPSTREAM_CA_ENV = 'AGENT_SMITH_UPSTREAM_CA';
-
-/**
- * The certificates of a PEM bundle, each parsed: every `-----BEGIN CERTIFICATE-----`
- * block must be an X.509 certificate; text between blocks (comments, the headers of
- * distribution bundles) is ignored. Pure. The operator runs the same check on the
- * ConfigMap key before it rolls a pod (operator/src/reconcile/references.ts).
- * @returns the PEM blocks and their subjects (`CN=..., O=...`)
- * @throws Error saying what is wrong (no block, or which block does not parse), never
- *   quoting the text
- */
-export function parseCaBundle(text: string): { pems: string[]; subjects: string[] } {
-  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (!pems.length) throw new Error('no PEM certificate in it; it must hold one or more -----BEGIN CERTIFICATE----- blocks');
-  const subjects: string[] = [];
-  for (const [i, p] of pems.entries()) {
-    try {
-      subjects.push(new X509Certificate(p).subject.replace(/\n/g, ', '));
-    } catch (err) {
-      throw new Error(`certificate ${i + 1} of ${pems.length} is not a valid certificate (${(err as Error).message})`);
-    }
-  }
-  return { pems, subjects };
-}
-
-/**
  * The extra CA certificates the proxy trusts for upstream TLS besides the system roots
  * (a TLS-inspecting corporate proxy, GitHub Enterprise Server on a private CA): the PEM
  * file AGENT_SMITH_UPSTREAM_CA names ({@link UPSTREAM_CA_ENV}), checked by
- * {@link parseCaBundle}. Logged with each subject, so a pod that trusts more than the
+ * parseCaBundle (contract/ca-bundle.ts, the operator's check too). Logged with each subject, so a pod that trusts more than the
  * public roots says so. Unset or empty: the system roots only.
  * @throws ConfigError when the file is unreadable, holds no certificate or a block that
  *   is not a certificate; the message names the file and spec.egress.upstreamCaConfigMapRef
