@@ -6,6 +6,8 @@ import { Agent, type AgentSpec } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { renderAll, type RenderOptions } from './index.ts';
 import { UPSTREAM_CA_FILE } from '../../../agent-image/src/contract/ca-bundle.ts';
+import { layoutFromEnv } from '../../../agent-image/src/contract/layout.ts';
+import { caBundleFile, TRUST_VARIABLES, trustEnv } from '../../../agent-image/src/contract/trust.ts';
 import { volumeClaimDrift } from './statefulset.ts';
 
 /** An Agent as the API server would store it: defaults applied by the schema. */
@@ -179,6 +181,22 @@ describe('renderAll', () => {
     const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
     expect(env.HTTPS_PROXY).toBe('http://127.0.0.1:15001');
     expect(env.NODE_EXTRA_CA_CERTS).toBe('/etc/agent-smith/egress-ca-cert/ca.crt');
+  });
+
+  // Bug fixed: the operator named the egress CA alone in GIT_SSL_CAINFO and REQUESTS_CA_BUNDLE,
+  // the supervisor the bundle (system roots + egress CA): git and Python requests in
+  // `kubectl exec` distrusted a direct TLS peer that the same tools in the tmux panes trusted.
+  it('gives setup and agent the trust variables the supervisor gives the tmux panes (replacing ones name the bundle)', () => {
+    const pod = renderAll(agent(devbot), opts).statefulSet.spec!.template.spec!;
+    const layout = layoutFromEnv({ HOME: '/home/agent', AGENT_SMITH_CONTRACT: '/etc/agent-smith/contract.json' });
+    const panes = trustEnv({ caCert: layout.caCertFile, bundle: caBundleFile(layout) });
+    for (const c of [pod.containers[0], pod.initContainers?.find((i) => i.name === 'setup')]) {
+      const env = Object.fromEntries((c?.env ?? []).filter((e) => TRUST_VARIABLES.includes(e.name)).map((e) => [e.name, e.value]));
+      expect(env, c?.name).toEqual(panes);
+    }
+    expect(panes.GIT_SSL_CAINFO).toBe('/home/agent/.agent-smith/ca-bundle.pem');
+    expect(panes.REQUESTS_CA_BUNDLE).toBe('/home/agent/.agent-smith/ca-bundle.pem');
+    expect(panes.NODE_EXTRA_CA_CERTS).toBe('/etc/agent-smith/egress-ca-cert/ca.crt');
   });
 
   it('names the proxy in iptables mode too (the pod has no DNS of its own) and lets allowCidrs go direct', () => {

@@ -15,6 +15,7 @@ import {
   WORKSPACE_DIR,
 } from '../../../agent-image/src/contract/contract.ts';
 import { UPSTREAM_CA_ENV, UPSTREAM_CA_FILE } from '../../../agent-image/src/contract/ca-bundle.ts';
+import { trustEnv } from '../../../agent-image/src/contract/trust.ts';
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
@@ -118,27 +119,12 @@ function proxyEnv(allowCidrs: readonly string[], apiServerIPs: readonly string[]
 }
 
 /**
- * The bundle `agent-smith setup` writes before the agent container starts: the image's
- * system roots plus the egress CA (agent-image/src/programs/setup/setup.ts `caBundleFile`, under
- * `$HOME/.agent-smith`).
- */
-export const CA_BUNDLE_FILE = `${HOME_DIR}/.agent-smith/ca-bundle.pem`;
-
-/**
  * Environment that makes common TLS stacks trust the egress CA, for every process of the
- * agent container, `kubectl exec` included: Node (NODE_EXTRA_CA_CERTS adds to its own
- * roots), git, Python requests, and OpenSSL's default file (curl, Go, Python's ssl: the
- * system roots plus the egress CA, so a direct in-cluster TLS peer is still trusted).
+ * agent and setup containers, `kubectl exec` included: the contract's trust variables
+ * (contract/trust.ts), the same the supervisor gives the tmux panes.
  */
-function trustEnv(): V1EnvVar[] {
-  const file = `${EGRESS_CA_CERT_DIR}/ca.crt`;
-  return [
-    { name: 'NODE_EXTRA_CA_CERTS', value: file },
-    { name: 'GIT_SSL_CAINFO', value: file },
-    { name: 'REQUESTS_CA_BUNDLE', value: file },
-    { name: 'SSL_CERT_FILE', value: CA_BUNDLE_FILE },
-    { name: 'CURL_CA_BUNDLE', value: CA_BUNDLE_FILE },
-  ];
+function trustEnvVars(): V1EnvVar[] {
+  return Object.entries(trustEnv()).map(([name, value]) => ({ name, value }));
 }
 
 /**
@@ -326,7 +312,7 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
   const env: V1EnvVar[] = [
     { name: 'HOME', value: HOME_DIR },
     ...contractEnv,
-    ...trustEnv(),
+    ...trustEnvVars(),
     ...proxyEnv(spec.egress.allowCidrs, opts.apiServer?.clusterIPs ?? []),
   ];
   const setup: V1Container = {

@@ -6,11 +6,12 @@
  * It never sees a real credential: those are mounted into the egress-proxy container only.
  */
 import { execFile } from 'node:child_process';
-import { access, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PodContract } from '../../contract/contract.ts';
 import { loadContract } from '../../contract/load.ts';
+import { caBundleFile, layoutTrustEnv } from '../../contract/trust.ts';
 import { harnessContext } from '../../plugins/harness/context.ts';
 import { adapterFor } from '../../plugins/harness/index.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
@@ -22,37 +23,6 @@ const run = promisify(execFile);
 
 /** Where the system's CA bundle is on Debian (the agent image's base). */
 export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
-
-/** The CA bundle the agent's tools use: the system roots plus the per-agent egress CA. */
-export function caBundleFile(layout: Layout): string {
-  return path.join(layout.stateDir, 'ca-bundle.pem');
-}
-
-/**
- * Environment that makes TLS clients trust the egress CA: OpenSSL (SSL_CERT_FILE), git,
- * curl, Python requests, and Node (NODE_EXTRA_CA_CERTS adds to Node's built-in roots).
- * Empty when the pod has no egress CA mounted.
- */
-export async function trustEnv(layout: Layout): Promise<Record<string, string>> {
-  const bundle = caBundleFile(layout);
-  if (!(await exists(bundle))) return {};
-  return {
-    SSL_CERT_FILE: bundle,
-    GIT_SSL_CAINFO: bundle,
-    CURL_CA_BUNDLE: bundle,
-    REQUESTS_CA_BUNDLE: bundle,
-    NODE_EXTRA_CA_CERTS: layout.caCertFile,
-  };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Writes the CA bundle (system roots + egress CA). The container runs as a non-root user,
@@ -108,7 +78,7 @@ export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<vo
   await adapterFor(contract.harness.kind).prepareHome(ctx);
   log.info({ home: layout.homeDir }, 'harness home assembled');
 
-  const gitEnv = { ...env, HOME: layout.homeDir, ...(await trustEnv(layout)) };
+  const gitEnv = { ...env, HOME: layout.homeDir, ...(await layoutTrustEnv(layout)) };
   const helpers = await writeGitCredentials(layout, contract, gitEnv);
   if (helpers) log.info({ hosts: helpers }, 'git presents the credential stubs (never a real token) for their hosts');
   const results = await syncRepos(contract.repos, { resolve: (p) => layout.resolve(p), env: gitEnv, log });

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, TEAM_DIR, type PodContract } from '../../contract/contract.ts';
 import { loadContract } from '../../contract/load.ts';
+import { layoutTrustEnv } from '../../contract/trust.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { ConsumerMetrics } from '../../plugins/events/consume.ts';
 import { EventMetrics } from '../../plugins/events/metrics.ts';
@@ -27,7 +28,6 @@ import { makeLogger, type Logger } from '../../lib/log.ts';
 import { MatrixBridge } from '../../plugins/matrix/bridge.ts';
 import { MatrixMetrics } from '../../plugins/matrix/metrics.ts';
 import { matrixTools } from '../../plugins/matrix/tools.ts';
-import { trustEnv } from '../setup/setup.ts';
 import type { PrRewake } from '../../plugins/github/index.ts';
 import { filterSubject, token } from '../../plugins/events/subject.ts';
 import { ReviewFanout } from '../../plugins/review/fanout.ts';
@@ -119,7 +119,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
 
   const configFile = path.join(layout.stateDir, 'tmux.conf');
   await writeFileAtomic(configFile, tmuxConfig(contract.agent.name));
-  const trust = await trustEnv(layout);
+  const trust = await layoutTrustEnv(layout);
   const tmux = new Tmux({ socket: env.AGENT_SMITH_TMUX_SOCKET || undefined, configFile, env: { ...env, ...trust, HOME: layout.homeDir } });
   const teeFile = await paneOutputFifo(log);
   const shell = [env.SHELL && existsSync(env.SHELL) ? env.SHELL : existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'];
