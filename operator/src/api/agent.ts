@@ -11,13 +11,15 @@
  * evaluates `pattern` with Go's regexp.
  */
 import { z } from 'zod';
+import { AGENT_API } from '../../../agent-image/src/contract/pod.ts';
 
-export const GROUP = 'agentsmith.dev';
-export const VERSION = 'v1alpha1';
+/** The resource's identity is the contract's (`agent-smith attach` reads Agents too). */
+export const GROUP = AGENT_API.group;
+export const VERSION = AGENT_API.version;
 export const API_VERSION = `${GROUP}/${VERSION}`;
-export const KIND = 'Agent';
-export const PLURAL = 'agents';
-export const SINGULAR = 'agent';
+export const KIND = AGENT_API.kind;
+export const PLURAL = AGENT_API.plural;
+export const SINGULAR = AGENT_API.singular;
 
 /** One CEL rule as `x-kubernetes-validations` takes it (Kubernetes "Validation rules"). */
 export interface CelRule {

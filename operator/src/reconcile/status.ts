@@ -2,7 +2,7 @@ import type { V1ContainerStatus, V1Pod, V1StatefulSet } from '@kubernetes/client
 import type { Agent, AgentStatus, Phase } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import { childNames } from '../render/meta.ts';
-import { AGENT_CONTAINER } from '../render/statefulset.ts';
+import { AGENT_CONTAINER } from '../../../agent-image/src/contract/pod.ts';
 import { setConditions, type ConditionInput } from './conditions.ts';
 
 /** What the reconciler saw of an Agent's world, gathered before deciding anything. */

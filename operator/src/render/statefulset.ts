@@ -15,6 +15,7 @@ import {
   WORKSPACE_DIR,
 } from '../../../agent-image/src/contract/contract.ts';
 import { UPSTREAM_CA_ENV, UPSTREAM_CA_FILE } from '../../../agent-image/src/contract/ca-bundle.ts';
+import { AGENT_CONTAINER, CONTAINERS, POD_ENV, PROBE_PATHS, SUBCOMMANDS } from '../../../agent-image/src/contract/pod.ts';
 import { trustEnv } from '../../../agent-image/src/contract/trust.ts';
 import type { Agent } from '../api/agent.ts';
 import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
@@ -40,9 +41,6 @@ export interface StatefulSetOptions {
   /** The API server's cluster IPs (spec.kubernetesAccess): they join NO_PROXY, so kubectl dials it directly. */
   apiServer?: ApiServerAddress;
 }
-
-/** Name of the container that runs the supervisor and the CLI (its restarts are the Agent's `status.restarts`). */
-export const AGENT_CONTAINER = 'agent';
 
 /** UID and GID the agent's processes run as. */
 export const AGENT_UID = 1000;
@@ -139,13 +137,13 @@ function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]):
   const out: V1Container[] = [];
   if (egress.enforcement === 'iptables') {
     out.push({
-      name: 'egress-init',
+      name: CONTAINERS.egressInit,
       image,
-      command: ['agent-smith', 'egress-init'],
+      command: ['agent-smith', SUBCOMMANDS.egressInit],
       env: [
         ...contractEnv,
-        { name: 'AGENT_SMITH_PROXY_UID', value: String(PROXY_UID) },
-        { name: 'AGENT_SMITH_PROXY_PORT', value: String(PROXY_PORT) },
+        { name: POD_ENV.proxyUid, value: String(PROXY_UID) },
+        { name: POD_ENV.proxyPort, value: String(PROXY_PORT) },
       ],
       volumeMounts: [{ name: VOLUME_CONFIG, mountPath: CONFIG_DIR, readOnly: true }],
       securityContext: {
@@ -160,9 +158,9 @@ function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]):
     });
   }
   out.push({
-    name: 'egress-proxy',
+    name: CONTAINERS.egressProxy,
     image,
-    command: ['agent-smith', 'proxy'],
+    command: ['agent-smith', SUBCOMMANDS.egressProxy],
     // A native sidecar: started before the next init containers, kept running, stopped last.
     restartPolicy: 'Always',
     env: [...contractEnv, ...(egress.upstreamCaConfigMapRef ? [{ name: UPSTREAM_CA_ENV, value: UPSTREAM_CA_FILE }] : [])],
@@ -177,9 +175,9 @@ function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]):
       ...(egress.upstreamCaConfigMapRef ? [{ name: VOLUME_UPSTREAM_CA, mountPath: path.posix.dirname(UPSTREAM_CA_FILE), readOnly: true }] : []),
     ],
     securityContext: restricted(PROXY_UID),
-    startupProbe: { httpGet: { path: '/readyz', port: 'proxy-health' }, periodSeconds: 1, failureThreshold: 30 },
-    readinessProbe: { httpGet: { path: '/readyz', port: 'proxy-health' }, periodSeconds: 10 },
-    livenessProbe: { httpGet: { path: '/healthz', port: 'proxy-health' }, periodSeconds: 20, failureThreshold: 3 },
+    startupProbe: { httpGet: { path: PROBE_PATHS.readyz, port: 'proxy-health' }, periodSeconds: 1, failureThreshold: 30 },
+    readinessProbe: { httpGet: { path: PROBE_PATHS.readyz, port: 'proxy-health' }, periodSeconds: 10 },
+    livenessProbe: { httpGet: { path: PROBE_PATHS.healthz, port: 'proxy-health' }, periodSeconds: 20, failureThreshold: 3 },
     // It idles near 100 MB and stays near 125 MB after 10,000 distinct names
     // (test/bench/proxy-memory.ts): request what it uses, so the scheduler counts it.
     resources: { requests: { cpu: '20m', memory: '128Mi' }, limits: { memory: '256Mi' } },
@@ -305,9 +303,9 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
   const names = childNames(agent.metadata.name);
   const image = spec.pod?.image ?? opts.image;
   const contractEnv: V1EnvVar[] = [
-    { name: 'AGENT_SMITH_CONTRACT', value: `${CONFIG_DIR}/${CONTRACT_FILE}` },
-    { name: 'AGENT_SMITH_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-    { name: 'AGENT_SMITH_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    { name: POD_ENV.contract, value: `${CONFIG_DIR}/${CONTRACT_FILE}` },
+    { name: POD_ENV.podName, valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: POD_ENV.namespace, valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
   ];
   const env: V1EnvVar[] = [
     { name: 'HOME', value: HOME_DIR },
@@ -316,9 +314,9 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
     ...proxyEnv(spec.egress.allowCidrs, opts.apiServer?.clusterIPs ?? []),
   ];
   const setup: V1Container = {
-    name: 'setup',
+    name: CONTAINERS.setup,
     image,
-    command: ['agent-smith', 'setup'],
+    command: ['agent-smith', SUBCOMMANDS.setup],
     env,
     volumeMounts: agentMounts(agent),
     securityContext: restricted(AGENT_UID),
@@ -326,14 +324,14 @@ export function renderStatefulSet(agent: Agent, opts: StatefulSetOptions): V1Sta
   const agentContainer: V1Container = {
     name: AGENT_CONTAINER,
     image,
-    command: ['tini', '-g', '--', 'agent-smith', 'supervise'],
+    command: ['tini', '-g', '--', 'agent-smith', SUBCOMMANDS.agent],
     env,
     workingDir: WORKSPACE_DIR,
     ports: [{ name: 'http', containerPort: SUPERVISOR_PORT, protocol: 'TCP' }],
     volumeMounts: [...agentMounts(agent), ...matrixTokenMount(agent)],
     securityContext: restricted(AGENT_UID),
-    readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 10, failureThreshold: 3 },
-    livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 20, failureThreshold: 6, initialDelaySeconds: 10 },
+    readinessProbe: { httpGet: { path: PROBE_PATHS.readyz, port: 'http' }, periodSeconds: 10, failureThreshold: 3 },
+    livenessProbe: { httpGet: { path: PROBE_PATHS.healthz, port: 'http' }, periodSeconds: 20, failureThreshold: 6, initialDelaySeconds: 10 },
     ...(spec.pod?.resources ? { resources: spec.pod.resources } : {}),
     stdin: true,
     tty: true,

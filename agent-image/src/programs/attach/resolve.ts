@@ -3,15 +3,16 @@
  * reads when it cannot. No I/O here; local.ts and pod.ts do the talking.
  */
 import path from 'node:path';
+import { AGENT_API, AGENT_CONTAINER, agentPodName, TMUX_SESSION } from '../../contract/pod.ts';
 
-/** The session the supervisor keeps the CLI in (supervisor/tmux.ts SESSION). */
-export const SESSION = 'main';
-/** The container of the agent's pod that runs the supervisor and its tmux server. */
-export const AGENT_CONTAINER = 'agent';
-/** The Agent resource: `agents.agentsmith.dev/v1alpha1`. */
-export const AGENT_GROUP = 'agentsmith.dev';
-export const AGENT_VERSION = 'v1alpha1';
-export const AGENT_PLURAL = 'agents';
+/** The session the supervisor keeps the CLI in (contract/pod.ts). */
+export const SESSION = TMUX_SESSION;
+/** The container of the agent's pod that runs the supervisor and its tmux server (contract/pod.ts). */
+export { AGENT_CONTAINER };
+/** The Agent resource: `agents.agentsmith.dev/v1alpha1` (contract/pod.ts). */
+export const AGENT_GROUP = AGENT_API.group;
+export const AGENT_VERSION = AGENT_API.version;
+export const AGENT_PLURAL = AGENT_API.plural;
 
 /** A failure with the exit code the CLI returns for it (2: bad arguments, 1: anything else). */
 export class AttachError extends Error {
@@ -135,7 +136,7 @@ export interface AgentLike {
 export function podNameForAgent(agent: AgentLike, agentName: string): string {
   const fromStatus = agent.status?.podName;
   if (typeof fromStatus === 'string' && fromStatus !== '') return fromStatus;
-  return `${agent.metadata?.name || agentName}-0`;
+  return agentPodName(agent.metadata?.name || agentName);
 }
 
 /** The part of a Pod attach reads (V1Pod fits). */
