@@ -14,7 +14,7 @@ describe('validateAgent', () => {
   });
 
   it('refuses a wildcard over a public suffix, naming the entry', () => {
-    expect(errors({ egress: { allow: ['*.com'] } })).toEqual([expect.stringMatching(/^spec\.egress\.allow\[0\]: "\*\.com" covers a whole public suffix/)]);
+    expect(errors({ egress: { allow: ['*.com'] } })).toEqual([expect.stringMatching(/^spec\.egress\.allow\[0\]: "\*\.com": "com" is a public suffix/)]);
     expect(errors({ egress: { allow: ['*.co.uk'] } })[0]).toMatch(/public suffix/);
   });
 
@@ -26,7 +26,7 @@ describe('validateAgent', () => {
   });
 
   it('refuses a wildcard over a private-registry suffix, as the proxy does', () => {
-    expect(errors({ egress: { allow: ['*.github.io'] } })[0]).toMatch(/^spec\.egress\.allow\[0\]: "\*\.github\.io" covers a whole public suffix/);
+    expect(errors({ egress: { allow: ['*.github.io'] } })[0]).toMatch(/^spec\.egress\.allow\[0\]: "\*\.github\.io": "github\.io" is a public suffix in the private section/);
     expect(errors({ egress: { allow: ['*.githubusercontent.com'] } })[0]).toMatch(/public suffix/);
   });
 
@@ -63,6 +63,48 @@ describe('validateAgent', () => {
     expect(errors({ matrix, egress: { allow: ['matrix.example.org'] } })).toEqual([]);
     expect(errors({ events: { natsUrl: 'nats://nats.infra.svc:4222' } })).toEqual([]);
     expect(errors({ events: { natsUrl: 'nats://10.1.2.3:4222' } })[0]).toMatch(/allowCidrs/);
+  });
+
+  // Each of these passed the operator's own host checks and then failed in the pod: the
+  // proxy refused the entry at start (pod not ready), or refused the connection the spec
+  // relies on. The operator now applies the proxy's rules (contract/hosts.ts).
+  it.each([
+    ['api.example.com:0443', /^spec\.egress\.allow\[0\]: "api\.example\.com:0443": port "0443": not a decimal port 1-65535 without leading zeros/],
+    ['api.example.com:65536', /^spec\.egress\.allow\[0\]: "api\.example\.com:65536": port "65536"/],
+    ['10.0.0.1', /^spec\.egress\.allow\[0\]: "10\.0\.0\.1": an IP address \(10\.0\.0\.1\); patterns are host names/],
+    ['1234', /^spec\.egress\.allow\[0\]: "1234": an IP address \(0\.0\.4\.210\)/],
+  ])('refuses the allowlist entry %s, which the proxy refuses', (entry, why) => {
+    expect(errors({ egress: { allow: [entry] } })).toEqual([expect.stringMatching(why)]);
+  });
+
+  it('refuses a credential host the proxy would not let through, though it ends like an allowed wildcard', () => {
+    // *.amazonaws.com stops at the private suffix s3.amazonaws.com (buckets belong to anyone).
+    const e = errors({ egress: { allow: ['*.amazonaws.com'], credentials: [gh('aws', ['bucket.s3.amazonaws.com'], 'X-Key')] } });
+    expect(e).toEqual([expect.stringMatching(/^spec\.egress\.credentials\[0\]\.hosts\[0\]: "bucket\.s3\.amazonaws\.com" is not allowed by spec\.egress\.allow/)]);
+    expect(errors({ egress: { allow: ['*.amazonaws.com'], credentials: [gh('aws', ['sts.amazonaws.com'], 'X-Key')] } })).toEqual([]);
+  });
+
+  it('refuses a Matrix homeserver on a port the allowlist entry does not open (the proxy admits 80 and 443 only)', () => {
+    const matrix = { homeserverUrl: 'https://matrix.example.org:8448', userId: '@a:example.org', accessTokenSecretRef: { name: 's', key: 'k' } };
+    expect(errors({ matrix, egress: { allow: ['matrix.example.org'] } })).toEqual([
+      expect.stringMatching(/^spec\.matrix\.homeserverUrl: the Matrix homeserver host "matrix\.example\.org" is not allowed by spec\.egress\.allow on port 8448; add "matrix\.example\.org:8448" there/),
+    ]);
+    expect(errors({ matrix, egress: { allow: ['matrix.example.org:8448'] } })).toEqual([]);
+  });
+
+  it('refuses a NATS server at an IP that no allowCidrs range covers', () => {
+    expect(errors({ events: { natsUrl: 'nats://10.1.2.3:4222' }, egress: { allowCidrs: ['192.168.0.0/16'] } })).toEqual([
+      expect.stringMatching(/^spec\.events\.natsUrl: the NATS server at IP 10\.1\.2\.3 is not in spec\.egress\.allowCidrs/),
+    ]);
+    expect(errors({ events: { natsUrl: 'nats://10.1.2.3:4222' }, egress: { allowCidrs: ['10.0.0.0/8'] } })).toEqual([]);
+  });
+
+  it('looks for the PR watcher\'s credential on its API host (spec.github.apiUrl), as the pod does', () => {
+    const ghes = { login: 'bot', apiUrl: 'https://github.example.com/api/v3' };
+    const own = validateAgent(agent({ github: ghes, egress: { allow: ['github.example.com'], credentials: [gh('ghes', ['github.example.com'])] } }));
+    expect(own.warnings).toEqual([]);
+    const wrong = validateAgent(agent({ github: ghes, egress: { allow: ['api.github.com'], credentials: [gh('github', ['api.github.com'])] } }));
+    expect(wrong.warnings).toEqual([expect.stringContaining('no spec.egress.credentials entry covers github.example.com (spec.github.apiUrl)')]);
   });
 
   it('warns, without blocking, when PR watching has no GitHub credential', () => {

@@ -7,40 +7,28 @@
  * (SpecValid=True, reason ValidWithWarnings). One that passes here may still be blocked
  * by a missing reference.
  */
-import { getDomain } from 'tldts';
-
-/**
- * Public Suffix List options: the private section counts too (github.io,
- * githubusercontent.com, s3.amazonaws.com ...), as in the egress proxy's policy, so a
- * wildcard the proxy would refuse is refused here first, with the field named.
- */
-const PSL = { allowPrivateDomains: true } as const;
+import { canonicalHost, HostError, allowlistMatch, parseHostPattern, patternCovers, patternMatchesName, patternsOverlap, registrableOf, type HostPattern } from '../../../agent-image/src/contract/hosts.ts';
 import { ContractError } from '../../../agent-image/src/contract/load.ts';
-import { parseCidr } from '../../../agent-image/src/contract/net.ts';
+import { coveredBy, parseCidr, type Cidr } from '../../../agent-image/src/contract/net.ts';
 import type { Agent } from '../api/agent.ts';
 import { repoDir } from '../render/configmap.ts';
 import { inClusterService } from '../render/networkpolicy.ts';
 
-/** Host of an allowlist entry or credential host, without `*.` and `:port`. */
-function bareHost(pattern: string): string {
-  return pattern.replace(/^\*\./, '').replace(/:\d+$/, '');
-}
+/** GitHub's public API host, the PR watcher's default (agent-image/src/plugins/github/client.ts DEFAULT_API_URL). */
+const DEFAULT_GITHUB_API_HOST = 'api.github.com';
 
-/** Whether `host` (a plain name) is matched by an allowlist `pattern` (exact, or `*.` for subdomains only). */
-export function hostAllowed(host: string, pattern: string): boolean {
-  const p = pattern.replace(/:\d+$/, '');
-  return p.startsWith('*.') ? host.endsWith(p.slice(1)) : host === p;
-}
-
-/** Whether two host patterns can match one same host. */
-function patternsOverlap(a: string, b: string): boolean {
-  const x = a.replace(/:\d+$/, '');
-  const y = b.replace(/:\d+$/, '');
-  if (x === y) return true;
-  if (x.startsWith('*.') && y.startsWith('*.')) return x.endsWith(y.slice(1)) || y.endsWith(x.slice(1));
-  if (x.startsWith('*.')) return hostAllowed(y, x);
-  if (y.startsWith('*.')) return hostAllowed(x, y);
-  return false;
+/**
+ * Parses a host pattern as the egress proxy does (contract/hosts.ts); a pattern it would
+ * refuse becomes a problem naming `field`, and undefined.
+ */
+function hostPattern(raw: string, field: string, problems: string[]): HostPattern | undefined {
+  try {
+    return parseHostPattern(raw);
+  } catch (err) {
+    if (!(err instanceof HostError)) throw err;
+    problems.push(`${field}: ${err.message.replace(/^host pattern /, '')}`);
+    return undefined;
+  }
 }
 
 /** What validateAgent found: errors block the rollout, warnings are only shown. */
@@ -59,20 +47,21 @@ export function validateAgent(agent: Agent): Validation {
   const warnings: string[] = [];
   const allow = spec.egress.allow;
 
-  // Allowlist: no wildcard over a public suffix, no duplicates.
-  allow.forEach((a, i) => {
-    if (a.startsWith('*.') && getDomain(bareHost(a), PSL) === null) {
-      problems.push(`spec.egress.allow[${i}]: "${a}" covers a whole public suffix; name the domains the agent needs (e.g. *.example.com)`);
-    }
+  // Allowlist: entries the proxy accepts (contract/hosts.ts: no wildcard over a public
+  // suffix, no IP literal, a port 1-65535 without leading zeros ...), no duplicates.
+  const allowPatterns = allow.map((a, i) => {
     const first = allow.indexOf(a);
     if (first !== i) problems.push(`spec.egress.allow[${i}]: "${a}" repeats spec.egress.allow[${first}]; remove one`);
+    return hostPattern(a, `spec.egress.allow[${i}]`, problems);
   });
+  const allowed = allowPatterns.filter((p): p is HostPattern => p !== undefined);
 
   // allowCidrs: well-formed, and never so wide that it switches the private-range protection off.
   // The pod's grammar (contract/net.ts: egress-init and the proxy parse them the same way).
+  const cidrs: Cidr[] = [];
   spec.egress.allowCidrs.forEach((c, i) => {
     try {
-      parseCidr(c, `spec.egress.allowCidrs[${i}]`);
+      cidrs.push(parseCidr(c, `spec.egress.allowCidrs[${i}]`));
     } catch (err) {
       if (!(err instanceof ContractError)) throw err;
       problems.push(err.message);
@@ -80,20 +69,25 @@ export function validateAgent(agent: Agent): Validation {
   });
 
   // Credentials: hosts allowed, each host reached by one credential only (the proxy picks the credential by host).
+  // The proxy's own rules (contract/hosts.ts patternCovers, patternsOverlap; ports ignored, as credentialFor does).
   const creds = spec.egress.credentials;
+  const credPatterns = creds.map((c, i) => c.hosts.map((h, j) => hostPattern(h, `spec.egress.credentials[${i}].hosts[${j}]`, problems)));
   creds.forEach((c, i) => {
+    const mine = credPatterns[i] ?? [];
     c.hosts.forEach((h, j) => {
-      if (h.startsWith('*.') && getDomain(bareHost(h), PSL) === null) {
-        problems.push(`spec.egress.credentials[${i}].hosts[${j}]: "${h}" covers a whole public suffix; scope the credential to the hosts that need it`);
-      }
-      if (!allow.some((a) => patternsOverlap(h, a) && (a.startsWith('*.') || !h.startsWith('*.')))) {
+      const p = mine[j];
+      if (p && !allowed.some((a) => patternCovers(a, p))) {
         problems.push(`spec.egress.credentials[${i}].hosts[${j}]: "${h}" is not allowed by spec.egress.allow; add it there or remove it here`);
       }
     });
     for (let k = 0; k < i; k++) {
       const other = creds[k];
       if (!other) continue;
-      const clash = c.hosts.find((h) => other.hosts.some((o) => patternsOverlap(h, o)));
+      const theirs = (credPatterns[k] ?? []).filter((o): o is HostPattern => o !== undefined);
+      const clash = c.hosts.find((_h, j) => {
+        const p = mine[j];
+        return p !== undefined && theirs.some((o) => patternsOverlap(p, o));
+      });
       if (clash) {
         problems.push(
           `spec.egress.credentials[${i}] (${c.name}): host "${clash}" already gets credential "${other.name}"; the proxy swaps one credential per host, so scope them to different hosts`,
@@ -111,31 +105,58 @@ export function validateAgent(agent: Agent): Validation {
     else dirs.set(dir, r.name);
   });
 
-  // Services the supervisor talks to must be reachable through the egress policy.
-  const reachable = (url: string, kind: string, field: string, defaultPort: number) => {
+  // Services the supervisor talks to must be reachable through the egress policy: an IP
+  // directly (allowCidrs), a name through the proxy (its allowlist). `viaProxy`: the
+  // connection is HTTP(S) through the proxy, which also checks the port (an entry without
+  // a port admits 80 and 443 only); NATS is checked by name only.
+  const reachable = (url: string, kind: string, field: string, defaultPort: number, viaProxy: boolean) => {
     if (inClusterService(url, defaultPort)) return; // the NetworkPolicy lets in-cluster services through
-    let host: string;
+    let u: URL;
     try {
-      host = new URL(url.replace(/^(nats|tls|wss?):/, 'http:')).hostname;
+      u = new URL(url.replace(/^(nats|tls|wss?):/, 'http:'));
     } catch {
       return; // the schema's pattern already refused what cannot be parsed
     }
-    if (/^[\d.]+$/.test(host) || host.includes(':')) {
-      if (!spec.egress.allowCidrs.length) problems.push(`${field}: the ${kind} at IP ${host} is not in spec.egress.allowCidrs; add its range there`);
+    const port = u.port ? Number(u.port) : defaultPort;
+    let host;
+    try {
+      host = canonicalHost(u.hostname);
+    } catch (err) {
+      if (!(err instanceof HostError)) throw err;
+      problems.push(`${field}: the ${kind} ${err.message}; the egress proxy refuses it`);
       return;
     }
-    if (!allow.some((a) => hostAllowed(host, a))) problems.push(`${field}: the ${kind} host "${host}" is not allowed by spec.egress.allow; add it there`);
+    if (host.kind !== 'dns') {
+      if (!coveredBy(host.host, cidrs)) problems.push(`${field}: the ${kind} at IP ${host.host} is not in spec.egress.allowCidrs; add its range there`);
+      return;
+    }
+    if (viaProxy ? !allowlistMatch(allowed, host, port) : !allowed.some((p) => patternMatchesName(p, host.host, registrableOf(host.host)))) {
+      const entry = viaProxy && port !== 443 && port !== 80 ? `${host.host}:${port}` : host.host;
+      problems.push(`${field}: the ${kind} host "${host.host}" is not allowed by spec.egress.allow${viaProxy ? ` on port ${port}` : ''}; add "${entry}" there`);
+    }
   };
-  if (spec.matrix) reachable(spec.matrix.homeserverUrl, 'Matrix homeserver', 'spec.matrix.homeserverUrl', 443);
-  if (spec.events) reachable(spec.events.natsUrl, 'NATS server', 'spec.events.natsUrl', 4222);
+  if (spec.matrix) reachable(spec.matrix.homeserverUrl, 'Matrix homeserver', 'spec.matrix.homeserverUrl', spec.matrix.homeserverUrl.startsWith('https:') ? 443 : 80, true);
+  if (spec.events) reachable(spec.events.natsUrl, 'NATS server', 'spec.events.natsUrl', 4222, false);
   if (spec.matrix) {
     const self = spec.matrix.allowedUsers.indexOf(spec.matrix.userId);
     if (self >= 0) problems.push(`spec.matrix.allowedUsers[${self}]: the agent's own user id; remove it (an agent must not take its own messages)`);
   }
 
-  // The PR watcher needs a GitHub credential to read the agent's pull requests.
-  if (spec.github?.watchPullRequests.enabled && !creds.some((c) => c.hosts.some((h) => hostAllowed('api.github.com', h)))) {
-    warnings.push('spec.github.watchPullRequests: enabled but no spec.egress.credentials entry covers api.github.com; add one, or set watchPullRequests.enabled to false');
+  // The PR watcher needs a GitHub credential for its API host (spec.github.apiUrl) to read
+  // the agent's pull requests; the pod picks it by the same rule (contract/hosts.ts credentialFor).
+  if (spec.github?.watchPullRequests.enabled) {
+    let apiHost = DEFAULT_GITHUB_API_HOST;
+    try {
+      apiHost = spec.github.apiUrl ? new URL(spec.github.apiUrl).hostname : DEFAULT_GITHUB_API_HOST;
+    } catch {
+      // the schema's pattern already refused what cannot be parsed
+    }
+    const registrable = registrableOf(apiHost);
+    if (!credPatterns.some((ps) => ps.some((p) => p !== undefined && patternMatchesName(p, apiHost, registrable)))) {
+      warnings.push(
+        `spec.github.watchPullRequests: enabled but no spec.egress.credentials entry covers ${apiHost}${spec.github.apiUrl ? ' (spec.github.apiUrl)' : ''}; add one, or set watchPullRequests.enabled to false`,
+      );
+    }
   }
   return { errors: problems, warnings };
 }

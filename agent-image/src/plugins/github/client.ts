@@ -31,9 +31,9 @@ import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import { EnvHttpProxyAgent, fetch as undiciFetch } from 'undici';
 import type { PodContract } from '../../contract/contract.ts';
+import { canonicalHost, credentialFor } from '../../contract/hosts.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../lib/log.ts';
-import { canonicalHost, credentialFor } from '../../programs/proxy/policy.ts';
 
 /** GitHub's public API; GitHub Enterprise Server uses `https://<host>/api/v3`. */
 export const DEFAULT_API_URL = 'https://api.github.com';
@@ -65,10 +65,10 @@ export interface GitHubClientOptions {
 
 /**
  * The token the watcher uses: the stub of the egress credential whose hosts match the API
- * host by the proxy's own rule (credentialFor, so the stub sent is the one the proxy
+ * host by the proxy's own rule (contract/hosts.ts credentialFor, so the stub sent is the one the proxy
  * swaps), else GH_TOKEN or GITHUB_TOKEN from `env`.
  * @returns undefined when there is none.
- * @throws PolicyError when the API host is not a valid host name, a credential's host
+ * @throws HostError when the API host is not a valid host name, a credential's host
  *   pattern is invalid, or two credentials match the host (the proxy refuses those too).
  */
 export function githubToken(contract: PodContract, apiUrl: string, env: NodeJS.ProcessEnv): string | undefined {
