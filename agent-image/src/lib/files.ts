@@ -21,8 +21,7 @@ export function isObject(v: unknown): v is { [k: string]: Json } {
 }
 
 /**
- * Parses text that must hold a JSON object. The operator (persona files) and setup
- * (persona files, the CLI's own state files) share it.
+ * Parses text that must hold a JSON object (setup: persona files, the CLI's own state files).
  * @throws the error `toError` makes (default Error) naming `source`: "<source> is not valid
  * JSON: ..." or "<source> must be a JSON object".
  */

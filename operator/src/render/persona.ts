@@ -1,5 +1,4 @@
 import { TEAM_DIR } from '../../../agent-image/src/contract/contract.ts';
-import { isObject as isJsonObject, mergeJson, parseJsonObject as parseJson, type Json } from '../../../agent-image/src/lib/files.ts';
 import { ROSTER_MARKDOWN } from './roster.ts';
 
 /**
@@ -37,14 +36,49 @@ export class InvalidPersonaError extends Error {
   override readonly name = 'InvalidPersonaError';
 }
 
-export { mergeJson };
+/**
+ * A JSON value. The JSON helpers here are the operator's own: how the operator layers the
+ * shared rules and a persona is its business (the pod reads the result as one JSON object
+ * and layers its own settings on top with agent-image/src/lib/files.ts), so it is no rule
+ * the two must agree on, and the operator imports only the pod contract.
+ */
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+function isJsonObject(v: unknown): v is { [k: string]: Json } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Deep merge of JSON values: `over` wins; objects merge key by key; arrays are concatenated
+ * without duplicates (the shared rules' hooks and permissions add up with the persona's).
+ */
+export function mergeJson(base: Json, over: Json): Json {
+  if (isJsonObject(base) && isJsonObject(over)) {
+    const out: { [k: string]: Json } = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeJson(out[k] as Json, v) : v;
+    return out;
+  }
+  if (Array.isArray(base) && Array.isArray(over)) {
+    const seen = new Set(base.map((x) => JSON.stringify(x)));
+    return [...base, ...over.filter((x) => !seen.has(JSON.stringify(x)))];
+  }
+  return over;
+}
 
 /**
  * Parses a JSON object from a persona file.
- * @throws InvalidPersonaError naming `source` when the text is not a JSON object.
+ * @throws InvalidPersonaError naming `source`: "<source> is not valid JSON: ..." or
+ *   "<source> must be a JSON object".
  */
 export function parseJsonObject(text: string, source: string): { [k: string]: Json } {
-  return parseJson(text, source, (m) => new InvalidPersonaError(m));
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidPersonaError(`${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isJsonObject(value)) throw new InvalidPersonaError(`${source} must be a JSON object`);
+  return value;
 }
 
 /** Fields of settings.json that Claude Code and setup's merge need as JSON objects. */
