@@ -41,6 +41,29 @@ export const SUPERVISOR_PORT = 8080;
 /** Loopback-only port of the supervisor's MCP server, hook and inbox endpoints. Never exposed outside the pod. */
 export const SUPERVISOR_LOCAL_PORT = 15090;
 
+/** The coding-agent CLIs a pod can run (spec.harness.kind, contract `harness.kind`). */
+export const HARNESS_KINDS = ['claude', 'codex', 'opencode', 'custom'] as const;
+/** How egress is enforced (spec.egress.enforcement, contract `egress.enforcement`). */
+export const ENFORCEMENT_MODES = ['iptables', 'proxy-env'] as const;
+/** How the proxy presents a credential (spec.egress.credentials[].scheme). */
+export const CREDENTIAL_SCHEMES = ['bearer', 'basic', 'raw'] as const;
+/** PR rewakes in a row without other input before the supervisor stops rewaking (spec.github.watchPullRequests.maxConsecutiveRewakes). */
+export const DEFAULT_MAX_CONSECUTIVE_REWAKES = 3;
+
+/**
+ * The defaults of the event log's settings (spec.events, contract `events`): the Agent
+ * API's defaults and the contract's are these.
+ */
+export const EVENTS_DEFAULTS = {
+  subjectPrefix: 'agents',
+  stream: 'AGENT_EVENTS',
+  maxAgeSeconds: 30 * 24 * 3600,
+  maxMessages: 1_000_000,
+  maxBytes: 1024 ** 3,
+  duplicateWindowSeconds: 3600,
+  outboxMaxEvents: 10_000,
+} as const;
+
 /**
  * How the supervisor restarts the CLI. Every field has a default; the operator renders
  * none of them today, tests set short ones.
@@ -70,19 +93,19 @@ export const EventsConfig = z.object({
   /** NATS server(s), comma-separated (`nats://host:4222`); credentials in the URL are never logged. */
   natsUrl: z.string(),
   /** Subjects are `<subjectPrefix>.<team>.<agent>.<type>`; `_` stands for no team. */
-  subjectPrefix: z.string().default('agents'),
+  subjectPrefix: z.string().default(EVENTS_DEFAULTS.subjectPrefix),
   /** JetStream stream name; created when missing with subjects `<subjectPrefix>.>` and the limits below. */
-  stream: z.string().default('AGENT_EVENTS'),
+  stream: z.string().default(EVENTS_DEFAULTS.stream),
   /** Stream limit: oldest events are removed after this age (s); 0 = no limit. */
-  maxAgeSeconds: z.number().int().min(0).default(30 * 24 * 3600),
+  maxAgeSeconds: z.number().int().min(0).default(EVENTS_DEFAULTS.maxAgeSeconds),
   /** Stream limit: number of events kept; -1 = no limit. */
-  maxMessages: z.number().int().min(-1).default(1_000_000),
+  maxMessages: z.number().int().min(-1).default(EVENTS_DEFAULTS.maxMessages),
   /** Stream limit: bytes kept; -1 = no limit. */
-  maxBytes: z.number().int().min(-1).default(1024 ** 3),
+  maxBytes: z.number().int().min(-1).default(EVENTS_DEFAULTS.maxBytes),
   /** JetStream's duplicate window (s): a re-sent event with the same Nats-Msg-Id inside it is dropped. */
-  duplicateWindowSeconds: z.number().int().min(1).default(3600),
+  duplicateWindowSeconds: z.number().int().min(1).default(EVENTS_DEFAULTS.duplicateWindowSeconds),
   /** Most events the on-disk outbox holds while NATS is away; beyond it the oldest are dropped (logged, counted). */
-  outboxMaxEvents: z.number().int().min(1).default(10_000),
+  outboxMaxEvents: z.number().int().min(1).default(EVENTS_DEFAULTS.outboxMaxEvents),
 });
 export type EventsConfig = z.infer<typeof EventsConfig>;
 
@@ -90,7 +113,7 @@ export const PodContract = z.object({
   version: z.literal(CONTRACT_VERSION),
   agent: z.object({ name: z.string(), namespace: z.string(), team: z.string().optional() }),
   harness: z.object({
-    kind: z.enum(['claude', 'codex', 'opencode', 'custom']),
+    kind: z.enum(HARNESS_KINDS),
     model: z.string().optional(),
     args: z.array(z.string()),
     command: z.array(z.string()).optional(),
@@ -123,7 +146,7 @@ export const PodContract = z.object({
       watchPullRequests: z.object({
         enabled: z.boolean(),
         intervalSeconds: z.number().positive(),
-        maxConsecutiveRewakes: z.number().int().min(1).default(3),
+        maxConsecutiveRewakes: z.number().int().min(1).default(DEFAULT_MAX_CONSECUTIVE_REWAKES),
       }),
     })
     .optional(),
@@ -132,7 +155,7 @@ export const PodContract = z.object({
   egress: z.object({
     allow: z.array(z.string()),
     allowCidrs: z.array(z.string()),
-    enforcement: z.enum(['iptables', 'proxy-env']),
+    enforcement: z.enum(ENFORCEMENT_MODES),
     proxyPort: z.number(),
     /**
      * Credentials by name: where the proxy may send them and how. Real values live in
@@ -146,7 +169,7 @@ export const PodContract = z.object({
       z.object({
         name: z.string(),
         hosts: z.array(z.string()),
-        scheme: z.enum(['bearer', 'basic', 'raw']),
+        scheme: z.enum(CREDENTIAL_SCHEMES),
         header: z.string(),
         stub: z.string().min(32),
         require: z.boolean().default(false),

@@ -11,6 +11,7 @@
  * evaluates `pattern` with Go's regexp.
  */
 import { z } from 'zod';
+import { CREDENTIAL_SCHEMES, DEFAULT_MAX_CONSECUTIVE_REWAKES, ENFORCEMENT_MODES, EVENTS_DEFAULTS, HARNESS_KINDS } from '../../../agent-image/src/contract/contract.ts';
 import { AGENT_API } from '../../../agent-image/src/contract/pod.ts';
 
 /** The resource's identity is the contract's (`agent-smith attach` reads Agents too). */
@@ -109,7 +110,7 @@ const matrixUserId = z
 
 // --- spec sections -------------------------------------------------------------------
 
-export const HarnessKind = z.enum(['claude', 'codex', 'opencode', 'custom']);
+export const HarnessKind = z.enum(HARNESS_KINDS);
 export type HarnessKind = z.infer<typeof HarnessKind>;
 
 export const HarnessSpec = cel(
@@ -222,10 +223,10 @@ export const GitHubSpec = z
           .int()
           .min(1)
           .max(8)
-          .default(3)
+          .default(DEFAULT_MAX_CONSECUTIVE_REWAKES)
           .describe('PR rewakes in a row without other input (a message, a prompt) after which the agent is left alone until someone else talks to it.'),
       })
-      .default({ enabled: true, intervalSeconds: 300, maxConsecutiveRewakes: 3 })
+      .default({ enabled: true, intervalSeconds: 300, maxConsecutiveRewakes: DEFAULT_MAX_CONSECUTIVE_REWAKES })
       .describe('Pull-request review rewake.'),
   })
   .describe('GitHub identity of the agent.');
@@ -236,7 +237,7 @@ export const CredentialSpec = z
     hosts: z.array(hostPattern).min(1).max(16).describe('Hosts the real value may be sent to; each must also be allowed by egress.allow.'),
     secretRef: secretKeyRef.describe('Where the real value lives. It is mounted into the egress proxy container only.'),
     scheme: z
-      .enum(['bearer', 'basic', 'raw'])
+      .enum(CREDENTIAL_SCHEMES)
       .default('bearer')
       .describe('How the value is presented: bearer (Authorization: Bearer), basic (git\'s x-access-token), raw (header value as is).'),
     header: z
@@ -289,7 +290,7 @@ export const EgressSpec = z
         'Extra CA certificates (a PEM bundle under one key of a ConfigMap in the Agent\'s namespace) the egress proxy trusts for upstream TLS besides the system roots: a TLS-inspecting corporate proxy, GitHub Enterprise Server on a private CA. Mounted read-only into the egress-proxy container only; a change of the ConfigMap rolls the pod. Every CA in it can vouch for any allowed host, credential hosts included.',
       ),
     enforcement: z
-      .enum(['iptables', 'proxy-env'])
+      .enum(ENFORCEMENT_MODES)
       .default('iptables')
       .describe('iptables: transparent redirect that processes cannot bypass (needs NET_ADMIN in an init container). proxy-env: HTTPS_PROXY only.'),
   })
@@ -306,30 +307,30 @@ export const EventsSpec = z
       .string()
       .max(128)
       .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be NATS subject tokens separated by dots')
-      .default('agents')
+      .default(EVENTS_DEFAULTS.subjectPrefix)
       .describe('Events go to <subjectPrefix>.<team>.<agent>.<type>; the team token is "_" for an agent without a team.'),
     stream: z
       .string()
       .max(64)
       .regex(/^[A-Za-z0-9_-]+$/, 'must be a JetStream stream name: letters, digits, "_" and "-"')
-      .default('AGENT_EVENTS')
+      .default(EVENTS_DEFAULTS.stream)
       .describe('JetStream stream holding the events; created when missing with subjects <subjectPrefix>.> and the limits below (an existing stream is used as it is).'),
-    maxAgeSeconds: z.number().int().min(0).default(30 * 24 * 3600).describe('Stream limit: events older than this are removed (seconds; 0 = no age limit). Default 30 days.'),
-    maxMessages: z.number().int().min(-1).default(1_000_000).describe('Stream limit: most events kept, oldest removed first (-1 = no limit).'),
-    maxBytes: z.number().int().min(-1).default(1024 ** 3).describe('Stream limit: most bytes kept, oldest removed first (-1 = no limit). Default 1 GiB.'),
+    maxAgeSeconds: z.number().int().min(0).default(EVENTS_DEFAULTS.maxAgeSeconds).describe('Stream limit: events older than this are removed (seconds; 0 = no age limit). Default 30 days.'),
+    maxMessages: z.number().int().min(-1).default(EVENTS_DEFAULTS.maxMessages).describe('Stream limit: most events kept, oldest removed first (-1 = no limit).'),
+    maxBytes: z.number().int().min(-1).default(EVENTS_DEFAULTS.maxBytes).describe('Stream limit: most bytes kept, oldest removed first (-1 = no limit). Default 1 GiB.'),
     duplicateWindowSeconds: z
       .number()
       .int()
       .min(1)
       .max(7 * 24 * 3600)
-      .default(3600)
+      .default(EVENTS_DEFAULTS.duplicateWindowSeconds)
       .describe('JetStream duplicate window (seconds, at most maxAgeSeconds): an event re-sent within it (same Nats-Msg-Id, after a crash or an outage) is stored once.'),
     outboxMaxEvents: z
       .number()
       .int()
       .min(100)
       .max(1_000_000)
-      .default(10_000)
+      .default(EVENTS_DEFAULTS.outboxMaxEvents)
       .describe('Most events the on-disk outbox on the home volume holds while NATS is unreachable; beyond it the oldest are dropped (logged and counted).'),
   })
   .describe('Durable event log on NATS JetStream.');
