@@ -1,6 +1,6 @@
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { bodyCodings, inspectBody, ScanBudget, sniffCoding } from './forward.ts';
+import { bodyCodings, inspectBody, ScanBudget, sniffCoding } from './body.ts';
 import { Matcher, needlesFor } from './match.ts';
 import type { SecretTag } from './swap.ts';
 

@@ -33,11 +33,12 @@ import type { Logger } from '../../lib/log.ts';
 import { Auditor, auditPath, Trail, type AuditRecord, type Mode } from './audit.ts';
 import type { LeafCertificates } from './ca.ts';
 import type { ProxyLimits } from './config.ts';
+import { checkConnect, parserError, refusalFields, sniCheck, timeoutLimit } from './admit.ts';
 import { asRefusal, decideRequest, Refusal, type Decided, type Target } from './decide.ts';
 import { forwardRequest, forwardUpgrade, rawDeny, writeDeny, type ForwardContext } from './forward.ts';
-import { checkRequestHeaders, field, pairs } from './headers.ts';
+import { field, pairs } from './headers.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import { assertSameHost, canonicalHost, parseAuthority, PolicyError, type Allowlist, type CanonicalHost, type Lookup } from './policy.ts';
+import type { Allowlist, CanonicalHost, Lookup } from './policy.ts';
 import { shorten, type CredentialSet } from './swap.ts';
 import { CloseReport, ConnectionTimeouts, type CloseReason, type TrackedConnection } from './timeouts.ts';
 import { UpstreamPool } from './upstream.ts';
@@ -76,32 +77,7 @@ export interface EgressProxyOptions {
 
 const TLS_HANDSHAKE = 0x16;
 
-/** Maps a Node HTTP parser error to a status and a reason. */
-function parserError(err: NodeJS.ErrnoException): { status: number; reason: string } {
-  switch (err.code) {
-    case 'HPE_HEADER_OVERFLOW':
-      return { status: 431, reason: 'header_too_large' };
-    case 'HPE_INVALID_TRANSFER_ENCODING':
-    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
-    case 'HPE_INVALID_CONTENT_LENGTH':
-    case 'HPE_INVALID_CHUNK_SIZE':
-      return { status: 400, reason: 'smuggling' };
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return { status: 408, reason: 'request_timeout' };
-    default:
-      return { status: 400, reason: 'bad_request' };
-  }
-}
 
-/** What a refusal knows for the audit line. */
-function refusalFields(r: Refusal): Partial<AuditRecord> {
-  return {
-    ...(r.target ? { host: r.target.host.host, port: r.target.port } : {}),
-    ...(r.rule ? { rule: r.rule } : {}),
-    ...(r.credential ? { credential: r.credential } : {}),
-    ...(r.location ? { location: r.location } : {}),
-  };
-}
 
 /**
  * The listener and every connection on it (see the module comment). `listen`, then
@@ -378,33 +354,7 @@ export class EgressProxy {
         return;
       }
     }
-    const sniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
-      try {
-        const sni = canonicalHost(servername);
-        // RFC 6066 section 3: "Literal IPv4 and IPv6 addresses are not permitted in HostName".
-        if (sni.kind !== 'dns') throw new PolicyError('bad_host', `SNI ${sni.host} is an IP literal`);
-        conn.sni = sni;
-        if (conn.bound) {
-          assertSameHost(conn.bound, { host: sni });
-        } else {
-          const port = 443;
-          if (!rt.allowlist.match(sni, port)) throw new PolicyError('not_allowed', `${sni.host} is not in the egress allowlist (spec.egress.allow)`);
-          conn.bound = { host: sni, port };
-        }
-        // Asked for now, not reused from before the ClientHello (a cache hit then): an
-        // evicted context is closed soon after (ca.ts), and one must never reach a handshake.
-        rt.leaves.context(conn.bound.host, conn.bound.port).then(
-          (c) => cb(null, c),
-          (e: Error) => {
-            refusal = new Refusal(403, 'policy_error', e.message);
-            cb(e);
-          },
-        );
-      } catch (err) {
-        refusal = asRefusal(err);
-        cb(refusal);
-      }
-    };
+    const sniCallback = sniCheck(conn, rt, (r) => (refusal = r));
     const socket = new tls.TLSSocket(raw, {
       isServer: true,
       secureContext: context,
@@ -443,31 +393,9 @@ export class EgressProxy {
     const rt = this.#runtime;
     if (!rt) return deny(new Refusal(503, 'not_ready', this.#notReady));
     if (conn.tls || conn.bound) return deny(new Refusal(400, 'bad_request', 'CONNECT inside a tunnel'));
-    let target: Target | undefined;
-    let rule: string;
-    try {
-      const headers = pairs(req.rawHeaders);
-      checkRequestHeaders(headers);
-      const authority = req.url ?? '';
-      // RFC 9110 section 9.3.6: authority-form, host and port, both required.
-      if (!/:[0-9]+$/.test(authority)) throw new PolicyError('bad_port', 'a CONNECT target is host:port (RFC 9110 section 9.3.6)');
-      target = parseAuthority(authority, 443);
-      const host = field(headers, 'host');
-      if (host !== undefined) assertSameHost(target, parseAuthority(host, target.port));
-      const match = rt.allowlist.match(target.host, target.port);
-      if (!match) {
-        const otherPort = rt.allowlist.match(target.host, 443) ?? rt.allowlist.match(target.host, 80);
-        throw new PolicyError(otherPort ? 'bad_port' : 'not_allowed', otherPort ? `port ${target.port} of ${target.host.host} is not allowed` : `${target.host.host} is not in the egress allowlist (spec.egress.allow)`);
-      }
-      rule = match.rule;
-      // The name itself is checked before it is resolved: a stub or real value spelled into
-      // a name under an allowed wildcard would otherwise leave in the DNS query.
-      // (Only the name's own verdict: what the request must carry is checked per request.)
-      const plan = rt.credentials.planRequest(target.host, [], '/');
-      if (!plan.ok && plan.location === 'host') throw new Refusal(plan.status, plan.reason, plan.message, { credential: plan.credential, location: plan.location });
-    } catch (err) {
-      return deny(asRefusal(err), target);
-    }
+    const checked = checkConnect(req, rt);
+    if (!checked.ok) return deny(checked.refusal, checked.target);
+    const { target, rule } = checked;
     const bound = target;
     // Resolve and vet now, so a refused address is answered before the tunnel opens.
     this.#pool(conn, rt)
@@ -577,18 +505,3 @@ export class EgressProxy {
   }
 }
 
-/** The limit (ms) a close reason stands for, for the log line. */
-function timeoutLimit(l: ProxyLimits, reason: CloseReason): number | undefined {
-  switch (reason) {
-    case 'handshake_timeout':
-      return l.handshakeTimeoutMs;
-    case 'headers_timeout':
-      return l.headersTimeoutMs;
-    case 'keep_alive_timeout':
-      return l.keepAliveTimeoutMs;
-    case 'idle_timeout':
-      return l.idleTimeoutMs;
-    case 'evicted':
-      return undefined;
-  }
-}
