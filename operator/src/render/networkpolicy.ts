@@ -1,7 +1,7 @@
 import type { V1NetworkPolicy, V1NetworkPolicyEgressRule } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames, selectorLabels } from './meta.ts';
-import { SUPERVISOR_PORT } from './service.ts';
+import { SUPERVISOR_PORT } from '../../../agent-image/src/contract/contract.ts';
 
 const NAMESPACE_LABEL = 'kubernetes.io/metadata.name';
 
@@ -48,7 +48,7 @@ export interface ServiceAddress {
 export function withServiceCidrs(allowCidrs: readonly string[], services: readonly ServiceAddress[]): string[] {
   const out = [...allowCidrs];
   for (const a of services.flatMap((s) => s.addresses)) {
-    const cidr = `${a}/${a.includes(':') ? 128 : 32}`;
+    const cidr = hostCidr(a);
     if (!out.includes(cidr)) out.push(cidr);
   }
   return out;

@@ -11,6 +11,7 @@ import {
   PROXY_HEALTH_PORT,
   PROXY_PORT,
   PROXY_UID,
+  SUPERVISOR_PORT,
   TEAM_DIR,
   WORKSPACE_DIR,
 } from '../../../agent-image/src/contract/contract.ts';
@@ -22,7 +23,6 @@ import { ANNOTATION_CONFIG_HASH } from '../api/constants.ts';
 import { childMeta, childNames, selectorLabels, standardLabels } from './meta.ts';
 import type { ApiServerAddress, ServiceAddress } from './networkpolicy.ts';
 import { rosterName } from './roster.ts';
-import { SUPERVISOR_PORT } from './service.ts';
 
 /** Inputs of the StatefulSet renderer that do not come from the Agent. */
 export interface StatefulSetOptions {
