@@ -57,7 +57,7 @@ const observer = await synapse.register('observer');
 const room = await alice.createRoom({ invite: [bot.userId, observer.userId] });
 await observer.join(room);
 const pod = await makeMatrixPod({ synapse, bot, rooms: [room] });
-const setup = await runCli(['setup'], pod.env);
+const setup = await runCli(pod, ['setup']);
 if (setup.code !== 0) throw new Error(setup.stderr);
 const sup = startSupervisor(pod);
 try {

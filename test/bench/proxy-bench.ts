@@ -62,6 +62,8 @@ const SMALL_BODY = Buffer.from(JSON.stringify({ ok: true, pad: 'x'.repeat(256 - 
 
 interface UpstreamData {
   leaves: Record<string, { certPem: string; keyPem: string }>;
+  /** The loopback address to listen on (port 443): the pod's /etc/hosts names it. */
+  host: string;
 }
 
 /** The worker: a keep-alive HTTPS upstream serving every name in `leaves` by SNI. */
@@ -86,12 +88,12 @@ function runUpstream(data: UpstreamData): void {
       });
     },
   );
-  server.listen(0, '127.0.0.1', () => parentPort?.postMessage((server.address() as net.AddressInfo).port));
+  server.listen(443, data.host, () => parentPort?.postMessage((server.address() as net.AddressInfo).port));
 }
 
 async function main(): Promise<void> {
   const { makeTestCa } = await import('../../scripts/lib/fakes/test-ca.ts');
-  const { connect, dial, startProxy, startTls } = await import('../runtime/proxy-harness.ts');
+  const { connect, dial, loopbackAlias, startProxy, startTls } = await import('../runtime/proxy-harness.ts');
   const { ENTRYPOINT } = await import('../support/pod.ts');
 
   const { values } = parseArgs({
@@ -126,7 +128,8 @@ async function main(): Promise<void> {
   const ca = await makeTestCa('bench upstream CA');
   const leaves: UpstreamData['leaves'] = {};
   for (const name of ['api.test', 'other.test']) leaves[name] = await ca.issue([{ type: 'dns', value: name }]);
-  const worker = new Worker(new URL(import.meta.url), { workerData: { leaves } satisfies UpstreamData });
+  const upHost = loopbackAlias();
+  const worker = new Worker(new URL(import.meta.url), { workerData: { leaves, host: upHost } satisfies UpstreamData });
   const upPort = await new Promise<number>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
@@ -137,7 +140,7 @@ async function main(): Promise<void> {
     allow: ['api.test', 'other.test'],
     allowCidrs: ['127.0.0.0/8'],
     credentials: [{ name: 'github', hosts: ['api.test'], scheme: 'basic' as const, header: 'Authorization', stub: STUB, require: false, real: REAL }],
-    hosts: { 'api.test': { addresses: ['127.0.0.1'], ports: { '443': upPort } }, 'other.test': { addresses: ['127.0.0.1'], ports: { '443': upPort } } },
+    hosts: { 'api.test': { addresses: [upHost] }, 'other.test': { addresses: [upHost] } },
     upstreamCa: [ca.caPem],
     logLevel: 'info',
     ...(values.profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] } : { entrypoint }),
@@ -160,7 +163,7 @@ async function main(): Promise<void> {
   const direct: Route = {
     label: 'direct',
     auth: basic(REAL),
-    open: async (host) => startTls(await dial(upPort), { servername: host, caPem: ca.caPem }),
+    open: async (host) => startTls(await dial(upPort, upHost), { servername: host, caPem: ca.caPem }),
   };
   const proxyRoute = (label: string, p: typeof fx): Route => ({
     label,
@@ -199,7 +202,7 @@ async function main(): Promise<void> {
       auth: basic(REAL),
       ...(mitm.pid !== undefined ? { pid: mitm.pid } : {}),
       open: async (host) => {
-        const { socket, res } = await connect(port, `127.0.0.1:${upPort}`);
+        const { socket, res } = await connect(port, `${upHost}:${upPort}`);
         if (res.status !== 200) throw new Error(`mitmproxy CONNECT: ${res.status}`);
         socket.setNoDelay(true);
         return startTls(socket, { servername: host, caPem: mitmCa });

@@ -8,8 +8,8 @@
  * (agent-image/tsconfig.build.json; type stripping alone costs ~28 MB of RSS) and started
  * through agent-image/bin/agent-smith (the image's Node flags for the proxy); allow
  * `*.mem.test`, one credential (for a name the load does not use), every name resolved to a
- * local HTTPS upstream (a `*.mem.test` certificate) through the development hosts file
- * (AGENT_SMITH_PROXY_HOSTS_FILE). For each of N distinct
+ * local HTTPS upstream (a `*.mem.test` certificate, on port 443 of a loopback address of
+ * its own) through the proxy pod's /etc/hosts (test/support/pod.ts). For each of N distinct
  * names `n<i>.mem.test`, a client does what a curious agent's tool would: CONNECT, TLS with
  * SNI = the name (the proxy mints a leaf and a SecureContext), one GET (the proxy opens an
  * upstream TLS connection to the name), then closes.
@@ -37,6 +37,8 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 interface UpstreamData {
   certPem: string;
   keyPem: string;
+  /** The loopback address to listen on (port 443). */
+  host: string;
 }
 
 /** The worker: an HTTPS upstream answering every `*.mem.test` name with a small body. */
@@ -47,7 +49,7 @@ function runUpstream(data: UpstreamData): void {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
     res.end(body);
   });
-  server.listen(0, '127.0.0.1', () => parentPort?.postMessage((server.address() as net.AddressInfo).port));
+  server.listen(443, data.host, () => parentPort?.postMessage((server.address() as net.AddressInfo).port));
 }
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -82,7 +84,7 @@ function rss(pid: number): { rss: number; peak: number } {
 
 async function main(): Promise<void> {
   const { makeTestCa } = await import('../../scripts/lib/fakes/test-ca.ts');
-  const { connect, metric, readResponse, startProxy, startTls } = await import('../runtime/proxy-harness.ts');
+  const { connect, loopbackAlias, metric, readResponse, startProxy, startTls } = await import('../runtime/proxy-harness.ts');
   const { values } = parseArgs({
     options: {
       names: { type: 'string', default: '10000' },
@@ -101,14 +103,15 @@ async function main(): Promise<void> {
 
   const ca = await makeTestCa('memory bench upstream CA');
   const leaf = await ca.issue([{ type: 'dns', value: '*.mem.test' }]);
-  const worker = new Worker(new URL(import.meta.url), { workerData: leaf satisfies UpstreamData });
-  const upPort = await new Promise<number>((resolve, reject) => {
+  const upHost = loopbackAlias();
+  const worker = new Worker(new URL(import.meta.url), { workerData: { ...leaf, host: upHost } satisfies UpstreamData });
+  await new Promise<number>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
   });
   const name = (i: number) => `n${i}.mem.test`;
-  const hosts: Record<string, { addresses: string[]; ports: Record<string, number> }> = {};
-  for (let i = 0; i < N + WARMUP; i++) hosts[name(i)] = { addresses: ['127.0.0.1'], ports: { '443': upPort } };
+  const hosts: Record<string, { addresses: string[] }> = {};
+  for (let i = 0; i < N + WARMUP; i++) hosts[name(i)] = { addresses: [upHost] };
   const dir = mkdtempSync(join(tmpdir(), 'agent-smith-proxy-memory-'));
 
   const compile = (checkout: string, i: number) => build(checkout, join(dir, `build-${i}`));

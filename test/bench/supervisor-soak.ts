@@ -59,7 +59,7 @@ const pod = await makePod({
   }),
 });
 try {
-  const setup = await runCli(['setup'], pod.env);
+  const setup = await runCli(pod, ['setup']);
   if (setup.code !== 0) throw new Error(`setup failed: ${setup.stderr}`);
   const sup = startSupervisor(pod, join(built, 'agent-image/bin/agent-smith'));
   await sup.waitForLog((l) => l.msg === 'CLI started');

@@ -230,7 +230,7 @@ class World {
     return JSON.parse(r.stdout) as { ok: boolean; reply?: string; code?: string; uid: number };
   }
 
-  /** `agent-smith egress-init` inside netns `ns` with the pod root's contract. */
+  /** `agent-smith egress-init` inside netns `ns`, as a program of `pod` (its contract and /etc/resolv.conf mounted). */
   egressInit(ns: string, pod: PodFiles, extraEnv: NodeJS.ProcessEnv = {}): Promise<Run> {
     const env: NodeJS.ProcessEnv = {
       ...pod.env,
@@ -240,7 +240,7 @@ class World {
       ...(this.backend === 'legacy' ? { AGENT_SMITH_IPTABLES_BACKEND: 'legacy' } : {}),
       ...extraEnv,
     };
-    return exec('ip', ['netns', 'exec', ns, process.execPath, CLI, 'egress-init'], { env });
+    return exec('ip', ['netns', 'exec', ns, ...pod.command([process.execPath, CLI, 'egress-init']).flat()], { env });
   }
 
   /** Kills what this world started and deletes its namespaces (and so the veth pair). */

@@ -140,10 +140,15 @@ async function must(cmd: string, ...args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** `ip` arguments that run `argv` in netns `ns` as `uid` (root when undefined). */
-function inNs(ns: string, uid: number | undefined, argv: string[]): string[] {
-  const as = uid === undefined ? [] : ['setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups'];
-  return ['netns', 'exec', ns, ...as, ...argv];
+/** `argv` run as `uid` (as it is when undefined: root). */
+function asUid(uid: number | undefined, argv: string[]): string[] {
+  return uid === undefined ? argv : ['setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups', ...argv];
+}
+
+/** `ip` arguments that run `argv` in netns `ns` as `uid` (root when undefined), as a program of `pod` when given. */
+function inNs(ns: string, uid: number | undefined, argv: string[], pod?: PodFiles): string[] {
+  // The pod's mounts need root: they are made first, then setpriv drops to `uid`.
+  return ['netns', 'exec', ns, ...(pod ? pod.command(asUid(uid, argv)).flat() : asUid(uid, argv))];
 }
 
 function sleep(ms: number): Promise<void> {
@@ -269,8 +274,8 @@ async function netns(name: string): Promise<void> {
 }
 
 /** A pod root that UID 1337 can read (makePod's root is 0700 and owned by root). */
-async function readablePod(contract: ReturnType<typeof testContract>): Promise<PodFiles> {
-  const pod = await makePod({ contract });
+async function readablePod(contract: ReturnType<typeof testContract>, hosts?: Record<string, string[]>): Promise<PodFiles> {
+  const pod = await makePod({ contract, hosts });
   pods.push(pod);
   await chmod(pod.root, 0o755);
   await chmod(pod.path('/tmp'), 0o1777);
@@ -323,9 +328,13 @@ beforeAll(async () => {
   // let UID 1000 bypass the proxy. So egress-init gets allowCidrs [] (every TCP connection
   // but the proxy's is redirected) and only the proxy's contract opens the test subnet.
   const initPod = await readablePod(testContract({ egress: { allow: [HOST], allowCidrs: [], enforcement: 'iptables', proxyPort: PROXY_PORT, credentials: [credential] } }));
-  const proxyPod = await readablePod(testContract({ egress: { allow: [HOST], allowCidrs: [UP_SUBNET], enforcement: 'iptables', proxyPort: PROXY_PORT, credentials: [credential] } }));
+  // The proxy resolves the upstream's names from its pod's /etc/hosts.
+  const proxyPod = await readablePod(testContract({ egress: { allow: [HOST], allowCidrs: [UP_SUBNET], enforcement: 'iptables', proxyPort: PROXY_PORT, credentials: [credential] } }), {
+    [HOST]: [UP_V4],
+    [EVIL]: [UP_V4],
+  });
 
-  initRun = await exec('ip', ['netns', 'exec', POD_NS, process.execPath, CLI, 'egress-init'], {
+  initRun = await exec('ip', inNs(POD_NS, undefined, [process.execPath, CLI, 'egress-init'], initPod), {
     ...initPod.env,
     PATH: `${initPod.env.PATH ?? ''}:/usr/sbin:/sbin`,
     AGENT_SMITH_PROXY_UID: String(PROXY_UID),
@@ -347,18 +356,15 @@ beforeAll(async () => {
   await chown(join(credDir, 'api'), PROXY_UID, PROXY_UID);
   agentCaFile = join(scratch, 'agent-ca.pem');
   await writeFile(agentCaFile, ca.certPem, { mode: 0o644 });
-  const hostsFile = proxyPod.path('/tmp/hosts.json');
-  await writeFile(hostsFile, JSON.stringify({ [HOST]: { addresses: [UP_V4] }, [EVIL]: { addresses: [UP_V4] } }), { mode: 0o644 });
   const proxyUpstreamCa = proxyPod.path('/tmp/upstream-ca.pem');
   await writeFile(proxyUpstreamCa, String(ready.caPem), { mode: 0o644 });
 
   proxy = startChild(
-    inNs(POD_NS, PROXY_UID, [process.execPath, CLI, 'proxy']),
+    inNs(POD_NS, PROXY_UID, [process.execPath, CLI, 'proxy'], proxyPod),
     {
       ...proxyPod.env,
       AGENT_SMITH_PROXY_PORT: String(PROXY_PORT),
       AGENT_SMITH_PROXY_HEALTH_PORT: '0',
-      AGENT_SMITH_PROXY_HOSTS_FILE: hostsFile,
       AGENT_SMITH_UPSTREAM_CA: proxyUpstreamCa,
       LOG_LEVEL: 'debug',
     },

@@ -48,7 +48,7 @@ async function eventPod(nats: NatsServer, agent: string, team?: string): Promise
       events: { natsUrl: nats.url, subjectPrefix: PREFIX, maxAgeSeconds: 7 * 86_400, maxMessages: 50_000 },
     }),
   });
-  const setup = await runCli(['setup'], pod.env);
+  const setup = await runCli(pod, ['setup']);
   expect(setup.code, setup.stderr).toBe(0);
   return pod;
 }
@@ -187,22 +187,22 @@ describe('event log', () => {
     });
 
     it('answers queries through `agent-smith events` and the MCP tool `events`', async () => {
-      const cli = await runCli(['events', '--nats-url', nats.url, '--agent', 'devbot', '--type', 'task_done', '--since', '1h', '--limit', '5'], pod.env);
+      const cli = await runCli(pod, ['events', '--nats-url', nats.url, '--agent', 'devbot', '--type', 'task_done', '--since', '1h', '--limit', '5']);
       expect(cli.code, cli.stderr).toBe(0);
       const lines = cli.stdout.trim().split('\n').map((l) => JSON.parse(l) as EventEnvelope);
       expect(lines.map((e) => e.data.summary)).toEqual(['task 195', 'task 196', 'task 197', 'task 198', 'task 199']);
 
       // From the contract (in the pod), by type across agents.
-      const fromContract = await runCli(['events', '--type', 'pr_opened'], pod.env);
+      const fromContract = await runCli(pod, ['events', '--type', 'pr_opened']);
       expect(fromContract.code, fromContract.stderr).toBe(0);
       expect(fromContract.stdout.trim().split('\n').map((l) => (JSON.parse(l) as EventEnvelope).data.number)).toEqual([3]);
 
-      const none = await runCli(['events', '--nats-url', nats.url, '--agent', 'nobody'], pod.env);
+      const none = await runCli(pod, ['events', '--nats-url', nats.url, '--agent', 'nobody']);
       expect(none.code, none.stderr).toBe(0);
       expect(none.stdout).toBe('');
-      const future = await runCli(['events', '--nats-url', nats.url, '--since', new Date(Date.now() + 3_600_000).toISOString()], pod.env);
+      const future = await runCli(pod, ['events', '--nats-url', nats.url, '--since', new Date(Date.now() + 3_600_000).toISOString()]);
       expect(future.stdout).toBe('');
-      const badSince = await runCli(['events', '--nats-url', nats.url, '--since', 'yesterday'], pod.env);
+      const badSince = await runCli(pod, ['events', '--nats-url', nats.url, '--since', 'yesterday']);
       expect(badSince.code).toBe(1);
       expect(badSince.stderr).toContain('since: expected a duration');
 

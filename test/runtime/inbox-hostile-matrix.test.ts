@@ -68,7 +68,7 @@ describe('hostile Matrix messages', () => {
     const bot = await synapse.register('bigbot');
     const room = await alice.createRoom({ invite: [bot.userId] });
     const pod = await makeMatrixPod({ synapse, bot, name: 'bigbot', rooms: [room], modelUrl: fake.url, harness: { kind: 'claude', model: 'claude-sonnet-4-5', args: [] } });
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
     const sup = await start(pod);
     await bridgeLive(room, bot);

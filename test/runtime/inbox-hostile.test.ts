@@ -76,7 +76,7 @@ describe('inbox delivery of large and bad messages', () => {
       return h.text(`seen ${markers.at(-1) ?? 'nothing'}`);
     });
     pod = await makePod({ modelUrl: fake.url });
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
     sup = startSupervisor(pod);
     const p = pod;

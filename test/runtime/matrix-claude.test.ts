@@ -53,7 +53,7 @@ describe('Matrix → Claude Code → Matrix', () => {
     room = await alice.createRoom({ invite: [bot.userId] });
     // Alice is not on the allowlist: only a mention reaches the agent.
     pod = await makeMatrixPod({ synapse, bot, rooms: [room], modelUrl: fake.url, harness: { kind: 'claude', model: 'claude-sonnet-4-5', args: [] } });
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
     sup = startSupervisor(pod);
     await sup.waitForLog((l) => l.msg === 'CLI started');

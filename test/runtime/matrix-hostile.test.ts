@@ -62,7 +62,7 @@ describe('Matrix bridge against hostile room members (real Synapse)', () => {
     roomB = await alice.createRoom({ invite: [bot.userId, bob.userId, mallory.userId], name: 'dev' });
     for (const [u, r] of [[bob, roomA], [mallory, roomA], [bob, roomB], [mallory, roomB]] as const) await u.join(r);
     pod = await makeMatrixPod({ synapse, bot, allowedUsers: [alice.userId], rooms: [roomA, roomB] });
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
     sups.push(startSupervisor(pod));
     await waitFor('the bridge live in both rooms', async () => {

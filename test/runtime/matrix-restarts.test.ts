@@ -37,7 +37,7 @@ describe('Matrix bridge across restarts', () => {
       harness: { kind: 'custom', command: ['sh', '-c', 'exec cat >> received.txt'], args: [] },
       extraEnv: { AGENT_SMITH_MATRIX_TIMELINE_LIMIT: '10' },
     });
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
   });
 

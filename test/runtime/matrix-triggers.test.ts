@@ -35,7 +35,7 @@ describe('Matrix bridge triggers against a real Synapse', () => {
     await bob.join(room);
     await otherbot.join(room);
     pod = await makeMatrixPod({ synapse, bot, allowedUsers: [alice.userId], rooms: [room], teammates: [{ name: 'otherbot', matrix: otherbot.userId }] });
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
     sup = startSupervisor(pod);
     await sup.waitForLog((l) => l.msg === 'joined a configured room');

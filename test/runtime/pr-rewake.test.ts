@@ -99,8 +99,8 @@ describe('PR rewake through the egress proxy', () => {
     // and the agent's tools (setup's CA bundle) trust it.
     await mkdir(pod.path('/etc/agent-smith/egress-ca-cert'), { recursive: true });
     await writeFile(pod.path('/etc/agent-smith/egress-ca-cert/ca.crt'), fx.caPem);
-    pod.env.NODE_EXTRA_CA_CERTS = pod.path('/etc/agent-smith/egress-ca-cert/ca.crt');
-    const setup = await runCli(['setup'], pod.env);
+    pod.env.NODE_EXTRA_CA_CERTS = '/etc/agent-smith/egress-ca-cert/ca.crt';
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
     return pod;
   }

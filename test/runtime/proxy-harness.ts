@@ -1,8 +1,11 @@
 /**
- * Runs `agent-smith proxy` as a real process against a scratch pod root, and speaks to
- * it the ways an agent's tools do (CONNECT + TLS, absolute-form HTTP, transparent TLS
- * and HTTP as iptables would redirect them) or the ways an attacker would (raw bytes).
+ * Runs `agent-smith proxy` as a real process of a scratch pod (support/pod.ts: its own
+ * mount namespace with the pod's /etc/agent-smith and /etc/hosts), and speaks to it the
+ * ways an agent's tools do (CONNECT + TLS, absolute-form HTTP, transparent TLS and HTTP as
+ * iptables would redirect them) or the ways an attacker would (raw bytes). Upstream names
+ * resolve as in a pod, through the system resolver, here from the pod's /etc/hosts.
  */
+import { randomInt } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -46,7 +49,13 @@ export interface ProxyOptions {
   allow: string[];
   allowCidrs: string[];
   credentials: CredentialFixture[];
-  /** name -> addresses and port map (AGENT_SMITH_PROXY_HOSTS_FILE). */
+  /**
+   * The pod's /etc/hosts: name -> addresses. With `ports` (a port the client names -> the
+   * port of a test server on 127.0.0.1, e.g. `{"443": 40123}`), `127.0.0.1` among the
+   * addresses stands for a fresh loopback address of this fixture (127.x.y.z) where TCP
+   * forwarders listen on the named ports and relay to the test servers: the proxy dials
+   * `name:443` as it would in a pod and reaches a server on an ephemeral port.
+   */
   hosts: Record<string, { addresses: string[]; ports?: Record<string, number> }>;
   /**
    * PEM blocks of the extra upstream CAs (spec.egress.upstreamCaConfigMapRef), written to a
@@ -92,7 +101,28 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     proxyPort: 15001,
     credentials: opts.credentials.map(({ real: _real, ...c }) => ({ ...c, env: [] })),
   };
-  const pod = await makePod({ contract: testContract({ egress }) });
+  const forwarders: net.Server[] = [];
+  const aliases = new Map<string, string>();
+  const hosts: Record<string, string[]> = {};
+  try {
+    for (const [name, { addresses, ports }] of Object.entries(opts.hosts)) {
+      if (!ports) {
+        hosts[name] = addresses;
+        continue;
+      }
+      const key = JSON.stringify(ports);
+      let alias = aliases.get(key);
+      if (alias === undefined) {
+        alias = await forwardPorts(Object.entries(ports).map(([from, to]) => [Number(from), to]), forwarders);
+        aliases.set(key, alias);
+      }
+      hosts[name] = addresses.map((a) => (a === '127.0.0.1' ? alias : a));
+    }
+  } catch (err) {
+    for (const f of forwarders) f.close();
+    throw err;
+  }
+  const pod = await makePod({ contract: testContract({ egress }), hosts });
   const ca = await generateEgressCa({ agent: 'default/testbot', allow: opts.allow, now: new Date(), validityDays: 30 });
   await mkdir(pod.path('/etc/agent-smith/egress-ca'), { recursive: true });
   await writeFile(pod.path('/etc/agent-smith/egress-ca/ca.crt'), ca.certPem);
@@ -103,8 +133,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
   }
   const caFile = pod.path('/tmp/egress-ca.pem');
   await writeFile(caFile, ca.certPem);
-  const hostsFile = pod.path('/tmp/hosts.json');
-  await writeFile(hostsFile, JSON.stringify(opts.hosts));
   const upstreamCaFile = pod.path('/tmp/upstream-ca.pem');
   const upstreamCaText = opts.upstreamCaText ?? opts.upstreamCa.join('\n');
   await writeFile(upstreamCaFile, upstreamCaText);
@@ -113,12 +141,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     ...pod.env,
     AGENT_SMITH_PROXY_PORT: '0',
     AGENT_SMITH_PROXY_HEALTH_PORT: '0',
-    AGENT_SMITH_PROXY_HOSTS_FILE: hostsFile,
     ...(upstreamCaText ? { AGENT_SMITH_UPSTREAM_CA: upstreamCaFile } : {}),
     LOG_LEVEL: opts.logLevel ?? 'debug',
   };
   const logFd = opts.logFile !== undefined ? openSync(opts.logFile, 'a') : undefined;
-  const [command, args] = opts.entrypoint !== undefined ? [opts.entrypoint, ['proxy']] : [process.execPath, [...(opts.nodeArgs ?? []), CLI, 'proxy']];
+  const [command, args] = pod.command(opts.entrypoint !== undefined ? [opts.entrypoint, 'proxy'] : [process.execPath, ...(opts.nodeArgs ?? []), CLI, 'proxy']);
   const proc = spawn(command, args, { env, stdio: ['ignore', logFd ?? 'pipe', logFd ?? 'pipe'] });
   if (logFd !== undefined) closeSync(logFd);
   running.add(proc);
@@ -193,9 +220,52 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
         proc.kill('SIGTERM');
         await exited;
       }
+      await Promise.all(forwarders.map((f) => new Promise((r) => f.close(r))));
       await pod.cleanup();
     },
   };
+}
+
+// --- upstream addresses ----------------------------------------------------------------
+
+/** A random loopback address outside 127.0.0.0/16 (Linux answers on all of 127.0.0.0/8). */
+export function loopbackAlias(): string {
+  return `127.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
+}
+
+/**
+ * Listens on a fresh loopback address at each `from` port and relays every connection,
+ * byte for byte and half-close for half-close, to 127.0.0.1:`to`; the servers are pushed
+ * onto `servers`. Tries another address when one is taken.
+ * @returns the address
+ */
+export async function forwardPorts(map: Array<[from: number, to: number]>, servers: net.Server[]): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    const alias = loopbackAlias();
+    const mine: net.Server[] = [];
+    try {
+      for (const [from, to] of map) {
+        const server = net.createServer({ allowHalfOpen: true }, (c) => {
+          const u = net.connect({ host: '127.0.0.1', port: to, allowHalfOpen: true });
+          c.on('error', () => u.destroy());
+          u.on('error', () => c.destroy());
+          c.on('close', (hadError) => hadError && u.destroy());
+          u.on('close', (hadError) => hadError && c.destroy());
+          c.pipe(u).pipe(c);
+        });
+        mine.push(server);
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host: alias, port: from }, resolve);
+        });
+      }
+      servers.push(...mine);
+      return alias;
+    } catch (err) {
+      for (const s of mine) s.close();
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
+    }
+  }
 }
 
 // --- clients -------------------------------------------------------------------------

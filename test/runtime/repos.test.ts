@@ -11,7 +11,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { layoutFromEnv } from '../../agent-image/src/contract/layout.ts';
 import { RepoSyncError, syncRepos, type RepoSpec } from '../../agent-image/src/programs/setup/repos.ts';
 import { startGitServer, type GitServer } from '../../scripts/lib/fakes/git-server.ts';
 
@@ -44,8 +43,8 @@ function gitEnv(trustServer = true): NodeJS.ProcessEnv {
 }
 
 function sync(repos: RepoSpec[], opts: { trust?: boolean; timeoutMs?: number } = {}) {
-  const layout = layoutFromEnv({ AGENT_SMITH_ROOT: root });
-  return syncRepos(repos, { resolve: (p) => layout.resolve(p), env: gitEnv(opts.trust ?? true), log, timeoutMs: opts.timeoutMs });
+  // The in-pod paths land under the scratch root (syncRepos maps every path it touches).
+  return syncRepos(repos, { resolve: real, env: gitEnv(opts.trust ?? true), log, timeoutMs: opts.timeoutMs });
 }
 
 async function git(dir: string, ...args: string[]): Promise<string> {

@@ -35,7 +35,7 @@ describe('review fan-out across two agents', () => {
       events: { natsUrl: nats.url, subjectPrefix: 'agents' },
     });
     pods.push(pod);
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
     const sup = startSupervisor(pod);
     sups.push(sup);

@@ -66,7 +66,7 @@ describe('agent-smith setup', () => {
   });
 
   it('assembles the Claude Code home, trusts the CA, clones over HTTPS; a second run changes nothing', async () => {
-    const first = await runCli(['setup'], pod.env);
+    const first = await runCli(pod, ['setup']);
     expect(first.code, first.stderr).toBe(0);
     const home = pod.path('/home/agent');
     const claude = (f: string) => readFile(join(home, '.claude', f), 'utf8');
@@ -84,7 +84,7 @@ describe('agent-smith setup', () => {
       customApiKeyResponses?: { approved: string[] };
     };
     expect(state.hasCompletedOnboarding).toBe(true);
-    expect(state.projects[pod.path('/workspace/app')]?.hasTrustDialogAccepted).toBe(true);
+    expect(state.projects['/workspace/app']?.hasTrustDialogAccepted).toBe(true);
     // The stub in ANTHROPIC_API_KEY is pre-approved: no "use this API key?" dialog.
     expect(state.customApiKeyResponses?.approved).toEqual([ANTHROPIC_STUB.slice(-20)]);
     expect(await readFile(join(home, '.agent-smith/ca-bundle.pem'), 'utf8')).toContain(server.caPem.trim());
@@ -111,7 +111,7 @@ describe('agent-smith setup', () => {
     const homeBefore = await snapshot(home);
     const workBefore = await snapshot(app);
 
-    const second = await runCli(['setup'], pod.env);
+    const second = await runCli(pod, ['setup']);
     expect(second.code, second.stderr).toBe(0);
     expect(await snapshot(home)).toEqual(homeBefore);
     // The working tree, index and HEAD are the agent's: untouched. Only origin/main moved.
@@ -125,7 +125,7 @@ describe('agent-smith setup', () => {
 
   it('cannot clone when the CA is not mounted: the trust path is real', async () => {
     await rm(pod.path('/etc/agent-smith/egress-ca-cert'), { recursive: true });
-    const r = await runCli(['setup'], { ...pod.env, AGENT_SMITH_SYSTEM_CA_BUNDLE: '/dev/null' });
+    const r = await runCli(pod, ['setup'], { ...pod.env, AGENT_SMITH_SYSTEM_CA_BUNDLE: '/dev/null' });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/acme\/app/);
     expect(r.stderr).toMatch(/certificate/i);
@@ -134,7 +134,7 @@ describe('agent-smith setup', () => {
 
   it('refuses a bad contract with the field named, exit 2, and leaves the home untouched', async () => {
     await writeFile(pod.path('/etc/agent-smith/contract.json'), JSON.stringify({ ...testContract(), harness: { kind: 'vim', args: [] } }));
-    const r = await runCli(['setup'], pod.env);
+    const r = await runCli(pod, ['setup']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/harness\.kind/);
     expect(r.stderr).not.toMatch(/at .*\.ts:\d+/); // a message, not a stack trace
@@ -143,7 +143,7 @@ describe('agent-smith setup', () => {
 
   it('refuses a persona settings.json that is not JSON, naming it, before writing anything', async () => {
     await writeFile(pod.path('/etc/agent-smith/settings.json'), '{ not json');
-    const r = await runCli(['setup'], pod.env);
+    const r = await runCli(pod, ['setup']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/settings\.json.*not valid JSON/);
     await expect(stat(pod.path('/home/agent/.claude/CLAUDE.md'))).rejects.toThrow();

@@ -58,7 +58,7 @@ describe('supervise with the real Claude Code binary', () => {
     fake = await startFakeAnthropic();
     scriptModel(fake);
     pod = await makePod({ modelUrl: fake.url });
-    const setup = await runCli(['setup'], pod.env);
+    const setup = await runCli(pod, ['setup']);
     expect(setup.code, setup.stderr).toBe(0);
   });
 
@@ -85,7 +85,7 @@ describe('supervise with the real Claude Code binary', () => {
     await waitFor('the pane output on stdout', () => sup!.stdout().includes('Claude Code'));
     const panes = await tmux(pod, 'list-panes', '-t', 'main:0', '-F', '#{pane_index} #{pane_current_command} #{pane_current_path}');
     expect(panes).toMatch(/^0 claude /m);
-    expect(panes).toMatch(new RegExp(`^1 bash ${pod.path('/workspace')}$`, 'm'));
+    expect(panes).toMatch(/^1 bash \/workspace$/m);
 
     // First message: no hook armed yet, so it is typed into pane 0.
     await send(pod, 'please call status');

@@ -1,12 +1,17 @@
 /**
  * An agent pod's file system and processes on this machine, for runtime tests: a scratch
- * root (AGENT_SMITH_ROOT) holding /etc/agent-smith (contract + persona files, as the
- * operator's ConfigMap would), /home/agent and /workspace; `agent-smith setup` and
- * `agent-smith supervise` run as real processes against it, with the real tmux and the
- * real Claude Code binary pointed at a fake model API.
+ * root holding what the pod's volumes hold: etc/agent-smith (contract + persona files, as
+ * the operator's ConfigMap would), home/agent, workspace, and the pod's etc/hosts.
+ * `agent-smith setup`, `supervise`, `proxy` and `egress-init` run as real processes, each
+ * the way a container runs it: in a mount namespace of its own (util-linux `unshare`)
+ * where those folders are bind-mounted at the in-pod paths (/etc/agent-smith, /home/agent,
+ * /workspace, /etc/hosts), so the programs read and write the same absolute paths as in a
+ * pod. Network, loopback ports, tmux sockets and /tmp stay the host's, so the test reaches
+ * them. Needs root (mounts); the empty mount points are created on the host if missing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
@@ -19,11 +24,30 @@ export const ENTRYPOINT = join(ROOT, 'agent-image/bin/agent-smith');
 export { freePort } from '../../scripts/lib/net.ts';
 import { freePort } from '../../scripts/lib/net.ts';
 
+/** The in-pod folders bind-mounted from the pod root (the pod's volumes and ConfigMap mount). */
+export const POD_MOUNTS = ['/etc/agent-smith', '/home/agent', '/workspace'] as const;
+
+/** Files of the pod root's etc/ mounted over the host's when the pod root has them. */
+const POD_ETC_FILES = ['/etc/hosts', '/etc/resolv.conf'] as const;
+
+/**
+ * Binds `$1` at `$2`, `$3` at `$4`, ... up to `--`, then execs the rest: run by `sh` in the
+ * new mount namespace, so the bind mounts are the program's alone.
+ */
+const BIND_AND_EXEC = 'set -e; while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"';
+
 export interface PodFiles {
   root: string;
   env: NodeJS.ProcessEnv;
-  /** Real path of an in-pod path. */
+  /** Host path of an in-pod path (what the test reads and writes). */
   path(podPath: string): string;
+  /**
+   * `[command, args]` that run `argv` as a program of this pod: in a mount namespace of
+   * its own with the pod root's folders at the in-pod paths (POD_MOUNTS) and the pod's
+   * etc/hosts (and etc/resolv.conf, when written) over the host's. The process spawned
+   * is `argv` itself (unshare and sh exec it), so signals reach it.
+   */
+  command(argv: string[]): [string, string[]];
   localUrl: string;
   tmuxSocket: string;
   cleanup(): Promise<void>;
@@ -45,10 +69,28 @@ export function testContract(over: Partial<PodContractInput> = {}): PodContractI
 }
 
 /**
- * Lays out a pod root: the contract and persona files under /etc/agent-smith, empty home
- * and workspace. `modelUrl` is the fake Anthropic API the CLI talks to.
+ * The pod's /etc/hosts: the host's, plus `name -> addresses` (each name also with a final
+ * dot: the egress proxy looks names up absolute, `api.test.`, and glibc's files backend
+ * matches the name as written). Several addresses give several lines; getaddrinfo returns
+ * them all.
  */
-export async function makePod(opts: { contract?: PodContractInput; modelUrl?: string; files?: Record<string, string>; extraEnv?: NodeJS.ProcessEnv } = {}): Promise<PodFiles> {
+export async function podHosts(hosts: Record<string, readonly string[]> = {}): Promise<string> {
+  const lines = Object.entries(hosts).flatMap(([name, addresses]) => addresses.map((a) => `${a} ${name} ${name}.`));
+  return `${(await readFile('/etc/hosts', 'utf8')).trimEnd()}\n# agent-smith test pod\n${lines.join('\n')}\n`;
+}
+
+/**
+ * Lays out a pod root: the contract and persona files under /etc/agent-smith, empty home
+ * and workspace, /etc/hosts (the host's plus `hosts`). `modelUrl` is the fake Anthropic
+ * API the CLI talks to.
+ * @throws when not root: the pod's programs run with bind mounts
+ */
+export async function makePod(opts: { contract?: PodContractInput; modelUrl?: string; files?: Record<string, string>; extraEnv?: NodeJS.ProcessEnv; hosts?: Record<string, readonly string[]> } = {}): Promise<PodFiles> {
+  if (process.getuid?.() !== 0) {
+    throw new Error(`the runtime tests run the pod's programs in a mount namespace with bind mounts over ${POD_MOUNTS.join(', ')}: run them as root (uid is ${process.getuid?.()})`);
+  }
+  // The mount points, empty, as an image has them.
+  for (const m of POD_MOUNTS) await mkdir(m, { recursive: true });
   const root = await mkdtemp(join(tmpdir(), 'agent-smith-pod-'));
   const p = (podPath: string) => join(root, podPath);
   const contract = opts.contract ?? testContract();
@@ -67,6 +109,7 @@ export async function makePod(opts: { contract?: PodContractInput; modelUrl?: st
   await mkdir(p('/home/agent'), { recursive: true });
   await mkdir(p('/workspace'), { recursive: true });
   await mkdir(p('/tmp'), { recursive: true });
+  await writeFile(p('/etc/hosts'), await podHosts(opts.hosts));
   const localPort = await freePort();
   const tmuxSocket = p('/tmp/tmux.sock');
   const env: NodeJS.ProcessEnv = {
@@ -74,7 +117,7 @@ export async function makePod(opts: { contract?: PodContractInput; modelUrl?: st
     LANG: 'C.UTF-8',
     TERM: 'xterm-256color',
     SHELL: '/bin/bash',
-    AGENT_SMITH_ROOT: root,
+    HOME: '/home/agent',
     AGENT_SMITH_LOCAL_PORT: String(localPort),
     AGENT_SMITH_PORT: '0',
     AGENT_SMITH_TMUX_SOCKET: tmuxSocket,
@@ -86,10 +129,15 @@ export async function makePod(opts: { contract?: PodContractInput; modelUrl?: st
     ...(opts.modelUrl ? { ANTHROPIC_BASE_URL: opts.modelUrl, ANTHROPIC_AUTH_TOKEN: 'stub-model-token' } : {}),
     ...opts.extraEnv,
   };
+  const command = (argv: string[]): [string, string[]] => {
+    const binds = [...POD_MOUNTS, ...POD_ETC_FILES.filter((f) => existsSync(p(f)))].flatMap((m) => [p(m), m]);
+    return ['unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', BIND_AND_EXEC, 'pod', ...binds, '--', ...argv]];
+  };
   return {
     root,
     env,
     path: p,
+    command,
     localUrl: `http://127.0.0.1:${localPort}`,
     tmuxSocket,
     cleanup: async () => {
@@ -105,10 +153,11 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs `agent-smith <args>` to completion. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
+/** Runs `agent-smith <args>` to completion as a program of `pod` (env: the pod's by default). */
+export function runCli(pod: PodFiles, args: string[], env: NodeJS.ProcessEnv = pod.env): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, argv] = pod.command([process.execPath, CLI, ...args]);
+    const proc = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -133,7 +182,8 @@ export interface SupervisorProcess {
 /** Starts `agent-smith supervise` against a pod made by makePod. */
 export function startSupervisor(pod: PodFiles, entrypoint = ENTRYPOINT): SupervisorProcess {
   // The image's entry point, so the supervisor runs with the image's Node flags.
-  const proc = spawn(entrypoint, ['supervise'], { env: pod.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, argv] = pod.command([entrypoint, 'supervise']);
+  const proc = spawn(command, argv, { env: pod.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const lines: Array<Record<string, unknown> & { msg: string }> = [];
