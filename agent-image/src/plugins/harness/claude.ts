@@ -17,7 +17,6 @@
  */
 import { access, copyFile, mkdir, readdir, readFile, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { TEAM_DIR } from '../../contract/contract.ts';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
 import { isObject, mergeJson, parseJsonObject, readJsonObject, shellQuote, writeFileAtomic } from '../../lib/files.ts';
 
@@ -61,8 +60,7 @@ export class ClaudeAdapter implements HarnessAdapter {
     const read = (key: string) => readFile(path.join(layout.configDir, key), 'utf8');
 
     // Read and check every input before writing anything: a bad persona file leaves the home as it was.
-    let claudeMd = await read(contract.files.claudeMd);
-    if (layout.root) claudeMd = claudeMd.replaceAll(`@${TEAM_DIR}/`, `@${layout.resolve(TEAM_DIR)}/`);
+    const claudeMd = await read(contract.files.claudeMd);
     const personaSettings = parseJsonObject(await read(contract.files.settingsJson), `${contract.files.settingsJson} (persona settings.json)`);
     const personaMcp = contract.files.mcpJson ? parseJsonObject(await read(contract.files.mcpJson), `${contract.files.mcpJson} (persona mcp.json)`) : {};
     const subagents = await Promise.all(
@@ -97,9 +95,8 @@ export class ClaudeAdapter implements HarnessAdapter {
     // First-run state: onboarding done, the working directory trusted. Keys the CLI wrote are kept.
     const stateFile = path.join(layout.homeDir, '.claude.json');
     const state = await readJsonObject(stateFile);
-    // Claude Code keys a project by its real path. In a pod that is the workdir itself; under
-    // a test layout (AGENT_SMITH_ROOT, where /workspace may be a symlink to a scratch folder)
-    // only the real path is sure to be the one the CLI sees, so both are trusted.
+    // Claude Code keys a project by its real path: the workdir itself, unless a symlink
+    // leads to it; then only the real path is sure to be the one the CLI sees, so both are trusted.
     const trusted = { hasTrustDialogAccepted: true, hasCompletedProjectOnboarding: true, enableAllProjectMcpServers: true };
     // A key in ANTHROPIC_API_KEY makes the CLI ask "use this API key?" once, unless its last
     // 20 characters are in customApiKeyResponses.approved (checked against Claude Code

@@ -29,7 +29,7 @@ export type Backend = 'nft' | 'legacy' | 'default';
 const RUN_TIMEOUT_MS = 30_000;
 
 /**
- * Reads the contract (AGENT_SMITH_CONTRACT / AGENT_SMITH_ROOT, see layout.ts), the proxy's
+ * Reads the contract (AGENT_SMITH_CONTRACT, see layout.ts), the proxy's
  * UID and port (AGENT_SMITH_PROXY_UID, AGENT_SMITH_PROXY_PORT; defaults PROXY_UID 1337 and
  * PROXY_PORT 15001) and, when `egress.enforcement` is `iptables`, installs and verifies the
  * IPv4 and IPv6 firewalls. With `proxy-env` it logs that nothing is enforced and returns.
@@ -100,7 +100,7 @@ export async function runEgressInit(env: NodeJS.ProcessEnv = process.env, log: L
     }
   }
 
-  warnIfNoDns(layout.resolve('/etc/resolv.conf'), [...cidrs[4], ...cidrs[6]], log);
+  warnIfNoDns('/etc/resolv.conf', [...cidrs[4], ...cidrs[6]], log);
   log.info(
     { backend, proxyUid, proxyPort, allowCidrs: { ipv4: cidrs[4].map((c) => c.text), ipv6: cidrs[6].map((c) => c.text) }, ipv4, ipv6 },
     `egress firewall installed: outbound TCP of every UID but ${proxyUid} redirected to port ${proxyPort}, allowCidrs direct, everything else dropped`,

@@ -1,18 +1,15 @@
 /**
  * The egress proxy's configuration: the pod contract's `egress` section, the real
  * credential values (one file per credential under CREDENTIALS_DIR), limits, the extra
- * upstream CAs of the Agent's spec.egress.upstreamCaConfigMapRef (AGENT_SMITH_UPSTREAM_CA),
- * and a hook for tests and development (a hosts file).
+ * upstream CAs of the Agent's spec.egress.upstreamCaConfigMapRef (AGENT_SMITH_UPSTREAM_CA).
  *
  * Every error is a {@link ConfigError} whose message names the file or field and never a
  * value: the proxy logs it as the reason it is not ready.
  */
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import path from 'node:path';
 import { parseCaBundle, UPSTREAM_CA_ENV } from '../../contract/ca-bundle.ts';
-import { CREDENTIALS_DIR, PROXY_HEALTH_PORT, PROXY_PORT, type PodContract } from '../../contract/contract.ts';
-import type { Layout } from '../../contract/layout.ts';
+import { PROXY_HEALTH_PORT, PROXY_PORT, type PodContract } from '../../contract/contract.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Credential } from './swap.ts';
 
@@ -181,61 +178,6 @@ export function readCredentials(specs: PodContract['egress']['credentials'], dir
   return out;
 }
 
-/** Upstream name resolution replaced by a file: a test and development hook. */
-export interface HostsOverride {
-  file: string;
-  /** Addresses of `host` (canonical name), or undefined when the file does not list it. */
-  addresses: (host: string) => string[] | undefined;
-  /** The port to dial for `host:port` (the file may map a port; the policy still sees `port`). */
-  port: (host: string, port: number) => number;
-}
-
-/**
- * The AGENT_SMITH_PROXY_HOSTS_FILE hook: a JSON object mapping host names to an address
- * (`"api.test": "127.0.0.1"`) or to `{"addresses": [...], "ports": {"443": 40123}}`, so
- * tests can give names to loopback servers on ephemeral ports. Names not in the file do
- * not resolve. The address guard still applies to every mapped address: a test must also
- * open loopback with `egress.allowCidrs`.
- *
- * Honoured only when AGENT_SMITH_ROOT is set (a test or development layout; the operator
- * never sets it in a pod), and announced with a warning; set without it, it is ignored
- * (main.ts logs an error line at start-up), so a stray variable cannot weaken a real pod.
- *
- * @throws ConfigError when the file is unreadable or malformed
- */
-export function hostsOverrideFromEnv(env: NodeJS.ProcessEnv, layout: Layout, log: Logger): HostsOverride | undefined {
-  const file = env.AGENT_SMITH_PROXY_HOSTS_FILE;
-  // Without a root the hook is off; main.ts says so once at start-up.
-  if (!file || !layout.root) return undefined;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`${file} (AGENT_SMITH_PROXY_HOSTS_FILE): cannot read it as JSON (${(err as Error).message})`);
-  }
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: must be a JSON object of host name -> address`);
-  const table = new Map<string, { addresses: string[]; ports: Map<number, number> }>();
-  for (const [name, v] of Object.entries(raw as Record<string, unknown>)) {
-    const entry = typeof v === 'string' ? { addresses: [v], ports: {} } : (v as { addresses?: unknown; ports?: unknown });
-    const addresses = entry.addresses;
-    if (!Array.isArray(addresses) || !addresses.length || !addresses.every((a) => typeof a === 'string' && isIP(a))) {
-      throw new ConfigError(`${file}: ${name}: addresses must be IP addresses`);
-    }
-    const ports = new Map<number, number>();
-    for (const [from, to] of Object.entries((entry.ports ?? {}) as Record<string, unknown>)) {
-      if (!Number.isInteger(Number(from)) || !Number.isInteger(to)) throw new ConfigError(`${file}: ${name}: ports must map a port to a port`);
-      ports.set(Number(from), to as number);
-    }
-    table.set(name.toLowerCase().replace(/\.$/, ''), { addresses: addresses as string[], ports });
-  }
-  log.warn({ file, names: [...table.keys()] }, 'TEST HOOK: upstream names resolve from AGENT_SMITH_PROXY_HOSTS_FILE, not DNS (the address guard still applies)');
-  return {
-    file,
-    addresses: (host) => table.get(host)?.addresses,
-    port: (host, port) => table.get(host)?.ports.get(port) ?? port,
-  };
-}
-
 /**
  * The extra CA certificates the proxy trusts for upstream TLS besides the system roots
  * (a TLS-inspecting corporate proxy, GitHub Enterprise Server on a private CA): the PEM
@@ -287,7 +229,3 @@ export function listenPorts(env: NodeJS.ProcessEnv, contract: PodContract | unde
   };
 }
 
-/** Where the credential files live for this layout. */
-export function credentialsDir(layout: Layout): string {
-  return layout.resolve(CREDENTIALS_DIR);
-}

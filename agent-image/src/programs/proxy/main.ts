@@ -8,26 +8,25 @@
  * and valid; while they are not, it retries every 2 s and /readyz says why (the file,
  * never a value).
  *
- * Environment: AGENT_SMITH_ROOT / AGENT_SMITH_CONTRACT (layout.ts), AGENT_SMITH_PROXY_PORT
+ * Environment: AGENT_SMITH_CONTRACT (layout.ts), AGENT_SMITH_PROXY_PORT
  * (overrides `egress.proxyPort`; 0 = a free port), AGENT_SMITH_PROXY_HEALTH_PORT (default
  * 15021; 0 = a free port), AGENT_SMITH_UPSTREAM_CA (the PEM file of extra upstream CAs the
  * operator mounts for spec.egress.upstreamCaConfigMapRef; config.ts upstreamCaFromEnv),
- * AGENT_SMITH_PROXY_HOSTS_FILE (test hook, see config.ts), AGENT_SMITH_PROXY_LIMITS (config.ts
- * limitsFromEnv), LOG_LEVEL. The bound ports are
+ * AGENT_SMITH_PROXY_LIMITS (config.ts limitsFromEnv), LOG_LEVEL. Upstream names resolve
+ * through the system resolver (policy.ts systemLookup). The bound ports are
  * logged: `{"msg":"egress proxy listening","port":...,"healthPort":...}`.
  */
-import { isIP } from 'node:net';
 import { pino } from 'pino';
-import { EGRESS_CA_DIR, type PodContract } from '../../contract/contract.ts';
+import { CREDENTIALS_DIR, EGRESS_CA_DIR, type PodContract } from '../../contract/contract.ts';
 import { ContractError, loadContract } from '../../contract/load.ts';
 import { layoutFromEnv, type Layout } from '../../contract/layout.ts';
 import type { Logger } from '../../lib/log.ts';
 import { Auditor } from './audit.ts';
 import { LeafCertificates, loadEgressCa } from './ca.ts';
-import { ConfigError, credentialsDir, hostsOverrideFromEnv, limitsFromEnv, listenPorts, readCredentials, upstreamCaFromEnv, type ProxyLimits } from './config.ts';
+import { ConfigError, limitsFromEnv, listenPorts, readCredentials, upstreamCaFromEnv, type ProxyLimits } from './config.ts';
 import { serveHealth } from './health.ts';
 import { ProxyMetrics } from './metrics.ts';
-import { canonicalHost, compileAllowlist, credentialFor, PolicyError, validateAllowCidrs, type CanonicalHost, type Lookup } from './policy.ts';
+import { canonicalHost, compileAllowlist, credentialFor, PolicyError, validateAllowCidrs, type CanonicalHost } from './policy.ts';
 import { EgressProxy, type ProxyRuntime } from './server.ts';
 import { CredentialSet, type Credential } from './swap.ts';
 import { upstreamSecureContext } from './upstream.ts';
@@ -67,7 +66,7 @@ async function loadRuntime(opts: { layout: Layout; env: NodeJS.ProcessEnv; log: 
   } catch (err) {
     throw new ConfigError(`${layout.contractFile}: egress: ${(err as Error).message}`);
   }
-  const creds = readCredentials(egress.credentials, credentialsDir(layout), limits.maxSecretBytes);
+  const creds = readCredentials(egress.credentials, CREDENTIALS_DIR, limits.maxSecretBytes);
   const pick = (all: readonly Credential[], host: CanonicalHost) => credentialFor(all, host);
   for (const c of creds) {
     for (const h of c.hosts) {
@@ -81,16 +80,8 @@ async function loadRuntime(opts: { layout: Layout; env: NodeJS.ProcessEnv; log: 
       }
     }
   }
-  const ca = await loadEgressCa(layout.resolve(EGRESS_CA_DIR));
+  const ca = await loadEgressCa(EGRESS_CA_DIR);
   const extraCa = upstreamCaFromEnv(env, log);
-  const hosts = hostsOverrideFromEnv(env, layout, log);
-  const lookup: Lookup | undefined = hosts
-    ? (name) => {
-        const addresses = hosts.addresses(name.replace(/\.$/, ''));
-        if (!addresses) return Promise.reject(Object.assign(new Error(`${name} is not in ${hosts.file}`), { code: 'ENOTFOUND' }));
-        return Promise.resolve(addresses.map((address) => ({ address, family: isIP(address) })));
-      }
-    : undefined;
   const leaves = await LeafCertificates.create({
     ca,
     isAllowed: (host, port) => allowlist.match(host, port) !== undefined,
@@ -106,8 +97,6 @@ async function loadRuntime(opts: { layout: Layout; env: NodeJS.ProcessEnv; log: 
       allowCidrs: egress.allowCidrs,
       credentials: new CredentialSet<CanonicalHost>(creds, pick),
       leaves,
-      ...(lookup ? { lookup } : {}),
-      ...(hosts ? { dialPort: hosts.port } : {}),
       upstreamContext: upstreamSecureContext(extraCa),
     },
   };
@@ -125,9 +114,6 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
   const limits = limitsFromEnv(env);
   const auditor = new Auditor(proxyLogger(() => redactor, destination, false));
 
-  if (env.AGENT_SMITH_PROXY_HOSTS_FILE && !layout.root) {
-    log.error({ env: 'AGENT_SMITH_PROXY_HOSTS_FILE' }, 'AGENT_SMITH_PROXY_HOSTS_FILE is a test hook and is ignored unless AGENT_SMITH_ROOT is set; names resolve through DNS');
-  }
   let early: PodContract | undefined;
   try {
     early = loadContract(layout.contractFile);

@@ -2,7 +2,7 @@
  * `agent-smith supervise`: wiring of the supervisor (contract, tmux, inbox, HTTP, MCP,
  * signals). Runs as the agent container's main process behind `tini -g`.
  *
- * Environment: AGENT_SMITH_CONTRACT / AGENT_SMITH_ROOT (layout.ts), AGENT_SMITH_PORT
+ * Environment: AGENT_SMITH_CONTRACT (layout.ts), AGENT_SMITH_PORT
  * (public port, default 8080; 0 = any), AGENT_SMITH_LOCAL_PORT (loopback, default 15090),
  * AGENT_SMITH_TMUX_SOCKET (default: tmux's own socket, found by `tmux attach -t main`),
  * AGENT_SMITH_MATRIX_TIMELINE_LIMIT (timeline events per room per /sync, default 50).
@@ -13,7 +13,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, TEAM_DIR, type PodContract } from '../../contract/contract.ts';
+import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, type PodContract } from '../../contract/contract.ts';
 import { loadContract } from '../../contract/load.ts';
 import { layoutTrustEnv } from '../../contract/trust.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
@@ -143,12 +143,12 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   });
   metrics.inboxDeadLetters.set(inbox.deadLetters);
 
-  const rosterFile = path.join(layout.resolve(TEAM_DIR), 'roster.json');
+  const rosterFile = path.join(layout.teamDir, 'roster.json');
   const bridge = contract.matrix
     ? new MatrixBridge({
         config: contract.matrix,
         agentName: contract.agent.name,
-        tokenFile: layout.resolve(MATRIX_ACCESS_TOKEN_FILE),
+        tokenFile: MATRIX_ACCESS_TOKEN_FILE,
         rosterFile,
         stateDir: layout.stateDir,
         inbox,
