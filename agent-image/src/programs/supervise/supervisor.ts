@@ -2,21 +2,16 @@
  * The supervisor's core: keeps the harness CLI alive in tmux pane 0, restarts it with a
  * doubling delay, detects a crash loop, recreates the tmux session when the server dies,
  * keeps the session id for resumption, and delivers inbox messages to the CLI (through an
- * armed hook, or typed into pane 0). HTTP, MCP and signals are wired in main.ts.
+ * armed hook, or typed into pane 0: handover.ts). HTTP, MCP and signals are wired in main.ts.
  *
  * Liveness is watched cheaply: the CLI's pid is probed with signal 0 every TICK_MS; the
  * tmux session itself is listed every SESSION_CHECK_MS.
  *
- * A bad message never blocks the ones behind it: an attempt to hand it over fails when the
- * paste is refused, when the CLI does not take it within ACK_TIMEOUT_MS, or when the CLI
- * exits while taking it; after MAX_DELIVERY_ATTEMPTS failures (retried after
- * RETRY_DELAYS_MS) it is set aside (Inbox.deadLetter, `dead/` on the home volume), logged
- * once, counted, and `onDeadLetter` tells whoever sent it. Failures of the environment
- * (tmux session or pane 0 gone) do not count against the message. Many failures in a row
- * (delivery itself broken, not one message) make the supervisor not ready.
+ * Delivery (handover.ts) hands the messages over one at a time; a bad message never
+ * blocks the ones behind it, and many failures in a row (delivery itself broken, not one
+ * message) make the supervisor not ready.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PodContract, SupervisorTuning } from '../../contract/contract.ts';
@@ -24,10 +19,15 @@ import type { HarnessAdapter, HarnessContext } from '../../plugins/harness/adapt
 import { writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { EventOutbox } from '../../core/outbox.ts';
-import { deliveryText, pasteSafe } from '../../core/delivery.ts';
+import { pasteSafe } from '../../core/delivery.ts';
 import { attrValue, renderedMessageId, type Inbox, type InboxMessage } from '../../core/inbox.ts';
+import { Courier, NOT_READY_AFTER_FAILURES, type Handout } from './handover.ts';
 import type { SupervisorMetrics } from './metrics.ts';
+import { alive, settled, signalGroup, sleep } from './proc.ts';
 import { CLI_PANE, SHELL_PANE, type PaneInfo, type Tmux } from './tmux.ts';
+
+export { alive } from './proc.ts';
+export { MAX_DELIVERY_ATTEMPTS, type DeliveryFailure, type Handout } from './handover.ts';
 
 const TICK_MS = 100;
 const SESSION_CHECK_MS = 2000;
@@ -49,31 +49,6 @@ const PANE_DEAD_WAIT_MS = 2000;
 const MAX_FAILED_RESUMES = 2;
 /** A hook-less harness counts as ready for input this long after it started. */
 const HOOKLESS_READY_MS = 3000;
-/**
- * A hook-less harness took a typed message if it is still running this long after (ms).
- * Every typed message waits this long before the next one, so it bounds a hook-less
- * harness's intake (about 2 messages/s with the paste's own 150 ms): 1 s halved the rate
- * of a burst and left half of a 100-message burst undelivered a minute later. A CLI that
- * dies on a message does so as it reads the line; one that dies later is a plain crash.
- */
-const HOOKLESS_CONFIRM_MS = 300;
-/** Failed attempts to hand over one message before it is set aside. */
-export const MAX_DELIVERY_ATTEMPTS = 3;
-/** Wait before attempt 2, 3, ... of a message whose paste failed (ms). */
-const RETRY_DELAYS_MS = [1000, 4000];
-/** Failed attempts in a row (several messages' worth) after which the supervisor is not ready. */
-const NOT_READY_AFTER_FAILURES = 2 * MAX_DELIVERY_ATTEMPTS;
-/** Longest reason text kept and logged for a failed attempt (characters). */
-const MAX_REASON_CHARS = 200;
-
-/** Why an attempt to hand a message over failed (metric label). */
-export type DeliveryFailure = 'paste_failed' | 'not_acknowledged' | 'cli_exited' | 'render_failed';
-
-/** What a Stop hook's inbox waiter is handed: the message and the text for the CLI (delivery.ts). */
-export interface Handout {
-  message: InboxMessage;
-  text: string;
-}
 
 export type CliState = 'starting' | 'idle' | 'busy' | 'exited' | 'stopping' | 'stopped';
 
@@ -102,19 +77,6 @@ export interface SupervisorDeps {
   onDeadLetter?: ((m: InboxMessage, reason: string, file: string) => void) | undefined;
 }
 
-interface Waiter {
-  generation: number;
-  settle: (m: Handout | 'stale' | 'timeout') => void;
-}
-
-/** Failed attempts to hand over one message. */
-interface Attempts {
-  failures: number;
-  reason: string;
-  /** Not before this time (epoch ms). */
-  retryAt: number;
-}
-
 /** What `status` (MCP tool, /status) reports. */
 export interface SupervisorStatus {
   agent: string;
@@ -138,6 +100,8 @@ export interface SupervisorStatus {
 
 export class Supervisor {
   readonly deps: SupervisorDeps;
+  /** Hands the inbox's messages to the CLI (handover.ts). */
+  readonly courier: Courier;
   private readonly tuning: SupervisorTuning;
   private readonly log: Logger;
   state: CliState = 'starting';
@@ -146,7 +110,8 @@ export class Supervisor {
   sessionId = '';
   cliPid: number | undefined;
   private startedAt = 0;
-  private inputReadyAt = Number.POSITIVE_INFINITY;
+  /** Epoch ms from which pane 0 takes typed input (infinite until a hook harness's SessionStart). */
+  inputReadyAt = Number.POSITIVE_INFINITY;
   restarts = 0;
   private consecutiveFailures = 0;
   /** Whether the running CLI was started to resume its session. */
@@ -156,18 +121,12 @@ export class Supervisor {
   private restartTimes: number[] = [];
   crashLoop = false;
   lastExit: SupervisorStatus['lastExit'];
-  private waiters: Waiter[] = [];
-  private inFlight: { id: string; route: 'hook' | 'tmux'; at: number } | undefined;
-  private readonly attempts = new Map<string, Attempts>();
-  private failuresInARow = 0;
   /** Last hook call of the current CLI (epoch ms). */
   private lastHookAt = 0;
-  private lastFailure: string | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private lastSessionCheck = 0;
   private busyCheck = false;
-  private pumping = false;
   /** Last time tmux answered (for /healthz). */
   lastTmuxOk = Date.now();
 
@@ -175,6 +134,7 @@ export class Supervisor {
     this.deps = deps;
     this.tuning = deps.contract.supervisor;
     this.log = deps.log;
+    this.courier = new Courier(deps, this);
     deps.inbox.on('message', () => this.pump());
   }
 
@@ -212,8 +172,8 @@ export class Supervisor {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     const { ctx, adapter, tmux } = this.deps;
     this.generation++;
-    this.cancelWaiters();
-    this.failInFlight('cli_exited', 'the CLI was restarted while taking it');
+    this.courier.cancelWaiters();
+    this.courier.failInFlight('cli_exited', 'the CLI was restarted while taking it');
     if (this.failedResumes >= MAX_FAILED_RESUMES) {
       // The CLI refuses its own transcript (e.g. it was killed while rewriting it on resume):
       // a new session keeps the agent working; the old transcript stays on the home volume.
@@ -266,11 +226,11 @@ export class Supervisor {
       this.lastSessionCheck = now;
       this.run(this.checkSession());
     }
-    if (this.inFlight && now - this.inFlight.at > ACK_TIMEOUT_MS) {
+    if (this.courier.inFlight && now - this.courier.inFlight.at > ACK_TIMEOUT_MS) {
       const working = this.deps.adapter.hasHooks && this.state === 'busy' && now - this.lastHookAt < BUSY_ACK_TIMEOUT_MS;
-      if (!working) this.failInFlight('not_acknowledged', `not taken by the CLI within ${Math.round((now - this.inFlight.at) / 1000)} s`);
+      if (!working) this.courier.failInFlight('not_acknowledged', `not taken by the CLI within ${Math.round((now - this.courier.inFlight.at) / 1000)} s`);
     }
-    if (this.deps.inbox.size > 0 && !this.inFlight) this.pump();
+    if (this.deps.inbox.size > 0 && !this.courier.inFlight) this.pump();
   }
 
   /** Runs a step of the loop exclusively (no tick while it runs); errors are logged. */
@@ -323,8 +283,8 @@ export class Supervisor {
     this.lastExit = { status: pane?.deadStatus, signal: pane?.deadSignal, at: new Date(now).toISOString() };
     this.state = 'exited';
     this.generation++;
-    this.cancelWaiters();
-    this.failInFlight('cli_exited', `the CLI exited while taking it (${pane?.deadSignal ? `signal ${pane.deadSignal}` : `status ${pane?.deadStatus ?? 'unknown'}`})`);
+    this.courier.cancelWaiters();
+    this.courier.failInFlight('cli_exited', `the CLI exited while taking it (${pane?.deadSignal ? `signal ${pane.deadSignal}` : `status ${pane?.deadStatus ?? 'unknown'}`})`);
     this.deps.metrics.cliUp.set(0);
     if (uptime >= this.tuning.stableAfterSeconds * 1000) this.consecutiveFailures = 0;
     this.consecutiveFailures++;
@@ -395,181 +355,26 @@ export class Supervisor {
    * the waiter's CLI is not the current one (or a newer waiter replaced it), or 'timeout'.
    */
   waitForMessage(generation: number, timeoutMs: number): Promise<Handout | 'stale' | 'timeout'> {
-    if (generation !== this.generation || this.state === 'stopping') return Promise.resolve('stale');
-    // One armed waiter at a time: the newest wins, older ones exit quietly.
-    this.cancelWaiters();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => finish('timeout'), timeoutMs);
-      const waiter: Waiter = { generation, settle: (m) => finish(m) };
-      const finish = (m: Handout | 'stale' | 'timeout') => {
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        resolve(m);
-      };
-      this.waiters.push(waiter);
-      this.pump();
-    });
+    return this.courier.waitForMessage(generation, timeoutMs);
   }
 
   /** Called when a waiter's connection closed before it got anything. */
   dropWaiter(generation: number): void {
-    this.waiters = this.waiters.filter((w) => w.generation !== generation);
+    this.courier.dropWaiter(generation);
   }
 
   get hookArmed(): boolean {
-    return this.waiters.some((w) => w.generation === this.generation);
-  }
-
-  private cancelWaiters(): void {
-    const ws = this.waiters;
-    this.waiters = [];
-    for (const w of ws) w.settle('stale');
+    return this.courier.hookArmed;
   }
 
   /** The CLI took a message (the hook printed it, or UserPromptSubmit echoed its id). */
-  async ack(id: string, route: 'hook' | 'tmux'): Promise<boolean> {
-    const ok = await this.deps.inbox.ack(id);
-    if (this.inFlight?.id === id) this.inFlight = undefined;
-    this.attempts.delete(id);
-    if (ok) {
-      this.failuresInARow = 0;
-      this.deps.metrics.inboxDeliveryFailing.set(0);
-      this.deps.metrics.inboxDelivered.inc({ route });
-      this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
-      this.log.info({ id, route }, 'message delivered to the CLI');
-    }
-    this.pump();
-    return ok;
+  ack(id: string, route: 'hook' | 'tmux'): Promise<boolean> {
+    return this.courier.ack(id, route);
   }
 
-  /** Hands the oldest pending message to the CLI when it can take one, or sets it aside after MAX_DELIVERY_ATTEMPTS failures. */
+  /** Hands the oldest pending message to the CLI when it can take one (handover.ts). */
   pump(): void {
-    this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
-    if (this.pumping || this.inFlight || this.state === 'stopping' || this.state === 'stopped' || this.state === 'exited') return;
-    const m = this.deps.inbox.peek();
-    if (!m) return;
-    const tried = this.attempts.get(m.id);
-    if (tried && Date.now() < tried.retryAt) return;
-    if (tried && tried.failures >= MAX_DELIVERY_ATTEMPTS) return this.setAside(m, tried);
-    const waiter = this.waiters.findLast((w) => w.generation === this.generation);
-    if (!waiter && (!this.cliPid || Date.now() < this.inputReadyAt)) return;
-    const route = waiter ? 'hook' : 'tmux';
-    this.pumping = true;
-    this.inFlight = { id: m.id, route, at: Date.now() };
-    const generation = this.generation;
-    this.handOver(m, route, waiter)
-      .catch((err: unknown) => {
-        if (this.inFlight?.id === m.id) this.inFlight = undefined;
-        return this.failed(m, route, err instanceof RenderError ? 'render_failed' : 'paste_failed', errorText(err), generation);
-      })
-      .catch((err: unknown) => this.log.error({ err, id: m.id }, 'delivery step failed'))
-      .finally(() => {
-        this.pumping = false;
-        // Next message (or the next attempt, once its wait is over: the tick pumps).
-        if (!this.inFlight) setImmediate(() => this.pump());
-      });
-  }
-
-  /** One attempt: the delivery text (delivery.ts), then the armed waiter gets it, or it is typed into pane 0. */
-  private async handOver(m: InboxMessage, route: 'hook' | 'tmux', waiter: Waiter | undefined): Promise<void> {
-    const d = await deliveryText(m, this.deps.inbox.largeDir).catch((err: unknown) => {
-      throw new RenderError(errorText(err));
-    });
-    if (d.file) {
-      this.deps.metrics.inboxLarge.inc();
-      this.log.info({ id: m.id, bytes: d.bytes, file: d.file }, 'message too long to hand over whole: the CLI gets its start and the file with the full text');
-    }
-    if (waiter) {
-      if (!this.waiters.includes(waiter)) {
-        // The waiter went (its CLI restarted, or its connection closed) while the text was made: no attempt.
-        if (this.inFlight?.id === m.id) this.inFlight = undefined;
-        return;
-      }
-      waiter.settle({ message: m, text: d.text });
-      return;
-    }
-    await this.deps.tmux.paste(CLI_PANE, d.text);
-    this.log.info({ id: m.id, source: m.source, route }, 'message typed into pane 0');
-    if (this.deps.adapter.hasHooks) return; // UserPromptSubmit echoes its id: that is the ack
-    // Without hooks nothing will confirm it: typing it is delivery, once the CLI is seen
-    // to survive it (a CLI that exits on a message fails the attempt, see onExit).
-    await sleep(HOOKLESS_CONFIRM_MS);
-    if (this.inFlight?.id === m.id && this.cliPid && alive(this.cliPid)) await this.ack(m.id, 'tmux');
-  }
-
-  /** The in-flight message's attempt failed (ack timeout, CLI exit or restart). */
-  private failInFlight(reason: DeliveryFailure, detail: string): void {
-    const f = this.inFlight;
-    if (!f) return;
-    this.inFlight = undefined;
-    const m = this.deps.inbox.peek();
-    if (m?.id !== f.id) return;
-    // The CLI is already gone or going: no need to ask tmux whether the session is.
-    this.record(m, f.route, reason, detail, 0);
-  }
-
-  /**
-   * A paste or render failure of `m`. A paste failure while the tmux session or pane 0 is
-   * gone is the environment's, not the message's: it waits for the session check to
-   * recreate it and does not count.
-   */
-  private async failed(m: InboxMessage, route: 'hook' | 'tmux', reason: DeliveryFailure, detail: string, generation: number): Promise<void> {
-    if (reason === 'paste_failed') {
-      const pane = (await this.deps.tmux.panes())?.[0];
-      if (!pane || pane.dead || generation !== this.generation) {
-        const prev = this.attempts.get(m.id);
-        this.attempts.set(m.id, { failures: prev?.failures ?? 0, reason: prev?.reason ?? '', retryAt: Date.now() + 1000 });
-        this.log.debug({ id: m.id, error: detail }, 'cannot type the message into pane 0 while the CLI is not there; trying again when it is');
-        return;
-      }
-    }
-    const tried = this.attempts.get(m.id)?.failures ?? 0;
-    this.record(m, route, reason, detail, RETRY_DELAYS_MS[Math.min(tried, RETRY_DELAYS_MS.length - 1)]!);
-  }
-
-  private record(m: InboxMessage, route: 'hook' | 'tmux', reason: DeliveryFailure, detail: string, delayMs: number): void {
-    const text = `${reason}: ${detail}`.slice(0, MAX_REASON_CHARS);
-    const failures = (this.attempts.get(m.id)?.failures ?? 0) + 1;
-    this.attempts.set(m.id, { failures, reason: text, retryAt: Date.now() + delayMs });
-    this.failuresInARow++;
-    this.lastFailure = text;
-    this.deps.metrics.inboxDeliveryFailures.inc({ route, reason });
-    this.deps.metrics.inboxDeliveryFailing.set(this.failuresInARow);
-    // One line per failed attempt at debug; the message's fate is logged once (setAside).
-    this.log.debug({ id: m.id, route, attempt: failures, reason: text }, 'delivery attempt failed');
-  }
-
-  /** Moves `m` to the dead letters, logs it once, counts it, tells its sender; then the next message goes. */
-  private setAside(m: InboxMessage, tried: Attempts): void {
-    this.pumping = true;
-    this.deps.inbox
-      .deadLetter(m.id, tried.reason, tried.failures)
-      .then((file) => {
-        this.attempts.delete(m.id);
-        if (!file) return;
-        this.deps.metrics.inboxDeadLettered.inc({ source: m.source });
-        this.deps.metrics.inboxDeadLetters.set(this.deps.inbox.deadLetters);
-        this.deps.metrics.inboxDepth.set(this.deps.inbox.size);
-        this.log.warn(
-          { id: m.id.slice(0, 256), source: m.source, attempts: tried.failures, reason: tried.reason, file },
-          `message set aside after ${tried.failures} failed attempts to hand it to the CLI; the messages behind it go on`,
-        );
-        void this.deps.outbox.emit('message_dead_lettered', { id: m.id, source: m.source, attempts: tried.failures, reason: tried.reason });
-        try {
-          this.deps.onDeadLetter?.(m, tried.reason, file);
-        } catch (err) {
-          this.log.warn({ err, id: m.id }, 'cannot tell the sender that the message was set aside');
-        }
-      })
-      .catch((err: unknown) => {
-        // The disk refuses: try again later rather than in a tight loop.
-        tried.retryAt = Date.now() + 30_000;
-        this.log.error({ err, id: m.id }, 'cannot set the message aside; trying again in 30 s');
-      })
-      .finally(() => {
-        this.pumping = false;
-        setImmediate(() => this.pump());
-      });
+    this.courier.pump();
   }
 
   status(): SupervisorStatus {
@@ -585,9 +390,9 @@ export class Supervisor {
       lastExit: this.lastExit,
       inboxPending: this.deps.inbox.size,
       inboxDeadLetters: this.deps.inbox.deadLetters,
-      deliveryFailures: this.failuresInARow,
-      lastDeliveryFailure: this.lastFailure,
-      hookArmed: this.hookArmed,
+      deliveryFailures: this.courier.failuresInARow,
+      lastDeliveryFailure: this.courier.lastFailure,
+      hookArmed: this.courier.hookArmed,
     };
   }
 
@@ -599,8 +404,8 @@ export class Supervisor {
   ready(): { ok: boolean; reason: string } {
     if (this.crashLoop) return { ok: false, reason: 'crash loop' };
     if (!this.cliPid) return { ok: false, reason: `CLI ${this.state}` };
-    if (this.failuresInARow >= NOT_READY_AFTER_FAILURES) {
-      return { ok: false, reason: `inbox delivery failing: ${this.failuresInARow} attempts in a row, last: ${this.lastFailure ?? 'unknown'}` };
+    if (this.courier.failuresInARow >= NOT_READY_AFTER_FAILURES) {
+      return { ok: false, reason: `inbox delivery failing: ${this.courier.failuresInARow} attempts in a row, last: ${this.courier.lastFailure ?? 'unknown'}` };
     }
     return { ok: true, reason: 'CLI running' };
   }
@@ -613,10 +418,10 @@ export class Supervisor {
     this.state = 'stopping';
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.cancelWaiters();
+    this.courier.cancelWaiters();
     // A message being typed into pane 0 finishes (and, without hooks, is acknowledged)
     // before the CLI goes, or the next start would type it again.
-    for (const until = Date.now() + 3000; this.pumping && Date.now() < until; ) await sleep(50);
+    for (const until = Date.now() + 3000; this.courier.pumping && Date.now() < until; ) await sleep(50);
     const { tmux } = this.deps;
     const running = ((await tmux.panes()) ?? []).filter((p) => !p.dead);
     for (const p of running) signalGroup(p.pid, 'SIGTERM');
@@ -647,53 +452,8 @@ export class Supervisor {
   }
 }
 
-/** Whether it is known how the pane's process ended (tmux.ts PaneInfo: dead, with a status or a signal). */
-function settled(p: PaneInfo): boolean {
-  return p.dead && (p.deadStatus !== undefined || p.deadSignal !== undefined);
-}
 
-/**
- * Whether a process is alive: it exists (signal 0) and is not a zombie. A SIGKILLed
- * multi-threaded CLI can stay a zombie for many seconds before tmux can reap it (its
- * threads are still exiting), so the state letter in /proc/<pid>/stat (proc(5)) counts.
- */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.charAt(stat.lastIndexOf(')') + 2);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return true; // no /proc here: trust signal 0
-  }
-}
 
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // gone
-    }
-  }
-}
 
-/** A message's delivery text could not be made (its large-message file not written). */
-class RenderError extends Error {
-  override name = 'RenderError';
-}
 
-/** An error as one bounded line (tmux's stderr never holds the message: it goes on stdin). */
-function errorText(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, MAX_REASON_CHARS);
-}
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
