@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ExponentialBackoff } from './backoff.ts';
 import { Controller } from './controller.ts';
-import { RetryAfter, TerminalError } from './errors.ts';
+import { RetryAfter, TemporaryError, TerminalError } from './errors.ts';
 import { WorkQueue } from './queue.ts';
 
 const log = pino({ level: 'silent' });
@@ -33,6 +33,22 @@ describe('Controller', () => {
     await sleep(300);
     await c.stop();
     expect(calls).toHaveLength(4);
+  });
+
+  it('retries a TemporaryError with backoff, each wait longer than the last', async () => {
+    const calls: number[] = [];
+    const c = controllerWith(async () => {
+      calls.push(Date.now());
+      if (calls.length < 4) throw new TemporaryError('reading Secret ns/a: HTTP 503');
+      return {};
+    });
+    c.enqueue('ns/a');
+    await c.start();
+    await sleep(300);
+    await c.stop();
+    expect(calls).toHaveLength(4);
+    // The backoff doubles from 5 ms: 5, 10, 20.
+    expect(calls[3]! - calls[2]!).toBeGreaterThanOrEqual(18);
   });
 
   it('does not retry a terminal error', async () => {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { OperatorMetrics } from '../observability/metrics.ts';
-import { RetryAfter, TerminalError, describeError } from './errors.ts';
+import { RetryAfter, TemporaryError, TerminalError, describeError } from './errors.ts';
 import { WorkQueue } from './queue.ts';
 
 /** What one reconcile asks of the queue when it succeeds. */
@@ -26,9 +26,10 @@ export interface ControllerOptions {
 
 /**
  * The controller loop of controller-runtime, Agent-agnostic: a keyed work queue feeding
- * `workers` workers. A failure is retried with the queue's per-key exponential backoff;
- * `RetryAfter` waits exactly its delay; a `TerminalError` is logged and not retried (the
- * reconciler is expected to have shown it in a condition), until the object changes.
+ * `workers` workers. A `TemporaryError` (or any untyped failure, logged as a bug) is
+ * retried with the queue's per-key exponential backoff; `RetryAfter` waits exactly its
+ * delay; a `TerminalError` is logged and not retried (the reconciler is expected to have
+ * shown it in a condition), until the object changes (runtime/errors.ts).
  */
 export class Controller {
   readonly queue: WorkQueue;
@@ -93,7 +94,7 @@ export class Controller {
     } catch (err) {
       if (err instanceof TerminalError) {
         this.queue.forget(key);
-        log.error({ reason: err.reason, err: err.message }, 'reconcile failed terminally; waiting for a change');
+        log.warn({ reason: err.reason, err: err.message }, 'reconcile failed terminally; waiting for a change');
         metrics?.reconcileTotal.inc({ controller: name, result: 'terminal' });
       } else if (err instanceof RetryAfter) {
         this.queue.addAfter(key, err.delayMs);
@@ -101,7 +102,10 @@ export class Controller {
         metrics?.reconcileTotal.inc({ controller: name, result: 'requeue_after' });
       } else {
         const delay = this.queue.addRateLimited(key);
-        log.warn({ err: describeError(err), retryInMs: delay, attempt: this.queue.backoff.attempts(key) }, 'reconcile failed; will retry');
+        const attempt = this.queue.backoff.attempts(key);
+        if (err instanceof TemporaryError) log.warn({ err: describeError(err), retryInMs: delay, attempt }, 'reconcile failed; will retry');
+        // Not a typed error: a bug (or an API call outside kube/). Retried all the same, with its stack.
+        else log.error({ err: describeError(err), stack: err instanceof Error ? err.stack : undefined, retryInMs: delay, attempt }, 'reconcile failed unexpectedly; will retry');
         metrics?.reconcileTotal.inc({ controller: name, result: 'error' });
         metrics?.queueRetries.inc({ name });
       }

@@ -1,15 +1,20 @@
 /**
- * Typed reconcile errors (the kopf model). The work queue decides what to do by type:
+ * Typed reconcile errors (the kopf model). The controller (controller.ts) decides what to
+ * do by type:
  *
- * - `TerminalError`: the input is wrong and retrying cannot help (a bad reference, an
- *   invalid spec the API server let through). Shown in a condition; not retried until
- *   the object changes.
- * - `TemporaryError`: retried with the queue's exponential backoff.
- * - `RetryAfter`: retried after exactly `delayMs` (the wait is known, e.g. a 429 with
- *   Retry-After).
+ * - `TerminalError`: the input is wrong and retrying cannot help until it changes (an
+ *   Agent spec only its owner can fix, a stored Agent the operator's schema refuses).
+ *   The reconciler shows it in a condition first where it can; the key is not retried
+ *   until the object changes (its informer queues it again).
+ * - `TemporaryError`: retried with the queue's exponential backoff (kube/errors.ts
+ *   wraps a failed API call in one, its message naming the request).
+ * - `RetryAfter`: retried after exactly `delayMs` (the wait is known: a 429 with
+ *   Retry-After, kube/errors.ts).
  *
- * Any other thrown value counts as temporary.
+ * Any other thrown value is a bug: retried with backoff like a temporary one, and logged
+ * as an error with its stack.
  */
+/** The input is wrong; no retry until it changes. `reason` is CamelCase, as a condition's. */
 export class TerminalError extends Error {
   override readonly name = 'TerminalError';
   /** CamelCase reason for the condition that shows this error. */
@@ -20,10 +25,12 @@ export class TerminalError extends Error {
   }
 }
 
+/** A failure expected to pass (an API server restarting, a dropped connection): retry with backoff. */
 export class TemporaryError extends Error {
   override readonly name = 'TemporaryError';
 }
 
+/** Retry after a known delay (`delayMs`), not the backoff's. */
 export class RetryAfter extends Error {
   override readonly name = 'RetryAfter';
   /** Delay before the next attempt, in milliseconds. */
