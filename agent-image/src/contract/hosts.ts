@@ -33,9 +33,16 @@ export type HostErrorReason = 'bad_host' | 'bad_port' | 'policy_error';
 export class HostError extends Error {
   override name = 'HostError';
   readonly reason: HostErrorReason;
-  constructor(reason: HostErrorReason, message: string) {
+  /**
+   * For a refused pattern: what is wrong with it, phrased to follow the quoted pattern
+   * (`covers a whole public suffix: ...`), so the operator can name its own field
+   * (`spec.egress.allow[0]: "*.com" covers a whole public suffix: ...`). Else the message.
+   */
+  readonly detail: string;
+  constructor(reason: HostErrorReason, message: string, detail = message) {
     super(message);
     this.reason = reason;
+    this.detail = detail;
   }
 }
 
@@ -254,12 +261,12 @@ const patternCache = new Map<string, HostPattern>();
 export function parseHostPattern(raw: string): HostPattern {
   const cached = typeof raw === 'string' ? patternCache.get(raw) : undefined;
   if (cached) return cached;
-  const fail = (why: string) => new HostError('policy_error', `host pattern ${show(raw)}: ${why}`);
-  if (typeof raw !== 'string' || raw === '') throw fail('empty');
+  const fail = (why: string) => new HostError('policy_error', `host pattern ${show(raw)} ${why}`, why);
+  if (typeof raw !== 'string' || raw === '') throw fail('is empty');
   if (raw === '*' || raw === '*.' || raw.startsWith('*:')) throw fail('matches every host; name the domains the agent needs');
-  if (raw.includes('/')) throw fail('a URL or path; write the host name only (example.com, *.example.com, example.com:8443)');
+  if (raw.includes('/')) throw fail('is a URL or path; write the host name only (example.com, *.example.com, example.com:8443)');
   if (raw.startsWith('[') || (raw.match(/:/g) ?? []).length > 1) {
-    throw fail('an IPv6 literal or more than one ":"; patterns are host names, and IP addresses are never matched by name');
+    throw fail('is an IPv6 literal or has more than one ":"; patterns are host names, and IP addresses are never matched by name');
   }
   let rest = raw;
   let port: number | undefined;
@@ -268,28 +275,28 @@ export function parseHostPattern(raw: string): HostPattern {
     try {
       port = parsePort(raw.slice(colon + 1));
     } catch (e) {
-      throw fail((e as Error).message);
+      throw fail(`has a bad port: ${(e as Error).message}`);
     }
     rest = raw.slice(0, colon);
   }
   const wildcard = rest.startsWith('*.');
   const name = wildcard ? rest.slice(2) : rest;
-  if (name.includes('*')) throw fail('"*" may only be the whole first label ("*.example.com")');
+  if (name.includes('*')) throw fail('has a "*" that is not the whole first label (write "*.example.com")');
   let host: CanonicalHost;
   try {
     host = canonicalHost(name);
   } catch (e) {
-    throw fail((e as Error).message);
+    throw fail(`is not a host name: ${(e as Error).message}`);
   }
-  if (host.kind !== 'dns') throw fail(`an IP address (${host.host}); patterns are host names, and IP addresses are never matched by name`);
+  if (host.kind !== 'dns') throw fail(`is an IP address (${host.host}); patterns are host names, and IP addresses are never matched by name`);
   let registrable: string | undefined;
   if (wildcard) {
     registrable = getDomain(host.host, PSL) ?? undefined;
     if (registrable === undefined) {
       throw fail(
         getDomain(host.host) === null
-          ? `"${host.host}" is a public suffix: "*.${host.host}" would match every domain registered under it; name the domains the agent needs (e.g. *.example.${host.host})`
-          : `"${host.host}" is a public suffix in the private section of the Public Suffix List (its subdomains belong to different owners); list the hosts the agent needs (e.g. name.${host.host})`,
+          ? `covers a whole public suffix: "*.${host.host}" would match every domain registered under "${host.host}"; name the domains the agent needs (e.g. *.example.${host.host})`
+          : `covers a whole public suffix: "${host.host}" is in the private section of the Public Suffix List (its subdomains belong to different owners); list the hosts the agent needs (e.g. name.${host.host})`,
       );
     }
   }

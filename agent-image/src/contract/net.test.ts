@@ -19,14 +19,14 @@ describe('parseCidr (the allowCidrs grammar of the operator, egress-init and the
   });
 
   it.each([
-    ['10.0.0.300/8', /is not a CIDR: no IPv4 or IPv6 address/],
-    ['010.0.0.1/8', /is not a CIDR: no IPv4 or IPv6 address/],
-    ['10.0/8', /is not a CIDR: no IPv4 or IPv6 address/],
-    ['example.com/24', /is not a CIDR: no IPv4 or IPv6 address/],
-    ['fe80::1%eth0/64', /is not a CIDR: no IPv4 or IPv6 address/],
-    ['fd00:::/8', /is not a CIDR: no IPv4 or IPv6 address/],
-    ['[fd00::]/8', /is not a CIDR: no IPv4 or IPv6 address/],
-    [' 10.0.0.0/8', /is not a CIDR: no IPv4 or IPv6 address/],
+    ['10.0.0.300/8', /is not a valid CIDR: no IPv4 or IPv6 address/],
+    ['010.0.0.1/8', /is not a valid CIDR: no IPv4 or IPv6 address/],
+    ['10.0/8', /is not a valid CIDR: no IPv4 or IPv6 address/],
+    ['example.com/24', /is not a valid CIDR: no IPv4 or IPv6 address/],
+    ['fe80::1%eth0/64', /is not a valid CIDR: no IPv4 or IPv6 address/],
+    ['fd00:::/8', /is not a valid CIDR: no IPv4 or IPv6 address/],
+    ['[fd00::]/8', /is not a valid CIDR: no IPv4 or IPv6 address/],
+    [' 10.0.0.0/8', /is not a valid CIDR: no IPv4 or IPv6 address/],
     ['10.0.0.1', /has no prefix length; write the range as address\/prefix/],
     ['10.0.0.0/33', /the prefix length after the "\/" must be 0\.\.32/],
     ['10.0.0.0/', /the prefix length/],

@@ -50,11 +50,11 @@ export function parseCidr(entry: string, field: string): Cidr {
   if (slash < 0) throw bad('has no prefix length; write the range as address/prefix, e.g. 10.96.0.0/12, or 10.0.0.1/32 for one address');
   const addr = entry.slice(0, slash);
   const family: 4 | 6 | 0 = isIPv4(addr) ? 4 : isIPv6(addr) && !addr.includes('%') ? 6 : 0;
-  if (family === 0) throw bad('is not a CIDR: no IPv4 or IPv6 address before the "/"; write it as 10.96.0.0/12 or fd00::/8');
+  if (family === 0) throw bad('is not a valid CIDR: no IPv4 or IPv6 address before the "/"; write it as 10.96.0.0/12 or fd00::/8');
   const max = family === 4 ? 32 : 128;
   const bits = entry.slice(slash + 1);
   if (!/^(0|[1-9][0-9]{0,2})$/.test(bits) || Number(bits) > max) {
-    throw bad(`is not a CIDR: the prefix length after the "/" must be 0..${max}, in decimal without leading zeros; write it as 10.96.0.0/12 or fd00::/8`);
+    throw bad(`is not a valid CIDR: the prefix length after the "/" must be 0..${max}, in decimal without leading zeros; write it as 10.96.0.0/12 or fd00::/8`);
   }
   const prefix = Number(bits);
   if (prefix < MIN_ALLOW_PREFIX) throw bad(`opens /${prefix}, which would let most of the address space bypass the egress proxy; allow the narrow ranges the agent needs`);

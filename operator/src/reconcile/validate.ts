@@ -26,7 +26,7 @@ function hostPattern(raw: string, field: string, problems: string[]): HostPatter
     return parseHostPattern(raw);
   } catch (err) {
     if (!(err instanceof HostError)) throw err;
-    problems.push(`${field}: ${err.message.replace(/^host pattern /, '')}`);
+    problems.push(`${field}: ${JSON.stringify(raw)} ${err.detail}`);
     return undefined;
   }
 }

@@ -80,7 +80,7 @@ describe('renderRules', () => {
     const allowCidrs = ['10.96.0.0/12', 'fd00::/8', '10.0.0.300/8'];
     for (const family of [4, 6] as const) {
       expect(() => renderRules({ ...base, allowCidrs, family })).toThrow(ContractError);
-      expect(() => renderRules({ ...base, allowCidrs, family })).toThrow(/^egress\.allowCidrs\[2\]: "10\.0\.0\.300\/8" is not a CIDR/);
+      expect(() => renderRules({ ...base, allowCidrs, family })).toThrow(/^egress\.allowCidrs\[2\]: "10\.0\.0\.300\/8" is not a valid CIDR/);
     }
   });
 });
