@@ -28,6 +28,10 @@ export const PROXY_HEALTH_PORT = 15021;
 export const EGRESS_CA_CERT_DIR = '/etc/agent-smith/egress-ca-cert';
 /** The egress CA certificate and key, mounted into the egress-proxy container only. */
 export const EGRESS_CA_DIR = '/etc/agent-smith/egress-ca';
+/** File (and Secret key) names of the egress CA in EGRESS_CA_CERT_DIR and EGRESS_CA_DIR: the certificate (PEM). */
+export const EGRESS_CA_CERT_NAME = 'ca.crt';
+/** The egress CA's private key (PEM, PKCS#8), in EGRESS_CA_DIR only. */
+export const EGRESS_CA_KEY_NAME = 'ca.key';
 /** Real credential values, one file per credential name, in the egress-proxy container only. */
 export const CREDENTIALS_DIR = '/etc/agent-smith/credentials';
 /**

@@ -18,11 +18,11 @@
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { EGRESS_CA_CERT_DIR, HOME_DIR } from './contract.ts';
+import { EGRESS_CA_CERT_DIR, EGRESS_CA_CERT_NAME, HOME_DIR } from './contract.ts';
 import type { Layout } from './layout.ts';
 
 /** The egress CA certificate (PEM), as mounted in every container of the pod. */
-export const EGRESS_CA_CERT_FILE = `${EGRESS_CA_CERT_DIR}/ca.crt`;
+export const EGRESS_CA_CERT_FILE = `${EGRESS_CA_CERT_DIR}/${EGRESS_CA_CERT_NAME}`;
 
 /** Name of the bundle (system roots + egress CA) in agent-smith's state folder on the home volume. */
 const CA_BUNDLE_NAME = 'ca-bundle.pem';

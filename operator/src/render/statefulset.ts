@@ -5,6 +5,7 @@ import {
   CONTRACT_FILE,
   CREDENTIALS_DIR,
   EGRESS_CA_CERT_DIR,
+  EGRESS_CA_CERT_NAME,
   EGRESS_CA_DIR,
   HOME_DIR,
   MATRIX_ACCESS_TOKEN_FILE,
@@ -188,7 +189,7 @@ function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]):
 function volumes(agent: Agent, names: ReturnType<typeof childNames>, egressCaSecret: string): V1Volume[] {
   const out: V1Volume[] = [
     { name: VOLUME_CONFIG, configMap: { name: names.configMap } },
-    { name: VOLUME_CA_CERT, secret: { secretName: egressCaSecret, items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } },
+    { name: VOLUME_CA_CERT, secret: { secretName: egressCaSecret, items: [{ key: EGRESS_CA_CERT_NAME, path: EGRESS_CA_CERT_NAME }], defaultMode: 0o444 } },
     { name: VOLUME_CA, secret: { secretName: egressCaSecret, defaultMode: 0o440 } },
   ];
   if (agent.spec.matrix) {
