@@ -434,7 +434,7 @@ describe.each(['auto', 'legacy'] as const)('agent-smith egress-init in a real po
     try {
       const r = await w.egressInit(ns, pod);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/contract\.json: egress\.allowCidrs\[1\]: "10\.0\.0\.300\/8" is not a CIDR/);
+      expect(r.stderr).toMatch(/contract\.json: egress\.allowCidrs\[1\]: "10\.0\.0\.300\/8" is not a valid CIDR/);
       expect(await saveRules(ns, backend, 4)).not.toContain('AGENT_SMITH');
       expect(await saveRules(ns, backend, 6)).not.toContain('AGENT_SMITH');
     } finally {
