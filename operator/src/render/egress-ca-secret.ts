@@ -1,6 +1,7 @@
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames } from './meta.ts';
+import { EGRESS_CA_CERT_NAME, EGRESS_CA_KEY_NAME } from '../../../agent-image/src/contract/contract.ts';
 
 /** Annotation: hash of the allowlist the CA's name constraints were made for. */
 export const ANNOTATION_CA_ALLOWLIST = 'agentsmith.dev/ca-allowlist-hash';
@@ -18,6 +19,6 @@ export function renderEgressCaSecret(agent: Agent, ca: { certPem: string; keyPem
     kind: 'Secret',
     metadata: { ...meta, annotations: { [ANNOTATION_CA_ALLOWLIST]: allowlistHash, [ANNOTATION_CA_NOT_AFTER]: ca.notAfter.toISOString() } },
     type: 'Opaque',
-    data: { 'ca.crt': Buffer.from(ca.certPem).toString('base64'), 'ca.key': Buffer.from(ca.keyPem).toString('base64') },
+    data: { [EGRESS_CA_CERT_NAME]: Buffer.from(ca.certPem).toString('base64'), [EGRESS_CA_KEY_NAME]: Buffer.from(ca.keyPem).toString('base64') },
   };
 }

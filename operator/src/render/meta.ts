@@ -1,4 +1,5 @@
 import type { V1ObjectMeta, V1OwnerReference } from '@kubernetes/client-node';
+import { agentPodName } from '../../../agent-image/src/contract/pod.ts';
 import { API_VERSION, KIND, type Agent } from '../api/agent.ts';
 import { LABEL_AGENT, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_TEAM, MANAGED_BY } from '../api/constants.ts';
 
@@ -13,7 +14,7 @@ export function childNames(agentName: string) {
     networkPolicy: agentName,
     statefulSet: agentName,
     /** A StatefulSet of one replica always names its pod `<name>-0`. */
-    pod: `${agentName}-0`,
+    pod: agentPodName(agentName),
   };
 }
 

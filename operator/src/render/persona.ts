@@ -1,5 +1,5 @@
 import { TEAM_DIR } from '../../../agent-image/src/contract/contract.ts';
-import { ROSTER_MARKDOWN } from './roster.ts';
+import { ROSTER_MARKDOWN } from '../../../agent-image/src/contract/roster.ts';
 
 /**
  * Persona assembly: the team's shared rules first, then the agent's own persona. The

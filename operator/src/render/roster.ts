@@ -2,24 +2,12 @@ import type { V1ConfigMap, V1OwnerReference } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
 import { LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF, LABEL_TEAM, MANAGED_BY } from '../api/constants.ts';
 import { ownerReference } from './meta.ts';
+import { ROSTER_JSON, ROSTER_MARKDOWN, type Roster, type RosterEntry } from '../../../agent-image/src/contract/roster.ts';
 
-/** ConfigMap key of the roster as Markdown (imported by every teammate's CLAUDE.md). */
-export const ROSTER_MARKDOWN = 'roster.md';
-/** ConfigMap key of the roster as JSON (for tools: review fan-out, the Matrix bridge). */
-export const ROSTER_JSON = 'roster.json';
 
 /** Name of a team's roster ConfigMap. */
 export function rosterName(team: string): string {
   return `team-${team}-roster`;
-}
-
-/** One teammate as the roster lists it. */
-export interface RosterEntry {
-  name: string;
-  harness: string;
-  github?: string;
-  matrix?: string;
-  repos: string[];
 }
 
 function entry(a: Agent): RosterEntry {
@@ -59,7 +47,7 @@ export function renderRoster(team: string, namespace: string, teammates: readonl
     },
     data: {
       [ROSTER_MARKDOWN]: `# Team ${team}\n\nThe agents of your team (you are among them). Mention a teammate by name to ask for help or a review.\n\n${lines.join('\n')}\n`,
-      [ROSTER_JSON]: JSON.stringify({ team, agents: entries }, null, 2) + '\n',
+      [ROSTER_JSON]: JSON.stringify({ team, agents: entries } satisfies Roster, null, 2) + '\n',
     },
   };
 }

@@ -23,14 +23,11 @@ import { PrOpened, type EventEnvelope } from '../../core/event-schema.ts';
 import type { Logger } from '../../lib/log.ts';
 import { MAX_META_VALUE_CHARS } from '../../core/inbox.ts';
 import { reviewRequestId } from '../../core/review-request.ts';
+import type { RosterEntry } from '../../contract/roster.ts';
 
 
-/** One teammate as roster.json lists it (operator/src/render/roster.ts RosterEntry). */
-export interface Teammate {
-  name: string;
-  matrix?: string;
-  github?: string;
-}
+/** One teammate as the review fan-out reads it from roster.json (contract/roster.ts). */
+export type Teammate = Pick<RosterEntry, 'name' | 'matrix' | 'github'>;
 
 /** A `pr_opened` event as the fan-out reads it (an EventEnvelope whose data passed the PrOpened schema). */
 export interface PrOpenedEvent {

@@ -31,6 +31,7 @@ import path from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { ConfigError } from './config.ts';
+import { EGRESS_CA_CERT_NAME, EGRESS_CA_KEY_NAME } from '../../contract/contract.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -66,8 +67,8 @@ export interface EgressCa {
  * @throws ConfigError naming the file
  */
 export async function loadEgressCa(dir: string, now = new Date()): Promise<EgressCa> {
-  const certFile = path.join(dir, 'ca.crt');
-  const keyFile = path.join(dir, 'ca.key');
+  const certFile = path.join(dir, EGRESS_CA_CERT_NAME);
+  const keyFile = path.join(dir, EGRESS_CA_KEY_NAME);
   const read = (file: string) => {
     try {
       return readFileSync(file, 'utf8');

@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../lib/log.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { PROBE_PATHS } from '../../contract/pod.ts';
 
 export interface HealthServer {
   port: number;
@@ -31,8 +32,8 @@ export async function serveHealth(opts: { port: number; status: () => string | u
     const path = (req.url ?? '/').split('?')[0];
     const text = (status: number, body: string, type = 'text/plain; charset=utf-8') => res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store' }).end(body);
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed\n');
-    if (path === '/healthz') return text(200, 'ok\n');
-    if (path === '/readyz') {
+    if (path === PROBE_PATHS.healthz) return text(200, 'ok\n');
+    if (path === PROBE_PATHS.readyz) {
       const reason = opts.status();
       return reason === undefined ? text(200, 'ready\n') : text(503, `not ready: ${reason}\n`);
     }

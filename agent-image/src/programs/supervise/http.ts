@@ -17,6 +17,7 @@ import type { ToolRegistrar } from '../../core/tools.ts';
 import { handleMcp, type McpToolDeps } from './mcp.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import type { Supervisor } from './supervisor.ts';
+import { PROBE_PATHS } from '../../contract/pod.ts';
 
 /**
  * Largest request body accepted (bytes): an inbox message at its bounds (inbox.ts: 64 Ki
@@ -91,11 +92,11 @@ export async function serveSupervisor(opts: {
     const url = new URL(req.url ?? '/', 'http://x');
     if (req.method !== 'GET') return json(res, 405, { error: 'GET only' });
     switch (url.pathname) {
-      case '/healthz': {
+      case PROBE_PATHS.healthz: {
         const stale = Date.now() - supervisor.lastTmuxOk > 30_000 && supervisor.state !== 'exited';
         return json(res, stale ? 503 : 200, { ok: !stale, state: supervisor.state });
       }
-      case '/readyz': {
+      case PROBE_PATHS.readyz: {
         const r = supervisor.ready();
         const parts = Object.fromEntries(Object.entries(opts.readyChecks ?? {}).map(([name, check]) => [name, check()]));
         const failed = Object.entries(parts).find(([, p]) => !p.ok);

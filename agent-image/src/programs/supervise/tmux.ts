@@ -11,11 +11,12 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { TMUX_SESSION } from '../../contract/pod.ts';
 
 const run = promisify(execFile);
 
 /** The session people attach to: `tmux attach -t main`. */
-export const SESSION = 'main';
+export const SESSION = TMUX_SESSION;
 export const CLI_PANE = `${SESSION}:0.0`;
 export const SHELL_PANE = `${SESSION}:0.1`;
 
