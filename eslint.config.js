@@ -138,9 +138,11 @@ const tests = ['**/*.test.ts', 'test/**/*.ts'];
 
 /**
  * Size and complexity limits for product code (lines counted without blank lines and
- * comments). Measured on the tree in December 2026: all but a handful of files are under
- * 400 lines, functions under 100 lines, complexity under 25, nesting under 5, parameters
- * under 7; the exceptions are named below, each with its own ceiling.
+ * comments). Measured on the tree in December 2026 (agent-image/src and operator/src,
+ * about 130 files): 5 files over 400 lines (the largest 605; the next below is 396), 7
+ * functions over 100 lines (the longest 148), 13 over complexity 25 (the highest 51), 2
+ * blocks nested five deep, 4 functions with more than 6 parameters. The splits of issue 16
+ * took the largest under the limits; what is left is named below, each with its own ceiling.
  */
 const productLimits = {
   'max-lines': ['error', { max: 400, skipBlankLines: true, skipComments: true }],
@@ -156,11 +158,6 @@ const productLimits = {
  * restructuring the file now; the integrator revisits these.
  */
 const exceptions = [
-
-
-
-
-
   {
     files: ['operator/src/reconcile/agent.ts'],
     reason: 'being split (issue 16): reconcileAgent and makeAgentReconciler (operator restructure)',
@@ -191,10 +188,9 @@ const exceptions = [
     reason: 'being split (issue 16): resolveChecked vets every resolved address form in one pass',
     rules: { complexity: ['error', 28] },
   },
-
   {
     files: ['agent-image/src/programs/proxy/match.ts'],
-    reason: 'being split (issue 16): the matcher automaton step (#next) handles every pattern token',
+    reason: 'being split (issue 16): #next, the scrubber\'s hot scan loop (probe, filter, verify), is kept in one function',
     rules: { complexity: ['error', 27] },
   },
   {
@@ -204,17 +200,17 @@ const exceptions = [
   },
   {
     files: ['agent-image/src/programs/supervise/http.ts'],
-    reason: 'serveSupervisor routes every supervisor endpoint in one request handler',
+    reason: 'serveSupervisor builds both listeners (public probes and metrics, the loopback hook/MCP routes) in one function',
     rules: { 'max-lines-per-function': ['error', { max: 105, skipBlankLines: true, skipComments: true }] },
   },
   {
     files: ['agent-image/src/programs/attach/resolve.ts'],
-    reason: 'podProblem reads every pod and container state Kubernetes reports into one message',
+    reason: 'podProblem turns every pod phase and container state Kubernetes reports into one message for the user',
     rules: { complexity: ['error', 32] },
   },
   {
     files: ['agent-image/src/plugins/github/unanswered.ts'],
-    reason: 'unansweredItems applies the GitHub answered/unanswered rules to each item kind in one pass',
+    reason: 'unansweredItems walks a pull request\'s review threads, reviews and comments in one pass',
     rules: { complexity: ['error', 29] },
   },
   {
@@ -224,7 +220,7 @@ const exceptions = [
   },
   {
     files: ['agent-image/src/plugins/events/query.ts'],
-    reason: 'the event-log query filter nests its per-field checks five deep',
+    reason: 'the event-log read loop (fetch, each message, parse, keep the newest) nests five deep inside its try/finally',
     rules: { 'max-depth': ['error', 5] },
   },
 ];

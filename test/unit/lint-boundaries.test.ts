@@ -6,6 +6,8 @@
  * made-up file at a path in the tree (the file need not exist; what it imports does) with
  * the project's own config, through the ESLint Node API.
  */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { ESLint, type Linter } from 'eslint';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../../scripts/lib/paths.ts';
@@ -52,6 +54,26 @@ describe('import boundaries', () => {
     ['scripts/ importing test/', 'scripts/lib/probe.ts', "import { testLogger } from '../../test/support/log.ts';"],
   ])('fails on %s', async (_what, path, code) => {
     expect(await fired(path, code)).toContain(BOUNDARY);
+  });
+
+  /** The folders under agent-image/src/<dir>, each with one of its source files. */
+  const members = (dir: string) =>
+    readdirSync(join(ROOT, 'agent-image/src', dir), { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => ({ name: e.name, file: readdirSync(join(ROOT, 'agent-image/src', dir, e.name)).find((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')) }))
+      .filter((m): m is { name: string; file: string } => m.file !== undefined);
+
+  it.each(['programs', 'plugins'])('fails on an import between any two of %s (every folder there, so a new one is covered)', async (dir) => {
+    const all = members(dir);
+    expect(all.length).toBeGreaterThan(2);
+    for (const from of all) {
+      for (const to of all) {
+        if (to === from) continue;
+        const rules = await fired(`agent-image/src/${dir}/${from.name}/probe.ts`, `import '../${to.name}/${to.file}';`);
+        expect(rules, `${from.name} importing ${to.name}/${to.file}`).toContain(BOUNDARY);
+      }
+      expect(await fired(`agent-image/src/${dir}/${from.name}/probe.ts`, `import './${from.file}';`), `${from.name} importing itself`).toEqual([]);
+    }
   });
 
   it('names the rule that was broken', async () => {
