@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { Agent, GROUP, PLURAL, VERSION } from './api/agent.ts';
 import { LABEL_INSTANCE, MANAGED_SELECTOR } from './api/constants.ts';
 import type { Clients } from './kube/clients.ts';
-import { identityOnly, listObjectMetadata, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
+import { listAgents, listManaged, listMetadata, type ManagedResource } from './kube/lists.ts';
+import { identityOnly, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
 import type { OperatorMetrics } from './observability/metrics.ts';
 import { makeAgentReconciler, type ChildKind } from './reconcile/agent.ts';
 import { referencedObjects, type ObjectReference } from './reconcile/references.ts';
@@ -37,6 +38,77 @@ function ownerKeyOf(obj: KubernetesObject): string | undefined {
 }
 
 /**
+ * Agent keys by the Secrets and ConfigMaps their spec names (by name, so one created
+ * later is found), re-parsed only when an Agent's generation changed: a status write
+ * (most Agent events) changes no spec, so costs no parse.
+ */
+class AgentReferences {
+  private readonly byName = new ReferenceIndex();
+  private readonly indexedAt = new Map<string, number | undefined>();
+
+  /** Indexes what the Agent `key` (as cached; undefined when gone) refers to. */
+  index(key: string, obj: KubernetesObject | undefined): void {
+    const generation = obj?.metadata?.generation;
+    if (obj && this.indexedAt.has(key) && generation !== undefined && this.indexedAt.get(key) === generation) return;
+    const parsed = obj ? Agent.safeParse(obj) : undefined;
+    this.byName.set(key, parsed?.success ? referencedObjects(parsed.data).map((r) => objectKey(r.kind, r.namespace, r.name)) : []);
+    if (obj) this.indexedAt.set(key, generation);
+    else this.indexedAt.delete(key);
+  }
+
+  /** The keys of the Agents that name this object. */
+  owners(kind: ObjectReference['kind'], namespace: string, name: string): Iterable<string> {
+    return this.byName.owners(objectKey(kind, namespace, name));
+  }
+}
+
+/**
+ * Per Agent key, the roster-relevant fields last seen and its team. A teammate joining,
+ * leaving, or changing what the roster shows changes every teammate's roster; a status
+ * update does not (queueing the team then would be O(team²) reconciles).
+ */
+class RosterPrints {
+  private readonly prints = new Map<string, string>();
+  private readonly teams = new Map<string, string>();
+
+  /** The teams whose roster an event of Agent `key` changed (its old and new team; none when nothing shown changed). */
+  changedTeams(key: string, obj: KubernetesObject, gone: boolean): Set<string> {
+    const spec = (obj as { spec?: { team?: string; harness?: unknown; github?: unknown; matrix?: unknown; repos?: unknown } }).spec;
+    const print = gone ? 'gone' : JSON.stringify([spec?.team, spec?.harness, spec?.github, spec?.matrix, spec?.repos]);
+    if (this.prints.get(key) === print) return new Set();
+    const teams = new Set([spec?.team, this.teams.get(key)].filter((t): t is string => !!t));
+    if (gone) {
+      this.prints.delete(key);
+      this.teams.delete(key);
+    } else {
+      this.prints.set(key, print);
+      if (spec?.team) this.teams.set(key, spec.team);
+      else this.teams.delete(key);
+    }
+    return teams;
+  }
+}
+
+/**
+ * The agents-by-phase gauge, kept in O(1) per reconcile: only the Agent's old and new
+ * phase change (a phase left with no Agent reads 0).
+ */
+function phaseGauge(metrics: OperatorMetrics): (key: string, phase: string | undefined) => void {
+  const phases = new Map<string, string>();
+  return (key, phase) => {
+    const before = phases.get(key);
+    if (before === phase) return;
+    if (before) metrics.agentsByPhase.dec({ phase: before });
+    if (phase) {
+      phases.set(key, phase);
+      metrics.agentsByPhase.inc({ phase });
+    } else {
+      phases.delete(key);
+    }
+  };
+}
+
+/**
  * The Agent operator: informers on Agents and on every kind of child it manages (seen
  * through the managed-by label), all feeding one keyed queue of Agent keys, and the
  * Agent reconciler behind it.
@@ -58,96 +130,12 @@ export class AgentOperator {
 
   constructor(opts: OperatorOptions) {
     this.opts = opts;
-    const { clients, log } = opts;
-    const enqueueOwner = (obj: KubernetesObject) => {
-      const key = ownerKeyOf(obj);
-      if (key) this.controller.enqueue(key);
-    };
-    const agentSelector = opts.agentSelector || undefined;
-    /** Agent keys by the Secrets and ConfigMaps their spec names (by name, so one created later is found). */
-    const references = new ReferenceIndex();
-    /** The generation each Agent's references were indexed at: a status write (most Agent events) changes no spec, so no parse. */
-    const indexedAt = new Map<string, number | undefined>();
-    const indexReferences = (key: string, obj: KubernetesObject | undefined) => {
-      const generation = obj?.metadata?.generation;
-      if (obj && indexedAt.has(key) && generation !== undefined && indexedAt.get(key) === generation) return;
-      const parsed = obj ? Agent.safeParse(obj) : undefined;
-      references.set(key, parsed?.success ? referencedObjects(parsed.data).map((r) => objectKey(r.kind, r.namespace, r.name)) : []);
-      if (obj) indexedAt.set(key, generation);
-      else indexedAt.delete(key);
-    };
-    /** Per Agent key: the roster-relevant fields last seen, and its team (to notice a team change). */
-    const rosterPrints = new Map<string, string>();
-    const rosterTeams = new Map<string, string>();
-    const agents = this.informer('agents', `/apis/${GROUP}/${VERSION}/${PLURAL}`, () =>
-      clients.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, ...(agentSelector ? { labelSelector: agentSelector } : {}) }) as never,
-      (obj) => {
-        const key = keyOf(obj);
-        this.controller.enqueue(key);
-        // A teammate joining, leaving, or changing what the roster shows changes every
-        // teammate's roster; a status update does not (that would be O(team²) reconciles).
-        const spec = (obj as { spec?: { team?: string; harness?: unknown; github?: unknown; matrix?: unknown; repos?: unknown } }).spec;
-        const cached = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace);
-        indexReferences(key, cached);
-        const gone = cached === undefined;
-        const print = gone ? 'gone' : JSON.stringify([spec?.team, spec?.harness, spec?.github, spec?.matrix, spec?.repos]);
-        if (rosterPrints.get(key) === print) return;
-        const teams = new Set([spec?.team, rosterTeams.get(key)].filter((t): t is string => !!t));
-        if (gone) {
-          rosterPrints.delete(key);
-          rosterTeams.delete(key);
-        } else {
-          rosterPrints.set(key, print);
-          if (spec?.team) rosterTeams.set(key, spec.team);
-          else rosterTeams.delete(key);
-        }
-        for (const other of agents.cache.list(obj.metadata?.namespace)) {
-          const team = (other as { spec?: { team?: string } }).spec?.team;
-          if (team && teams.has(team)) this.controller.enqueue(keyOf(other));
-        }
-      },
-      agentSelector,
-    );
-    // The caches keep what reconcile reads: children whole but for managed fields (their
-    // spec is compared with the desired one), pods' metadata and status only.
-    const managed = (name: string, path: string, list: () => Promise<unknown>, transform = trimMetadata) =>
-      this.informer(name, path, list as () => Promise<never>, enqueueOwner, MANAGED_SELECTOR, transform);
-    const sel = { labelSelector: MANAGED_SELECTOR };
-    const pods = managed('pods', '/api/v1/pods', () => clients.core.listPodForAllNamespaces(sel), statusOnly);
-    const children: Record<ChildKind, ResilientInformer<KubernetesObject>> = {
-      StatefulSet: managed('statefulsets', '/apis/apps/v1/statefulsets', () => clients.apps.listStatefulSetForAllNamespaces(sel)),
-      Secret: managed('secrets', '/api/v1/secrets', () => clients.core.listSecretForAllNamespaces(sel)),
-      ConfigMap: managed('configmaps', '/api/v1/configmaps', () => clients.core.listConfigMapForAllNamespaces(sel)),
-      Service: managed('services', '/api/v1/services', () => clients.core.listServiceForAllNamespaces(sel)),
-      ServiceAccount: managed('serviceaccounts', '/api/v1/serviceaccounts', () => clients.core.listServiceAccountForAllNamespaces(sel)),
-      RoleBinding: managed('rolebindings', '/apis/rbac.authorization.k8s.io/v1/rolebindings', () => clients.rbac.listRoleBindingForAllNamespaces(sel)),
-      NetworkPolicy: managed('networkpolicies', '/apis/networking.k8s.io/v1/networkpolicies', () => clients.networking.listNetworkPolicyForAllNamespaces(sel)),
-    };
-
-    // Metadata only, identity kept (name, namespace, uid, resourceVersion): the value of a
-    // referenced Secret or ConfigMap is read by the reconcile that this event queues.
-    const referenced = (kind: ObjectReference['kind'], name: string, path: string) =>
-      this.informer(
-        name,
-        path,
-        () => listObjectMetadata(clients.kc, path) as never,
-        (obj) => {
-          const namespace = obj.metadata?.namespace ?? '';
-          for (const key of references.owners(objectKey(kind, namespace, obj.metadata?.name ?? ''))) {
-            opts.metrics.referenceReconciles.inc({ kind });
-            this.controller.enqueue(key);
-          }
-        },
-        undefined,
-        identityOnly,
-        PARTIAL_OBJECT_METADATA_ACCEPT,
-      );
-    referenced('Secret', 'secret-metadata', '/api/v1/secrets');
-    referenced('ConfigMap', 'configmap-metadata', '/api/v1/configmaps');
-
-    const phases = new Map<string, string>();
+    const references = new AgentReferences();
+    const agents = this.watchAgents(references);
+    const { pods, children } = this.watchManaged();
+    this.watchReferenced(references);
     const reconcile = makeAgentReconciler({
-      clients,
+      clients: opts.clients,
       image: opts.image,
       shared: opts.shared,
       resyncMs: opts.resyncMs,
@@ -158,30 +146,97 @@ export class AgentOperator {
         child: (kind, ns, name) => children[kind].cache.get(name, ns) as never,
         pod: (ns, name) => pods.cache.get(name, ns),
       },
-      // O(1) per reconcile: only the Agent's old and new phase change (a phase left
-      // with no Agent reads 0).
-      onPhase: (key, phase) => {
-        const before = phases.get(key);
-        if (before === phase) return;
-        if (before) opts.metrics.agentsByPhase.dec({ phase: before });
-        if (phase) {
-          phases.set(key, phase);
-          opts.metrics.agentsByPhase.inc({ phase });
-        } else {
-          phases.delete(key);
-        }
-      },
+      onPhase: phaseGauge(opts.metrics),
     });
     this.controller = new Controller({
       name: 'agent',
       reconcile,
       workers: opts.workers,
-      log,
+      log: opts.log,
       metrics: opts.metrics,
       waitForCacheSync: async () => {
         await Promise.all(this.informers.map((i) => i.waitForSync()));
       },
     });
+  }
+
+  /**
+   * The Agent informer: queues the Agent, re-indexes what it references, and queues its
+   * teammates when what the roster shows of it changed.
+   */
+  private watchAgents(references: AgentReferences): ResilientInformer<KubernetesObject> {
+    const agentSelector = this.opts.agentSelector || undefined;
+    const roster = new RosterPrints();
+    const agents = this.informer(
+      'agents',
+      `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      () => listAgents(this.opts.clients, agentSelector) as never,
+      (obj) => {
+        const key = keyOf(obj);
+        this.controller.enqueue(key);
+        const cached = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace);
+        references.index(key, cached);
+        const teams = roster.changedTeams(key, obj, cached === undefined);
+        for (const other of agents.cache.list(obj.metadata?.namespace)) {
+          const team = (other as { spec?: { team?: string } }).spec?.team;
+          if (team && teams.has(team)) this.controller.enqueue(keyOf(other));
+        }
+      },
+      agentSelector,
+    );
+    return agents;
+  }
+
+  /**
+   * The informers of the kinds the operator manages (managed-by label), each queueing the
+   * owning Agent. The caches keep what reconcile reads: children whole but for managed
+   * fields (their spec is compared with the desired one), pods' metadata and status only.
+   */
+  private watchManaged(): { pods: ResilientInformer<KubernetesObject>; children: Record<ChildKind, ResilientInformer<KubernetesObject>> } {
+    const enqueueOwner = (obj: KubernetesObject) => {
+      const key = ownerKeyOf(obj);
+      if (key) this.controller.enqueue(key);
+    };
+    const managed = (resource: ManagedResource, path: string, transform = trimMetadata) =>
+      this.informer(resource, path, () => listManaged(this.opts.clients, resource, MANAGED_SELECTOR) as never, enqueueOwner, MANAGED_SELECTOR, transform);
+    return {
+      pods: managed('pods', '/api/v1/pods', statusOnly),
+      children: {
+        StatefulSet: managed('statefulsets', '/apis/apps/v1/statefulsets'),
+        Secret: managed('secrets', '/api/v1/secrets'),
+        ConfigMap: managed('configmaps', '/api/v1/configmaps'),
+        Service: managed('services', '/api/v1/services'),
+        ServiceAccount: managed('serviceaccounts', '/api/v1/serviceaccounts'),
+        RoleBinding: managed('rolebindings', '/apis/rbac.authorization.k8s.io/v1/rolebindings'),
+        NetworkPolicy: managed('networkpolicies', '/apis/networking.k8s.io/v1/networkpolicies'),
+      },
+    };
+  }
+
+  /**
+   * Metadata-only informers on every Secret and ConfigMap (identity kept: name, namespace,
+   * uid, resourceVersion), queueing the Agents that name the one that changed; the value
+   * is read by the reconcile that this queues.
+   */
+  private watchReferenced(references: AgentReferences): void {
+    const referenced = (kind: ObjectReference['kind'], name: string, path: string) =>
+      this.informer(
+        name,
+        path,
+        () => listMetadata(this.opts.clients, path) as never,
+        (obj) => {
+          const namespace = obj.metadata?.namespace ?? '';
+          for (const key of references.owners(kind, namespace, obj.metadata?.name ?? '')) {
+            this.opts.metrics.referenceReconciles.inc({ kind });
+            this.controller.enqueue(key);
+          }
+        },
+        undefined,
+        identityOnly,
+        PARTIAL_OBJECT_METADATA_ACCEPT,
+      );
+    referenced('Secret', 'secret-metadata', '/api/v1/secrets');
+    referenced('ConfigMap', 'configmap-metadata', '/api/v1/configmaps');
   }
 
   private informer(

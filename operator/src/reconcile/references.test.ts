@@ -1,8 +1,8 @@
 import type { V1ConfigMap, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../api/agent.ts';
-import type { Clients } from '../kube/clients.ts';
 import { generateEgressCa } from '../pki/egress-ca.ts';
+import type { Observed } from './observed.ts';
 import { checkClusterReferences, referencedObjects, resolveApiServer, resolveUpstreamCa } from './references.ts';
 
 const agent = (spec: Record<string, unknown>) =>
@@ -33,25 +33,17 @@ describe('referencedObjects', () => {
   });
 });
 
-/** Clients that answer from maps; a missing object is a 404 as the API server sends it. */
-function fakeClients(objs: { configMaps?: Record<string, V1ConfigMap>; services?: Record<string, V1Service>; slices?: V1EndpointSlice[] | 'forbidden'; clusterRoles?: string[] }): Clients {
-  const notFound = () => Promise.reject(Object.assign(new Error('not found'), { code: 404 }));
+/** An Observed snapshot of `a` holding only what the checks here read. */
+function observe(a: Agent, objs: { configMaps?: Record<string, V1ConfigMap>; service?: V1Service; slices?: V1EndpointSlice[] | 'forbidden' } = {}): Observed {
   return {
-    core: {
-      readNamespacedConfigMap: ({ name, namespace }: { name: string; namespace: string }) => (objs.configMaps?.[`${namespace}/${name}`] ? Promise.resolve(objs.configMaps[`${namespace}/${name}`]) : notFound()),
-      readNamespacedService: ({ name, namespace }: { name: string; namespace: string }) => (objs.services?.[`${namespace}/${name}`] ? Promise.resolve(objs.services[`${namespace}/${name}`]) : notFound()),
-      readNamespacedSecret: notFound,
-    },
-    discovery: {
-      listNamespacedEndpointSlice: ({ labelSelector }: { labelSelector: string }) => {
-        if (objs.slices === 'forbidden') return Promise.reject(Object.assign(new Error('forbidden'), { code: 403 }));
-        expect(labelSelector).toBe('kubernetes.io/service-name=kubernetes');
-        return Promise.resolve({ items: objs.slices ?? [] });
-      },
-    },
-    rbac: { readClusterRole: ({ name }: { name: string }) => (objs.clusterRoles?.includes(name) ? Promise.resolve({}) : notFound()) },
-    storage: { readStorageClass: notFound },
-  } as unknown as Clients;
+    agent: a,
+    configMaps: new Map(Object.entries(objs.configMaps ?? {})),
+    secrets: new Map(),
+    services: [],
+    ...(a.spec.kubernetesAccess?.clusterRole ? { apiServer: { ...(objs.service ? { service: objs.service } : {}), slices: objs.slices ?? [] } } : {}),
+    children: {},
+    teammates: [],
+  };
 }
 
 describe('spec.egress.upstreamCaConfigMapRef', () => {
@@ -65,34 +57,34 @@ describe('spec.egress.upstreamCaConfigMapRef', () => {
     expect(referencedObjects(withCa)).toEqual([{ kind: 'ConfigMap', namespace: 'team-ns', name: 'corp-ca' }]);
   });
 
-  it('names a missing ConfigMap, a missing key and a bundle that is not PEM in ReferencesResolved, with the fix', async () => {
+  it('names a missing ConfigMap, a missing key and a bundle that is not PEM in ReferencesResolved, with the fix', () => {
     const cases: Array<[Record<string, V1ConfigMap>, string, string]> = [
       [{}, 'ReferenceNotFound', 'spec.egress.upstreamCaConfigMapRef: ConfigMap team-ns/corp-ca not found; create it (kubectl create configmap corp-ca -n team-ns --from-file=ca.crt=<ca-bundle.pem>) or fix the name'],
-      [{ 'team-ns/corp-ca': { data: { 'bundle.pem': pem } } }, 'ReferenceNotFound', 'spec.egress.upstreamCaConfigMapRef: ConfigMap team-ns/corp-ca has no key "ca.crt" (it has "bundle.pem"); put the PEM bundle under "ca.crt" or fix the key'],
-      [{ 'team-ns/corp-ca': { data: { 'ca.crt': 'not a certificate' } } }, 'ReferenceInvalid', 'spec.egress.upstreamCaConfigMapRef: key "ca.crt" of ConfigMap team-ns/corp-ca: no PEM certificate in it'],
+      [{ 'corp-ca': { data: { 'bundle.pem': pem } } }, 'ReferenceNotFound', 'spec.egress.upstreamCaConfigMapRef: ConfigMap team-ns/corp-ca has no key "ca.crt" (it has "bundle.pem"); put the PEM bundle under "ca.crt" or fix the key'],
+      [{ 'corp-ca': { data: { 'ca.crt': 'not a certificate' } } }, 'ReferenceInvalid', 'spec.egress.upstreamCaConfigMapRef: key "ca.crt" of ConfigMap team-ns/corp-ca: no PEM certificate in it'],
       [
-        { 'team-ns/corp-ca': { data: { 'ca.crt': `${pem}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n` } } },
+        { 'corp-ca': { data: { 'ca.crt': `${pem}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n` } } },
         'ReferenceInvalid',
         'spec.egress.upstreamCaConfigMapRef: key "ca.crt" of ConfigMap team-ns/corp-ca: certificate 2 of 2 is not a valid certificate',
       ],
     ];
     for (const [configMaps, reason, message] of cases) {
-      const clients = fakeClients({ configMaps });
-      const resolved = await resolveUpstreamCa(clients, withCa);
+      const o = observe(withCa, { configMaps });
+      const resolved = resolveUpstreamCa(o);
       expect(resolved.pem).toBeUndefined();
-      const cond = await checkClusterReferences(clients, withCa, resolved);
+      const cond = checkClusterReferences(o, resolved);
       expect(cond).toMatchObject({ type: 'ReferencesResolved', status: 'False', reason });
       expect(cond.message).toContain(message);
     }
   });
 
-  it('returns the bundle when every certificate in it parses, and nothing without the field', async () => {
+  it('returns the bundle when every certificate in it parses, and nothing without the field', () => {
     const bundle = `# corporate roots\n${pem}`;
-    const clients = fakeClients({ configMaps: { 'team-ns/corp-ca': { data: { 'ca.crt': bundle } } } });
-    const resolved = await resolveUpstreamCa(clients, withCa);
+    const o = observe(withCa, { configMaps: { 'corp-ca': { data: { 'ca.crt': bundle } } } });
+    const resolved = resolveUpstreamCa(o);
     expect(resolved).toEqual({ pem: bundle });
-    expect(await checkClusterReferences(clients, withCa, resolved)).toMatchObject({ status: 'True' });
-    expect(await resolveUpstreamCa(clients, agent({ persona: { instructions: 'hi' } }))).toEqual({});
+    expect(checkClusterReferences(o, resolved)).toMatchObject({ status: 'True' });
+    expect(resolveUpstreamCa(observe(agent({ persona: { instructions: 'hi' } })))).toEqual({});
   });
 });
 
@@ -105,22 +97,21 @@ describe('resolveApiServer (spec.kubernetesAccess)', () => {
     ports: [{ name: 'https', port: 6443, protocol: 'TCP' }],
   });
 
-  it('finds the kubernetes Service IP and the ready API server endpoints', async () => {
-    const clients = fakeClients({ services: { 'default/kubernetes': service }, slices: [slice(['192.168.1.10']), slice(['192.168.1.11'], false)] });
-    expect(await resolveApiServer(clients, withAccess)).toEqual({
+  it('finds the kubernetes Service IP and the ready API server endpoints', () => {
+    expect(resolveApiServer(observe(withAccess, { service, slices: [slice(['192.168.1.10']), slice(['192.168.1.11'], false)] }))).toEqual({
       apiServer: { clusterIPs: ['10.0.0.1'], servicePorts: [443], endpointAddresses: ['192.168.1.10'], endpointPorts: [6443] },
       unresolved: [],
     });
   });
 
-  it('reads nothing for an Agent without kubernetesAccess', async () => {
-    const clients = { core: {}, discovery: {} } as unknown as Clients;
-    expect(await resolveApiServer(clients, agent({ persona: { instructions: 'hi' } }))).toEqual({ unresolved: [] });
+  it('resolves nothing for an Agent without kubernetesAccess', () => {
+    expect(resolveApiServer(observe(agent({ persona: { instructions: 'hi' } })))).toEqual({ unresolved: [] });
   });
 
-  it('says what is missing instead of failing the reconcile', async () => {
-    expect(await resolveApiServer(fakeClients({}), withAccess)).toEqual({ unresolved: ['default/kubernetes (not found)'] });
-    const forbidden = await resolveApiServer(fakeClients({ services: { 'default/kubernetes': service }, slices: 'forbidden' }), withAccess);
+  it('says what is missing instead of failing the reconcile', () => {
+    expect(resolveApiServer(observe(withAccess))).toEqual({ unresolved: ['default/kubernetes (not found)'] });
+    expect(resolveApiServer(observe(withAccess, { service, slices: [] })).unresolved).toEqual(['EndpointSlices of default/kubernetes (no ready endpoint)']);
+    const forbidden = resolveApiServer(observe(withAccess, { service, slices: 'forbidden' }));
     expect(forbidden.apiServer?.clusterIPs).toEqual(['10.0.0.1']);
     expect(forbidden.unresolved).toEqual(['EndpointSlices of default/kubernetes (forbidden: grant the operator list on discovery.k8s.io endpointslices)']);
   });

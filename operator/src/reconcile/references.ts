@@ -1,30 +1,26 @@
 /**
- * Gathering what an Agent refers to (its persona ConfigMap, its credential Secrets)
- * before anything is decided. Each check returns a condition, so a user sees every
- * broken reference at once, with the field and the fix; none throws for a missing
- * object (API errors other than 404 do throw, and are retried).
+ * What an Agent refers to (its persona ConfigMap, its credential Secrets, the cluster
+ * objects it names, the Services and API server it dials), judged from the `Observed`
+ * snapshot gather.ts read. Pure: each check returns a condition, so a user sees every
+ * broken reference at once, with the field and the fix.
  */
-import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { parseCaBundle } from '../../../agent-image/src/contract/ca-bundle.ts';
 import type { Agent } from '../api/agent.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
-import type { Clients } from '../kube/clients.ts';
-import { inClusterServices, type ApiServerAddress, type ServiceAddress } from '../render/networkpolicy.ts';
+import type { ApiServerAddress, ServiceAddress } from '../render/networkpolicy.ts';
 import { personaJsonProblem, type PersonaFiles } from '../render/persona.ts';
-import { httpStatusOf } from '../runtime/errors.ts';
 import type { ConditionInput } from './conditions.ts';
+import type { Observed } from './observed.ts';
 
-async function readOrUndefined<T>(read: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await read();
-  } catch (err) {
-    if (httpStatusOf(err) === 404) return undefined;
-    throw err;
-  }
+/** `"a", "b"` or `no keys`, for messages naming what an object has. */
+function keyList(keys: string[]): string {
+  return keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'no keys';
 }
 
 /** PersonaResolved, and the persona files when resolved (inline instructions, or the ConfigMap's keys). */
-export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ condition: ConditionInput; files?: PersonaFiles }> {
+export function resolvePersona(observed: Pick<Observed, 'agent' | 'configMaps'>): { condition: ConditionInput; files?: PersonaFiles } {
+  const { agent } = observed;
   const { persona } = agent.spec;
   const type = ConditionType.PersonaResolved;
   if (!persona.configMapRef) {
@@ -35,7 +31,7 @@ export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ 
   }
   const namespace = agent.metadata.namespace ?? 'default';
   const name = persona.configMapRef.name;
-  const cm: V1ConfigMap | undefined = await readOrUndefined(() => clients.core.readNamespacedConfigMap({ name, namespace }));
+  const cm = observed.configMaps.get(name);
   if (!cm) {
     return {
       condition: { type, status: 'False', reason: Reason.PersonaNotFound, message: `spec.persona.configMapRef: ConfigMap ${namespace}/${name} not found; create it or fix the name` },
@@ -49,7 +45,7 @@ export async function resolvePersona(clients: Clients, agent: Agent): Promise<{ 
         type,
         status: 'False',
         reason: Reason.PersonaInvalid,
-        message: `spec.persona.configMapRef: ConfigMap ${namespace}/${name} has no CLAUDE.md key (it has ${keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'no keys'}); add the persona text under CLAUDE.md`,
+        message: `spec.persona.configMapRef: ConfigMap ${namespace}/${name} has no CLAUDE.md key (it has ${keyList(keys)}); add the persona text under CLAUDE.md`,
       },
     };
   }
@@ -119,20 +115,19 @@ export function referencedObjects(agent: Agent): ObjectReference[] {
  * exist and are never returned, logged or copied: the pod mounts the Secrets directly
  * into the egress-proxy container.
  */
-export async function checkCredentials(clients: Clients, agent: Agent): Promise<ConditionInput> {
+export function checkCredentials(observed: Pick<Observed, 'agent' | 'secrets'>): ConditionInput {
+  const { agent } = observed;
   const type = ConditionType.CredentialsResolved;
   const refs = credentialSecretRefs(agent);
   if (!refs.length) return { type, status: 'True', reason: Reason.AsExpected, message: 'no credentials configured' };
   const namespace = agent.metadata.namespace ?? 'default';
   const problems: string[] = [];
-  const secrets = new Map<string, V1Secret | undefined>();
   for (const { field, name, key } of refs) {
-    if (!secrets.has(name)) secrets.set(name, await readOrUndefined(() => clients.core.readNamespacedSecret({ name, namespace })));
-    const secret = secrets.get(name);
+    const secret = observed.secrets.get(name);
     if (!secret) problems.push(`${field}: Secret ${namespace}/${name} not found; create it or fix the name`);
     else if (!secret.data?.[key] && !secret.stringData?.[key]) {
       const keys = Object.keys(secret.data ?? {});
-      problems.push(`${field}: Secret ${namespace}/${name} has no key "${key}" (or it is empty); it has ${keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'no keys'}`);
+      problems.push(`${field}: Secret ${namespace}/${name} has no key "${key}" (or it is empty); it has ${keyList(keys)}`);
     }
   }
   return problems.length
@@ -151,17 +146,16 @@ export interface UpstreamCaResolution {
 /**
  * The PEM bundle of spec.egress.upstreamCaConfigMapRef: the ConfigMap exists in the
  * Agent's namespace, has the key (in `data`, or `binaryData` as UTF-8), and every
- * certificate block in it parses (the proxy's own check, agent-image/src/programs/proxy/config.ts
+ * certificate block in it parses (the proxy's own check, agent-image/src/contract/ca-bundle.ts
  * parseCaBundle), so a pod is never rolled out with a bundle its proxy would refuse.
- * One GET of the ConfigMap; nothing without the field.
- * @throws the API error of a failed read other than 404
  */
-export async function resolveUpstreamCa(clients: Clients, agent: Agent): Promise<UpstreamCaResolution> {
+export function resolveUpstreamCa(observed: Pick<Observed, 'agent' | 'configMaps'>): UpstreamCaResolution {
+  const { agent } = observed;
   const ref = agent.spec.egress.upstreamCaConfigMapRef;
   if (!ref) return {};
   const namespace = agent.metadata.namespace ?? 'default';
   const field = 'spec.egress.upstreamCaConfigMapRef';
-  const cm: V1ConfigMap | undefined = await readOrUndefined(() => clients.core.readNamespacedConfigMap({ name: ref.name, namespace }));
+  const cm = observed.configMaps.get(ref.name);
   if (!cm) {
     return {
       problem: {
@@ -177,7 +171,7 @@ export async function resolveUpstreamCa(clients: Clients, agent: Agent): Promise
     return {
       problem: {
         reason: Reason.ReferenceNotFound,
-        message: `${field}: ConfigMap ${namespace}/${ref.name} has no key "${ref.key}" (it has ${keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'no keys'}); put the PEM bundle under "${ref.key}" or fix the key`,
+        message: `${field}: ConfigMap ${namespace}/${ref.name} has no key "${ref.key}" (it has ${keyList(keys)}); put the PEM bundle under "${ref.key}" or fix the key`,
       },
     };
   }
@@ -202,20 +196,19 @@ export async function resolveUpstreamCa(clients: Clients, agent: Agent): Promise
  * it, is usable. Without them the pod would be unusable or never start. The reason is
  * ReferenceNotFound when something is missing, else ReferenceInvalid.
  */
-export async function checkClusterReferences(clients: Clients, agent: Agent, upstreamCa: UpstreamCaResolution = {}): Promise<ConditionInput> {
+export function checkClusterReferences(observed: Pick<Observed, 'agent' | 'secrets' | 'clusterRole' | 'storageClass'>, upstreamCa: UpstreamCaResolution = {}): ConditionInput {
+  const { agent, clusterRole, storageClass } = observed;
   const type = ConditionType.ReferencesResolved;
   const namespace = agent.metadata.namespace ?? 'default';
   const problems: string[] = [];
-  const role = agent.spec.kubernetesAccess?.clusterRole;
-  if (role && !(await readOrUndefined(() => clients.rbac.readClusterRole({ name: role })))) {
-    problems.push(`spec.kubernetesAccess.clusterRole: ClusterRole "${role}" not found; name an existing one (kubectl get clusterroles)`);
+  if (clusterRole && !clusterRole.found) {
+    problems.push(`spec.kubernetesAccess.clusterRole: ClusterRole "${clusterRole.name}" not found; name an existing one (kubectl get clusterroles)`);
   }
-  const sc = agent.spec.storage.storageClassName;
-  if (sc && !(await readOrUndefined(() => clients.storage.readStorageClass({ name: sc })))) {
-    problems.push(`spec.storage.storageClassName: StorageClass "${sc}" not found; name an existing one (kubectl get storageclasses) or leave it unset for the default`);
+  if (storageClass && !storageClass.found) {
+    problems.push(`spec.storage.storageClassName: StorageClass "${storageClass.name}" not found; name an existing one (kubectl get storageclasses) or leave it unset for the default`);
   }
   for (const [i, s] of (agent.spec.pod?.imagePullSecrets ?? []).entries()) {
-    if (!(await readOrUndefined(() => clients.core.readNamespacedSecret({ name: s.name, namespace })))) {
+    if (!observed.secrets.get(s.name)) {
       problems.push(`spec.pod.imagePullSecrets[${i}]: Secret ${namespace}/${s.name} not found; create it or remove the entry`);
     }
   }
@@ -226,31 +219,31 @@ export async function checkClusterReferences(clients: Clients, agent: Agent, ups
     : { type, status: 'True', reason: Reason.AsExpected, message: 'every referenced object exists' };
 }
 
+/** The cluster IPs of a Service (spec.clusterIPs, else spec.clusterIP), without a headless `None`. */
+function clusterIPsOf(svc: V1Service | undefined): string[] {
+  return (svc?.spec?.clusterIPs ?? (svc?.spec?.clusterIP ? [svc.spec.clusterIP] : [])).filter((ip) => ip && ip !== 'None');
+}
+
 /**
  * The cluster IPs of the in-cluster Services the spec names for the supervisor's own
  * connections (render/networkpolicy.ts inClusterServices: the NATS server, a Matrix
  * homeserver), for the pod's allowCidrs and hostAliases. Only under iptables enforcement:
  * the supervisor dials these Services directly (NO_PROXY holds in-cluster names), which only
  * egress-init's rules can block, and hostAliases are rendered in that mode only; under
- * proxy-env nothing stops a direct connection, so that Agent gets none and costs no read.
- * Otherwise one GET per named Service and reconcile (0 to 2; the child caches hold only
- * managed objects).
+ * proxy-env nothing stops a direct connection, so that Agent gets none (gather.ts reads
+ * none for it).
  * @returns `addresses`: {host as the spec writes it, spec.clusterIPs}; `unresolved`:
  *   `<namespace>/<name> (not found | headless: no cluster IP)` for a Service that is missing
- *   (404) or has no cluster IP, left out of `addresses` (the caller logs it; the agent still
+ *   or has no cluster IP, left out of `addresses` (the caller logs it; the agent still
  *   runs, its events wait in the outbox)
- * @throws the API error of any other failed read (403, 5xx, transport): the reconcile is
- *   retried with backoff
  */
-export async function resolveServiceAddresses(clients: Clients, agent: Agent): Promise<{ addresses: ServiceAddress[]; unresolved: string[] }> {
+export function resolveServiceAddresses(observed: Pick<Observed, 'services'>): { addresses: ServiceAddress[]; unresolved: string[] } {
   const addresses: ServiceAddress[] = [];
   const unresolved: string[] = [];
-  if (agent.spec.egress.enforcement !== 'iptables') return { addresses, unresolved };
-  for (const svc of inClusterServices(agent)) {
-    const live = await readOrUndefined(() => clients.core.readNamespacedService({ name: svc.name, namespace: svc.namespace }));
-    const ips = (live?.spec?.clusterIPs ?? (live?.spec?.clusterIP ? [live.spec.clusterIP] : [])).filter((ip) => ip && ip !== 'None');
-    if (ips.length) addresses.push({ host: svc.host, addresses: ips });
-    else unresolved.push(`${svc.namespace}/${svc.name}${live ? ' (headless: no cluster IP)' : ' (not found)'}`);
+  for (const { ref, live } of observed.services) {
+    const ips = clusterIPsOf(live);
+    if (ips.length) addresses.push({ host: ref.host, addresses: ips });
+    else unresolved.push(`${ref.namespace}/${ref.name}${live ? ' (headless: no cluster IP)' : ' (not found)'}`);
   }
   return { addresses, unresolved };
 }
@@ -258,45 +251,45 @@ export async function resolveServiceAddresses(clients: Clients, agent: Agent): P
 /** The Service in-cluster kubeconfigs dial (KUBERNETES_SERVICE_HOST): `kubernetes` in `default`. */
 export const API_SERVER_SERVICE = { name: 'kubernetes', namespace: 'default' } as const;
 
+/** The ready addresses and TCP ports of EndpointSlices, each once, in order. */
+function sliceAddresses(slices: readonly V1EndpointSlice[]): { endpointAddresses: string[]; endpointPorts: number[] } {
+  const endpointAddresses: string[] = [];
+  const endpointPorts: number[] = [];
+  for (const slice of slices) {
+    for (const ep of slice.endpoints ?? []) {
+      // Not-ready endpoints are left out, as kube-proxy leaves them out; unset means ready.
+      if (ep.conditions?.ready === false) continue;
+      for (const a of ep.addresses) if (!endpointAddresses.includes(a)) endpointAddresses.push(a);
+    }
+    for (const p of slice.ports ?? []) {
+      if ((p.protocol ?? 'TCP') === 'TCP' && p.port !== undefined && !endpointPorts.includes(p.port)) endpointPorts.push(p.port);
+    }
+  }
+  return { endpointAddresses, endpointPorts };
+}
+
 /**
  * Where the agent's kubectl reaches the API server, for an Agent with
- * spec.kubernetesAccess.clusterRole (none otherwise, at no cost): the cluster IPs and
- * ports of default/kubernetes, and the ready addresses and ports of its EndpointSlices
- * (label kubernetes.io/service-name=kubernetes). One GET and one LIST per reconcile. Both
- * enforcement modes: NO_PROXY needs the address in each.
+ * spec.kubernetesAccess.clusterRole (none otherwise; gather.ts reads nothing for it): the
+ * cluster IPs and ports of default/kubernetes, and the ready addresses and ports of its
+ * EndpointSlices (label kubernetes.io/service-name=kubernetes). Both enforcement modes:
+ * NO_PROXY needs the address in each.
  * @returns `apiServer`, undefined when the Service is missing or headless; `unresolved`
  *   says what is missing (the caller logs it; the agent still runs, its kubectl cannot
- *   reach the API server until it resolves). A 403 on the EndpointSlices (an operator
- *   ClusterRole without `list` on discovery.k8s.io endpointslices) is reported the same
- *   way and leaves the endpoints out, so the rest of the Agent is still reconciled.
- * @throws the API error of any other failed read: the reconcile is retried with backoff
+ *   reach the API server until it resolves). EndpointSlices the operator may not list
+ *   (`'forbidden'`: its ClusterRole lacks `list` on discovery.k8s.io endpointslices) are
+ *   reported the same way and left out, so the rest of the Agent is still reconciled.
  */
-export async function resolveApiServer(clients: Clients, agent: Agent): Promise<{ apiServer?: ApiServerAddress; unresolved: string[] }> {
-  if (!agent.spec.kubernetesAccess?.clusterRole) return { unresolved: [] };
+export function resolveApiServer(observed: Pick<Observed, 'agent' | 'apiServer'>): { apiServer?: ApiServerAddress; unresolved: string[] } {
+  if (!observed.agent.spec.kubernetesAccess?.clusterRole || !observed.apiServer) return { unresolved: [] };
   const { name, namespace } = API_SERVER_SERVICE;
-  const svc = await readOrUndefined(() => clients.core.readNamespacedService({ name, namespace }));
-  const clusterIPs = (svc?.spec?.clusterIPs ?? (svc?.spec?.clusterIP ? [svc.spec.clusterIP] : [])).filter((ip) => ip && ip !== 'None');
+  const { service: svc, slices } = observed.apiServer;
+  const clusterIPs = clusterIPsOf(svc);
   if (!clusterIPs.length) return { unresolved: [`${namespace}/${name}${svc ? ' (headless: no cluster IP)' : ' (not found)'}`] };
   const servicePorts = (svc?.spec?.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP').map((p) => p.port);
   const unresolved: string[] = [];
-  const endpointAddresses: string[] = [];
-  const endpointPorts: number[] = [];
-  try {
-    const slices = await clients.discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${name}` });
-    for (const slice of slices.items) {
-      for (const ep of slice.endpoints ?? []) {
-        // Not-ready endpoints are left out, as kube-proxy leaves them out; unset means ready.
-        if (ep.conditions?.ready === false) continue;
-        for (const a of ep.addresses) if (!endpointAddresses.includes(a)) endpointAddresses.push(a);
-      }
-      for (const p of slice.ports ?? []) {
-        if ((p.protocol ?? 'TCP') === 'TCP' && p.port !== undefined && !endpointPorts.includes(p.port)) endpointPorts.push(p.port);
-      }
-    }
-  } catch (err) {
-    if (httpStatusOf(err) !== 403) throw err;
-    unresolved.push(`EndpointSlices of ${namespace}/${name} (forbidden: grant the operator list on discovery.k8s.io endpointslices)`);
-  }
-  if (!unresolved.length && !endpointAddresses.length) unresolved.push(`EndpointSlices of ${namespace}/${name} (no ready endpoint)`);
+  const { endpointAddresses, endpointPorts } = slices === 'forbidden' ? { endpointAddresses: [], endpointPorts: [] } : sliceAddresses(slices);
+  if (slices === 'forbidden') unresolved.push(`EndpointSlices of ${namespace}/${name} (forbidden: grant the operator list on discovery.k8s.io endpointslices)`);
+  else if (!endpointAddresses.length) unresolved.push(`EndpointSlices of ${namespace}/${name} (no ready endpoint)`);
   return { apiServer: { clusterIPs, servicePorts, endpointAddresses, endpointPorts }, unresolved };
 }

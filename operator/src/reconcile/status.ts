@@ -5,11 +5,11 @@ import { childNames } from '../render/meta.ts';
 import { AGENT_CONTAINER } from '../../../agent-image/src/contract/pod.ts';
 import { setConditions, type ConditionInput } from './conditions.ts';
 
-/** What the reconciler saw of an Agent's world, gathered before deciding anything. */
-export interface Observed {
+/** What an Agent's status is computed from: its StatefulSet and pod, and what the plan and its apply found (report.ts). */
+export interface StatusInputs {
   statefulSet?: V1StatefulSet;
   pod?: V1Pod;
-  /** Set when the spec or its references cannot be turned into children (terminal until changed). */
+  /** Set when the spec or its references cannot be turned into children (until the spec or a reference changes). */
   blocked?: { reason: string; message: string };
   /** Conditions of the reference checks gathered first (PersonaResolved, CredentialsResolved). */
   checks?: ConditionInput[];
@@ -98,7 +98,7 @@ function rolloutMessage(agent: Agent, sts: V1StatefulSet | undefined): string | 
  * scale is under way), `Degraded` (a container is crash-looping, or the spec is blocked).
  * `phase` summarises them: Failed (blocked) > Suspended > Degraded > Ready > Progressing > Pending.
  */
-export function computeStatus(agent: Agent, observed: Observed, now: string): AgentStatus {
+export function computeStatus(agent: Agent, observed: StatusInputs, now: string): AgentStatus {
   const generation = agent.metadata.generation ?? 0;
   const names = childNames(agent.metadata.name);
   const { statefulSet: sts, pod } = observed;

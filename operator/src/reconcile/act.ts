@@ -1,0 +1,69 @@
+/**
+ * Act: carries out a plan (plan.ts) and writes its report (report.ts), only through
+ * kube/. Failures are thrown as kube/errors.ts types them (TemporaryError, RetryAfter);
+ * a StatefulSet the API server refuses (422) is an outcome, shown in a condition.
+ */
+import type { Logger } from 'pino';
+import type { Agent } from '../api/agent.ts';
+import { applyObject, deleteRoleBinding } from '../kube/apply.ts';
+import type { Clients } from '../kube/clients.ts';
+import { recordEvent } from '../kube/events.ts';
+import { applyAgentStatus } from '../kube/status.ts';
+import { TemporaryError } from '../runtime/errors.ts';
+import type { LogNote, Plan, PlannedEvent } from './plan.ts';
+import type { ActOutcome, Report } from './report.ts';
+
+/** Writes the plan's log lines. */
+export function writeNotes(log: Logger, notes: readonly LogNote[]): void {
+  for (const n of notes) log[n.level](n.fields, n.msg);
+}
+
+/** Records `events` on the Agent, in order (best effort: kube/events.ts never throws). */
+async function recordEvents(clients: Clients, log: Logger, agent: Agent, events: readonly PlannedEvent[]): Promise<void> {
+  for (const e of events) await recordEvent(clients, log, agent, e.type, e.reason, 'Reconcile', e.note);
+}
+
+/**
+ * Applies the plan: the new egress CA Secret first (and says so), then the children that
+ * changed, in order (the StatefulSet last), and deletes a leftover RoleBinding.
+ * @returns the StatefulSet as applied (or cached), or why the API server refused it
+ * @throws TemporaryError when another object is refused (422: a rendering bug, retried
+ *   with backoff), and what kube/ throws for any other failure
+ */
+export async function applyPlan(clients: Clients, log: Logger, agent: Agent, plan: Plan): Promise<ActOutcome> {
+  writeNotes(log, plan.notes);
+  if (plan.egressCa) {
+    const { secret, why, notAfter } = plan.egressCa;
+    const done = await applyObject(clients, secret);
+    if ('rejected' in done) throw new TemporaryError(`Secret ${secret.metadata?.name} rejected: ${done.rejected}`);
+    log.info({ secret: secret.metadata?.name, why, notAfter: notAfter.toISOString() }, 'generated the egress CA');
+  }
+  await recordEvents(clients, log, agent, plan.events);
+  const outcome: ActOutcome = {};
+  for (const obj of plan.apply) {
+    const done = await applyObject(clients, obj);
+    const isStatefulSet = obj === plan.statefulSet;
+    if ('applied' in done) {
+      if (isStatefulSet) outcome.statefulSet = done.applied;
+    } else if (isStatefulSet) {
+      outcome.rejected = done.rejected;
+    } else {
+      throw new TemporaryError(`${obj.kind} ${obj.metadata?.name} rejected: ${done.rejected}`);
+    }
+  }
+  if (plan.deleteRoleBinding) await deleteRoleBinding(clients, agent.metadata.namespace ?? 'default', plan.deleteRoleBinding);
+  return outcome;
+}
+
+/**
+ * Writes the report: the status when it changed, then its log lines and Events.
+ * @returns false when the Agent is gone (deleted since it was read): nothing more to do
+ */
+export async function writeReport(clients: Clients, log: Logger, agent: Agent, report: Report): Promise<boolean> {
+  if (!report.write) return true;
+  const written = await applyAgentStatus(clients, agent.metadata.namespace ?? 'default', agent.metadata.name, report.status);
+  if (!written) return false;
+  writeNotes(log, report.notes);
+  await recordEvents(clients, log, agent, report.events);
+  return true;
+}
