@@ -335,12 +335,22 @@ export const EventsSpec = z
   })
   .describe('Durable event log on NATS JetStream.');
 
-export const KubernetesAccessSpec = z
-  .object({
-    clusterRole: dnsSubdomain.optional().describe('A ClusterRole bound to the agent\'s ServiceAccount in its namespace (e.g. view).'),
-    clusterWide: z.boolean().default(false).describe('Bind clusterRole cluster-wide (ClusterRoleBinding) instead of in the namespace.'),
-  })
-  .describe('Kubernetes API access for the agent\'s ServiceAccount. None when unset.');
+/** Why `clusterWide: true` is refused (the CRD's CEL rule and the operator's SpecValid check say the same). */
+export const CLUSTER_WIDE_UNSUPPORTED =
+  "clusterWide: true is not supported yet: the operator binds clusterRole in the Agent's namespace only; set clusterWide: false, and for cluster-wide access create a ClusterRoleBinding to the agent's ServiceAccount (named like the Agent) yourself";
+
+export const KubernetesAccessSpec = cel(
+  z
+    .object({
+      clusterRole: dnsSubdomain.optional().describe('A ClusterRole bound to the agent\'s ServiceAccount in its namespace (e.g. view).'),
+      clusterWide: z
+        .boolean()
+        .default(false)
+        .describe('Reserved; must be false. Cluster-wide access is not rendered yet (a namespaced Agent cannot own a ClusterRoleBinding); bind it yourself.'),
+    })
+    .describe('Kubernetes API access for the agent\'s ServiceAccount. None when unset.'),
+  { rule: '!has(self.clusterWide) || !self.clusterWide', message: CLUSTER_WIDE_UNSUPPORTED, fieldPath: '.clusterWide', reason: 'FieldValueForbidden' },
+);
 
 export const StorageSpec = z
   .object({

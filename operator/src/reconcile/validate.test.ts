@@ -53,6 +53,13 @@ describe('validateAgent', () => {
     expect(e[0]).toMatch(why);
   });
 
+  it('refuses cluster-wide Kubernetes access, which it does not render (an Agent stored before the CRD refused it)', () => {
+    expect(errors({ kubernetesAccess: { clusterRole: 'view', clusterWide: true } })).toEqual([
+      expect.stringMatching(/^spec\.kubernetesAccess\.clusterWide: clusterWide: true is not supported yet.*ClusterRoleBinding/),
+    ]);
+    expect(errors({ kubernetesAccess: { clusterRole: 'view' } })).toEqual([]);
+  });
+
   it('refuses two repositories that clone into one directory', () => {
     expect(errors({ repos: [{ name: 'a/x' }, { name: 'b/x' }] })[0]).toMatch(/^spec\.repos\[1\]: "b\/x" would be cloned into \/workspace\/x like "a\/x"/);
   });

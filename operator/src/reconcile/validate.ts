@@ -10,7 +10,7 @@
 import { canonicalHost, HostError, allowlistMatch, parseHostPattern, patternCovers, patternMatchesName, patternsOverlap, registrableOf, type HostPattern } from '../../../agent-image/src/contract/hosts.ts';
 import { ContractError } from '../../../agent-image/src/contract/load.ts';
 import { coveredBy, parseCidr, type Cidr } from '../../../agent-image/src/contract/net.ts';
-import type { Agent } from '../api/agent.ts';
+import { CLUSTER_WIDE_UNSUPPORTED, type Agent } from '../api/agent.ts';
 import { repoDir } from '../render/configmap.ts';
 import { inClusterService } from '../render/networkpolicy.ts';
 
@@ -95,6 +95,9 @@ export function validateAgent(agent: Agent): Validation {
       }
     }
   });
+
+  // Agents stored before the CRD refused it (its CEL rule) still reach the operator.
+  if (spec.kubernetesAccess?.clusterWide) problems.push(`spec.kubernetesAccess.clusterWide: ${CLUSTER_WIDE_UNSUPPORTED}`);
 
   // Repositories: one directory each.
   const dirs = new Map<string, string>();

@@ -7,9 +7,9 @@ import { childMeta, childNames } from './meta.ts';
  * ServiceAccount in the Agent's namespace, or `undefined` when no access is asked for
  * (the reconciler then deletes a leftover binding). Pure.
  *
- * Cluster-wide access (`clusterWide: true`) is not rendered here: a namespaced Agent
- * cannot own a cluster-scoped ClusterRoleBinding through an owner reference, so it needs
- * a finalizer; see the reconciler.
+ * Cluster-wide access (`clusterWide: true`) is refused (the CRD's CEL rule, SpecValid):
+ * a namespaced Agent cannot own a cluster-scoped ClusterRoleBinding through an owner
+ * reference, so it would need a finalizer and the operator the `bind` verb cluster-wide.
  */
 export function renderRoleBinding(agent: Agent): V1RoleBinding | undefined {
   const access = agent.spec.kubernetesAccess;
