@@ -75,6 +75,11 @@ const boundaryZones = [
     message: 'The operator imports only the pod contract (agent-image/src/contract).',
   },
   {
+    target: 'agent-image',
+    from: 'operator',
+    message: 'agent-image never imports the operator: what both need is the pod contract (agent-image/src/contract).',
+  },
+  {
     target: ['agent-image', 'operator'],
     from: ['scripts', 'test'],
     message: 'Product code never imports dev tooling (scripts/) or tests (test/).',
@@ -109,6 +114,11 @@ const testHelpers = 'test/support';
  * integrator revisits these.
  */
 const importExceptions = [
+  {
+    files: [`${src}/programs/proxy/ca.test.ts`],
+    allow: ['operator/src/pki/egress-ca.ts'],
+    reason: 'the proxy\'s CA test mints its leaves from a CA made by the operator\'s generator, so the two are tested together',
+  },
   {
     files: [`${src}/core/outbox.test.ts`],
     allow: [`${src}/plugins/events/metrics.ts`],
@@ -158,6 +168,11 @@ const productLimits = {
  * restructuring the file now; the integrator revisits these.
  */
 const exceptions = [
+  {
+    files: ['operator/src/api/agent.ts'],
+    reason: 'being split (issue 16): the whole Agent CRD schema (every field with its kubectl-explain text and CEL rule) in one file (operator restructure)',
+    rules: { 'max-lines': ['error', { max: 406, skipBlankLines: true, skipComments: true }] },
+  },
   {
     files: ['operator/src/reconcile/agent.ts'],
     reason: 'being split (issue 16): reconcileAgent and makeAgentReconciler (operator restructure)',

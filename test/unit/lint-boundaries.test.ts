@@ -1,7 +1,8 @@
 /**
  * The linter keeps the boundaries of issue 16 (eslint.config.js): an import that runs up a
  * floor of agent-image/src, between two programs or two plug-ins, from the operator into the
- * image beyond contract/, or from product code into scripts/ or test/ fails `npx eslint .`,
+ * image beyond contract/ (or from the image into the operator), or from product code into
+ * scripts/ or test/ fails `npx eslint .`,
  * and so does a file or function over the size and complexity limits. Each case lints a
  * made-up file at a path in the tree (the file need not exist; what it imports does) with
  * the project's own config, through the ESLint Node API.
@@ -48,6 +49,7 @@ describe('import boundaries', () => {
     ['a program importing the entry point', 'agent-image/src/programs/hook/probe.ts', "import '../../cli.ts';"],
     ['the operator importing a program', 'operator/src/render/probe.ts', "import { UPSTREAM_CA_ENV } from '../../../agent-image/src/programs/proxy/config.ts';"],
     ['the operator importing lib', 'operator/src/render/probe.ts', "import { writeFileAtomic } from '../../../agent-image/src/lib/files.ts';"],
+    ['agent-image importing the operator', 'agent-image/src/programs/proxy/probe.ts', "import { generateEgressCa } from '../../../../operator/src/pki/egress-ca.ts';"],
     ['product code importing scripts/', 'agent-image/src/core/probe.ts', "import { ROOT } from '../../../scripts/lib/paths.ts';"],
     ['the operator importing test/', 'operator/src/probe.ts', "import { testLogger } from '../../test/support/log.ts';"],
     ['product code importing test/', 'agent-image/src/plugins/github/probe.ts', "import { testLogger } from '../../../../test/support/log.ts';"],
