@@ -81,7 +81,9 @@ describe('hostile Matrix messages', () => {
     const answer = await alice.waitForEvent(room, (e) => e.sender === bot.userId && String(e.content.body).startsWith('answer to MARK-big'), 120_000);
     const [, kb, file] = /\((\d+) KB in (\S+)\)/.exec(String(answer.content.body)) ?? [];
     expect(Number(kb)).toBeGreaterThanOrEqual(60);
-    expect(await readFile(file!, 'utf8')).toContain('the very end MARK-big-end');
+    // The agent is told the in-pod path; the test reads it through the pod root.
+    expect(file?.startsWith('/home/agent/')).toBe(true);
+    expect(await readFile(pod.path(file!), 'utf8')).toContain('the very end MARK-big-end');
 
     const q2 = await alice.sendText(room, 'bigbot: and MARK-small?', { 'm.mentions': { user_ids: [bot.userId] } });
     await alice.waitForEvent(room, (e) => isReaction(e, bot.userId, q2));

@@ -88,9 +88,9 @@ describe('inbox delivery of large and bad messages', () => {
     const pointer = POINTER.exec(conversation(first));
     expect(pointer, 'the model is told where the full text is').not.toBeNull();
     expect(Number(pointer![1])).toBeGreaterThanOrEqual(60);
-    // The full text is in a file the agent can read (on its home volume), end included.
-    expect(pointer![2]!.startsWith(p.path('/home/agent/'))).toBe(true);
-    const full = await readFile(pointer![2]!, 'utf8');
+    // The full text is in a file the agent can read (on its home volume, named by its in-pod path), end included.
+    expect(pointer![2]!.startsWith('/home/agent/')).toBe(true);
+    const full = await readFile(p.path(pointer![2]!), 'utf8');
     expect(full).toContain('MARK-big-end');
     expect(full).toContain(`id="${big}"`);
     expect(conversation(first)).not.toContain('MARK-big-end');
@@ -103,7 +103,7 @@ describe('inbox delivery of large and bad messages', () => {
     const widePointer = [...conversation(second).matchAll(new RegExp(POINTER, 'g'))].find((m) => m[2]!.includes(wide.slice(0, 8)));
     expect(widePointer, 'the multibyte message carries its pointer').toBeDefined();
     expect(Number(widePointer![1])).toBeGreaterThan(150);
-    expect(await readFile(widePointer![2]!, 'utf8')).toContain(`${'😀'.repeat(8000)}\nMARK-wide-end`);
+    expect(await readFile(p.path(widePointer![2]!), 'utf8')).toContain(`${'😀'.repeat(8000)}\nMARK-wide-end`);
     // Its head arrived as written (no half characters: the cut keeps surrogate pairs whole).
     expect(conversation(second)).toContain('あいうえお\nあいうえお');
     expect(conversation(second)).not.toContain('\\ufffd');
@@ -156,7 +156,7 @@ describe('inbox delivery of large and bad messages', () => {
     expect(got).not.toContain('MARK-big-end');
     const pointer = POINTER.exec(got);
     expect(pointer).not.toBeNull();
-    expect(await readFile(pointer![2]!, 'utf8')).toContain('MARK-big-end');
+    expect(await readFile(p.path(pointer![2]!), 'utf8')).toContain('MARK-big-end');
     expect(got.indexOf('MARK-big-start')).toBeLessThan(got.indexOf('MARK-next'));
 
     // The bad ones: each set aside once, after 3 failed attempts, kept on disk with the reason.
