@@ -14,7 +14,7 @@ import type { LogNote, Plan, PlannedEvent } from './plan.ts';
 import type { ActOutcome, Report } from './report.ts';
 
 /** Writes the plan's log lines. */
-export function writeNotes(log: Logger, notes: readonly LogNote[]): void {
+function writeNotes(log: Logger, notes: readonly LogNote[]): void {
   for (const n of notes) log[n.level](n.fields, n.msg);
 }
 
