@@ -152,6 +152,8 @@ export class AgentOperator {
       name: 'agent',
       reconcile,
       workers: opts.workers,
+      // An Agent blocked on its spec is still resynced, as every Agent is.
+      terminalRecheckMs: opts.resyncMs,
       log: opts.log,
       metrics: opts.metrics,
       waitForCacheSync: async () => {

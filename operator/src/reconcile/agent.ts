@@ -92,8 +92,8 @@ async function caMaterial(agent: Agent, decision: ReturnType<typeof planCa>, at:
  * is changed, so a pod is never rolled out with a broken config. A missing reference is
  * looked at again after BLOCKED_RETRY_MS (report.ts); a spec that only its owner can fix
  * (SpecValid False, a persona that cannot be assembled, a StatefulSet the API server
- * refuses) ends in a TerminalError once its status is written: not retried until the
- * Agent changes. API failures are thrown as kube/ types them (TemporaryError: backoff;
+ * refuses) ends in a TerminalError once its status is written: no timed retry but the
+ * resync (the controller's terminalRecheckMs), and at once when the Agent changes. API failures are thrown as kube/ types them (TemporaryError: backoff;
  * RetryAfter: the server's delay).
  */
 export function makeAgentReconciler(deps: AgentReconcilerDeps) {

@@ -37,7 +37,7 @@ export interface Report {
   notes: LogNote[];
   /** What blocks the Agent, if anything (the plan's, or a refused StatefulSet). */
   blocked?: Blocked;
-  /** When to reconcile again, in ms (`on-change` blocks are not retried on a timer: runtime/errors.ts TerminalError). */
+  /** When to reconcile again, in ms: the resync, or BLOCKED_RETRY_MS for a `poll` block (an `on-change` block ends in a TerminalError instead). */
   requeueAfterMs: number;
 }
 

@@ -7,8 +7,9 @@ import { WorkQueue } from './queue.ts';
 
 const log = pino({ level: 'silent' });
 
-function controllerWith(reconcile: (key: string) => Promise<{ requeueAfterMs?: number }>, workers = 2) {
+function controllerWith(reconcile: (key: string) => Promise<{ requeueAfterMs?: number }>, workers = 2, terminalRecheckMs?: number) {
   return new Controller({
+    ...(terminalRecheckMs !== undefined ? { terminalRecheckMs } : {}),
     name: 'test',
     reconcile: (key) => reconcile(key),
     workers,
@@ -62,6 +63,20 @@ describe('Controller', () => {
     await sleep(100);
     await c.stop();
     expect(calls).toBe(1);
+  });
+
+  it('looks at a terminal key again only after terminalRecheckMs (the resync), not with backoff', async () => {
+    const calls: number[] = [];
+    const c = controllerWith(async () => {
+      calls.push(Date.now());
+      throw new TerminalError('InvalidSpec', 'bad');
+    }, 2, 120);
+    c.enqueue('ns/a');
+    await c.start();
+    await sleep(200);
+    await c.stop();
+    expect(calls).toHaveLength(2);
+    expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(115);
   });
 
   it('waits exactly RetryAfter, and requeueAfter reconciles again', async () => {

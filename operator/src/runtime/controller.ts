@@ -22,6 +22,12 @@ export interface ControllerOptions {
   log: Logger;
   metrics?: OperatorMetrics;
   queue?: WorkQueue;
+  /**
+   * After a `TerminalError`, the key is looked at again only after this many ms (the
+   * resync backstop of a level-based controller: what changed unwatched is still seen);
+   * unset, only when its object changes.
+   */
+  terminalRecheckMs?: number;
 }
 
 /**
@@ -29,7 +35,8 @@ export interface ControllerOptions {
  * `workers` workers. A `TemporaryError` (or any untyped failure, logged as a bug) is
  * retried with the queue's per-key exponential backoff; `RetryAfter` waits exactly its
  * delay; a `TerminalError` is logged and not retried (the reconciler is expected to have
- * shown it in a condition), until the object changes (runtime/errors.ts).
+ * shown it in a condition) until the object changes or `terminalRecheckMs` passes
+ * (runtime/errors.ts).
  */
 export class Controller {
   readonly queue: WorkQueue;
@@ -94,6 +101,7 @@ export class Controller {
     } catch (err) {
       if (err instanceof TerminalError) {
         this.queue.forget(key);
+        if (this.opts.terminalRecheckMs !== undefined) this.queue.addAfter(key, this.opts.terminalRecheckMs);
         log.warn({ reason: err.reason, err: err.message }, 'reconcile failed terminally; waiting for a change');
         metrics?.reconcileTotal.inc({ controller: name, result: 'terminal' });
       } else if (err instanceof RetryAfter) {

@@ -5,7 +5,8 @@
  * - `TerminalError`: the input is wrong and retrying cannot help until it changes (an
  *   Agent spec only its owner can fix, a stored Agent the operator's schema refuses).
  *   The reconciler shows it in a condition first where it can; the key is not retried
- *   until the object changes (its informer queues it again).
+ *   with backoff: it is looked at again when the object changes (its informer queues
+ *   it) or at the controller's `terminalRecheckMs` (the resync backstop).
  * - `TemporaryError`: retried with the queue's exponential backoff (kube/errors.ts
  *   wraps a failed API call in one, its message naming the request).
  * - `RetryAfter`: retried after exactly `delayMs` (the wait is known: a 429 with
@@ -14,7 +15,7 @@
  * Any other thrown value is a bug: retried with backoff like a temporary one, and logged
  * as an error with its stack.
  */
-/** The input is wrong; no retry until it changes. `reason` is CamelCase, as a condition's. */
+/** The input is wrong; no hot retry (see above). `reason` is CamelCase, as a condition's. */
 export class TerminalError extends Error {
   override readonly name = 'TerminalError';
   /** CamelCase reason for the condition that shows this error. */
