@@ -91,6 +91,75 @@ function rolloutMessage(agent: Agent, sts: V1StatefulSet | undefined): string | 
   return undefined;
 }
 
+/** Ready, Progressing and Degraded, and the phase they give. */
+interface Health {
+  conds: ConditionInput[];
+  phase: Phase;
+}
+
+/** Health of a blocked Agent: Failed, or Degraded while a pod already runs (it keeps its last good spec). */
+function blockedHealth(agent: Agent, blocked: NonNullable<StatusInputs['blocked']>, pod: V1Pod | undefined, podName: string): Health {
+  const { reason, message } = blocked;
+  if (pod && !agent.spec.suspend) {
+    // A pod already runs: nothing was applied, so it keeps its last good spec and config
+    // (as a Deployment whose new revision cannot roll out stays Available). Ready still
+    // tells whether it serves; Degraded says what is blocked.
+    const kept = `${message}; pod ${podName} is left running with its current spec until this is fixed`;
+    return {
+      conds: [
+        { type: ConditionType.Progressing, status: 'False', reason, message: kept },
+        { type: ConditionType.Degraded, status: 'True', reason, message: kept },
+        readiness(pod, podName, false).ready,
+      ],
+      phase: 'Degraded',
+    };
+  }
+  return {
+    conds: [
+      { type: ConditionType.Ready, status: 'False', reason, message },
+      { type: ConditionType.Progressing, status: 'False', reason, message },
+      { type: ConditionType.Degraded, status: 'True', reason, message },
+    ],
+    phase: 'Failed',
+  };
+}
+
+/** Health of an Agent whose children were applied: from the rollout, crash loops and the pod. */
+function appliedHealth(agent: Agent, sts: V1StatefulSet | undefined, pod: V1Pod | undefined, podName: string): Health {
+  const rollout = rolloutMessage(agent, sts);
+  const conds: ConditionInput[] = [
+    rollout
+      ? { type: ConditionType.Progressing, status: 'True', reason: Reason.RolloutInProgress, message: rollout }
+      : agent.spec.suspend
+        ? { type: ConditionType.Progressing, status: 'False', reason: Reason.ScaledDown, message: 'scaled to zero; volumes kept' }
+        : { type: ConditionType.Progressing, status: 'False', reason: Reason.RolloutComplete, message: 'the pod runs the latest spec' },
+  ];
+  const looping = pod ? crashLooping(pod) : undefined;
+  conds.push(
+    looping
+      ? { type: ConditionType.Degraded, status: 'True', reason: Reason.ContainerRestarting, message: looping }
+      : { type: ConditionType.Degraded, status: 'False', reason: Reason.AsExpected, message: 'no container is crash-looping' },
+  );
+  if (agent.spec.suspend) {
+    conds.push({ type: ConditionType.Ready, status: 'False', reason: Reason.Suspended, message: 'spec.suspend is true' });
+    return { conds, phase: 'Suspended' };
+  }
+  const r = readiness(pod, podName, !!looping);
+  conds.push(r.ready);
+  return { conds, phase: r.phase };
+}
+
+/** StorageInSync: whether spec.storage matches the StatefulSet's (immutable) volume claim templates. */
+function storageCondition(drift: string | undefined): ConditionInput {
+  if (!drift) return { type: ConditionType.StorageInSync, status: 'True', reason: Reason.AsExpected, message: 'volumes match spec.storage' };
+  return {
+    type: ConditionType.StorageInSync,
+    status: 'False',
+    reason: Reason.VolumeClaimTemplatesImmutable,
+    message: `spec.storage changed (${drift}) but a StatefulSet's volume claim templates cannot change; the pod keeps its volumes. Resize the PVCs directly (if the StorageClass allows expansion) or recreate the Agent with storage.retainOnDelete=false`,
+  };
+}
+
 /**
  * Computes an Agent's status from what was observed. Pure: `now` (RFC 3339) is passed in.
  *
@@ -102,62 +171,8 @@ export function computeStatus(agent: Agent, observed: StatusInputs, now: string)
   const generation = agent.metadata.generation ?? 0;
   const names = childNames(agent.metadata.name);
   const { statefulSet: sts, pod } = observed;
-  const conds: ConditionInput[] = [];
-  let phase: Phase;
-
-  if (observed.blocked && pod && !agent.spec.suspend) {
-    // A pod already runs: nothing was applied, so it keeps its last good spec and config
-    // (as a Deployment whose new revision cannot roll out stays Available). Ready still
-    // tells whether it serves; Degraded says what is blocked.
-    const { reason, message } = observed.blocked;
-    const kept = `${message}; pod ${names.pod} is left running with its current spec until this is fixed`;
-    conds.push({ type: ConditionType.Progressing, status: 'False', reason, message: kept });
-    conds.push({ type: ConditionType.Degraded, status: 'True', reason, message: kept });
-    const { ready } = readiness(pod, names.pod, false);
-    conds.push(ready);
-    phase = 'Degraded';
-  } else if (observed.blocked) {
-    const { reason, message } = observed.blocked;
-    conds.push({ type: ConditionType.Ready, status: 'False', reason, message });
-    conds.push({ type: ConditionType.Progressing, status: 'False', reason, message });
-    conds.push({ type: ConditionType.Degraded, status: 'True', reason, message });
-    phase = 'Failed';
-  } else {
-    const rollout = rolloutMessage(agent, sts);
-    conds.push(
-      rollout
-        ? { type: ConditionType.Progressing, status: 'True', reason: Reason.RolloutInProgress, message: rollout }
-        : agent.spec.suspend
-          ? { type: ConditionType.Progressing, status: 'False', reason: Reason.ScaledDown, message: 'scaled to zero; volumes kept' }
-          : { type: ConditionType.Progressing, status: 'False', reason: Reason.RolloutComplete, message: 'the pod runs the latest spec' },
-    );
-    const looping = pod ? crashLooping(pod) : undefined;
-    conds.push(
-      looping
-        ? { type: ConditionType.Degraded, status: 'True', reason: Reason.ContainerRestarting, message: looping }
-        : { type: ConditionType.Degraded, status: 'False', reason: Reason.AsExpected, message: 'no container is crash-looping' },
-    );
-    if (agent.spec.suspend) {
-      conds.push({ type: ConditionType.Ready, status: 'False', reason: Reason.Suspended, message: 'spec.suspend is true' });
-      phase = 'Suspended';
-    } else {
-      const r = readiness(pod, names.pod, !!looping);
-      conds.push(r.ready);
-      phase = r.phase;
-    }
-  }
-
-  conds.push(...(observed.checks ?? []));
-  conds.push(
-    observed.storageDrift
-      ? {
-          type: ConditionType.StorageInSync,
-          status: 'False',
-          reason: Reason.VolumeClaimTemplatesImmutable,
-          message: `spec.storage changed (${observed.storageDrift}) but a StatefulSet's volume claim templates cannot change; the pod keeps its volumes. Resize the PVCs directly (if the StorageClass allows expansion) or recreate the Agent with storage.retainOnDelete=false`,
-        }
-      : { type: ConditionType.StorageInSync, status: 'True', reason: Reason.AsExpected, message: 'volumes match spec.storage' },
-  );
+  const { conds, phase } = observed.blocked ? blockedHealth(agent, observed.blocked, pod, names.pod) : appliedHealth(agent, sts, pod, names.pod);
+  conds.push(...(observed.checks ?? []), storageCondition(observed.storageDrift));
 
   const agentStatus = pod?.status?.containerStatuses?.find((c) => c.name === AGENT_CONTAINER);
   return {
