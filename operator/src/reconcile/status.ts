@@ -21,14 +21,21 @@ function podReady(pod: V1Pod): boolean {
   return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
 
+/** What is wrong with a container, in one line: waiting (but for PodInitializing) or exited non-zero; undefined when neither. */
+function containerProblem(s: V1ContainerStatus): string | undefined {
+  const w = s.state?.waiting;
+  if (w?.reason && w.reason !== 'PodInitializing') return `container ${s.name} is waiting: ${w.reason}${w.message ? `: ${w.message}` : ''}`;
+  const t = s.state?.terminated;
+  if (t && t.exitCode !== 0) return `container ${s.name} exited with code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}`;
+  return undefined;
+}
+
 /** Why a pod is not ready, in one line, from its conditions and container states. */
 function podNotReadyMessage(pod: V1Pod): string {
   const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
   for (const s of statuses) {
-    const w = s.state?.waiting;
-    if (w?.reason && w.reason !== 'PodInitializing') return `container ${s.name} is waiting: ${w.reason}${w.message ? `: ${w.message}` : ''}`;
-    const t = s.state?.terminated;
-    if (t && t.exitCode !== 0) return `container ${s.name} exited with code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}`;
+    const problem = containerProblem(s);
+    if (problem) return problem;
   }
   const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
   if (scheduled?.status === 'False') return `pod is not scheduled: ${scheduled.message ?? scheduled.reason ?? 'unknown'}`;
