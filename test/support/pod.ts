@@ -111,7 +111,8 @@ export async function makePod(opts: { contract?: PodContractInput; modelUrl?: st
   await mkdir(p('/tmp'), { recursive: true });
   await writeFile(p('/etc/hosts'), await podHosts(opts.hosts));
   const localPort = await freePort();
-  const tmuxSocket = p('/tmp/tmux.sock');
+  // tmux's default socket, as in a pod (no -S): $TMUX_TMPDIR/tmux-<uid>/default, here under the pod root.
+  const tmuxSocket = p(`/tmp/tmux-${process.getuid?.() ?? 0}/default`);
   const env: NodeJS.ProcessEnv = {
     PATH: `${join(ROOT, 'node_modules/.bin')}:${dirname(process.execPath)}:/usr/local/bin:/usr/bin:/bin`,
     LANG: 'C.UTF-8',
@@ -120,7 +121,7 @@ export async function makePod(opts: { contract?: PodContractInput; modelUrl?: st
     HOME: '/home/agent',
     AGENT_SMITH_LOCAL_PORT: String(localPort),
     AGENT_SMITH_PORT: '0',
-    AGENT_SMITH_TMUX_SOCKET: tmuxSocket,
+    TMUX_TMPDIR: p('/tmp'),
     // Claude Code keeps task output and probe files under $TMPDIR/claude-<uid>/.
     TMPDIR: p('/tmp'),
     // Tests run as root: Claude Code refuses bypass modes as root unless told it is sandboxed.
