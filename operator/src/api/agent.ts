@@ -13,6 +13,8 @@
 import { z } from 'zod';
 import { CREDENTIAL_SCHEMES, DEFAULT_MAX_CONSECUTIVE_REWAKES, ENFORCEMENT_MODES, EVENTS_DEFAULTS, HARNESS_KINDS } from '../../../agent-image/src/contract/contract.ts';
 import { AGENT_API } from '../../../agent-image/src/contract/pod.ts';
+import { cel, mapList, opaque } from './schema.ts';
+import { AgentStatus } from './status.ts';
 
 /** The resource's identity is the contract's (`agent-smith attach` reads Agents too). */
 export const GROUP = AGENT_API.group;
@@ -21,29 +23,6 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = AGENT_API.kind;
 export const PLURAL = AGENT_API.plural;
 export const SINGULAR = AGENT_API.singular;
-
-/** One CEL rule as `x-kubernetes-validations` takes it (Kubernetes "Validation rules"). */
-export interface CelRule {
-  rule: string;
-  message: string;
-  fieldPath?: string;
-  reason?: 'FieldValueInvalid' | 'FieldValueRequired' | 'FieldValueForbidden' | 'FieldValueDuplicate';
-}
-
-/** Attaches CEL rules to a schema node; the CRD generator copies them verbatim. */
-function cel<T extends z.ZodType>(schema: T, ...rules: CelRule[]): T {
-  return schema.meta({ 'x-kubernetes-validations': rules });
-}
-
-/** Marks an array as a map list keyed by `keys`, so server-side apply merges by key. */
-function mapList<T extends z.ZodType>(schema: T, ...keys: string[]): T {
-  return schema.meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': keys });
-}
-
-/** Lets an opaque Kubernetes type (affinity, tolerations) through unpruned. */
-function opaque(description: string) {
-  return z.record(z.string(), z.unknown()).describe(description).meta({ 'x-kubernetes-preserve-unknown-fields': true });
-}
 
 // --- shared field shapes -----------------------------------------------------------
 
@@ -423,34 +402,6 @@ export const AgentSpec = cel(
   },
 );
 export type AgentSpec = z.infer<typeof AgentSpec>;
-
-// --- status --------------------------------------------------------------------------
-
-/** metav1.Condition, as the API conventions define it. */
-export const Condition = z.object({
-  type: z.string().max(316).describe('Type of condition in CamelCase.'),
-  status: z.enum(['True', 'False', 'Unknown']).describe('Status of the condition.'),
-  observedGeneration: z.number().int().min(0).optional().describe('The .metadata.generation the condition was set from.'),
-  lastTransitionTime: z.string().max(64).describe('Last time the condition changed status (RFC 3339).'),
-  reason: z.string().max(1024).describe('Machine-readable reason in CamelCase.'),
-  message: z.string().max(32768).describe('Human-readable detail.'),
-});
-export type Condition = z.infer<typeof Condition>;
-
-export const Phase = z.enum(['Pending', 'Progressing', 'Ready', 'Suspended', 'Degraded', 'Failed']);
-export type Phase = z.infer<typeof Phase>;
-
-export const AgentStatus = z
-  .object({
-    observedGeneration: z.number().int().min(0).optional().describe('The .metadata.generation the status was computed from.'),
-    phase: Phase.optional().describe('Summary of the conditions: Pending, Progressing, Ready, Suspended, Degraded or Failed.'),
-    conditions: mapList(z.array(Condition).max(32), 'type').optional().describe('Current conditions (Ready, Progressing, ...).'),
-    podName: z.string().max(253).optional().describe('Name of the agent\'s pod.'),
-    statefulSetName: z.string().max(253).optional().describe('Name of the agent\'s StatefulSet.'),
-    restarts: z.number().int().min(0).optional().describe('Restarts of the agent container of the current pod.'),
-  })
-  .describe('Observed state of an agent, written by the operator.');
-export type AgentStatus = z.infer<typeof AgentStatus>;
 
 /** Object metadata fields the operator reads. The API server owns the rest. */
 export const ObjectMeta = z

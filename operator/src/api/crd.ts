@@ -9,7 +9,8 @@
  * `x-kubernetes-preserve-unknown-fields`, and the JS-only safe-integer bounds dropped.
  */
 import { z } from 'zod';
-import { AgentSpec, AgentStatus, GROUP, KIND, PLURAL, SINGULAR, VERSION } from './agent.ts';
+import { AgentSpec, GROUP, KIND, PLURAL, SINGULAR, VERSION } from './agent.ts';
+import { AgentStatus } from './status.ts';
 
 /** A JSON-Schema node, as zod emits it and as the CRD carries it. */
 export type SchemaNode = { [key: string]: unknown };

@@ -1,5 +1,6 @@
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type AgentStatus } from '../api/agent.ts';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../api/agent.ts';
+import type { AgentStatus } from '../api/status.ts';
 import { FIELD_MANAGER } from '../api/constants.ts';
 import { httpStatusOf } from '../runtime/errors.ts';
 import type { Clients } from './clients.ts';

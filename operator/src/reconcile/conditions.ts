@@ -1,4 +1,4 @@
-import type { Condition } from '../api/agent.ts';
+import type { Condition } from '../api/status.ts';
 
 /** A condition before it is stamped with times and generation: `{type, status, reason, message}`. */
 export interface ConditionInput {

@@ -1,6 +1,7 @@
 import type { V1Pod, V1StatefulSet } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { Agent, type AgentStatus } from '../api/agent.ts';
+import { Agent } from '../api/agent.ts';
+import type { AgentStatus } from '../api/status.ts';
 import { findCondition } from './conditions.ts';
 import type { Observed } from './observed.ts';
 import { plan, type PlanSettings } from './plan.ts';

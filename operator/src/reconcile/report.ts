@@ -3,7 +3,7 @@
  * the plan and what applying it found. Pure (the time is passed in); act.ts writes them.
  */
 import type { V1StatefulSet } from '@kubernetes/client-node';
-import type { AgentStatus } from '../api/agent.ts';
+import type { AgentStatus } from '../api/status.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import { childNames } from '../render/meta.ts';
 import { findCondition } from './conditions.ts';

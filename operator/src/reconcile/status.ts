@@ -1,5 +1,6 @@
 import type { V1ContainerStatus, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
-import type { Agent, AgentStatus, Phase } from '../api/agent.ts';
+import type { Agent } from '../api/agent.ts';
+import type { AgentStatus, Phase } from '../api/status.ts';
 import { ConditionType, Reason } from '../api/constants.ts';
 import { childNames } from '../render/meta.ts';
 import { AGENT_CONTAINER } from '../../../agent-image/src/contract/pod.ts';
