@@ -10,7 +10,7 @@ import { makeAgentReconciler, type ChildKind } from './reconcile/agent.ts';
 import { referencedObjects, type ObjectReference } from './reconcile/references.ts';
 import type { SharedRules } from './render/persona.ts';
 import { Controller } from './runtime/controller.ts';
-import { ResilientInformer } from './runtime/informer.ts';
+import { ResilientInformer, type InformerOptions } from './runtime/informer.ts';
 import { objectKey, ReferenceIndex } from './runtime/reference-index.ts';
 import { statusOnly, trimMetadata } from './runtime/trim.ts';
 
@@ -169,11 +169,11 @@ export class AgentOperator {
   private watchAgents(references: AgentReferences): ResilientInformer<KubernetesObject> {
     const agentSelector = this.opts.agentSelector || undefined;
     const roster = new RosterPrints();
-    const agents = this.informer(
-      'agents',
-      `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      () => listAgents(this.opts.clients, agentSelector) as never,
-      (obj) => {
+    const agents = this.informer({
+      name: 'agents',
+      path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      list: () => listAgents(this.opts.clients, agentSelector),
+      onChange: (obj) => {
         const key = keyOf(obj);
         this.controller.enqueue(key);
         const cached = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace);
@@ -184,8 +184,8 @@ export class AgentOperator {
           if (team && teams.has(team)) this.controller.enqueue(keyOf(other));
         }
       },
-      agentSelector,
-    );
+      ...(agentSelector ? { labelSelector: agentSelector } : {}),
+    });
     return agents;
   }
 
@@ -200,7 +200,7 @@ export class AgentOperator {
       if (key) this.controller.enqueue(key);
     };
     const managed = (resource: ManagedResource, path: string, transform = trimMetadata) =>
-      this.informer(resource, path, () => listManaged(this.opts.clients, resource, MANAGED_SELECTOR) as never, enqueueOwner, MANAGED_SELECTOR, transform);
+      this.informer({ name: resource, path, list: () => listManaged(this.opts.clients, resource, MANAGED_SELECTOR), onChange: enqueueOwner, labelSelector: MANAGED_SELECTOR, transform });
     return {
       pods: managed('pods', '/api/v1/pods', statusOnly),
       children: {
@@ -222,44 +222,27 @@ export class AgentOperator {
    */
   private watchReferenced(references: AgentReferences): void {
     const referenced = (kind: ObjectReference['kind'], name: string, path: string) =>
-      this.informer(
+      this.informer({
         name,
         path,
-        () => listMetadata(this.opts.clients, path) as never,
-        (obj) => {
+        list: () => listMetadata(this.opts.clients, path),
+        onChange: (obj) => {
           const namespace = obj.metadata?.namespace ?? '';
           for (const key of references.owners(kind, namespace, obj.metadata?.name ?? '')) {
             this.opts.metrics.referenceReconciles.inc({ kind });
             this.controller.enqueue(key);
           }
         },
-        undefined,
-        identityOnly,
-        PARTIAL_OBJECT_METADATA_ACCEPT,
-      );
+        transform: identityOnly,
+        watchAccept: PARTIAL_OBJECT_METADATA_ACCEPT,
+      });
     referenced('Secret', 'secret-metadata', '/api/v1/secrets');
     referenced('ConfigMap', 'configmap-metadata', '/api/v1/configmaps');
   }
 
-  private informer(
-    name: string,
-    path: string,
-    list: () => Promise<never>,
-    onChange: (obj: KubernetesObject) => void,
-    labelSelector?: string,
-    transform: (obj: KubernetesObject) => KubernetesObject = trimMetadata,
-    watchAccept?: string,
-  ): ResilientInformer<KubernetesObject> {
-    const inf = new ResilientInformer<KubernetesObject>(this.opts.clients.kc, {
-      name,
-      path,
-      list,
-      onChange,
-      transform,
-      log: this.opts.log,
-      ...(labelSelector ? { labelSelector } : {}),
-      ...(watchAccept ? { watchAccept } : {}),
-    });
+  /** A ResilientInformer with the operator's logger (cached objects trimmed by `trimMetadata` unless `transform` says otherwise). */
+  private informer(opts: Omit<InformerOptions<KubernetesObject>, 'log'>): ResilientInformer<KubernetesObject> {
+    const inf = new ResilientInformer<KubernetesObject>(this.opts.clients.kc, { transform: trimMetadata, ...opts, log: this.opts.log });
     this.informers.push(inf);
     return inf;
   }

@@ -9,6 +9,17 @@ export const REPORTING_CONTROLLER = 'agentsmith.dev/operator';
 
 export type EventType = 'Normal' | 'Warning';
 
+/** One Event about an Agent, as events.k8s.io/v1 takes it. */
+export interface AgentEvent {
+  type: EventType;
+  /** CamelCase reason, e.g. `Ready`. */
+  reason: string;
+  /** What the operator did, e.g. `Reconcile`. */
+  action: string;
+  /** Human-readable text, at most 1 kB (longer is cut). */
+  note: string;
+}
+
 /** Unique-enough hex suffix for an Event name: the time in ns, with random low digits. */
 function eventSuffix(now: Date): string {
   return (BigInt(now.getTime()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000))).toString(16);
@@ -19,20 +30,9 @@ function eventSuffix(now: Date): string {
  * Records a Kubernetes Event (events.k8s.io/v1) on an Agent, shown by
  * `kubectl describe agent`. Best effort: a failure is logged, never thrown, so an
  * event never fails a reconcile.
- *
- * @param reason CamelCase reason, e.g. `Ready`
- * @param note human-readable text, at most 1 kB (longer is cut)
  */
-export async function recordEvent(
-  clients: Clients,
-  log: Logger,
-  agent: Agent,
-  type: EventType,
-  reason: string,
-  action: string,
-  note: string,
-  now: Date = new Date(),
-): Promise<void> {
+export async function recordEvent(clients: Clients, log: Logger, agent: Agent, event: AgentEvent, now: Date = new Date()): Promise<void> {
+  const { type, reason, action, note } = event;
   const namespace = agent.metadata.namespace ?? 'default';
   try {
     await clients.events.createNamespacedEvent({

@@ -20,7 +20,7 @@ function writeNotes(log: Logger, notes: readonly LogNote[]): void {
 
 /** Records `events` on the Agent, in order (best effort: kube/events.ts never throws). */
 async function recordEvents(clients: Clients, log: Logger, agent: Agent, events: readonly PlannedEvent[]): Promise<void> {
-  for (const e of events) await recordEvent(clients, log, agent, e.type, e.reason, 'Reconcile', e.note);
+  for (const e of events) await recordEvent(clients, log, agent, { type: e.type, reason: e.reason, action: 'Reconcile', note: e.note });
 }
 
 /**
