@@ -15,12 +15,13 @@ import { ROOT } from '../../scripts/lib/paths.ts';
 
 const BOUNDARY = 'import-x/no-restricted-paths';
 const LIMITS = ['max-lines', 'max-lines-per-function', 'complexity', 'max-depth', 'max-params'];
+const API_ACCESS = '@typescript-eslint/no-restricted-imports';
 
 // Only the rules under test: the type-aware rules would need the made-up files in a TypeScript project.
 const eslint = new ESLint({
   cwd: ROOT,
   overrideConfig: [{ languageOptions: { parserOptions: { projectService: false, project: null } } }],
-  ruleFilter: ({ ruleId }) => ruleId === BOUNDARY || LIMITS.includes(ruleId),
+  ruleFilter: ({ ruleId }) => ruleId === BOUNDARY || ruleId === API_ACCESS || LIMITS.includes(ruleId),
 });
 
 /** The messages of linting `code` as if it were the file `path` (relative to the repository). */
@@ -76,6 +77,13 @@ describe('import boundaries', () => {
       }
       expect(await fired(`agent-image/src/${dir}/${from.name}/probe.ts`, `import './${from.file}';`), `${from.name} importing itself`).toEqual([]);
     }
+  });
+
+  it('fails on operator code outside kube/ that takes a client or call from the Kubernetes client library; its types are fine', async () => {
+    expect(await fired('operator/src/reconcile/probe.ts', "import { CoreV1Api } from '@kubernetes/client-node';")).toContain(API_ACCESS);
+    expect(await fired('operator/src/render/probe.ts', "import { PatchStrategy, type V1Pod } from '@kubernetes/client-node';")).toContain(API_ACCESS);
+    expect(await fired('operator/src/reconcile/probe.ts', "import type { V1Pod } from '@kubernetes/client-node';")).toEqual([]);
+    expect(await fired('operator/src/kube/probe.ts', "import { CoreV1Api } from '@kubernetes/client-node';")).toEqual([]);
   });
 
   it('names the rule that was broken', async () => {
