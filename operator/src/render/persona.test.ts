@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { assemblePersona, mergeJson, personaJsonProblem } from './persona.ts';
+import { mergeJson } from '../../../agent-image/src/contract/settings.ts';
+import { assemblePersona, personaJsonProblem } from './persona.ts';
 
 describe('persona assembly', () => {
   it('merges settings: the persona wins on scalars, lists add up without duplicates', () => {

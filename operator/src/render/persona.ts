@@ -1,5 +1,6 @@
 import { TEAM_DIR } from '../../../agent-image/src/contract/contract.ts';
 import { ROSTER_MARKDOWN } from '../../../agent-image/src/contract/roster.ts';
+import { isJsonObject, mergeJson, parseJsonObject, type Json } from '../../../agent-image/src/contract/settings.ts';
 
 /**
  * Persona assembly: the team's shared rules first, then the agent's own persona. The
@@ -37,48 +38,12 @@ export class InvalidPersonaError extends Error {
 }
 
 /**
- * A JSON value. The JSON helpers here are the operator's own: how the operator layers the
- * shared rules and a persona is its business (the pod reads the result as one JSON object
- * and layers its own settings on top with agent-image/src/lib/files.ts), so it is no rule
- * the two must agree on, and the operator imports only the pod contract.
- */
-export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-function isJsonObject(v: unknown): v is { [k: string]: Json } {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/**
- * Deep merge of JSON values: `over` wins; objects merge key by key; arrays are concatenated
- * without duplicates (the shared rules' hooks and permissions add up with the persona's).
- */
-export function mergeJson(base: Json, over: Json): Json {
-  if (isJsonObject(base) && isJsonObject(over)) {
-    const out: { [k: string]: Json } = { ...base };
-    for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeJson(out[k] as Json, v) : v;
-    return out;
-  }
-  if (Array.isArray(base) && Array.isArray(over)) {
-    const seen = new Set(base.map((x) => JSON.stringify(x)));
-    return [...base, ...over.filter((x) => !seen.has(JSON.stringify(x)))];
-  }
-  return over;
-}
-
-/**
  * Parses a JSON object from a persona file.
  * @throws InvalidPersonaError naming `source`: "<source> is not valid JSON: ..." or
  *   "<source> must be a JSON object".
  */
-export function parseJsonObject(text: string, source: string): { [k: string]: Json } {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidPersonaError(`${source} is not valid JSON: ${(err as Error).message}`);
-  }
-  if (!isJsonObject(value)) throw new InvalidPersonaError(`${source} must be a JSON object`);
-  return value;
+function parsePersonaJson(text: string, source: string): { [k: string]: Json } {
+  return parseJsonObject(text, source, (message) => new InvalidPersonaError(message));
 }
 
 /** Fields of settings.json that Claude Code and setup's merge need as JSON objects. */
@@ -94,7 +59,7 @@ const SETTINGS_OBJECT_FIELDS = ['env', 'hooks', 'permissions'] as const;
 export function personaJsonProblem(files: Pick<PersonaFiles, 'settingsJson' | 'mcpJson'>): string | undefined {
   try {
     if (files.settingsJson !== undefined) {
-      const settings = parseJsonObject(files.settingsJson, 'key "settings.json"');
+      const settings = parsePersonaJson(files.settingsJson, 'key "settings.json"');
       for (const field of SETTINGS_OBJECT_FIELDS) {
         const v = settings[field];
         if (v !== undefined && !isJsonObject(v)) return `key "settings.json": field ${field} must be an object`;
@@ -104,7 +69,7 @@ export function personaJsonProblem(files: Pick<PersonaFiles, 'settingsJson' | 'm
       }
     }
     if (files.mcpJson !== undefined) {
-      const mcp = parseJsonObject(files.mcpJson, 'key "mcp.json"');
+      const mcp = parsePersonaJson(files.mcpJson, 'key "mcp.json"');
       if (mcp.mcpServers !== undefined && !isJsonObject(mcp.mcpServers)) return 'key "mcp.json": field mcpServers must be an object';
       for (const [k, v] of Object.entries(isJsonObject(mcp.mcpServers) ? mcp.mcpServers : {})) {
         if (!isJsonObject(v)) return `key "mcp.json": field mcpServers.${k} must be an object`;
@@ -130,10 +95,10 @@ export function assemblePersona(agentName: string, shared: SharedRules, persona:
     parts.push(`# Your team: ${team}\n\n@${TEAM_DIR}/${ROSTER_MARKDOWN}`);
   }
   const settings = mergeJson(
-    parseJsonObject(shared.settingsJson, 'agents/_shared/settings.json'),
-    persona.settingsJson ? parseJsonObject(persona.settingsJson, 'persona settings.json') : {},
+    parsePersonaJson(shared.settingsJson, 'agents/_shared/settings.json'),
+    persona.settingsJson ? parsePersonaJson(persona.settingsJson, 'persona settings.json') : {},
   );
-  const mcp = persona.mcpJson ? parseJsonObject(persona.mcpJson, 'persona mcp.json') : { mcpServers: {} };
+  const mcp = persona.mcpJson ? parsePersonaJson(persona.mcpJson, 'persona mcp.json') : { mcpServers: {} };
   return {
     claudeMd: parts.join('\n\n') + '\n',
     settingsJson: JSON.stringify(settings, null, 2) + '\n',

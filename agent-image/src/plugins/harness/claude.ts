@@ -18,7 +18,8 @@
 import { access, copyFile, mkdir, readdir, readFile, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
-import { isObject, mergeJson, parseJsonObject, readJsonObject, shellQuote, writeFileAtomic } from '../../lib/files.ts';
+import { isJsonObject, mergeJson, parseJsonObject, readJsonObject } from '../../contract/settings.ts';
+import { shellQuote, writeFileAtomic } from '../../lib/files.ts';
 
 /** Name of the supervisor's MCP server in the CLI's MCP config (tools appear as `mcp__agent-smith__<tool>`). */
 export const MCP_SERVER_NAME = 'agent-smith';
@@ -82,7 +83,7 @@ export class ClaudeAdapter implements HarnessAdapter {
     await writeFileAtomic(path.join(dir, 'settings.json'), JSON.stringify(mergeJson(personaSettings, ours), null, 2) + '\n');
 
     // MCP servers: the persona's, plus the supervisor's own (loopback HTTP).
-    const servers = isObject(personaMcp.mcpServers) ? personaMcp.mcpServers : {};
+    const servers = isJsonObject(personaMcp.mcpServers) ? personaMcp.mcpServers : {};
     const mcp = { mcpServers: { ...servers, [MCP_SERVER_NAME]: { type: 'http', url: `${ctx.supervisorUrl}/mcp`, alwaysLoad: true } } };
     await writeFileAtomic(mcpConfigFile(ctx), JSON.stringify(mcp, null, 2) + '\n');
 

@@ -14,7 +14,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
 import { MCP_SERVER_NAME } from './claude.ts';
-import { mergeJson, readJsonObject, writeFileAtomic } from '../../lib/files.ts';
+import { mergeJson, readJsonObject } from '../../contract/settings.ts';
+import { writeFileAtomic } from '../../lib/files.ts';
 
 async function instructions(ctx: HarnessContext): Promise<string> {
   return readFile(path.join(ctx.layout.configDir, ctx.contract.files.claudeMd), 'utf8');
