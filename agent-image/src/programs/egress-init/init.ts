@@ -12,7 +12,8 @@ import { PROXY_PORT, PROXY_UID } from '../../contract/contract.ts';
 import { ContractError, loadContract } from '../../contract/load.ts';
 import { layoutFromEnv } from '../../contract/layout.ts';
 import { makeLogger, type Logger } from '../../lib/log.ts';
-import { coveredBy, diffRules, parseAllowCidrs, parseRulesDocument, renderRules, type Cidr } from './rules.ts';
+import { coveredBy, type Cidr } from '../../contract/net.ts';
+import { diffRules, parseAllowCidrs, parseRulesDocument, renderRules } from './rules.ts';
 
 /** The egress firewall could not be installed or verified; the pod must not start. */
 export class EgressInitError extends Error {

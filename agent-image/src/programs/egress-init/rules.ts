@@ -40,10 +40,8 @@
  * Rules are written the way `iptables-save` prints them (option order, `/32` on hosts,
  * compressed IPv6), so that init.ts can verify what the kernel holds line by line.
  */
-import { coveredBy, parseCidr, type Cidr } from '../../contract/net.ts';
-
 /** The allowCidrs grammar is the contract's (contract/net.ts), shared with the operator and the proxy. */
-export { coveredBy, parseCidr, type Cidr };
+import { parseCidr, type Cidr } from '../../contract/net.ts';
 
 /** The filter chain holding the egress allowlist; OUTPUT jumps to it and drops what it does not accept. */
 export const EGRESS_CHAIN = 'AGENT_SMITH_EGRESS';
