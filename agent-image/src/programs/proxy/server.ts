@@ -38,7 +38,7 @@ import { asRefusal, decideRequest, Refusal, type Decided, type Target } from './
 import { forwardRequest, forwardUpgrade, rawDeny, writeDeny, type ForwardContext } from './forward.ts';
 import { field, pairs } from './headers.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import type { Allowlist, CanonicalHost, Lookup } from './policy.ts';
+import type { Allowlist, CanonicalHost } from './policy.ts';
 import { shorten, type CredentialSet } from './swap.ts';
 import { CloseReport, ConnectionTimeouts, type CloseReason, type TrackedConnection } from './timeouts.ts';
 import { UpstreamPool } from './upstream.ts';
@@ -49,8 +49,6 @@ export interface ProxyRuntime {
   allowCidrs: readonly string[];
   credentials: CredentialSet<CanonicalHost>;
   leaves: LeafCertificates;
-  lookup?: Lookup;
-  dialPort?: (host: string, port: number) => number;
   /** Upstream TLS context (upstream.ts `upstreamSecureContext`). */
   upstreamContext: tls.SecureContext;
 }
@@ -301,8 +299,6 @@ export class EgressProxy {
   #pool(conn: Conn, rt: ProxyRuntime): UpstreamPool {
     conn.pool ??= new UpstreamPool({
       allowCidrs: rt.allowCidrs,
-      ...(rt.lookup ? { lookup: rt.lookup } : {}),
-      ...(rt.dialPort ? { dialPort: rt.dialPort } : {}),
       secureContext: rt.upstreamContext,
       ownPorts: this.#opts.ownPorts,
       connectTimeoutMs: this.#opts.limits.upstreamConnectTimeoutMs,

@@ -17,23 +17,20 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
-import { resolveChecked, PolicyError, type CanonicalHost, type Lookup } from './policy.ts';
+import { resolveChecked, PolicyError, type CanonicalHost } from './policy.ts';
 
 /** Where and how to reach one upstream. */
 export interface UpstreamLeg {
   address: string;
   family: 4 | 6;
-  /** The port dialed (the policy's port unless a test hosts file maps it). */
-  dialPort: number;
+  /** The port dialed (the policy's). */
+  port: number;
   agent: http.Agent;
   tls: boolean;
 }
 
 export interface UpstreamOptions {
   allowCidrs: readonly string[];
-  lookup?: Lookup;
-  /** Maps the policy's port to the port to dial (test hosts file); identity otherwise. */
-  dialPort?: (host: string, port: number) => number;
   /**
    * The upstream TLS context: system roots (plus the CAs of
    * spec.egress.upstreamCaConfigMapRef, AGENT_SMITH_UPSTREAM_CA), TLS 1.2 or newer. Built once (see {@link upstreamSecureContext}): a context with the whole root
@@ -95,10 +92,9 @@ export class UpstreamPool {
 
   async #open(host: CanonicalHost, port: number, useTls: boolean): Promise<UpstreamLeg> {
     const o = this.#opts;
-    const { address, family } = await resolveChecked(host, o.allowCidrs, o.lookup);
-    const dialPort = o.dialPort?.(host.host, port) ?? port;
-    if (isLocalAddress(address) && (o.ownPorts.has(dialPort) || o.ownPorts.has(port))) {
-      throw new PolicyError('forbidden_address', `${host.host}:${port} resolves to this proxy (${address}:${dialPort}); refusing a request loop`);
+    const { address, family } = await resolveChecked(host, o.allowCidrs);
+    if (isLocalAddress(address) && o.ownPorts.has(port)) {
+      throw new PolicyError('forbidden_address', `${host.host}:${port} resolves to this proxy (${address}:${port}); refusing a request loop`);
     }
     if (this.#closed) throw new PolicyError('policy_error', 'client connection closed');
     const common = { keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: o.idleTimeoutMs, noDelay: true };
@@ -113,7 +109,7 @@ export class UpstreamPool {
           ...(host.kind === 'dns' ? { servername: host.host } : {}),
         })
       : new http.Agent(common);
-    return { address, family, dialPort, agent, tls: useTls };
+    return { address, family, port, agent, tls: useTls };
   }
 
   /** Closes every upstream socket of this client connection. */
@@ -132,7 +128,7 @@ export function requestOptions(leg: UpstreamLeg, host: CanonicalHost, opts: { me
   return {
     host: leg.address,
     family: leg.family,
-    port: leg.dialPort,
+    port: leg.port,
     method: opts.method,
     path: opts.path,
     headers: opts.headers,
