@@ -186,11 +186,7 @@ const exceptions = [
     reason: '#next, the scrubber\'s hot scan loop (probe, filter, verify), is kept in one function for speed (test/bench/proxy-scrub.ts)',
     rules: { complexity: ['error', 27] },
   },
-  {
-    files: ['agent-image/src/programs/supervise/main.ts'],
-    reason: 'being split (issue 16): runSupervise wires every plug-in of the supervisor',
-    rules: { 'max-lines-per-function': ['error', { max: 148, skipBlankLines: true, skipComments: true }] },
-  },
+
   {
     files: ['agent-image/src/programs/supervise/http.ts'],
     reason: 'serveSupervisor builds both listeners (public probes and metrics, the loopback hook/MCP routes) in one function',

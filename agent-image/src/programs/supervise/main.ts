@@ -16,8 +16,10 @@ import path from 'node:path';
 import { MATRIX_ACCESS_TOKEN_FILE, SUPERVISOR_PORT, type PodContract } from '../../contract/contract.ts';
 import { loadContract } from '../../contract/load.ts';
 import { layoutTrustEnv } from '../../contract/trust.ts';
+import { ROSTER_JSON } from '../../contract/roster.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { ConsumerMetrics } from '../../plugins/events/consume.ts';
+import type { EventLog } from '../../plugins/events/log.ts';
 import { EventMetrics } from '../../plugins/events/metrics.ts';
 import { EventOutbox } from '../../core/outbox.ts';
 import { eventTools } from '../../plugins/events/tools.ts';
@@ -33,7 +35,7 @@ import { filterSubject, token } from '../../plugins/events/subject.ts';
 import { ReviewFanout } from '../../plugins/review/fanout.ts';
 import { serveSupervisor } from './http.ts';
 import { Inbox, type InboxMessage } from '../../core/inbox.ts';
-import type { Notification } from './mcp.ts';
+import type { McpToolDeps, Notification } from './mcp.ts';
 import { SupervisorMetrics } from './metrics.ts';
 import { Supervisor } from './supervisor.ts';
 import { CLI_PANE, Tmux } from './tmux.ts';
@@ -90,6 +92,122 @@ export function stubEnv(contract: PodContract): Record<string, string> {
   return Object.fromEntries(contract.egress.credentials.flatMap((c) => c.env.map((name) => [name, c.stub] as const)));
 }
 
+/** The event log: the on-disk outbox always (a bounded local log without spec.events), NATS JetStream with spec.events (its client loads only then). */
+async function openEventLog(contract: PodContract, stateDir: string, log: Logger, metrics: SupervisorMetrics): Promise<{ outbox: EventOutbox; eventLog: EventLog | undefined }> {
+  const eventMetrics = new EventMetrics(metrics.registry);
+  const outbox = new EventOutbox({ stateDir, agent: contract.agent.name, team: contract.agent.team, log, maxEvents: contract.events?.outboxMaxEvents, metrics: eventMetrics });
+  await outbox.open();
+  const eventLog = contract.events ? new (await import('../../plugins/events/log.ts')).EventLog({ config: contract.events, outbox, log, metrics: eventMetrics }) : undefined;
+  eventLog?.start();
+  return { outbox, eventLog };
+}
+
+/** The Matrix bridge of spec.matrix (not started), or undefined. */
+function matrixBridge(contract: PodContract, deps: { stateDir: string; rosterFile: string; inbox: Inbox; outbox: EventOutbox; metrics: SupervisorMetrics; log: Logger; env: NodeJS.ProcessEnv }): MatrixBridge | undefined {
+  if (!contract.matrix) return undefined;
+  const { metrics, env } = deps;
+  return new MatrixBridge({
+    config: contract.matrix,
+    agentName: contract.agent.name,
+    tokenFile: MATRIX_ACCESS_TOKEN_FILE,
+    rosterFile: deps.rosterFile,
+    stateDir: deps.stateDir,
+    inbox: deps.inbox,
+    metrics: new MatrixMetrics(metrics.registry),
+    log: deps.log,
+    outbox: deps.outbox,
+    onDelivered: (m) => metrics.inboxReceived.inc({ source: m.source }),
+    ...(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT ? { timelineLimit: Number(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT) } : {}),
+  });
+}
+
+/**
+ * A message set aside (supervisor.ts) is answered where a person can see it: a Matrix
+ * message gets ⚠️ and a short notice in its thread (through the bridge's public
+ * react/reply; the loop guard applies). Other sources have no person to answer: the
+ * warning line, the metric and the `message_dead_lettered` event say it.
+ */
+function senderNotifier(agentName: string, bridge: MatrixBridge | undefined, log: Logger): (m: InboxMessage, reason: string) => void {
+  return (m, reason) => {
+    const { room, event, thread } = m.meta;
+    if (!bridge || m.source !== 'matrix' || !room || !event) return;
+    const what = reason.split(':')[0] ?? 'delivery failed';
+    const text = `⚠️ ${agentName} could not take this message (${what}, after several attempts). It is kept aside; the people who run this agent can find it in the supervisor's log. Please send it again, shorter or differently.`;
+    const failed = (err: unknown) => log.warn({ room, event, error: err instanceof Error ? err.message.slice(0, 200) : String(err).slice(0, 200) }, 'cannot tell the Matrix sender that the message was set aside');
+    bridge.react({ room, event, key: '⚠️' }).catch(failed);
+    bridge.reply({ room, event, ...(thread ? { thread } : {}), text }).catch(failed);
+  };
+}
+
+/** Review fan-out (DESIGN.md flow 4): teammates' pr_opened events reach this agent's inbox from the event log (a durable consumer per agent). */
+function consumeReviewRequests(contract: PodContract, eventLog: EventLog | undefined, fanout: ReviewFanout, metrics: SupervisorMetrics): { stop(): Promise<void> } | undefined {
+  if (!eventLog || !contract.agent.team) return undefined;
+  return eventLog.consume(
+    {
+      durable: `review-fanout-${token(contract.agent.name)}`,
+      filterSubject: filterSubject(eventLog.config.subjectPrefix, { team: contract.agent.team, type: 'pr_opened' }),
+      metrics: new ConsumerMetrics(metrics.registry),
+    },
+    async (event) => void (await fanout.receive(event)),
+  );
+}
+
+/** The MCP server's own tools (status, notify) and what they need from the supervisor. */
+function mcpDeps(supervisor: Supervisor, outbox: EventOutbox, metrics: SupervisorMetrics, log: Logger): McpToolDeps {
+  const notifications: Notification[] = [];
+  return {
+    status: () => supervisor.status(),
+    notify: async (n) => {
+      notifications.push(n);
+      if (notifications.length > 20) notifications.shift();
+      log.info({ level: n.level, text: n.text }, 'agent notification');
+      await outbox.emit('notification', { level: n.level, text: n.text });
+    },
+    recentNotifications: () => [...notifications],
+    metrics,
+    log,
+    version: version(),
+  };
+}
+
+/** What stops on SIGTERM/SIGINT, in order: the watchers, then the CLI, shell and bridge, then the event log and HTTP. */
+interface Running {
+  supervisor: Supervisor;
+  bridge: MatrixBridge | undefined;
+  rewake: PrRewake | undefined;
+  reviews: { stop(): Promise<void> } | undefined;
+  outbox: EventOutbox;
+  eventLog: EventLog | undefined;
+  http: { close(): Promise<void> };
+  log: Logger;
+}
+
+/** Stops everything on the first SIGTERM or SIGINT, then exits (0, or 1 when stopping failed). */
+function stopOnSignals(r: Running): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    r.log.info({ signal }, 'stopping: SIGTERM to the CLI and the shell');
+    r.rewake?.stop();
+    void r.reviews?.stop();
+    Promise.all([r.supervisor.stop(), r.bridge?.stop()])
+      .then(async ([result]) => {
+        r.log.info(result, 'CLI and shell stopped');
+        await r.outbox.emit('agent_stopped', { signal, ...result });
+        await r.eventLog?.stop();
+        await r.http.close();
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        r.log.error({ err }, 'stop failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
 /** Runs the supervisor until SIGTERM/SIGINT. @throws ContractError on a bad contract. */
 export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const log = makeLogger('agent-smith-supervisor');
@@ -98,22 +216,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   const ctx = harnessContext(contract, layout, env);
   const adapter = adapterFor(contract.harness.kind);
   const metrics = new SupervisorMetrics();
-  const eventMetrics = new EventMetrics(metrics.registry);
-  const outbox = new EventOutbox({
-    stateDir: layout.stateDir,
-    agent: contract.agent.name,
-    team: contract.agent.team,
-    log,
-    maxEvents: contract.events?.outboxMaxEvents,
-    metrics: eventMetrics,
-  });
-  await outbox.open();
-  // Without spec.events the outbox still records locally (bounded), as a log on the home
-  // volume, and the NATS client is not loaded.
-  const eventLog = contract.events
-    ? new (await import('../../plugins/events/log.ts')).EventLog({ config: contract.events, outbox, log, metrics: eventMetrics })
-    : undefined;
-  eventLog?.start();
+  const { outbox, eventLog } = await openEventLog(contract, layout.stateDir, log, metrics);
   const inbox = new Inbox(path.join(layout.stateDir, 'inbox'));
   await inbox.open();
 
@@ -124,6 +227,8 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
   const teeFile = await paneOutputFifo(log);
   const shell = [env.SHELL && existsSync(env.SHELL) ? env.SHELL : existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh'];
 
+  const rosterFile = path.join(layout.teamDir, ROSTER_JSON);
+  const bridge = matrixBridge(contract, { stateDir: layout.stateDir, rosterFile, inbox, outbox, metrics, log, env });
   // Started after the CLI (it reads the supervisor's status); the hook callback finds it then.
   let rewake: PrRewake | undefined = undefined;
   const supervisor = new Supervisor({
@@ -139,59 +244,13 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     shell,
     teeFile,
     onHookEvent: (event, input) => rewake?.onHook(event, input),
-    onDeadLetter: (m, reason) => tellSender(m, reason),
+    onDeadLetter: senderNotifier(contract.agent.name, bridge, log),
   });
   metrics.inboxDeadLetters.set(inbox.deadLetters);
 
-  const rosterFile = path.join(layout.teamDir, 'roster.json');
-  const bridge = contract.matrix
-    ? new MatrixBridge({
-        config: contract.matrix,
-        agentName: contract.agent.name,
-        tokenFile: MATRIX_ACCESS_TOKEN_FILE,
-        rosterFile,
-        stateDir: layout.stateDir,
-        inbox,
-        metrics: new MatrixMetrics(metrics.registry),
-        log,
-        outbox,
-        onDelivered: (m) => metrics.inboxReceived.inc({ source: m.source }),
-        ...(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT ? { timelineLimit: Number(env.AGENT_SMITH_MATRIX_TIMELINE_LIMIT) } : {}),
-      })
-    : undefined;
-
-  /**
-   * A message set aside (supervisor.ts) is answered where a person can see it: a Matrix
-   * message gets ⚠️ and a short notice in its thread (through the bridge's public
-   * react/reply; the loop guard applies). Other sources have no person to answer: the
-   * warning line, the metric and the `message_dead_lettered` event say it.
-   */
-  function tellSender(m: InboxMessage, reason: string): void {
-    const { room, event, thread } = m.meta;
-    if (!bridge || m.source !== 'matrix' || !room || !event) return;
-    const what = reason.split(':')[0] ?? 'delivery failed';
-    const text = `⚠️ ${contract.agent.name} could not take this message (${what}, after several attempts). It is kept aside; the people who run this agent can find it in the supervisor's log. Please send it again, shorter or differently.`;
-    const failed = (err: unknown) => log.warn({ room, event, error: err instanceof Error ? err.message.slice(0, 200) : String(err).slice(0, 200) }, 'cannot tell the Matrix sender that the message was set aside');
-    bridge.react({ room, event, key: '⚠️' }).catch(failed);
-    bridge.reply({ room, event, ...(thread ? { thread } : {}), text }).catch(failed);
-  }
-
-  // Review fan-out (DESIGN.md flow 4): this agent's pr_opened mentions its reviewers in the
-  // team room; its teammates' pr_opened reach its inbox from the event log.
+  // Review fan-out: this agent's pr_opened mentions its reviewers in the team room.
   const fanout = new ReviewFanout({ agentName: contract.agent.name, rosterFile, announcer: bridge, inbox, log });
-  const reviews =
-    eventLog && contract.agent.team
-      ? eventLog.consume(
-          {
-            durable: `review-fanout-${token(contract.agent.name)}`,
-            filterSubject: filterSubject(eventLog.config.subjectPrefix, { team: contract.agent.team, type: 'pr_opened' }),
-            metrics: new ConsumerMetrics(metrics.registry),
-          },
-          async (event) => void (await fanout.receive(event)),
-        )
-      : undefined;
-
-  const notifications: Notification[] = [];
+  const reviews = consumeReviewRequests(contract, eventLog, fanout, metrics);
   const http = await serveSupervisor({
     supervisor,
     inbox,
@@ -204,19 +263,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
       eventTools({ outbox, eventLog, config: contract.events, metrics, onPublished: (event) => void fanout.announce(event) }),
     ],
     readyChecks: bridge ? { matrix: () => ({ ...bridge.ready(), ...bridge.status() }) } : {},
-    mcp: {
-      status: () => supervisor.status(),
-      notify: async (n) => {
-        notifications.push(n);
-        if (notifications.length > 20) notifications.shift();
-        log.info({ level: n.level, text: n.text }, 'agent notification');
-        await outbox.emit('notification', { level: n.level, text: n.text });
-      },
-      recentNotifications: () => [...notifications],
-      metrics,
-      log,
-      version: version(),
-    },
+    mcp: mcpDeps(supervisor, outbox, metrics, log),
   });
   log.info({ publicPort: http.publicPort, localPort: http.localPort, agent: contract.agent.name, harness: adapter.kind, workdir: ctx.workdir }, 'supervisor listening');
   await supervisor.start();
@@ -233,28 +280,5 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
     log,
     emit: (type, data) => outbox.emit(type, data),
   });
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: SIGTERM to the CLI and the shell');
-    rewake?.stop();
-    void reviews?.stop();
-    Promise.all([supervisor.stop(), bridge?.stop()])
-      .then(([result]) => result)
-      .then(async (result) => {
-        log.info(result, 'CLI and shell stopped');
-        await outbox.emit('agent_stopped', { signal, ...result });
-        await eventLog?.stop();
-        await http.close();
-        process.exit(0);
-      })
-      .catch((err: unknown) => {
-        log.error({ err }, 'stop failed');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals({ supervisor, bridge, rewake, reviews, outbox, eventLog, http, log });
 }
