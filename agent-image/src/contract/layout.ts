@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { CONFIG_DIR, CONTRACT_FILE, EGRESS_CA_CERT_DIR, HOME_DIR, TEAM_DIR, WORKSPACE_DIR } from './contract.ts';
+import { POD_ENV } from './pod.ts';
 
 export interface Layout {
   /** Mounted agent ConfigMap: contract.json and the persona files. */
@@ -40,7 +41,7 @@ export function layoutFromEnv(env: NodeJS.ProcessEnv = process.env): Layout {
   const homeDir = env.HOME || HOME_DIR;
   return {
     configDir: CONFIG_DIR,
-    contractFile: env.AGENT_SMITH_CONTRACT || path.join(CONFIG_DIR, CONTRACT_FILE),
+    contractFile: env[POD_ENV.contract] || path.join(CONFIG_DIR, CONTRACT_FILE),
     homeDir,
     workspaceDir: WORKSPACE_DIR,
     teamDir: TEAM_DIR,

@@ -11,6 +11,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { PROXY_PORT, PROXY_UID } from '../../contract/contract.ts';
 import { ContractError, loadContract } from '../../contract/load.ts';
 import { layoutFromEnv } from '../../contract/layout.ts';
+import { POD_ENV } from '../../contract/pod.ts';
 import { makeLogger, type Logger } from '../../lib/log.ts';
 import { coveredBy, type Cidr } from '../../contract/net.ts';
 import { diffRules, parseAllowCidrs, parseRulesDocument, renderRules } from './rules.ts';
@@ -58,8 +59,8 @@ export async function runEgressInit(env: NodeJS.ProcessEnv = process.env, log: L
     );
     return;
   }
-  const proxyUid = intFromEnv(env, 'AGENT_SMITH_PROXY_UID', PROXY_UID, 1, 4294967294);
-  const proxyPort = intFromEnv(env, 'AGENT_SMITH_PROXY_PORT', PROXY_PORT, 1, 65535);
+  const proxyUid = intFromEnv(env, POD_ENV.proxyUid, PROXY_UID, 1, 4294967294);
+  const proxyPort = intFromEnv(env, POD_ENV.proxyPort, PROXY_PORT, 1, 65535);
   if (proxyPort !== egress.proxyPort) {
     throw new EgressInitError(
       `AGENT_SMITH_PROXY_PORT is ${proxyPort} but the contract's egress.proxyPort is ${egress.proxyPort}; the redirect must point where the proxy listens (operator and image out of step?)`,

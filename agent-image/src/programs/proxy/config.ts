@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseCaBundle, UPSTREAM_CA_ENV } from '../../contract/ca-bundle.ts';
 import { PROXY_HEALTH_PORT, PROXY_PORT, type PodContract } from '../../contract/contract.ts';
+import { POD_ENV } from '../../contract/pod.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Credential } from './swap.ts';
 
@@ -224,7 +225,7 @@ function portFromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
  */
 export function listenPorts(env: NodeJS.ProcessEnv, contract: PodContract | undefined): { port: number; healthPort: number } {
   return {
-    port: portFromEnv(env, 'AGENT_SMITH_PROXY_PORT') ?? contract?.egress.proxyPort ?? PROXY_PORT,
+    port: portFromEnv(env, POD_ENV.proxyPort) ?? contract?.egress.proxyPort ?? PROXY_PORT,
     healthPort: portFromEnv(env, 'AGENT_SMITH_PROXY_HEALTH_PORT') ?? PROXY_HEALTH_PORT,
   };
 }

@@ -20,6 +20,7 @@ import { pino } from 'pino';
 import { CREDENTIALS_DIR, EGRESS_CA_DIR, type PodContract } from '../../contract/contract.ts';
 import { ContractError, loadContract } from '../../contract/load.ts';
 import { layoutFromEnv, type Layout } from '../../contract/layout.ts';
+import { POD_ENV } from '../../contract/pod.ts';
 import type { Logger } from '../../lib/log.ts';
 import { Auditor } from './audit.ts';
 import { LeafCertificates, loadEgressCa } from './ca.ts';
@@ -137,7 +138,7 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
       auditor.setRedactor((s) => runtime.credentials.redact(s));
       proxy.setRuntime(runtime);
       metrics.ready.set(1);
-      if (contract.egress.proxyPort !== port && env.AGENT_SMITH_PROXY_PORT === undefined) {
+      if (contract.egress.proxyPort !== port && env[POD_ENV.proxyPort] === undefined) {
         log.warn({ port, proxyPort: contract.egress.proxyPort }, 'egress.proxyPort differs from the bound port (read before the contract was readable); restart the container to move');
       }
       log.info(
