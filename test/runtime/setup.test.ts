@@ -125,7 +125,10 @@ describe('agent-smith setup', () => {
 
   it('cannot clone when the CA is not mounted: the trust path is real', async () => {
     await rm(pod.path('/etc/agent-smith/egress-ca-cert'), { recursive: true });
-    const r = await runCli(pod, ['setup'], { ...pod.env, AGENT_SMITH_SYSTEM_CA_BUNDLE: '/dev/null' });
+    // An image whose system store trusts nothing: only the egress CA could vouch for the server.
+    await mkdir(pod.path('/etc/ssl/certs'), { recursive: true });
+    await writeFile(pod.path('/etc/ssl/certs/ca-certificates.crt'), '');
+    const r = await runCli(pod, ['setup']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/acme\/app/);
     expect(r.stderr).toMatch(/certificate/i);

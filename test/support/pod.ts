@@ -27,8 +27,11 @@ import { freePort } from '../../scripts/lib/net.ts';
 /** The in-pod folders bind-mounted from the pod root (the pod's volumes and ConfigMap mount). */
 export const POD_MOUNTS = ['/etc/agent-smith', '/home/agent', '/workspace'] as const;
 
-/** Files of the pod root's etc/ mounted over the host's when the pod root has them. */
-const POD_ETC_FILES = ['/etc/hosts', '/etc/resolv.conf'] as const;
+/**
+ * Files of the pod root's etc/ mounted over the host's when the pod root has them: name
+ * resolution, and the system CA bundle (the image's ca-certificates) a test may replace.
+ */
+const POD_ETC_FILES = ['/etc/hosts', '/etc/resolv.conf', '/etc/ssl/certs/ca-certificates.crt'] as const;
 
 /**
  * Binds `$1` at `$2`, `$3` at `$4`, ... up to `--`, then execs the rest: run by `sh` in the
@@ -44,7 +47,7 @@ export interface PodFiles {
   /**
    * `[command, args]` that run `argv` as a program of this pod: in a mount namespace of
    * its own with the pod root's folders at the in-pod paths (POD_MOUNTS) and the pod's
-   * etc/hosts (and etc/resolv.conf, when written) over the host's. The process spawned
+   * etc/hosts (and etc/resolv.conf or etc/ssl/certs/ca-certificates.crt, when written) over the host's. The process spawned
    * is `argv` itself (unshare and sh exec it), so signals reach it.
    */
   command(argv: string[]): [string, string[]];

@@ -37,7 +37,7 @@ export async function writeCaBundle(layout: Layout): Promise<boolean> {
     return false;
   }
   if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`${layout.caCertFile} holds no PEM certificate; check the agent's egress CA Secret (key ca.crt)`);
-  const system = await readFile(process.env.AGENT_SMITH_SYSTEM_CA_BUNDLE ?? SYSTEM_CA_BUNDLE, 'utf8').catch(() => '');
+  const system = await readFile(SYSTEM_CA_BUNDLE, 'utf8').catch(() => '');
   await writeFileAtomic(caBundleFile(layout), `${system.trimEnd()}\n# agent-smith egress CA\n${ca.trim()}\n`);
   return true;
 }
