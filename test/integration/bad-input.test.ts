@@ -38,6 +38,7 @@ const cases: Array<[string, { name?: string; spec?: unknown }, string, RegExp]> 
   ['suspend as a string', { spec: { ...good, suspend: 'sometimes' } }, 'spec.suspend', /must be of type boolean|Invalid value/],
   ['a name too long for its StatefulSet pod', { name: 'a'.repeat(53), spec: good }, 'metadata.name', /at most 52 characters/],
   ['an unknown enforcement mode', { spec: { ...good, egress: { allow: ['github.com'], enforcement: 'none' } } }, 'spec.egress.enforcement', /Unsupported value: "none"/],
+  ['a git e-mail that is not an address', { spec: { ...good, git: { email: 'devbot at example.org' } } }, 'spec.git.email', /should match/],
   ['cluster-wide Kubernetes access (not rendered, so refused)', { spec: { ...good, kubernetesAccess: { clusterRole: 'view', clusterWide: true } } }, 'spec.kubernetesAccess.clusterWide', /clusterWide: true is not supported yet.*ClusterRoleBinding/],
 ];
 

@@ -37,6 +37,7 @@ describe('agent-smith setup', () => {
   beforeEach(async () => {
     server = await startGitServer({ repos: { app: { 'README.md': '# app\n' }, infra: { 'main.tf': '# infra\n' } } });
     const contract = testContract({
+      git: { name: 'Test Bot', email: 'testbot@users.noreply.github.com' },
       repos: [
         { name: 'acme/app', url: server.repoUrl('app'), dir: '/workspace/app' },
         { name: 'acme/infra', url: server.repoUrl('infra'), dir: '/workspace/infra' },
@@ -98,6 +99,9 @@ describe('agent-smith setup', () => {
       });
     expect(await fill('github.com')).toContain(`username=x-access-token\npassword=${STUB}\n`);
     await expect(fill('example.com')).rejects.toThrow();
+    // The agent's commits carry the contract's identity (no GIT_AUTHOR_* needed).
+    const ident = await git('git', ['var', 'GIT_AUTHOR_IDENT'], { cwd: pod.path('/workspace/app'), env: { ...pod.env, HOME: home, GIT_CONFIG_GLOBAL: join(home, '.gitconfig') } });
+    expect(ident.stdout).toMatch(/^Test Bot <testbot@users\.noreply\.github\.com> \d+/);
 
     // The agent works: an uncommitted edit and a local commit. Upstream moves on.
     const app = pod.path('/workspace/app');

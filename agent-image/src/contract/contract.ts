@@ -116,6 +116,8 @@ export type EventsConfig = z.infer<typeof EventsConfig>;
 export const PodContract = z.object({
   version: z.literal(CONTRACT_VERSION),
   agent: z.object({ name: z.string(), namespace: z.string(), team: z.string().optional() }),
+  /** The git identity setup writes into ~/.gitconfig (user.name, user.email); the operator fills in the defaults. Absent from an older operator's contract: git's own defaults then. */
+  git: z.object({ name: z.string().min(1), email: z.string().min(1) }).optional(),
   harness: z.object({
     kind: z.enum(HARNESS_KINDS),
     model: z.string().optional(),

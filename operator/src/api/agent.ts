@@ -175,6 +175,21 @@ export const MatrixSpec = z
   })
   .describe('Matrix bridge: a mention in a room reaches the agent, and its answer goes back to the room.');
 
+/** One line of text with no control characters (a git config value, a display name). */
+const oneLine = (max: number) => z.string().min(1).max(max).regex(/^[^\x00-\x1f\x7f]+$/, 'must be one line without control characters');
+
+export const GitSpec = z
+  .object({
+    name: oneLine(256).optional().describe("Author and committer name of the agent's commits (git user.name); default: the Agent's name."),
+    email: z
+      .string()
+      .max(256)
+      .regex(/^[^\x00-\x20\x7f@<>]+@[^\x00-\x20\x7f@<>]+$/, 'must be an e-mail address such as devbot@example.org')
+      .optional()
+      .describe("Author and committer e-mail (git user.email); default: <github.login>@users.noreply.github.com with spec.github, else <agent>@<namespace>.agents.invalid."),
+  })
+  .describe("The git identity setup writes into the agent's ~/.gitconfig.");
+
 export const GitHubSpec = z
   .object({
     login: z
@@ -382,6 +397,7 @@ export const AgentSpec = cel(
         .describe('The repository (owner/repo or just repo) the CLI works in; the first of repos when unset.'),
       matrix: MatrixSpec.optional(),
       github: GitHubSpec.optional(),
+      git: GitSpec.default({}),
       egress: EgressSpec.default({ allow: [], allowCidrs: [], credentials: [], enforcement: 'iptables' }),
       events: EventsSpec.optional(),
       kubernetesAccess: KubernetesAccessSpec.optional(),

@@ -18,6 +18,19 @@ export function repoDir(name: string): string {
 }
 
 /**
+ * The git identity of an Agent's commits: spec.git, with defaults the name of the Agent and
+ * an address that never reaches anyone by accident: GitHub's noreply address of its login
+ * (GitHub attributes commits to the account by it), else one under the reserved `.invalid`
+ * TLD (RFC 2606). Pure.
+ */
+export function gitIdentity(agent: Agent): { name: string; email: string } {
+  const { git, github } = agent.spec;
+  const name = git.name ?? agent.metadata.name;
+  const email = git.email ?? (github ? `${github.login}@users.noreply.github.com` : `${agent.metadata.name}@${agent.metadata.namespace ?? 'default'}.agents.invalid`);
+  return { name, email };
+}
+
+/**
  * The pod contract (agent-image/src/contract) for an Agent. `serviceAddresses` (the cluster
  * IPs of the NATS and Matrix Services the spec names) and the cluster IPs of the API server
  * (`apiServer`, for spec.kubernetesAccess) join egress.allowCidrs, which egress-init lets
@@ -44,6 +57,7 @@ export function renderContract(
   return {
     version: CONTRACT_VERSION,
     agent: { name: agent.metadata.name, namespace: agent.metadata.namespace ?? 'default', ...(spec.team ? { team: spec.team } : {}) },
+    git: gitIdentity(agent),
     harness: {
       kind: spec.harness.kind,
       ...(spec.harness.model ? { model: spec.harness.model } : {}),

@@ -42,6 +42,20 @@ describe('renderAll', () => {
     await expect(stringify(children, { lineWidth: 0 })).toMatchFileSnapshot('__golden__/devbot.yaml');
   });
 
+  it("gives the agent's commits the spec's git identity, with defaults that reach nobody by accident", () => {
+    const gitOf = (spec: Partial<AgentSpec>) => PodContract.parse(JSON.parse(renderAll(agent(spec), opts).configMap.data?.['contract.json'] ?? '')).git;
+    expect(gitOf(devbot)).toEqual({ name: 'devbot', email: 'devbot@team-a.agents.invalid' });
+    expect(gitOf({ ...devbot, github: { login: 'devbot-gh', watchPullRequests: { enabled: false, intervalSeconds: 60, maxConsecutiveRewakes: 3 } } })).toEqual({ name: 'devbot', email: 'devbot-gh@users.noreply.github.com' });
+    expect(gitOf({ ...devbot, git: { name: 'Dev Bot', email: 'devbot@example.org' } })).toEqual({ name: 'Dev Bot', email: 'devbot@example.org' });
+  });
+
+  it('refuses a git identity that is not one line or not an address', () => {
+    const bad = (git: Record<string, string>) => Agent.safeParse({ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', metadata: { name: 'a' }, spec: { git } }).error?.issues[0]?.message;
+    expect(bad({ name: 'Dev\n[core]' })).toMatch(/one line/);
+    expect(bad({ email: 'devbot' })).toMatch(/e-mail address/);
+    expect(bad({ email: 'a b@example.org' })).toMatch(/e-mail address/);
+  });
+
   it("passes a credential's allowWebSocket to the pod's proxy, and leaves the contract as it was without it", () => {
     const credential = { name: 'github', hosts: ['github.com'], secretRef: { name: 'gh', key: 'token' } };
     const contractOf = (c: Record<string, unknown>) =>

@@ -63,6 +63,19 @@ export async function writeGitCredentials(layout: Layout, contract: PodContract,
   return n;
 }
 
+/**
+ * Writes the contract's git identity (user.name, user.email) into the agent's
+ * `~/.gitconfig`, so its commits carry it; `git config` quotes the values. Idempotent.
+ * @returns whether the contract has one (an older operator's contract may not)
+ */
+export async function writeGitIdentity(layout: Layout, contract: PodContract, env: NodeJS.ProcessEnv): Promise<boolean> {
+  if (!contract.git) return false;
+  const file = path.join(layout.homeDir, '.gitconfig');
+  await run('git', ['config', '--file', file, 'user.name', contract.git.name], { env });
+  await run('git', ['config', '--file', file, 'user.email', contract.git.email], { env });
+  return true;
+}
+
 /** Runs setup. @throws ContractError (bad contract), Error naming the file or repository that failed. */
 export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const log = makeLogger('agent-smith-setup');
@@ -80,6 +93,7 @@ export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<vo
 
   const gitEnv = { ...env, HOME: layout.homeDir, ...(await layoutTrustEnv(layout)) };
   const helpers = await writeGitCredentials(layout, contract, gitEnv);
+  if (await writeGitIdentity(layout, contract, gitEnv)) log.info({ name: contract.git?.name, email: contract.git?.email }, 'git identity set');
   if (helpers) log.info({ hosts: helpers }, 'git presents the credential stubs (never a real token) for their hosts');
   const results = await syncRepos(contract.repos, { resolve: (p) => layout.resolve(p), env: gitEnv, log });
   await mkdir(ctx.workdir, { recursive: true });
