@@ -56,8 +56,9 @@ USER 65532:65532
 ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "/app/operator/src/main.ts"]
 
 # The agent pod's image: `agent-smith` (setup, supervise, attach, hook, proxy, egress-init),
-# tini, tmux, git, curl, iptables, kubectl and the Claude Code CLI. Claude Code's version
-# is pinned to the one the tests run (package.json devDependencies). The tools and users
+# tini, tmux, git, curl, gh (GitHub's CLI), jq, ripgrep, iptables, kubectl and the Claude
+# Code CLI. Claude Code's version is pinned to the one the tests run (package.json
+# devDependencies). The tools and users
 # come first (stage agent-tools), our code last, so a change of our code rebuilds only the
 # small layers on top.
 FROM ${KUBECTL_IMAGE} AS kubectl
@@ -71,7 +72,7 @@ COPY --from=kubectl /bin/kubectl /usr/local/bin/kubectl
 # removed first; Debian already has a user named `proxy` (UID 13), hence `egress-proxy`.
 RUN --mount=type=secret,id=ca_bundle,required=false \
     apt-get update \
- && apt-get install -y --no-install-recommends tini tmux git curl ca-certificates iptables openssh-client procps \
+ && apt-get install -y --no-install-recommends tini tmux git curl ca-certificates iptables openssh-client procps gh jq ripgrep \
  && rm -rf /var/lib/apt/lists/* \
  && if getent passwd 1000 >/dev/null; then userdel --remove "$(getent passwd 1000 | cut -d: -f1)"; fi \
  && if getent group 1000 >/dev/null; then groupdel "$(getent group 1000 | cut -d: -f1)"; fi \

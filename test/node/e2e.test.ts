@@ -154,6 +154,10 @@ describe('an Agent, end to end', () => {
     }
     expect(await inAgent('cat', '/workspace/agent-smith/README.md')).toContain('served by its local git server as github.com/agent-smith/agent-smith');
     expect(await inAgent('ls', '/workspace/homelab-apps')).toContain('README.md');
+    // The tools an agent works with are in the image, and its commits carry its identity
+    // (spec.github.login's noreply address, the operator's default).
+    expect(await inAgent('sh', '-c', 'gh --version && jq --version && rg --version && curl --version')).toMatch(/gh version [\s\S]*jq-1[\s\S]*ripgrep [\s\S]*curl /);
+    expect(await inAgent('git', '-C', '/workspace/homelab-apps', 'var', 'GIT_AUTHOR_IDENT')).toMatch(/^devbot <devbot-agent@users\.noreply\.github\.com> \d+/);
     const secret = services.gitPassword;
     expect(JSON.stringify(pod)).not.toContain(secret);
     expect(await inAgent('cat', '/workspace/agent-smith/.git/config')).not.toContain(secret);
