@@ -13,19 +13,11 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { generateEgressCa } from '../../operator/src/pki/egress-ca.ts';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
+import type { Credential } from '../../agent-image/src/programs/proxy/swap.ts';
 import { makePod, testContract, CLI, type PodFiles } from '../support/pod.ts';
 
-export interface CredentialFixture {
-  name: string;
-  hosts: string[];
-  scheme: 'bearer' | 'basic' | 'raw';
-  header: string;
-  stub: string;
-  require: boolean;
-  real: string;
-  /** spec.egress.credentials[].allowWebSocket: upgrades to its hosts pass, frames unscanned. */
-  allowWebSocket?: boolean;
-}
+/** A credential as the proxy loads it (swap.ts Credential): the contract's fields plus the real value the test mounts. */
+export type CredentialFixture = Credential;
 
 export interface ProxyFixture {
   pod: PodFiles;
@@ -99,7 +91,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     allowCidrs: opts.allowCidrs,
     enforcement: 'iptables',
     proxyPort: 15001,
-    credentials: opts.credentials.map(({ real: _real, ...c }) => ({ ...c, env: [] })),
+    credentials: opts.credentials.map(({ real: _real, ...c }) => ({ ...c, hosts: [...c.hosts], env: [] })),
   };
   const forwarders: net.Server[] = [];
   const aliases = new Map<string, string>();
