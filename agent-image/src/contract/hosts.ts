@@ -114,7 +114,7 @@ export function mappedIpv4(groups: readonly number[]): string | undefined {
 }
 
 /** A DNS name already in canonical form (what {@link canonicalHost} returns for kind `dns`). */
-export function isCanonicalName(name: string): boolean {
+function isCanonicalName(name: string): boolean {
   if (name.length === 0 || name.length > MAX_NAME || isIP(name) !== 0) return false;
   return name.split('.').every((l) => l.length <= MAX_LABEL && LABEL.test(l));
 }

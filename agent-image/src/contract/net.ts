@@ -22,7 +22,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { ContractError } from './load.ts';
 
 /** Narrowest prefix length accepted in allowCidrs, both families. */
-export const MIN_ALLOW_PREFIX = 8;
+const MIN_ALLOW_PREFIX = 8;
 
 /** A parsed allowCidrs entry, host bits cleared. */
 export interface Cidr {

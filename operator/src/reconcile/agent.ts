@@ -20,7 +20,6 @@ import type { Caches } from './observed.ts';
 import { plan, planCa, type CaMaterial } from './plan.ts';
 import { planReport } from './report.ts';
 
-export type { Caches, ChildKind, ChildTypes } from './observed.ts';
 
 /** Reason of the TerminalError for a stored Agent the operator's schema refuses. */
 export const SCHEMA_MISMATCH = 'SchemaMismatch';
