@@ -43,8 +43,7 @@ function gitEnv(trustServer = true): NodeJS.ProcessEnv {
 }
 
 function sync(repos: RepoSpec[], opts: { trust?: boolean; timeoutMs?: number } = {}) {
-  // The in-pod paths land under the scratch root (syncRepos maps every path it touches).
-  return syncRepos(repos, { resolve: real, env: gitEnv(opts.trust ?? true), log, timeoutMs: opts.timeoutMs });
+  return syncRepos(repos, { env: gitEnv(opts.trust ?? true), log, timeoutMs: opts.timeoutMs });
 }
 
 async function git(dir: string, ...args: string[]): Promise<string> {
@@ -52,8 +51,9 @@ async function git(dir: string, ...args: string[]): Promise<string> {
   return stdout.trim();
 }
 
+/** Where an in-pod path lands under this test's scratch root (the repositories' dirs are given there). */
 const real = (podPath: string) => path.join(root, podPath);
-const app = (): RepoSpec => ({ name: 'app', url: server.repoUrl('app'), dir: '/workspace/app' });
+const app = (): RepoSpec => ({ name: 'app', url: server.repoUrl('app'), dir: real('/workspace/app') });
 
 async function workspaceEntries(): Promise<string[]> {
   return readdir(real('/workspace')).catch(() => []);
@@ -84,11 +84,11 @@ beforeEach(async () => {
 
 describe('syncRepos', () => {
   it('clones over HTTPS trusting the server CA, each repository on its branch', async () => {
-    const results = await sync([app(), { name: 'lib', url: server.repoUrl('lib'), branch: 'feature', dir: '/workspace/lib' }]);
+    const results = await sync([app(), { name: 'lib', url: server.repoUrl('lib'), branch: 'feature', dir: real('/workspace/lib') }]);
 
     expect(results).toEqual([
-      { name: 'app', dir: '/workspace/app', path: real('/workspace/app'), action: 'cloned' },
-      { name: 'lib', dir: '/workspace/lib', path: real('/workspace/lib'), action: 'cloned' },
+      { name: 'app', dir: real('/workspace/app'), action: 'cloned' },
+      { name: 'lib', dir: real('/workspace/lib'), action: 'cloned' },
     ]);
     expect(await readFile(real('/workspace/app/src/main.ts'), 'utf8')).toBe('export {};\n');
     expect(await git(real('/workspace/app'), 'symbolic-ref', '--short', 'HEAD')).toBe('main');
@@ -97,7 +97,7 @@ describe('syncRepos', () => {
     expect(await git(real('/workspace/app'), 'status', '--porcelain')).toBe('');
     expect((await workspaceEntries()).sort()).toEqual(['app', 'lib']);
 
-    const again = await sync([app(), { name: 'lib', url: server.repoUrl('lib'), branch: 'feature', dir: '/workspace/lib' }]);
+    const again = await sync([app(), { name: 'lib', url: server.repoUrl('lib'), branch: 'feature', dir: real('/workspace/lib') }]);
     expect(again.map((r) => r.action)).toEqual(['unchanged', 'unchanged']);
     expect(await git(real('/workspace/lib'), 'rev-parse', 'origin/feature')).toBe(await git(real('/workspace/lib'), 'rev-parse', 'HEAD'));
   });
@@ -182,7 +182,7 @@ describe('syncRepos', () => {
   it('never logs or throws the password of a URL with userinfo', async () => {
     const password = 's3cr3t-t0ken';
     const withUserinfo = server.repoUrl('app').replace('https://', `https://agent:${password}@`);
-    const repo: RepoSpec = { name: 'app', url: withUserinfo, dir: '/workspace/app' };
+    const repo: RepoSpec = { name: 'app', url: withUserinfo, dir: real('/workspace/app') };
 
     const err = await sync([repo], { trust: false }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RepoSyncError);
@@ -208,7 +208,7 @@ describe('syncRepos', () => {
     await new Promise<void>((resolve) => authServer.listen(0, '127.0.0.1', resolve));
     const { port } = authServer.address() as net.AddressInfo;
     try {
-      const err = await sync([{ name: 'private', url: `http://127.0.0.1:${port}/private.git`, dir: '/workspace/private' }]).catch((e: unknown) => e);
+      const err = await sync([{ name: 'private', url: `http://127.0.0.1:${port}/private.git`, dir: real('/workspace/private') }]).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RepoSyncError);
       expect((err as Error).message).toMatch(/repository private .*terminal prompts disabled/s);
     } finally {
@@ -223,7 +223,7 @@ describe('syncRepos', () => {
     const { port } = silent.address() as net.AddressInfo;
     try {
       const started = Date.now();
-      const err = await sync([{ name: 'slow', url: `https://127.0.0.1:${port}/slow.git`, dir: '/workspace/slow' }], { timeoutMs: 1500 }).catch(
+      const err = await sync([{ name: 'slow', url: `https://127.0.0.1:${port}/slow.git`, dir: real('/workspace/slow') }], { timeoutMs: 1500 }).catch(
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(RepoSyncError);
@@ -238,9 +238,9 @@ describe('syncRepos', () => {
 
   it('tries every repository and reports all failures together', async () => {
     const err = await sync([
-      { name: 'missing', url: server.repoUrl('missing'), dir: '/workspace/missing' },
+      { name: 'missing', url: server.repoUrl('missing'), dir: real('/workspace/missing') },
       app(),
-      { name: 'gone', url: server.repoUrl('gone'), dir: '/workspace/gone' },
+      { name: 'gone', url: server.repoUrl('gone'), dir: real('/workspace/gone') },
     ]).catch((e: unknown) => e);
 
     expect(err).toBeInstanceOf(AggregateError);

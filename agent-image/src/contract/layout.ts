@@ -25,12 +25,6 @@ export interface Layout {
   caCertFile: string;
   /** agent-smith's own state on the home volume: session id, inbox, sync tokens. */
   stateDir: string;
-  /**
-   * The real path of an absolute in-pod path (e.g. the contract's `workdir`): the path
-   * itself, as every in-pod path is a real path. Kept for the callers that still map paths
-   * through it (setup.ts, plugins/harness/context.ts).
-   */
-  resolve: (podPath: string) => string;
 }
 
 /**
@@ -47,6 +41,5 @@ export function layoutFromEnv(env: NodeJS.ProcessEnv = process.env): Layout {
     teamDir: TEAM_DIR,
     caCertFile: path.join(EGRESS_CA_CERT_DIR, 'ca.crt'),
     stateDir: path.join(homeDir, '.agent-smith'),
-    resolve: (podPath) => podPath,
   };
 }

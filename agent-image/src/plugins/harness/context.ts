@@ -21,7 +21,7 @@ export function harnessContext(contract: PodContract, layout: Layout, env: NodeJ
   return {
     contract,
     layout,
-    workdir: layout.resolve(contract.workdir),
+    workdir: contract.workdir,
     supervisorUrl: `http://127.0.0.1:${localPort(env)}`,
     // How hooks call back into this program: the same Node and entry point as now.
     selfCommand: script ? [process.execPath, script] : ['agent-smith'],

@@ -29,10 +29,8 @@ export type RepoSyncAction = 'cloned' | 'fetched' | 'unchanged';
 
 export interface RepoSyncResult {
   name: string;
-  /** The in-pod directory, as the contract names it. */
+  /** The directory, as the contract names it. */
   dir: string;
-  /** The real directory (`resolve(dir)`). */
-  path: string;
   /** cloned: it was missing or empty; fetched: origin's refs moved; unchanged: nothing new upstream. */
   action: RepoSyncAction;
 }
@@ -43,8 +41,6 @@ export interface RepoSyncLog {
 }
 
 export interface SyncReposOptions {
-  /** Maps an in-pod path to the real path (Layout.resolve). */
-  resolve: (podPath: string) => string;
   /** Environment for git: trust settings (GIT_SSL_CAINFO), proxy, HOME. Never logged. */
   env: NodeJS.ProcessEnv;
   log: RepoSyncLog;
@@ -93,11 +89,11 @@ export async function syncRepos(repos: readonly RepoSpec[], opts: SyncReposOptio
   const results: RepoSyncResult[] = [];
   const errors: RepoSyncError[] = [];
   for (const repo of repos) {
-    const dir = opts.resolve(repo.dir);
+    const dir = repo.dir;
     try {
       const action = await syncRepo(repo, dir, opts);
       opts.log.info({ repo: repo.name, url: redactUrl(repo.url), branch: repo.branch, dir: repo.dir, action }, `repository ${action}`);
-      results.push({ name: repo.name, dir: repo.dir, path: dir, action });
+      results.push({ name: repo.name, dir, action });
     } catch (err) {
       const e = err instanceof RepoSyncError ? err : new RepoSyncError(repo, dir, errorMessage(err), { cause: err });
       opts.log.warn({ repo: repo.name, url: e.url, dir: repo.dir, err: e.message }, 'repository sync failed');

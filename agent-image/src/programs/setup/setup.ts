@@ -95,7 +95,7 @@ export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<vo
   const helpers = await writeGitCredentials(layout, contract, gitEnv);
   if (await writeGitIdentity(layout, contract, gitEnv)) log.info({ name: contract.git?.name, email: contract.git?.email }, 'git identity set');
   if (helpers) log.info({ hosts: helpers }, 'git presents the credential stubs (never a real token) for their hosts');
-  const results = await syncRepos(contract.repos, { resolve: (p) => layout.resolve(p), env: gitEnv, log });
+  const results = await syncRepos(contract.repos, { env: gitEnv, log });
   await mkdir(ctx.workdir, { recursive: true });
   log.info({ repos: results, workdir: ctx.workdir }, 'setup done');
 }
