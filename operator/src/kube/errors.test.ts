@@ -19,6 +19,15 @@ describe('toReconcileError', () => {
     expect((toReconcileError('x', apiError(429, { 'retry-after': 'Wed, 21 Oct 2015 07:28:00 GMT' })) as RetryAfter).delayMs).toBe(1000);
   });
 
+  it('keeps a hostile or broken Retry-After within 1 s and 5 min (no hot loop, no Agent parked for weeks)', () => {
+    const delay = (h: string) => (toReconcileError('x', apiError(429, { 'retry-after': h })) as RetryAfter).delayMs;
+    expect(delay('0')).toBe(1000);
+    expect(delay('')).toBe(1000);
+    expect(delay('-5')).toBe(1000);
+    expect(delay('3000000')).toBe(300_000);
+    expect(delay('1e9')).toBe(1000);
+  });
+
   it('makes any other failure a TemporaryError naming the request, keeping the cause', () => {
     const cause = apiError(503);
     const err = toReconcileError('applying ConfigMap ns/a-config', cause);
