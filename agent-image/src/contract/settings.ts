@@ -18,14 +18,17 @@ export function isJsonObject(v: unknown): v is { [k: string]: Json } {
 /**
  * Parses text that must hold a JSON object (setup: persona files, the CLI's own state files).
  * @throws the error `toError` makes (default Error) naming `source`: "<source> is not valid
- * JSON: ..." or "<source> must be a JSON object".
+ * JSON: a syntax error at position N (line L column C)" or "<source> must be a JSON object".
+ * The parser's own message is not passed on: it quotes the text around the error, which
+ * in a settings or MCP file may be a token.
  */
 export function parseJsonObject(text: string, source: string, toError: (message: string) => Error = (m) => new Error(m)): { [k: string]: Json } {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw toError(`${source} is not valid JSON: ${(err as Error).message}`);
+    const where = /at position \d+(?: \(line \d+ column \d+\))?/.exec((err as Error).message)?.[0];
+    throw toError(`${source} is not valid JSON: a syntax error${where ? ` ${where}` : ''}`);
   }
   if (!isJsonObject(value)) throw toError(`${source} must be a JSON object`);
   return value;

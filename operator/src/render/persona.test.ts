@@ -21,7 +21,9 @@ describe('persona assembly', () => {
   it('names the key and the field of a persona settings.json or mcp.json that cannot be used', () => {
     expect(personaJsonProblem({})).toBeUndefined();
     expect(personaJsonProblem({ settingsJson: '{"env":{"A":"1"},"hooks":{}}', mcpJson: '{"mcpServers":{"gh":{"type":"http"}}}' })).toBeUndefined();
-    expect(personaJsonProblem({ settingsJson: '{oops' })).toMatch(/^key "settings.json" is not valid JSON: /);
+    expect(personaJsonProblem({ settingsJson: '{oops' })).toBe('key "settings.json" is not valid JSON: a syntax error at position 1 (line 1 column 2)');
+    // The parser quotes the text around the error; a token there must not reach a condition or an Event.
+    expect(personaJsonProblem({ mcpJson: '{"mcpServers":{"gh":{"env":{"TOKEN":ghp_s3cr3tvalue}}}}' })).toBe('key "mcp.json" is not valid JSON: a syntax error');
     expect(personaJsonProblem({ settingsJson: '[1]' })).toBe('key "settings.json" must be a JSON object');
     expect(personaJsonProblem({ settingsJson: '{"hooks":[]}' })).toBe('key "settings.json": field hooks must be an object');
     expect(personaJsonProblem({ settingsJson: '{"env":{"N":1}}' })).toBe('key "settings.json": field env.N must be a string');
