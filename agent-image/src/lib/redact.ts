@@ -29,11 +29,13 @@ export function redactUrl(url: string): string {
  * quote the URL they were given.
  */
 export function redactText(text: string, url?: string): string {
-  let out = text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@'"]*@/gi, '$1');
+  let out = text;
+  // The literal password first: a password holding "@" would otherwise be cut at it below.
   if (url) {
     for (const secret of urlSecrets(url)) out = out.split(secret).join('[redacted]');
   }
-  return out;
+  // Userinfo runs to the last "@" before the path (RFC 3986: "@" cannot be in the host).
+  return out.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/'"]*@/gi, '$1');
 }
 
 function urlSecrets(url: string): string[] {
