@@ -29,3 +29,22 @@ export interface Roster {
   team: string;
   agents: RosterEntry[];
 }
+
+/** A teammate as the pod's programs read it from roster.json: its name and, when it has them, its Matrix and GitHub ids. */
+export type Teammate = Pick<RosterEntry, 'name' | 'matrix' | 'github'>;
+
+/**
+ * The teammates of a roster.json text. An entry that is not an object with a string `name`
+ * is skipped (one bad entry never hides the others), and `matrix`/`github` are kept only
+ * when they are strings.
+ * @throws SyntaxError when the text is not JSON
+ */
+export function parseRoster(text: string): Teammate[] {
+  const agents = (JSON.parse(text) as { agents?: unknown } | null)?.agents;
+  if (!Array.isArray(agents)) return [];
+  return agents.flatMap((a: unknown): Teammate[] => {
+    if (typeof a !== 'object' || a === null || typeof (a as Teammate).name !== 'string') return [];
+    const { name, matrix, github } = a as Record<string, unknown>;
+    return [{ name: name as string, ...(typeof matrix === 'string' ? { matrix } : {}), ...(typeof github === 'string' ? { github } : {}) }];
+  });
+}

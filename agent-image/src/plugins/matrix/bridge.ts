@@ -48,6 +48,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../lib/log.ts';
+import { parseRoster } from '../../contract/roster.ts';
 import { REVIEW_REQUEST_KEY } from '../../core/review-request.ts';
 import type { EventOutbox } from '../../core/outbox.ts';
 import type { Inbox, InboxMessage } from '../../core/inbox.ts';
@@ -372,11 +373,13 @@ export class MatrixBridge {
     try {
       const mtime = (await stat(file)).mtimeMs;
       if (mtime === this.rosterMtime) return;
-      const roster = JSON.parse(await readFile(file, 'utf8')) as { agents?: Array<{ matrix?: unknown }> };
-      this.batch.agents = new Set((roster.agents ?? []).map((a) => a.matrix).filter((x): x is string => typeof x === 'string' && x !== this.opts.config.userId));
       this.rosterMtime = mtime;
-    } catch {
-      // no roster (no team): no known teammates; m.notice still marks agents
+      const teammates = parseRoster(await readFile(file, 'utf8'));
+      this.batch.agents = new Set(teammates.flatMap((t) => (t.matrix && t.matrix !== this.opts.config.userId ? [t.matrix] : [])));
+    } catch (err) {
+      // No roster (no team): no known teammates; m.notice still marks agents. A roster
+      // that cannot be read is said once per version of the file (rosterMtime is set).
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, error: err instanceof Error ? err.message.slice(0, 200) : 'unknown' }, 'cannot read the team roster; teammates are not known as agents');
     }
   }
 

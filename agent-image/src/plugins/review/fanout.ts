@@ -23,11 +23,9 @@ import { PrOpened, type EventEnvelope } from '../../core/event-schema.ts';
 import type { Logger } from '../../lib/log.ts';
 import { MAX_META_VALUE_CHARS } from '../../core/inbox.ts';
 import { reviewRequestId } from '../../core/review-request.ts';
-import type { RosterEntry } from '../../contract/roster.ts';
+import { parseRoster, type Teammate } from '../../contract/roster.ts';
 
 
-/** One teammate as the review fan-out reads it from roster.json (contract/roster.ts). */
-export type Teammate = Pick<RosterEntry, 'name' | 'matrix' | 'github'>;
 
 /** A `pr_opened` event as the fan-out reads it (an EventEnvelope whose data passed the PrOpened schema). */
 export interface PrOpenedEvent {
@@ -61,9 +59,7 @@ export function asPrOpened(event: EventEnvelope, log: Logger): PrOpenedEvent | u
  */
 export async function readTeammates(rosterFile: string): Promise<Teammate[]> {
   try {
-    const roster = JSON.parse(await readFile(rosterFile, 'utf8')) as { agents?: unknown };
-    if (!Array.isArray(roster.agents)) return [];
-    return roster.agents.filter((a): a is Teammate => typeof a === 'object' && a !== null && typeof (a as Teammate).name === 'string');
+    return parseRoster(await readFile(rosterFile, 'utf8'));
   } catch {
     return [];
   }
