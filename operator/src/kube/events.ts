@@ -2,6 +2,7 @@ import { V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_VERSION, KIND, type Agent } from '../api/agent.ts';
 import { describeError } from '../runtime/errors.ts';
+import { cutToBytes } from '../runtime/text.ts';
 import type { Clients } from './clients.ts';
 
 /** Name the operator reports as, in events.k8s.io/v1 `reportingController`. */
@@ -47,7 +48,7 @@ export async function recordEvent(clients: Clients, log: Logger, agent: Agent, e
         type,
         reason,
         action,
-        note: note.slice(0, 1024),
+        note: cutToBytes(note, 1024),
         reportingController: REPORTING_CONTROLLER,
         reportingInstance: process.env.POD_NAME ?? 'agent-smith-operator',
         regarding: { apiVersion: API_VERSION, kind: KIND, name: agent.metadata.name, namespace, uid: agent.metadata.uid },

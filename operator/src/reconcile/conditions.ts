@@ -1,4 +1,8 @@
 import type { Condition } from '../api/status.ts';
+import { cutToBytes } from '../runtime/text.ts';
+
+/** The longest condition message the CRD accepts (metav1.Condition: 32768); a longer one would make the whole status write fail. */
+const MAX_CONDITION_MESSAGE = 32768;
 
 /** A condition before it is stamped with times and generation: `{type, status, reason, message}`. */
 export interface ConditionInput {
@@ -24,7 +28,7 @@ export function setConditions(existing: Condition[] | undefined, computed: Condi
       type: c.type,
       status: c.status,
       reason: c.reason,
-      message: c.message,
+      message: cutToBytes(c.message, MAX_CONDITION_MESSAGE),
       observedGeneration: generation,
       lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : now,
     };
