@@ -139,6 +139,14 @@ describe('agent-smith setup', () => {
     await expect(stat(pod.path('/workspace/app'))).rejects.toThrow();
   });
 
+  it('refuses a corrupt egress CA naming the file, instead of a bundle no TLS client can use', async () => {
+    await writeFile(pod.path('/etc/agent-smith/egress-ca-cert/ca.crt'), '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n');
+    const r = await runCli(pod, ['setup']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/egress-ca-cert\/ca\.crt: certificate 1 of 1 is not a valid certificate/);
+    await expect(stat(pod.path('/home/agent/.agent-smith/ca-bundle.pem'))).rejects.toThrow();
+  });
+
   it('refuses a bad contract with the field named, exit 2, and leaves the home untouched', async () => {
     await writeFile(pod.path('/etc/agent-smith/contract.json'), JSON.stringify({ ...testContract(), harness: { kind: 'vim', args: [] } }));
     const r = await runCli(pod, ['setup']);

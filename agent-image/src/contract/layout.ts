@@ -7,7 +7,7 @@
  * mounts in a mount namespace of the test's own, test/support/pod.ts).
  */
 import path from 'node:path';
-import { CONFIG_DIR, CONTRACT_FILE, EGRESS_CA_CERT_DIR, HOME_DIR, TEAM_DIR, WORKSPACE_DIR } from './contract.ts';
+import { CONFIG_DIR, CONTRACT_FILE, EGRESS_CA_CERT_DIR, EGRESS_CA_CERT_NAME, HOME_DIR, TEAM_DIR, WORKSPACE_DIR } from './contract.ts';
 import { POD_ENV } from './pod.ts';
 
 export interface Layout {
@@ -39,7 +39,7 @@ export function layoutFromEnv(env: NodeJS.ProcessEnv = process.env): Layout {
     homeDir,
     workspaceDir: WORKSPACE_DIR,
     teamDir: TEAM_DIR,
-    caCertFile: path.join(EGRESS_CA_CERT_DIR, 'ca.crt'),
+    caCertFile: path.join(EGRESS_CA_CERT_DIR, EGRESS_CA_CERT_NAME),
     stateDir: path.join(homeDir, '.agent-smith'),
   };
 }

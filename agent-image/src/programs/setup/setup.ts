@@ -9,7 +9,8 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { PodContract } from '../../contract/contract.ts';
+import { parseCaBundle } from '../../contract/ca-bundle.ts';
+import { EGRESS_CA_CERT_NAME, type PodContract } from '../../contract/contract.ts';
 import { loadContract } from '../../contract/load.ts';
 import { caBundleFile, layoutTrustEnv } from '../../contract/trust.ts';
 import { harnessContext } from '../../plugins/harness/context.ts';
@@ -36,7 +37,11 @@ export async function writeCaBundle(layout: Layout): Promise<boolean> {
   } catch {
     return false;
   }
-  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`${layout.caCertFile} holds no PEM certificate; check the agent's egress CA Secret (key ca.crt)`);
+  try {
+    parseCaBundle(ca);
+  } catch (err) {
+    throw new Error(`${layout.caCertFile}: ${(err as Error).message}; check the agent's egress CA Secret (key ${EGRESS_CA_CERT_NAME})`);
+  }
   const system = await readFile(SYSTEM_CA_BUNDLE, 'utf8').catch(() => '');
   await writeFileAtomic(caBundleFile(layout), `${system.trimEnd()}\n# agent-smith egress CA\n${ca.trim()}\n`);
   return true;
