@@ -25,7 +25,7 @@ export interface LocalCluster {
   pid: number;
   /** With `realNode`: the real node's facts (see `localcluster up --help`); undefined otherwise. */
   real?: RealNode;
-  /** Stops the control plane (SIGTERM, then SIGKILL after `graceMs`) and waits for it to exit; resolves to `up`'s exit code (null when a signal ended it, or it had already exited). */
+  /** Stops the control plane (SIGTERM, then SIGKILL after `graceMs` ms, default 60 s: the real node undoes its host changes first) and waits for it to exit; resolves to `up`'s exit code (null when a signal ended it, or it had already exited). */
   stop(graceMs?: number): Promise<number | null>;
   /** SIGKILL to `up` alone, for tests of what a killed run leaves: its children die with it (parent-death signal); a real node's containers and shims do not. */
   kill9(): Promise<void>;
@@ -112,14 +112,14 @@ export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: s
   const { realNode, containerdAddress, podGateway, clusterDNS, dnsHostsFile, imageStore, podCIDR, ...rest } = ready;
   const real = realNode && containerdAddress && podGateway && clusterDNS && dnsHostsFile && imageStore && podCIDR ? { name: realNode, containerdAddress, podGateway, podCIDR, clusterDNS, dnsHostsFile, imageStore } : undefined;
   if (opts.realNode && !real) {
-    await stopChild(child, exited, 30_000);
+    await stopChild(child, exited, 60_000);
     throw new Error(`localcluster up --real-node printed no real node facts: ${JSON.stringify(ready)}`);
   }
   return {
     ...rest,
     ...(real ? { real } : {}),
     pid: child.pid ?? 0,
-    stop: (graceMs = 30_000) => stopChild(child, exited, graceMs),
+    stop: (graceMs = 60_000) => stopChild(child, exited, graceMs),
     kill9: async () => {
       child.kill('SIGKILL');
       await exited;

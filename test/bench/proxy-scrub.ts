@@ -16,6 +16,7 @@
  * rounds) per matcher and the ratio new / baseline. Not a test: nothing passes or fails.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -52,8 +53,11 @@ const bodies: Record<string, Buffer> = {
   'JSON lines': Buffer.alloc(CHUNK, '{"id":1234,"name":"something","url":"https://api.example.com/repos/x/y"}\n'),
 };
 
+/** match.ts of the checkout at `root`: today's place, or the one before the floors of 2026-12-07 (agent-image/src/proxy/). */
 async function load(root: string): Promise<MatchModule> {
-  return (await import(join(resolve(root), 'agent-image/src/programs/proxy/match.ts'))) as MatchModule;
+  const file = ['agent-image/src/programs/proxy/match.ts', 'agent-image/src/proxy/match.ts'].map((p) => join(resolve(root), p)).find((f) => existsSync(f));
+  if (!file) throw new Error(`${root} has no agent-image/src/programs/proxy/match.ts (nor agent-image/src/proxy/match.ts)`);
+  return (await import(file)) as MatchModule;
 }
 
 /** MiB/s of `mod`'s scrubStream over `mib` MiB of `chunk`, with `n` credentials. */
