@@ -23,7 +23,7 @@ import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { alive } from '../../agent-image/src/programs/supervise/supervisor.ts';
+import { alive } from '../../agent-image/src/programs/supervise/proc.ts';
 import { makePod, runCli, startSupervisor, testContract, tmux } from '../support/pod.ts';
 import { ROOT } from '../../scripts/lib/paths.ts';
 

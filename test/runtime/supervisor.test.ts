@@ -6,7 +6,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawn as spawnPty } from 'node-pty';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { alive } from '../../agent-image/src/programs/supervise/supervisor.ts';
+import { alive } from '../../agent-image/src/programs/supervise/proc.ts';
 import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../../scripts/lib/fakes/anthropic-api.ts';
 import { CLI, makePod, runCli, startSupervisor, tmux, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { waitFor } from '../support/wait.ts';

@@ -60,7 +60,6 @@ import { BridgeStateStore, freshState, type BridgeState } from './state.ts';
 import { MAX_AGENT_RUN, threadOf } from './triggers.ts';
 import { clip, isEventId } from './validate.ts';
 
-export { TIMELINE_TYPES } from './batch.ts';
 
 /** The contract's `matrix` section. */
 export interface MatrixConfig {

@@ -13,11 +13,8 @@
  */
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { CoreV1Api, CustomObjectsApi, Exec, KubeConfig, type V1Pod, type V1Status } from '@kubernetes/client-node';
+import { AGENT_API, AGENT_CONTAINER } from '../../contract/pod.ts';
 import {
-  AGENT_CONTAINER,
-  AGENT_GROUP,
-  AGENT_PLURAL,
-  AGENT_VERSION,
   AttachError,
   type AgentLike,
   agentNotFoundMessage,
@@ -150,15 +147,15 @@ export async function attachPod(target: PodTarget, io: TerminalIO, env: NodeJS.P
   let agent: AgentLike;
   try {
     agent = (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
-      group: AGENT_GROUP,
-      version: AGENT_VERSION,
+      group: AGENT_API.group,
+      version: AGENT_API.version,
       namespace,
-      plural: AGENT_PLURAL,
+      plural: AGENT_API.plural,
       name: target.agent,
     })) as AgentLike;
   } catch (err) {
     throw new AttachError(
-      apiErrorMessage(err, { verb: 'get', resource: `${AGENT_PLURAL}.${AGENT_GROUP}`, namespace, notFound: agentNotFoundMessage(target.agent, namespace), server }),
+      apiErrorMessage(err, { verb: 'get', resource: `${AGENT_API.plural}.${AGENT_API.group}`, namespace, notFound: agentNotFoundMessage(target.agent, namespace), server }),
     );
   }
   const podName = podNameForAgent(agent, target.agent);

@@ -3,16 +3,8 @@
  * reads when it cannot. No I/O here; local.ts and pod.ts do the talking.
  */
 import path from 'node:path';
-import { AGENT_API, AGENT_CONTAINER, agentPodName, TMUX_SESSION } from '../../contract/pod.ts';
+import { AGENT_CONTAINER, agentPodName, TMUX_SESSION } from '../../contract/pod.ts';
 
-/** The session the supervisor keeps the CLI in (contract/pod.ts). */
-export const SESSION = TMUX_SESSION;
-/** The container of the agent's pod that runs the supervisor and its tmux server (contract/pod.ts). */
-export { AGENT_CONTAINER };
-/** The Agent resource: `agents.agentsmith.dev/v1alpha1` (contract/pod.ts). */
-export const AGENT_GROUP = AGENT_API.group;
-export const AGENT_VERSION = AGENT_API.version;
-export const AGENT_PLURAL = AGENT_API.plural;
 
 /** A failure with the exit code the CLI returns for it (2: bad arguments, 1: anything else). */
 export class AttachError extends Error {
@@ -87,7 +79,7 @@ export function tmuxClientEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 /** `tmux [-S socket] attach -t main`, the local client's argv after `tmux`. */
 export function localAttachArgs(socket: string | undefined): string[] {
-  return [...(socket ? ['-S', socket] : []), 'attach', '-t', SESSION];
+  return [...(socket ? ['-S', socket] : []), 'attach', '-t', TMUX_SESSION];
 }
 
 /**
@@ -96,7 +88,7 @@ export function localAttachArgs(socket: string | undefined): string[] {
  * so a session `main2` does not count.
  */
 export function hasSessionArgs(socket: string | undefined): string[] {
-  return [...(socket ? ['-S', socket] : []), 'has-session', '-t', `=${SESSION}`];
+  return [...(socket ? ['-S', socket] : []), 'has-session', '-t', `=${TMUX_SESSION}`];
 }
 
 /** TERM values with terminfo in the agent image's base (Debian bookworm ncurses-base ships all of these). */
@@ -114,12 +106,12 @@ export function remoteTerm(localTerm: string | undefined): string {
 
 /** The command run in the agent container: `env TERM=<term> tmux attach -t main`. */
 export function podAttachCommand(localTerm: string | undefined): string[] {
-  return ['env', `TERM=${remoteTerm(localTerm)}`, 'tmux', 'attach', '-t', SESSION];
+  return ['env', `TERM=${remoteTerm(localTerm)}`, 'tmux', 'attach', '-t', TMUX_SESSION];
 }
 
 /** The command that checks for the session in the agent container before attaching. */
 export function podHasSessionCommand(): string[] {
-  return ['tmux', 'has-session', '-t', `=${SESSION}`];
+  return ['tmux', 'has-session', '-t', `=${TMUX_SESSION}`];
 }
 
 /** The part of an Agent object attach reads. */
@@ -206,11 +198,11 @@ export function exitCodeFromStatus(status: ExecStatusLike): number | undefined {
 }
 
 export function noSessionMessage(socket: string): string {
-  return `no tmux session '${SESSION}' on socket ${socket}: is the supervisor running?`;
+  return `no tmux session '${TMUX_SESSION}' on socket ${socket}: is the supervisor running?`;
 }
 
 export function noPodSessionMessage(namespace: string, podName: string): string {
-  return `no tmux session '${SESSION}' in pod ${namespace}/${podName} (container "${AGENT_CONTAINER}"): is the supervisor running?`;
+  return `no tmux session '${TMUX_SESSION}' in pod ${namespace}/${podName} (container "${AGENT_CONTAINER}"): is the supervisor running?`;
 }
 
 export function agentNotFoundMessage(agent: string, namespace: string): string {

@@ -26,8 +26,6 @@ import type { SupervisorMetrics } from './metrics.ts';
 import { alive, settled, signalGroup, sleep } from './proc.ts';
 import { CLI_PANE, SHELL_PANE, type PaneInfo, type Tmux } from './tmux.ts';
 
-export { alive } from './proc.ts';
-export { MAX_DELIVERY_ATTEMPTS, type DeliveryFailure, type Handout } from './handover.ts';
 
 const TICK_MS = 100;
 const SESSION_CHECK_MS = 2000;

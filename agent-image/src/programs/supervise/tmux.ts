@@ -16,9 +16,8 @@ import { TMUX_SESSION } from '../../contract/pod.ts';
 const run = promisify(execFile);
 
 /** The session people attach to: `tmux attach -t main`. */
-export const SESSION = TMUX_SESSION;
-export const CLI_PANE = `${SESSION}:0.0`;
-export const SHELL_PANE = `${SESSION}:0.1`;
+export const CLI_PANE = `${TMUX_SESSION}:0.0`;
+export const SHELL_PANE = `${TMUX_SESSION}:0.1`;
 
 export interface PaneInfo {
   index: number;
@@ -79,7 +78,7 @@ export class Tmux {
 
   async hasSession(): Promise<boolean> {
     try {
-      await this.cmd('has-session', '-t', SESSION);
+      await this.cmd('has-session', '-t', TMUX_SESSION);
       return true;
     } catch {
       return false;
@@ -92,7 +91,7 @@ export class Tmux {
    */
   async createSession(opts: { cli: string[]; shell: string[]; cwd: string; env: Record<string, string>; width?: number; height?: number }): Promise<void> {
     const envArgs = Object.entries(opts.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
-    await this.cmd('new-session', '-d', '-s', SESSION, '-x', String(opts.width ?? 200), '-y', String(opts.height ?? 50), '-c', opts.cwd, ...envArgs, '--', ...opts.cli);
+    await this.cmd('new-session', '-d', '-s', TMUX_SESSION, '-x', String(opts.width ?? 200), '-y', String(opts.height ?? 50), '-c', opts.cwd, ...envArgs, '--', ...opts.cli);
     await this.cmd('split-window', '-d', '-v', '-l', '30%', '-t', CLI_PANE, '-c', opts.cwd, ...envArgs, '--', ...opts.shell);
   }
 
@@ -106,7 +105,7 @@ export class Tmux {
   async panes(): Promise<PaneInfo[] | undefined> {
     let out: string;
     try {
-      out = await this.cmd('list-panes', '-t', `${SESSION}:0`, '-F', '#{pane_index} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal}');
+      out = await this.cmd('list-panes', '-t', `${TMUX_SESSION}:0`, '-F', '#{pane_index} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal}');
     } catch {
       return undefined;
     }
