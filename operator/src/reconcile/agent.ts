@@ -17,7 +17,7 @@ import { applyPlan, writeReport } from './act.ts';
 import { CA_VALIDITY_DAYS } from './egress-ca.ts';
 import { gather } from './gather.ts';
 import type { Caches } from './observed.ts';
-import { plan, planCa, type CaMaterial } from './plan.ts';
+import { plan, planCa, planChecks, type CaMaterial } from './plan.ts';
 import { planReport } from './report.ts';
 
 
@@ -114,7 +114,8 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     const at = now();
 
     const observed = await gather(sources, agent, at);
-    const decided = plan(observed, deps, await caMaterial(agent, planCa(observed, at), at));
+    const checked = planChecks(observed);
+    const decided = plan(observed, deps, await caMaterial(agent, planCa(observed, at, checked), at), checked);
     const outcome = await applyPlan(deps.clients, log, agent, decided);
     const report = planReport(observed, decided, outcome, at, deps.resyncMs);
 

@@ -77,6 +77,15 @@ describe('plan: a sound Agent', () => {
     expect(p.events).toEqual([{ type: 'Normal', reason: 'EgressCaGenerated', note: 'generated the egress CA in Secret devbot-egress-ca: no CA yet' }]);
   });
 
+  it('stores no new CA for an Agent whose persona cannot be assembled (it is blocked)', () => {
+    const minted: CaMaterial = { action: 'generate', why: 'no CA yet', minted: { certPem: 'NEWCERT', keyPem: 'NEWKEY', notAfter: new Date('2027-06-01T00:00:00Z') } };
+    const p = plan(observe(inline), { ...settings, shared: { ...settings.shared, settingsJson: '{not json' } }, minted);
+    expect(p.blocked?.reason).toBe('InvalidSpec');
+    expect(p.egressCa).toBeUndefined();
+    expect(p.events).toEqual([]);
+    expect(p.apply).toEqual([]);
+  });
+
   it('deletes the RoleBinding of an earlier spec.kubernetesAccess', () => {
     const withAccess = agent({ persona: { instructions: 'hi' }, kubernetesAccess: { clusterRole: 'view' } });
     const o = observe(withAccess, { clusterRole: { name: 'view', found: true }, apiServer: { slices: [] } });

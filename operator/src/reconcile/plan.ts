@@ -16,6 +16,7 @@ import { renderAll, type DesiredChildren } from '../render/index.ts';
 import { childNames } from '../render/meta.ts';
 import { InvalidPersonaError, type PersonaFiles, type SharedRules } from '../render/persona.ts';
 import { volumeClaimDrift } from '../render/statefulset.ts';
+import type { AgentEvent } from '../kube/events.ts';
 import { isSubset } from '../kube/subset.ts';
 import type { ConditionInput } from './conditions.ts';
 import { allowlistHash, planEgressCa, type CaPlan } from './egress-ca.ts';
@@ -42,12 +43,8 @@ export interface Blocked {
   retry: 'poll' | 'on-change';
 }
 
-/** A Kubernetes Event to record on the Agent (kube/events.ts). */
-export interface PlannedEvent {
-  type: 'Normal' | 'Warning';
-  reason: string;
-  note: string;
-}
+/** A Kubernetes Event to record on the Agent (kube/events.ts); the actor adds the action. */
+export type PlannedEvent = Omit<AgentEvent, 'action'>;
 
 /** A log line the actor writes: what was decided and why (never a secret value). */
 export interface LogNote {
@@ -115,8 +112,8 @@ export function planChecks(o: Observed): { checks: ConditionInput[]; blocked?: B
  * What to do about the egress CA (egress-ca.ts planEgressCa over the observed Secret):
  * nothing while the Agent is blocked (no CA is needed until its children can be rendered).
  */
-export function planCa(o: Observed, now: Date): CaPlan | undefined {
-  if (planChecks(o).blocked) return undefined;
+export function planCa(o: Observed, now: Date, checks: ReturnType<typeof planChecks> = planChecks(o)): CaPlan | undefined {
+  if (checks.blocked) return undefined;
   return planEgressCa(o.egressCaSecret, allowlistHash(o.agent), now);
 }
 
@@ -193,14 +190,14 @@ function childChanges(o: Observed, desired: DesiredChildren): Pick<Plan, 'apply'
  * @throws Error without `ca` for an Agent that is not blocked, or when rendering fails
  *   other than with an InvalidPersonaError (both bugs)
  */
-export function plan(o: Observed, settings: PlanSettings, ca?: CaMaterial): Plan {
-  const { checks, blocked } = planChecks(o);
+export function plan(o: Observed, settings: PlanSettings, ca?: CaMaterial, checked: ReturnType<typeof planChecks> = planChecks(o)): Plan {
+  const { checks, blocked } = checked;
   const persona = resolvePersona(o).files;
   if (blocked || !persona) return { checks, ...(blocked ? { blocked } : {}), apply: [], events: [], notes: [] };
   if (!ca) throw new Error('plan: an Agent whose checks pass needs its egress CA (planCa says which)');
   const rendered = render(o, settings, persona, ca);
+  // A persona that cannot be assembled blocks the Agent: no CA is stored for it yet.
+  if (!rendered.desired) return { checks, ...(rendered.blocked ? { blocked: rendered.blocked } : {}), apply: [], events: [], notes: rendered.notes };
   const { egressCa, events } = caSecret(o, ca);
-  const base = { checks, ...(egressCa ? { egressCa } : {}), events, notes: rendered.notes };
-  if (!rendered.desired) return { ...base, ...(rendered.blocked ? { blocked: rendered.blocked } : {}), apply: [] };
-  return { ...base, ...childChanges(o, rendered.desired) };
+  return { checks, ...(egressCa ? { egressCa } : {}), events, notes: rendered.notes, ...childChanges(o, rendered.desired) };
 }
