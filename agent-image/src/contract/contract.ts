@@ -54,6 +54,9 @@ export const CREDENTIAL_SCHEMES = ['bearer', 'basic', 'raw'] as const;
 /** PR rewakes in a row without other input before the supervisor stops rewaking (spec.github.watchPullRequests.maxConsecutiveRewakes). */
 export const DEFAULT_MAX_CONSECUTIVE_REWAKES = 3;
 
+/** The GitHub REST API the PR watcher reads when the contract's github.apiUrl is unset (GitHub.com). */
+export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
+
 /**
  * The defaults of the event log's settings (spec.events, contract `events`): the Agent
  * API's defaults and the contract's are these.

@@ -112,6 +112,9 @@ describe('validateAgent', () => {
     expect(own.warnings).toEqual([]);
     const wrong = validateAgent(agent({ github: ghes, egress: { allow: ['api.github.com'], credentials: [gh('github', ['api.github.com'])] } }));
     expect(wrong.warnings).toEqual([expect.stringContaining('no spec.egress.credentials entry covers github.example.com (spec.github.apiUrl)')]);
+    // Host names compare canonically (case, a trailing dot), as the pod's credentialFor does.
+    const shouting = validateAgent(agent({ github: { login: 'bot', apiUrl: 'https://GitHub.Example.COM./api/v3' }, egress: { allow: ['github.example.com'], credentials: [gh('ghes', ['github.example.com'])] } }));
+    expect(shouting.warnings).toEqual([]);
   });
 
   it('warns, without blocking, when PR watching has no GitHub credential', () => {

@@ -8,14 +8,13 @@
  * by a missing reference.
  */
 import { canonicalHost, HostError, allowlistMatch, parseHostPattern, patternCovers, patternMatchesName, patternsOverlap, registrableOf, type HostPattern } from '../../../agent-image/src/contract/hosts.ts';
+import { DEFAULT_GITHUB_API_URL } from '../../../agent-image/src/contract/contract.ts';
 import { ContractError } from '../../../agent-image/src/contract/load.ts';
 import { coveredBy, parseCidr, type Cidr } from '../../../agent-image/src/contract/net.ts';
 import { CLUSTER_WIDE_UNSUPPORTED, type Agent } from '../api/agent.ts';
 import { repoDir } from '../render/configmap.ts';
 import { inClusterService } from '../render/networkpolicy.ts';
 
-/** GitHub's public API host, the PR watcher's default (agent-image/src/plugins/github/client.ts DEFAULT_API_URL). */
-const DEFAULT_GITHUB_API_HOST = 'api.github.com';
 
 /**
  * Parses a host pattern as the egress proxy does (contract/hosts.ts); a pattern it would
@@ -145,21 +144,25 @@ export function validateAgent(agent: Agent): Validation {
     if (self >= 0) problems.push(`spec.matrix.allowedUsers[${self}]: the agent's own user id; remove it (an agent must not take its own messages)`);
   }
 
-  // The PR watcher needs a GitHub credential for its API host (spec.github.apiUrl) to read
-  // the agent's pull requests; the pod picks it by the same rule (contract/hosts.ts credentialFor).
-  if (spec.github?.watchPullRequests.enabled) {
-    let apiHost = DEFAULT_GITHUB_API_HOST;
-    try {
-      apiHost = spec.github.apiUrl ? new URL(spec.github.apiUrl).hostname : DEFAULT_GITHUB_API_HOST;
-    } catch {
-      // the schema's pattern already refused what cannot be parsed
-    }
-    const registrable = registrableOf(apiHost);
-    if (!credPatterns.some((ps) => ps.some((p) => p !== undefined && patternMatchesName(p, apiHost, registrable)))) {
-      warnings.push(
-        `spec.github.watchPullRequests: enabled but no spec.egress.credentials entry covers ${apiHost}${spec.github.apiUrl ? ' (spec.github.apiUrl)' : ''}; add one, or set watchPullRequests.enabled to false`,
-      );
-    }
-  }
+  const watcher = prWatcherWarning(spec, credPatterns);
+  if (watcher) warnings.push(watcher);
   return { errors: problems, warnings };
+}
+
+/**
+ * The PR watcher needs a GitHub credential for its API host (spec.github.apiUrl, default
+ * GitHub.com) to read the agent's pull requests; the pod picks it by the same rule
+ * (contract/hosts.ts credentialFor). A warning when none covers it, else undefined.
+ */
+function prWatcherWarning(spec: Agent['spec'], credPatterns: ReadonlyArray<ReadonlyArray<HostPattern | undefined>>): string | undefined {
+  if (!spec.github?.watchPullRequests.enabled) return undefined;
+  let apiHost: string;
+  try {
+    apiHost = canonicalHost(new URL(spec.github.apiUrl ?? DEFAULT_GITHUB_API_URL).hostname).host;
+  } catch {
+    return undefined; // the schema's pattern already refused what cannot be parsed
+  }
+  const registrable = registrableOf(apiHost);
+  if (credPatterns.some((ps) => ps.some((p) => p !== undefined && patternMatchesName(p, apiHost, registrable)))) return undefined;
+  return `spec.github.watchPullRequests: enabled but no spec.egress.credentials entry covers ${apiHost}${spec.github.apiUrl ? ' (spec.github.apiUrl)' : ''}; add one, or set watchPullRequests.enabled to false`;
 }

@@ -35,8 +35,6 @@ import { canonicalHost, credentialFor } from '../../contract/hosts.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import type { Logger } from '../../lib/log.ts';
 
-/** GitHub's public API; GitHub Enterprise Server uses `https://<host>/api/v3`. */
-export const DEFAULT_API_URL = 'https://api.github.com';
 
 /** Octokit with the plugins the watcher uses. */
 export const GitHubOctokit = Octokit.plugin(restEndpointMethods, retry, throttling);

@@ -6,7 +6,8 @@ import type { PodContract } from '../../contract/contract.ts';
 import type { Layout } from '../../contract/layout.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Inbox } from '../../core/inbox.ts';
-import { DEFAULT_API_URL, githubToken, makeGitHubClient } from './client.ts';
+import { DEFAULT_GITHUB_API_URL } from '../../contract/contract.ts';
+import { githubToken, makeGitHubClient } from './client.ts';
 import type { GitHubMetrics } from './metrics.ts';
 import { PrRewake, type IdleProbe } from './rewake.ts';
 import { PrWatcher } from './watcher.ts';
@@ -38,7 +39,7 @@ export async function startPrRewake(opts: {
     log.info({}, 'PR rewake off: the agent has no repositories');
     return undefined;
   }
-  const apiUrl = gh.apiUrl ?? DEFAULT_API_URL;
+  const apiUrl = gh.apiUrl ?? DEFAULT_GITHUB_API_URL;
   // The host only: a URL's userinfo is a credential and never logged.
   const apiHost = new URL(apiUrl).host;
   let token: string | undefined;
