@@ -15,14 +15,13 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CACHE_BIN, startLocalCluster, type LocalCluster, type RealNode } from './cluster.ts';
 import { ensureImages, importImages, type Images } from './images.ts';
+import { ROOT } from './paths.ts';
 
 const run = promisify(execFile);
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** The Helm release, and namespace, of the operator. */
 export const OPERATOR_RELEASE = 'agent-smith';

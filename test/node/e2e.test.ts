@@ -39,11 +39,11 @@ import { isReaction, type RoomEvent } from '../../scripts/lib/services/synapse.t
 import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
 import { podProcesses } from '../support/node.ts';
 import { ROOT } from '../../scripts/lib/paths.ts';
+import { CLI } from '../support/pod.ts';
 
 const run = promisify(execFile);
 const AGENT = 'devbot';
 const POD = `${AGENT}-0`;
-const CLI = join(ROOT, 'agent-image/src/cli.ts');
 /** What the person says to the agent (unique per run: it is looked for in the room, the model's requests and the CLI's transcript). */
 const TEXT = `please say hello to the end-to-end test ${Date.now()}`;
 

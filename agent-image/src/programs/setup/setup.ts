@@ -72,6 +72,8 @@ export async function writeGitCredentials(layout: Layout, contract: PodContract,
  * Writes the contract's git identity (user.name, user.email) into the agent's
  * `~/.gitconfig`, so its commits carry it; `git config` quotes the values. Idempotent.
  * @returns whether the contract has one (an older operator's contract may not)
+ * @throws Error from git (not on PATH, ~/.gitconfig not writable): setup fails, as it does
+ *   for the credential helpers written to the same file
  */
 export async function writeGitIdentity(layout: Layout, contract: PodContract, env: NodeJS.ProcessEnv): Promise<boolean> {
   if (!contract.git) return false;

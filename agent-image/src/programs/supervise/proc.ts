@@ -46,8 +46,6 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 
-/** Resolves after `ms` milliseconds. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+/** Resolves after `ms` milliseconds (node:timers/promises). */
+export { setTimeout as sleep } from 'node:timers/promises';
 
