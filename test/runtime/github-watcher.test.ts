@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeGitHubClient } from '../../agent-image/src/plugins/github/client.ts';
 import { PrWatcher } from '../../agent-image/src/plugins/github/watcher.ts';
-import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
+import { startGitHubFake, type GitHubFake } from '../../scripts/lib/fakes/github-api.ts';
 import { capturingLogger } from '../support/log.ts';
 
 const AGENT = 'devbot';

@@ -15,7 +15,7 @@ import { GitHubMetrics } from '../../agent-image/src/plugins/github/metrics.ts';
 import { PrRewake } from '../../agent-image/src/plugins/github/rewake.ts';
 import { PrWatcher } from '../../agent-image/src/plugins/github/watcher.ts';
 import { Inbox } from '../../agent-image/src/core/inbox.ts';
-import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
+import { startGitHubFake, type GitHubFake } from '../../scripts/lib/fakes/github-api.ts';
 import { capturingLogger } from '../support/log.ts';
 
 const AGENT = 'devbot';

@@ -6,7 +6,7 @@
  * Real parts: the supervisor, tmux, the real Claude Code binary (against the fake model
  * API), the real egress proxy holding the real GitHub token (the pod holds only the stub,
  * as GH_TOKEN), and curl run by the agent's Bash tool through the proxy. GitHub is the
- * HTTPS fake (test/fakes/github-api.ts) behind the proxy as `api.github.test`; it accepts
+ * HTTPS fake (scripts/lib/fakes/github-api.ts) behind the proxy as `api.github.test`; it accepts
  * only the real token.
  *
  * (a) Claude Code: the rewake goes through the Stop hook's inbox waiter (exit 2).
@@ -21,7 +21,7 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
 import { startFakeAnthropic, type FakeAnthropic, type RecordedRequest, type Turn } from '../../scripts/lib/fakes/anthropic-api.ts';
-import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
+import { startGitHubFake, type GitHubFake } from '../../scripts/lib/fakes/github-api.ts';
 import { metric, waitFor } from '../support/matrix-pod.ts';
 import { makePod, runCli, startSupervisor, testContract, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { startProxy, type ProxyFixture } from './proxy-harness.ts';

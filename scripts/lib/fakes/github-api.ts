@@ -37,7 +37,7 @@ import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { components } from '@octokit/openapi-types';
-import { makeTestCa } from '../../scripts/lib/fakes/test-ca.ts';
+import { makeTestCa } from './test-ca.ts';
 
 type Schemas = components['schemas'];
 export type SimpleUser = Schemas['simple-user'];
