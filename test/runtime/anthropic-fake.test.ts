@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeAnthropic, toolResults, type FakeAnthropic } from '../../scripts/lib/fakes/anthropic-api.ts';
+import { OAUTH_BETA, startFakeAnthropic, toolResults, type FakeAnthropic } from '../../scripts/lib/fakes/anthropic-api.ts';
 import { ROOT } from '../../scripts/lib/paths.ts';
 
 const CLAUDE = join(ROOT, 'node_modules/.bin/claude');
@@ -169,6 +169,30 @@ describe('wire format', () => {
 
     expect((await fetch(`${fake.url}/api/hello`, { method: 'HEAD' })).status).toBe(200);
     expect((await fetch(`${fake.url}/api/hello`)).status).toBe(200);
+  });
+
+  it('with auth, accepts its API key and its OAuth token (with the OAuth beta) and refuses anything else 401', async () => {
+    const guarded = await startFakeAnthropic({ auth: { apiKeys: ['key-ok'], oauthTokens: ['oat-ok'] } });
+    try {
+      const send = (headers: Record<string, string>) =>
+        fetch(`${guarded.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(minimal) });
+      expect((await send({ 'x-api-key': 'key-ok' })).status).toBe(200);
+      expect((await send({ authorization: 'Bearer oat-ok', 'anthropic-beta': `claude-code-20250219,${OAUTH_BETA}` })).status).toBe(200);
+      const refused = [
+        await send({ 'x-api-key': 'key-wrong' }),
+        await send({ authorization: 'Bearer oat-ok' }),
+        await send({ authorization: 'Bearer oat-wrong', 'anthropic-beta': OAUTH_BETA }),
+        await send({}),
+      ];
+      for (const res of refused) {
+        expect(res.status).toBe(401);
+        expect(((await res.json()) as { error: { type: string } }).error.type).toBe('authentication_error');
+      }
+      expect(guarded.requests).toHaveLength(2);
+      expect(guarded.unauthorized.map((u) => u.authorization ?? u.apiKey ?? null)).toEqual(['key-wrong', 'Bearer oat-ok', 'Bearer oat-wrong', null]);
+    } finally {
+      await guarded.close();
+    }
   });
 
   it('fails the next request as scripted, then recovers', async () => {

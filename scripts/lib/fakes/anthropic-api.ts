@@ -23,6 +23,11 @@
  *   `retry-after` header, seconds), 500 api_error, 529 overloaded_error. A stream may also
  *   carry an `error` event after it started.
  * - Every response carries a `request-id` header ("req_…").
+ * - Authentication (checked only when the fake is started with `auth`): an API key in
+ *   `x-api-key`, or an OAuth access token as `Authorization: Bearer <token>` together with
+ *   the `oauth-2025-04-20` beta in `anthropic-beta` (what Claude Code 2.1.330 sends for
+ *   CLAUDE_CODE_OAUTH_TOKEN, the token `claude setup-token` prints); anything else is 401
+ *   authentication_error.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -153,6 +158,24 @@ export interface FakeAnthropicOptions {
   tls?: { key: string; cert: string };
   /** IPv4 address to listen on (default 127.0.0.1). */
   host?: string;
+  /**
+   * Accept only these credentials, as the real API checks them: `apiKeys` in `x-api-key`,
+   * `oauthTokens` as `Authorization: Bearer <token>` with the `oauth-2025-04-20` beta. A
+   * request without one of them is answered 401 authentication_error and listed in
+   * `unauthorized`. Unset: every request is accepted (the default).
+   */
+  auth?: { apiKeys?: readonly string[]; oauthTokens?: readonly string[] };
+}
+
+/** The OAuth beta the Messages API requires beside a Bearer access token (what Claude Code 2.1.330 sends with CLAUDE_CODE_OAUTH_TOKEN). */
+export const OAUTH_BETA = 'oauth-2025-04-20';
+
+/** A request the fake refused for its credentials (see FakeAnthropicOptions.auth), with the credential headers as received. */
+export interface UnauthorizedRequest {
+  path: string;
+  authorization: string | undefined;
+  apiKey: string | undefined;
+  anthropicBeta: string | undefined;
 }
 
 /** What {@link FakeAnthropic.failNext} answers with. */
@@ -177,6 +200,8 @@ export interface FakeAnthropic {
   requests: RecordedRequest[];
   /** Paths of requests the fake answered 404, for spotting endpoints a client needs. */
   unknown: string[];
+  /** Requests refused 401 for their credentials (only with `auth`), in arrival order. */
+  unauthorized: UnauthorizedRequest[];
   /** Sets the responder for non-side requests; replaces the previous one. */
   respond(fn: Responder): void;
   /**
@@ -317,6 +342,7 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
   const eventDelayMs = opts.eventDelayMs ?? 0;
   const requests: RecordedRequest[] = [];
   const unknown: string[] = [];
+  const unauthorized: UnauthorizedRequest[] = [];
   const failures: Failure[] = [];
   const waiters: Array<{ predicate: (r: RecordedRequest) => boolean; resolve: (r: RecordedRequest) => void }> = [];
   let responder: Responder = (req, h) => h.text(lastUserText(req));
@@ -342,6 +368,12 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
     if (req.method !== 'POST' || (!isMessages && !isCount)) {
       unknown.push(`${req.method ?? '?'} ${url.pathname}`);
       sendError(res, 404, 'not_found_error', `Not found: ${req.method ?? '?'} ${url.pathname}`);
+      return;
+    }
+    const refused = opts.auth ? authFailure(req.headers, opts.auth) : undefined;
+    if (refused !== undefined) {
+      unauthorized.push({ path: url.pathname, authorization: one(req.headers.authorization), apiKey: one(req.headers['x-api-key']), anthropicBeta: one(req.headers['anthropic-beta']) });
+      sendError(res, 401, 'authentication_error', refused);
       return;
     }
     let body: unknown;
@@ -460,6 +492,7 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
     url: `${opts.tls ? 'https' : 'http'}://${opts.host ?? '127.0.0.1'}:${port}`,
     requests,
     unknown,
+    unauthorized,
     respond(fn) {
       responder = fn;
     },
@@ -544,6 +577,21 @@ function validate(body: unknown, required: Array<'model' | 'max_tokens' | 'messa
     if (typeof msg.content !== 'string' && !Array.isArray(msg.content)) return `messages.${i}.content: Field required`;
   }
   return undefined;
+}
+
+function one(h: string | string[] | undefined): string | undefined {
+  return Array.isArray(h) ? h.join(', ') : h;
+}
+
+/** Why the request's credentials are refused (the API's wording where known), or undefined when they are accepted. */
+function authFailure(headers: IncomingHttpHeaders, auth: NonNullable<FakeAnthropicOptions['auth']>): string | undefined {
+  const apiKey = one(headers['x-api-key']);
+  if (apiKey !== undefined) return auth.apiKeys?.includes(apiKey) ? undefined : 'invalid x-api-key';
+  const bearer = /^Bearer (\S+)$/i.exec(one(headers.authorization) ?? '')?.[1];
+  if (bearer === undefined) return 'x-api-key header is required';
+  const betas = (one(headers['anthropic-beta']) ?? '').split(',').map((b) => b.trim());
+  if (!betas.includes(OAUTH_BETA)) return 'OAuth authentication is currently not supported.';
+  return auth.oauthTokens?.includes(bearer) ? undefined : 'Invalid bearer token';
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
