@@ -197,12 +197,13 @@ ensure_npm_deps() {
   fi
 }
 
-# ensure_system_tools: programs the agent pod's runtime uses (tmux, git, iptables for
-# egress-init and `ip netns` for its runtime test) and node-pty's native build needs (make,
-# g++, python3), from Debian's packages when missing.
+# ensure_system_tools: programs the agent pod's runtime uses (tmux, git, gh for the GitHub
+# fake's test with the real `gh pr create`, iptables for egress-init and `ip netns` for its
+# runtime test) and node-pty's native build needs (make, g++, python3), from Debian's
+# packages when missing.
 ensure_system_tools() {
   local missing=() tool
-  for tool in tmux git make g++ python3; do
+  for tool in tmux git gh make g++ python3; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
   # In /usr/sbin, which a non-root PATH may lack. iptables-legacy-restore: Debian's iptables

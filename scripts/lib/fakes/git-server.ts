@@ -6,7 +6,9 @@
  *
  * Repositories are bare repositories under a temporary GIT_PROJECT_ROOT; `commit()` makes
  * upstream changes through a scratch working clone and a local push, the way a teammate's
- * push would appear to the client.
+ * push would appear to the client. Clients may push (new branches, more commits, branch
+ * deletions: `http.receivepack` is on, as on GitHub for a token with write access);
+ * `branch()`, `branches()` and `readFile()` show what arrived.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -35,6 +37,12 @@ export interface GitServer {
    * @returns the new commit's id
    */
   commit(name: string, files: Record<string, string>, message: string, branch?: string): Promise<string>;
+  /** The head of `branch` in repository `name`: its commit id and commit time (RFC 3339); undefined when there is no such branch. */
+  branch(name: string, branch: string): Promise<{ sha: string; committedAt: string } | undefined>;
+  /** The branch names of repository `name`, sorted. */
+  branches(name: string): Promise<string[]>;
+  /** The content of `file` at `ref` (a branch name or commit id) in repository `name`; rejects when there is none. */
+  readFile(name: string, ref: string, file: string): Promise<string>;
   /** Every request target served (`/app.git/info/refs?service=git-upload-pack`), in order. */
   requests: string[];
   /** Stops listening, drops open connections and deletes the repositories. */
@@ -107,6 +115,9 @@ export async function startGitServer(opts: { repos: Record<string, Record<string
 
   for (const [name, files] of Object.entries(opts.repos)) {
     await git(['init', '--quiet', '--bare', '--initial-branch', BRANCH, bare(name)], projectRoot);
+    // git http-backend serves pushes only to an authenticated REMOTE_USER unless this is set
+    // (git-http-backend(1), "http.receivepack"); the 401 above is the authentication.
+    await git(['config', 'http.receivepack', 'true'], bare(name));
     await git(['init', '--quiet', '--initial-branch', BRANCH, work(name)], workRoot);
     await git(['remote', 'add', 'origin', bare(name)], work(name));
     await commit(name, files, 'initial commit');
@@ -139,6 +150,13 @@ export async function startGitServer(opts: { repos: Record<string, Record<string
     caFile,
     caPem: tls.caPem,
     commit,
+    branch: async (name, branch) => {
+      const out = await git(['log', '-1', '--format=%H %cI', `refs/heads/${branch}`, '--'], bare(name)).catch(() => '');
+      const [sha, committedAt] = out.split(' ');
+      return sha && committedAt ? { sha, committedAt: new Date(committedAt).toISOString().replace(/\.\d{3}Z$/, 'Z') } : undefined;
+    },
+    branches: async (name) => (await git(['for-each-ref', '--format=%(refname:short)', 'refs/heads/'], bare(name))).split('\n').filter(Boolean).sort(),
+    readFile: async (name, ref, file) => (await execFileAsync('git', ['show', `${ref}:${file}`], { cwd: bare(name), env: gitEnv(), encoding: 'utf8' })).stdout,
     requests,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,20 +1,34 @@
 /**
- * A fake GitHub API for tests: HTTPS on 127.0.0.1 with a leaf of its own test CA (so it
- * can stand behind the egress proxy as `api.github.test`), serving exactly the REST and
- * GraphQL calls the PR watcher and an answering agent make, in GitHub's documented shapes
- * (typed with @octokit/openapi-types components).
+ * A fake GitHub API for tests and the demo: HTTPS on 127.0.0.1 (or `host`) with a leaf of
+ * its own test CA (so it can stand behind the egress proxy as `api.github.test`, or as
+ * `api.github.com` in the demo), serving the REST and GraphQL calls the PR watcher, an
+ * answering agent and `gh pr create` make, in GitHub's documented shapes (typed with
+ * @octokit/openapi-types components).
  *
  * REST (docs.github.com/en/rest, API version 2022-11-28):
  *   GET  /user                                              simple-user of the token
- *   GET  /repos/{o}/{r}/pulls?state&per_page&page           pull-request-simple[] (newest first, as GitHub's default sort=created direction=desc)
+ *   GET  /repos/{o}/{r}                                     repository (a known one: addRepository, or one with pull requests)
+ *   GET  /repos/{o}/{r}/pulls?state&head&base&per_page&page pull-request-simple[] (newest first, as GitHub's default sort=created direction=desc;
+ *                                                           head is `owner:branch`)
+ *   POST /repos/{o}/{r}/pulls                               {title, head, base, body?, draft?} -> 201 the pull request, as the token's user
+ *   GET  /repos/{o}/{r}/pulls/{n}                           the pull request
  *   GET  /repos/{o}/{r}/pulls/{n}/comments?per_page&page    pull-request-review-comment[] (oldest first)
  *   POST /repos/{o}/{r}/pulls/{n}/comments/{id}/replies     {body} -> 201 pull-request-review-comment, as the token's user
  *   GET  /repos/{o}/{r}/pulls/{n}/reviews?per_page&page     pull-request-review[] (chronological)
  *   GET  /repos/{o}/{r}/issues/{n}/comments?per_page&page   issue-comment[] (oldest first)
  *   POST /repos/{o}/{r}/issues/{n}/comments                 {body} -> 201 issue-comment, as the token's user
- * GraphQL (docs.github.com/en/graphql): `POST /graphql` answers a query that asks for
- *   `repository(owner, name) { pullRequest(number) { commits(last: 1) ... reviewThreads ... } }`
- *   (the watcher's THREADS_QUERY) with the fields it selects; anything else gets a GraphQL error.
+ * GraphQL (docs.github.com/en/graphql): `POST /graphql`, executed by graphql-js against
+ *   the schema subset in github-graphql.ts: the watcher's THREADS_QUERY, and what gh 2.23's
+ *   `pr create` sends (repository info, viewer, pull requests for a branch, the
+ *   createPullRequest mutation). A field outside the subset is a GraphQL error naming it.
+ * GitHub Enterprise paths (`/api/v3/...`, `/api/graphql`) are served as the same calls, so
+ * `gh` with GH_HOST=<the fake's name> works too.
+ *
+ * Pull requests: a test opens one with `openPullRequest` (any author), or the agent does
+ * (`gh pr create`, REST POST .../pulls) as the token's user. With `git` (a view of the git
+ * server holding the repositories), creating a pull request checks that the head branch
+ * exists there, and every read of a pull request takes its head commit (sha and commit time)
+ * from the branch as it is now, so the agent's pushes show as new head commits.
  *
  * Protocol behaviour:
  * - Authentication: `Authorization: Bearer <token>` or `token <token>` of a known user;
@@ -38,6 +52,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { components } from '@octokit/openapi-types';
 import { makeTestCa } from './test-ca.ts';
+import { pullRequestShape, repositoryShape, simpleUserShape, type FakeUrls } from './github-shapes.ts';
+import { actorNode, commitNode, executeGitHubGraphQL, GitHubGraphQLError, pullRequestNode, slice, type CreatePullRequestInput, type GraphQLRoot } from './github-graphql.ts';
 
 type Schemas = components['schemas'];
 export type SimpleUser = Schemas['simple-user'];
@@ -78,6 +94,21 @@ interface PullRecord {
   /** Resolution per thread root comment id. */
   resolved: Map<number, boolean>;
   headCommittedAt: string;
+  /** GraphQL node ids of the review threads, by root comment id. */
+  threadIds?: Map<number, string>;
+}
+
+/** A branch head as the git server has it. */
+export interface BranchHead {
+  sha: string;
+  /** RFC 3339 commit time. */
+  committedAt: string;
+}
+
+/** What the fake may ask of the git server that holds the repositories (see scripts/lib/fakes/git-server.ts `branch`). */
+export interface GitView {
+  /** The head of `branch` in `repo` (`owner/name`), undefined when there is no such branch or repository. */
+  branch(repo: string, branch: string): Promise<BranchHead | undefined>;
 }
 
 export interface GitHubFake {
@@ -89,8 +120,15 @@ export interface GitHubFake {
   requests: GitHubFakeRequest[];
   /** A user that owns `token`; `type` "Bot" for app accounts. */
   addUser(login: string, token: string, type?: 'User' | 'Bot'): SimpleUser;
-  /** Opens a pull request authored by `author` in `repo` (`owner/name`); its head commit was made `committedAt` (default: now). */
-  openPullRequest(o: { repo: string; author: string; title: string; committedAt?: Date }): PullRequestSimple;
+  /** Makes `repo` (`owner/name`) known (GET /repos/..., GraphQL `repository`); `defaultBranch` default main. */
+  addRepository(repo: string, opts?: { defaultBranch?: string }): void;
+  /**
+   * Opens a pull request authored by `author` in `repo` (`owner/name`); its head commit was
+   * made `committedAt` (default: now). `head` default `change-<n>`, `base` default main.
+   */
+  openPullRequest(o: { repo: string; author: string; title: string; body?: string; head?: string; base?: string; committedAt?: Date }): PullRequestSimple;
+  /** Pull requests of `repo`, oldest first (the ones the agent opened too). */
+  pullRequests(repo: string): PullRequestSimple[];
   /** A new head commit on the pull request (the agent pushed). */
   push(repo: string, number: number, committedAt?: Date): void;
   /** An inline review comment (a new thread, or a reply when `inReplyTo` is set). */
@@ -115,11 +153,27 @@ function iso(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** Starts the fake. `hostnames`: names its certificate covers besides 127.0.0.1 (default api.github.test). */
-export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Promise<GitHubFake> {
+/** Options of {@link startGitHubFake}. */
+export interface GitHubFakeOptions {
+  /** Names its certificate covers besides 127.0.0.1 and `host` (default api.github.test). */
+  hostnames?: string[];
+  /** IPv4 address to listen on (default 127.0.0.1); the demo gives the real node's pod gateway. */
+  host?: string;
+  /**
+   * Base of the web URLs (`html_url`, GraphQL `url`): default https://github.com when
+   * `hostnames` has api.github.com, else https://github.test.
+   */
+  webUrl?: string;
+  /** The git server holding the repositories (see {@link GitView}). */
+  git?: GitView;
+}
+
+/** Starts the fake. */
+export async function startGitHubFake(opts: GitHubFakeOptions = {}): Promise<GitHubFake> {
   const hostnames = opts.hostnames ?? ['api.github.test'];
+  const host = opts.host ?? '127.0.0.1';
   const ca = await makeTestCa('agent-smith test GitHub CA');
-  const leaf = await ca.issue([...hostnames.map((value) => ({ type: 'dns' as const, value })), { type: 'ip', value: '127.0.0.1' }]);
+  const leaf = await ca.issue([...hostnames.map((value) => ({ type: 'dns' as const, value })), ...[...new Set(['127.0.0.1', host])].map((value) => ({ type: 'ip' as const, value }))]);
   const requests: GitHubFakeRequest[] = [];
   const users = new Map<string, UserRecord>();
   const byToken = new Map<string, UserRecord>();
@@ -136,29 +190,16 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
     return iso(new Date(lastTime));
   };
   let base = 'https://api.github.test';
-  const web = 'https://github.test';
+  const web = (opts.webUrl ?? (hostnames.includes('api.github.com') ? 'https://github.com' : 'https://github.test')).replace(/\/$/, '');
+  /** Known repositories (lower-case owner/name) → their spelling and default branch. */
+  const repos = new Map<string, { full: string; defaultBranch: string }>();
+  const knowRepo = (full: string, defaultBranch = 'main') => {
+    if (!repos.has(full.toLowerCase())) repos.set(full.toLowerCase(), { full, defaultBranch });
+    return repos.get(full.toLowerCase())!;
+  };
 
-  const simpleUser = (login: string, id: number, type: string): SimpleUser => ({
-    login,
-    id,
-    node_id: Buffer.from(`04:User${id}`).toString('base64'),
-    avatar_url: `https://avatars.github.test/u/${id}?v=4`,
-    gravatar_id: '',
-    url: `${base}/users/${login}`,
-    html_url: `${web}/${login}`,
-    followers_url: `${base}/users/${login}/followers`,
-    following_url: `${base}/users/${login}/following{/other_user}`,
-    gists_url: `${base}/users/${login}/gists{/gist_id}`,
-    starred_url: `${base}/users/${login}/starred{/owner}{/repo}`,
-    subscriptions_url: `${base}/users/${login}/subscriptions`,
-    organizations_url: `${base}/users/${login}/orgs`,
-    repos_url: `${base}/users/${login}/repos`,
-    events_url: `${base}/users/${login}/events{/privacy}`,
-    received_events_url: `${base}/users/${login}/received_events`,
-    type,
-    site_admin: false,
-    user_view_type: 'public',
-  });
+  const urls = (): FakeUrls => ({ api: base, web });
+  const simpleUser = (login: string, id: number, type: string): SimpleUser => simpleUserShape(urls(), login, id, type);
 
   const userOf = (login: string): SimpleUser => {
     const u = users.get(login.toLowerCase());
@@ -166,87 +207,7 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
     return u.user;
   };
 
-  const repository = (full: string, owner: SimpleUser): Repository => {
-    const r = `${base}/repos/${full}`;
-    const name = full.split('/')[1] ?? full;
-    const id = 100 + [...full].reduce((a, c) => a + c.charCodeAt(0), 0);
-    return {
-      id,
-      node_id: Buffer.from(`010:Repository${id}`).toString('base64'),
-      name,
-      full_name: full,
-      license: null,
-      forks: 0,
-      owner,
-      private: false,
-      html_url: `${web}/${full}`,
-      description: null,
-      fork: false,
-      url: r,
-      archive_url: `${r}/{archive_format}{/ref}`,
-      assignees_url: `${r}/assignees{/user}`,
-      blobs_url: `${r}/git/blobs{/sha}`,
-      branches_url: `${r}/branches{/branch}`,
-      collaborators_url: `${r}/collaborators{/collaborator}`,
-      comments_url: `${r}/comments{/number}`,
-      commits_url: `${r}/commits{/sha}`,
-      compare_url: `${r}/compare/{base}...{head}`,
-      contents_url: `${r}/contents/{+path}`,
-      contributors_url: `${r}/contributors`,
-      deployments_url: `${r}/deployments`,
-      downloads_url: `${r}/downloads`,
-      events_url: `${r}/events`,
-      forks_url: `${r}/forks`,
-      git_commits_url: `${r}/git/commits{/sha}`,
-      git_refs_url: `${r}/git/refs{/sha}`,
-      git_tags_url: `${r}/git/tags{/sha}`,
-      git_url: `git://github.test/${full}.git`,
-      issue_comment_url: `${r}/issues/comments{/number}`,
-      issue_events_url: `${r}/issues/events{/number}`,
-      issues_url: `${r}/issues{/number}`,
-      keys_url: `${r}/keys{/key_id}`,
-      labels_url: `${r}/labels{/name}`,
-      languages_url: `${r}/languages`,
-      merges_url: `${r}/merges`,
-      milestones_url: `${r}/milestones{/number}`,
-      notifications_url: `${r}/notifications{?since,all,participating}`,
-      pulls_url: `${r}/pulls{/number}`,
-      releases_url: `${r}/releases{/id}`,
-      ssh_url: `git@github.test:${full}.git`,
-      stargazers_url: `${r}/stargazers`,
-      statuses_url: `${r}/statuses/{sha}`,
-      subscribers_url: `${r}/subscribers`,
-      subscription_url: `${r}/subscription`,
-      tags_url: `${r}/tags`,
-      teams_url: `${r}/teams`,
-      trees_url: `${r}/git/trees{/sha}`,
-      clone_url: `${web}/${full}.git`,
-      mirror_url: null,
-      hooks_url: `${r}/hooks`,
-      svn_url: `${web}/${full}`,
-      homepage: null,
-      language: 'TypeScript',
-      forks_count: 0,
-      stargazers_count: 0,
-      watchers_count: 0,
-      size: 1,
-      default_branch: 'main',
-      open_issues_count: 0,
-      has_issues: true,
-      has_projects: false,
-      has_wiki: false,
-      has_pages: false,
-      has_downloads: true,
-      archived: false,
-      disabled: false,
-      visibility: 'public',
-      pushed_at: null,
-      created_at: null,
-      updated_at: null,
-      open_issues: 0,
-      watchers: 0,
-    };
-  };
+  const repository = (full: string, owner: SimpleUser): Repository => repositoryShape(urls(), full, owner, repos.get(full.toLowerCase())?.defaultBranch);
 
   const pull = (repo: string, number: number): PullRecord => {
     const p = pulls.get(`${repo}#${number}`);
@@ -309,6 +270,27 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
     };
   };
 
+  /** Opens a pull request (the public openPullRequest, REST POST .../pulls and the createPullRequest mutation). */
+  const createPull = (o: { repo: string; author: SimpleUser; title: string; body?: string | null; head?: string; base?: string; headSha?: string; committedAt?: Date | string; draft?: boolean }): PullRecord => {
+      const author = o.author;
+      const known = knowRepo(o.repo);
+      const number = (numbers.get(o.repo) ?? 0) + 1;
+      numbers.set(o.repo, number);
+      const ownerLogin = o.repo.split('/')[0] ?? '';
+      const owner = users.get(ownerLogin.toLowerCase())?.user ?? simpleUser(ownerLogin, 9_000, 'Organization');
+      const repoObj = repository(o.repo, owner);
+      const at = stamp();
+      const id = nextId++;
+      const headRef = o.head ?? `change-${number}`;
+      const baseRef = o.base ?? known.defaultBranch;
+      const headSha = o.headSha ?? sha();
+      const pr = pullRequestShape(urls(), { repo: o.repo, number, id, title: o.title, body: o.body ?? null, author, owner, repoObj, headRef, baseRef, headSha, baseSha: sha(), at, draft: o.draft ?? false });
+      const committed = typeof o.committedAt === 'string' ? o.committedAt : iso(o.committedAt ?? new Date(Date.parse(at)));
+      const rec: PullRecord = { pr, repo: o.repo, comments: [], reviews: [], issueComments: [], resolved: new Map(), headCommittedAt: committed };
+      pulls.set(`${o.repo}#${number}`, rec);
+      return rec;
+  };
+
   // --- HTTP ---------------------------------------------------------------------------
 
   const etagOf = (body: string) => `"${createHash('sha256').update(body).digest('hex').slice(0, 40)}"`;
@@ -341,6 +323,9 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
     const host = req.headers.host ?? '127.0.0.1';
     base = `https://${host.replace(/:443$/, '')}`;
     const url = new URL(req.url ?? '/', base);
+    // GitHub Enterprise Server's paths (what gh uses for a GH_HOST other than github.com).
+    if (url.pathname === '/api/graphql') url.pathname = '/graphql';
+    else if (url.pathname.startsWith('/api/v3/')) url.pathname = url.pathname.slice('/api/v3'.length);
     const body = await readBody(req);
     const authorization = req.headers.authorization;
     const token = /^(?:bearer|token)\s+(\S+)$/i.exec(authorization ?? '')?.[1];
@@ -419,20 +404,46 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
     };
 
     if (req.method === 'GET' && url.pathname === '/user') return ok(200, who.user);
-    if (req.method === 'POST' && url.pathname === '/graphql') return graphql(parse(), ok);
+    if (req.method === 'POST' && url.pathname === '/graphql') {
+      await refreshHeads();
+      return ok(200, await executeGitHubGraphQL(graphqlRoot(who.user), parse()));
+    }
 
+    const repoOnly = /^\/repos\/([^/]+)\/([^/]+)$/.exec(url.pathname);
+    if (repoOnly && req.method === 'GET') {
+      const known = repos.get(`${repoOnly[1]}/${repoOnly[2]}`.toLowerCase());
+      return known ? ok(200, repository(known.full, ownerOf(known.full))) : notFound();
+    }
     const m = /^\/repos\/([^/]+)\/([^/]+)\/(pulls|issues)(?:\/(\d+)(?:\/(comments|reviews)(?:\/(\d+)\/(replies))?)?)?$/.exec(url.pathname);
     if (!m) return notFound();
-    const repo = `${m[1]}/${m[2]}`;
+    const repo = repos.get(`${m[1]}/${m[2]}`.toLowerCase())?.full ?? `${m[1]}/${m[2]}`;
     const [, , , kind, num, sub, commentId, replies] = m;
+    if (kind === 'pulls') await refreshHeads();
     if (kind === 'pulls' && !num && req.method === 'GET') {
       const state = url.searchParams.get('state') ?? 'open';
-      const list = [...pulls.values()].filter((p) => p.repo.toLowerCase() === repo.toLowerCase() && (state === 'all' || p.pr.state === state)).map((p) => p.pr);
+      const head = url.searchParams.get('head');
+      const baseRef = url.searchParams.get('base');
+      const list = [...pulls.values()]
+        .filter((p) => p.repo.toLowerCase() === repo.toLowerCase() && (state === 'all' || p.pr.state === state))
+        .filter((p) => (!head || p.pr.head.label.toLowerCase() === head.toLowerCase()) && (!baseRef || p.pr.base.ref === baseRef))
+        .map((p) => p.pr);
       const { page, link } = paginate(url, list.reverse());
       return ok(200, page, link);
     }
+    if (kind === 'pulls' && !num && req.method === 'POST') {
+      const input = parse();
+      const headIn = typeof input.head === 'string' ? input.head : '';
+      const made = await openFromAgent(who.user, repo, { title: input.title, body: input.body, head: headIn.includes(':') ? headIn.slice(headIn.indexOf(':') + 1) : headIn, base: input.base, draft: input.draft });
+      if (typeof made === 'string') {
+        who.remaining[resource]--;
+        send(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'custom', message: made }], documentation_url: 'https://docs.github.com/rest/pulls/pulls#create-a-pull-request', status: '422' }, limitHeaders());
+        return;
+      }
+      return ok(201, made.pr);
+    }
     const p = num ? pulls.get(`${repo}#${num}`) : undefined;
     if (!p) return notFound();
+    if (kind === 'pulls' && !sub && req.method === 'GET') return ok(200, p.pr);
     if (kind === 'pulls' && sub === 'comments' && !commentId && req.method === 'GET') {
       const { page, link } = paginate(url, p.comments);
       return ok(200, page, link);
@@ -467,33 +478,137 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
     return notFound();
   }
 
-  /** The watcher's review-thread query, answered with the fields it selects. */
-  function graphql(input: Record<string, unknown>, ok: (status: number, data: unknown) => void): void {
-    const query = typeof input.query === 'string' ? input.query : '';
-    const v = (input.variables ?? {}) as { owner?: string; name?: string; number?: number };
-    if (!/reviewThreads/.test(query) || !/pullRequest\(number: \$number\)/.test(query)) {
-      return ok(200, { errors: [{ message: 'this fake answers only the PR watcher\'s review-thread query', locations: [{ line: 1, column: 1 }] }] });
+  /** The owner of `full` as a user object (a registered user, else an organization). */
+  const ownerOf = (full: string): SimpleUser => {
+    const login = full.split('/')[0] ?? '';
+    return users.get(login.toLowerCase())?.user ?? simpleUser(login, 9_000, 'Organization');
+  };
+
+  /** With `git`: every open pull request's head follows its branch on the git server (the agent pushed). */
+  async function refreshHeads(): Promise<void> {
+    if (!opts.git) return;
+    for (const p of pulls.values()) {
+      if (p.pr.state !== 'open') continue;
+      const head = await opts.git.branch(p.repo, p.pr.head.ref);
+      if (!head || head.sha === p.pr.head.sha) continue;
+      p.pr.head.sha = head.sha;
+      p.pr.statuses_url = `${base}/repos/${p.repo}/statuses/${head.sha}`;
+      p.pr._links.statuses = { href: p.pr.statuses_url };
+      p.headCommittedAt = head.committedAt;
+      touch(p, stamp());
     }
-    const p = pulls.get(`${v.owner}/${v.name}#${v.number}`);
-    if (!p) {
-      return ok(200, {
-        data: { repository: null },
-        errors: [{ type: 'NOT_FOUND', path: ['repository'], locations: [{ line: 2, column: 3 }], message: `Could not resolve to a Repository with the name '${v.owner}/${v.name}'.` }],
-      });
+  }
+
+  /**
+   * A pull request the token's user opens (REST or GraphQL): GitHub's checks, in its words
+   * (the messages of a 422 / an UNPROCESSABLE GraphQL error), or the new pull request.
+   */
+  async function openFromAgent(author: SimpleUser, repo: string, input: { title?: unknown; body?: unknown; head?: unknown; base?: unknown; draft?: unknown }): Promise<PullRecord | string> {
+    const known = repos.get(repo.toLowerCase());
+    if (!known) return `Could not resolve to a Repository with the name '${repo}'.`;
+    const title = typeof input.title === 'string' ? input.title.trim() : '';
+    const head = typeof input.head === 'string' ? input.head : '';
+    const baseRef = typeof input.base === 'string' && input.base ? input.base : known.defaultBranch;
+    if (!title) return 'Title can\'t be blank';
+    if (!head) return 'Head ref must be a branch';
+    if (head === baseRef) return `No commits between ${baseRef} and ${head}`;
+    const existing = [...pulls.values()].find((p) => p.repo.toLowerCase() === repo.toLowerCase() && p.pr.state === 'open' && p.pr.head.ref === head && p.pr.base.ref === baseRef);
+    if (existing) return `A pull request already exists for ${ownerOf(known.full).login}:${head}.`;
+    let headCommit: BranchHead | undefined;
+    if (opts.git) {
+      headCommit = await opts.git.branch(known.full, head);
+      const baseCommit = await opts.git.branch(known.full, baseRef);
+      if (!headCommit || !baseCommit) return `${!headCommit ? 'Head sha can\'t be blank, ' : ''}${!baseCommit ? 'Base sha can\'t be blank, ' : ''}No commits between ${baseRef} and ${head}, ${!headCommit ? 'Head' : 'Base'} ref must be a branch`;
+      if (headCommit.sha === baseCommit.sha) return `No commits between ${baseRef} and ${head}`;
     }
-    const roots = p.comments.filter((c) => c.in_reply_to_id === undefined);
-    const threads = roots.map((r) => ({ isResolved: p.resolved.get(Number(r.id)) ?? false, comments: { nodes: [{ databaseId: Number(r.id) }] } }));
-    ok(200, {
-      data: {
-        repository: {
-          pullRequest: {
-            commits: { nodes: [{ commit: { oid: p.pr.head.sha, committedDate: p.headCommittedAt } }] },
-            reviewThreads: { nodes: threads.slice(0, 100) },
-          },
-        },
-      },
+    return createPull({
+      repo: known.full,
+      author,
+      title,
+      body: typeof input.body === 'string' ? input.body : null,
+      head,
+      base: baseRef,
+      draft: input.draft === true,
+      ...(headCommit ? { headSha: headCommit.sha, committedAt: headCommit.committedAt } : {}),
     });
   }
+
+  // --- GraphQL: the fake's state as GitHub's objects (github-graphql.ts executes queries on them).
+
+  const repoNodeId = (full: string) => repository(full, ownerOf(full)).node_id;
+  const refNode = async (full: string, name: string) => {
+    const head = opts.git ? await opts.git.branch(full, name) : { sha: createHash('sha1').update(`${full}:${name}`).digest('hex'), committedAt: iso(new Date(lastTime || Date.now())) };
+    if (!head) return null;
+    return { id: Buffer.from(`03:Ref${full}:${name}`).toString('base64'), name, prefix: 'refs/heads/', target: commitNode(head.sha, head.committedAt) };
+  };
+  const connection = <T>(nodes: T[], all: number) => ({ nodes, totalCount: all, pageInfo: { hasNextPage: nodes.length < all, hasPreviousPage: false, startCursor: null, endCursor: null } });
+
+  const prNode = (p: PullRecord) => pullRequestNode(p, { repository: (full) => repoNode(full), owner: ownerOf });
+
+  function repoNode(full: string, viewer?: SimpleUser): Record<string, unknown> {
+    const known = knowRepo(full);
+    const rest = repository(known.full, ownerOf(known.full));
+    const owner = ownerOf(known.full);
+    const mine = () => [...pulls.values()].filter((p) => p.repo.toLowerCase() === known.full.toLowerCase());
+    return {
+      __typename: 'Repository',
+      id: rest.node_id,
+      databaseId: rest.id,
+      name: rest.name,
+      nameWithOwner: known.full,
+      owner: actorNode(owner),
+      url: rest.html_url,
+      description: rest.description,
+      isPrivate: false,
+      isFork: false,
+      isArchived: false,
+      hasIssuesEnabled: true,
+      hasWikiEnabled: false,
+      hasProjectsEnabled: false,
+      // The token's user may push and open pull requests (the agent's is a collaborator's token).
+      viewerPermission: viewer && viewer.login.toLowerCase() === owner.login.toLowerCase() ? 'ADMIN' : 'WRITE',
+      defaultBranchRef: () => refNode(known.full, known.defaultBranch),
+      parent: null,
+      mergeCommitAllowed: true,
+      rebaseMergeAllowed: true,
+      squashMergeAllowed: true,
+      ref: ({ qualifiedName }: { qualifiedName: string }) => refNode(known.full, qualifiedName.replace(/^refs\/heads\//, '')),
+      pullRequest: ({ number }: { number: number }) => {
+        const p = pulls.get(`${known.full}#${number}`);
+        if (!p) throw new GitHubGraphQLError('NOT_FOUND', `Could not resolve to a PullRequest with the number of ${number}.`);
+        return prNode(p);
+      },
+      pullRequests: (a: { first?: number; last?: number; headRefName?: string; baseRefName?: string; states?: string[]; orderBy?: { field: string; direction: string } }) => {
+        let list = mine()
+          .map(prNode)
+          .filter((n) => (!a.headRefName || n.headRefName === a.headRefName) && (!a.baseRefName || n.baseRefName === a.baseRefName) && (!a.states?.length || a.states.includes(n.state as string)));
+        if (a.orderBy?.direction === 'DESC') list = list.reverse();
+        return connection(slice(list, a), list.length);
+      },
+    };
+  }
+
+  /** The root of one request's GraphQL execution, as `viewer` (the token's user). */
+  const graphqlRoot = (viewer: SimpleUser): GraphQLRoot => ({
+    repository: ({ owner, name }) => {
+      const known = repos.get(`${owner}/${name}`.toLowerCase());
+      if (!known) throw new GitHubGraphQLError('NOT_FOUND', `Could not resolve to a Repository with the name '${owner}/${name}'.`);
+      return repoNode(known.full, viewer);
+    },
+    viewer: () => actorNode(viewer),
+    node: ({ id }) => {
+      for (const p of pulls.values()) if (p.pr.node_id === id) return prNode(p);
+      for (const r of repos.values()) if (repoNodeId(r.full) === id) return repoNode(r.full, viewer);
+      throw new GitHubGraphQLError('NOT_FOUND', `Could not resolve to a node with the global id of '${id}'`);
+    },
+    createPullRequest: async ({ input }: { input: CreatePullRequestInput }) => {
+      const target = [...repos.values()].find((r) => repoNodeId(r.full) === input.repositoryId);
+      if (!target) throw new GitHubGraphQLError('NOT_FOUND', `Could not resolve to a node with the global id of '${input.repositoryId}'`);
+      const made = await openFromAgent(viewer, target.full, { title: input.title, body: input.body, head: input.headRefName.replace(/^.*:/, ''), base: input.baseRefName, draft: input.draft });
+      if (typeof made === 'string') throw new GitHubGraphQLError('UNPROCESSABLE', made);
+      return { clientMutationId: input.clientMutationId ?? null, pullRequest: prNode(made) };
+    },
+  });
 
   const server = https.createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -501,11 +616,14 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
       res.end(JSON.stringify({ message: String(err) }));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, resolve);
+  });
   const port = (server.address() as AddressInfo).port;
 
   return {
-    url: `https://127.0.0.1:${port}`,
+    url: `https://${host}:${port}`,
     port,
     caPem: ca.caPem,
     requests,
@@ -521,68 +639,13 @@ export async function startGitHubFake(opts: { hostnames?: string[] } = {}): Prom
       byToken.set(token, u);
       return u.user;
     },
-    openPullRequest(o) {
-      const author = userOf(o.author);
-      const number = (numbers.get(o.repo) ?? 0) + 1;
-      numbers.set(o.repo, number);
-      const ownerLogin = o.repo.split('/')[0] ?? '';
-      const owner = users.get(ownerLogin.toLowerCase())?.user ?? simpleUser(ownerLogin, 9_000, 'Organization');
-      const repoObj = repository(o.repo, owner);
-      const at = stamp();
-      const id = nextId++;
-      const r = `${base}/repos/${o.repo}`;
-      const headSha = sha();
-      const link = (href: string) => ({ href });
-      const pr: PullRequestSimple = {
-        url: `${r}/pulls/${number}`,
-        id,
-        node_id: Buffer.from(`011:PullRequest${id}`).toString('base64'),
-        html_url: `${web}/${o.repo}/pull/${number}`,
-        diff_url: `${web}/${o.repo}/pull/${number}.diff`,
-        patch_url: `${web}/${o.repo}/pull/${number}.patch`,
-        issue_url: `${r}/issues/${number}`,
-        commits_url: `${r}/pulls/${number}/commits`,
-        review_comments_url: `${r}/pulls/${number}/comments`,
-        review_comment_url: `${r}/pulls/comments{/number}`,
-        comments_url: `${r}/issues/${number}/comments`,
-        statuses_url: `${r}/statuses/${headSha}`,
-        number,
-        state: 'open',
-        locked: false,
-        title: o.title,
-        user: author,
-        body: null,
-        labels: [],
-        milestone: null,
-        active_lock_reason: null,
-        created_at: at,
-        updated_at: at,
-        closed_at: null,
-        merged_at: null,
-        merge_commit_sha: null,
-        assignee: null,
-        assignees: [],
-        requested_reviewers: [],
-        requested_teams: [],
-        head: { label: `${author.login}:change-${number}`, ref: `change-${number}`, repo: repoObj, sha: headSha, user: author },
-        base: { label: `${owner.login}:main`, ref: 'main', repo: repoObj, sha: sha(), user: owner },
-        _links: {
-          comments: link(`${r}/issues/${number}/comments`),
-          commits: link(`${r}/pulls/${number}/commits`),
-          statuses: link(`${r}/statuses/${headSha}`),
-          html: link(`${web}/${o.repo}/pull/${number}`),
-          issue: link(`${r}/issues/${number}`),
-          review_comments: link(`${r}/pulls/${number}/comments`),
-          review_comment: link(`${r}/pulls/comments{/number}`),
-          self: link(`${r}/pulls/${number}`),
-        },
-        author_association: 'CONTRIBUTOR',
-        auto_merge: null,
-        draft: false,
-      };
-      pulls.set(`${o.repo}#${number}`, { pr, repo: o.repo, comments: [], reviews: [], issueComments: [], resolved: new Map(), headCommittedAt: iso(o.committedAt ?? new Date(Date.parse(at))) });
-      return pr;
+    addRepository(repo, o = {}) {
+      knowRepo(repo, o.defaultBranch);
     },
+    openPullRequest(o) {
+      return createPull({ ...o, author: userOf(o.author) }).pr;
+    },
+    pullRequests: (repo) => [...pulls.values()].filter((p) => p.repo.toLowerCase() === repo.toLowerCase()).map((p) => p.pr),
     push(repo, number, committedAt) {
       const p = pull(repo, number);
       p.pr.head.sha = sha();
