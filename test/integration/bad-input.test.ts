@@ -39,6 +39,10 @@ const cases: Array<[string, { name?: string; spec?: unknown }, string, RegExp]> 
   ['a name too long for its StatefulSet pod', { name: 'a'.repeat(53), spec: good }, 'metadata.name', /at most 52 characters/],
   ['an unknown enforcement mode', { spec: { ...good, egress: { allow: ['github.com'], enforcement: 'none' } } }, 'spec.egress.enforcement', /Unsupported value: "none"/],
   ['a git e-mail that is not an address', { spec: { ...good, git: { email: 'devbot at example.org' } } }, 'spec.git.email', /should match/],
+  ['an unknown permission mode', { spec: { ...good, permissions: { mode: 'yolo' } } }, 'spec.permissions.mode', /Unsupported value: "yolo"/],
+  ['a permission rule of two lines', { spec: { ...good, permissions: { deny: ['Bash(git push * main)\nBash(rm -rf /)'] } } }, 'spec.permissions.deny[0]', /should match/],
+  ['an over-long permission rule', { spec: { ...good, permissions: { allow: [`Bash(${'x'.repeat(1100)})`] } } }, 'spec.permissions.allow[0]', /Too long|at most 1024/],
+  ['a Read rule relative to the settings file instead of absolute', { spec: { ...good, permissions: { deny: ['Read(/etc/agent-smith/**)'] } } }, 'spec.permissions.deny[0]', /absolute path starts with "\/\/"/],
   ['cluster-wide Kubernetes access (not rendered, so refused)', { spec: { ...good, kubernetesAccess: { clusterRole: 'view', clusterWide: true } } }, 'spec.kubernetesAccess.clusterWide', /clusterWide: true is not supported yet.*ClusterRoleBinding/],
 ];
 

@@ -51,6 +51,13 @@ export const HARNESS_KINDS = ['claude', 'codex', 'opencode', 'custom'] as const;
 export const ENFORCEMENT_MODES = ['iptables', 'proxy-env'] as const;
 /** How the proxy presents a credential (spec.egress.credentials[].scheme). */
 export const CREDENTIAL_SCHEMES = ['bearer', 'basic', 'raw'] as const;
+/**
+ * How much the CLI may do without asking (spec.permissions.mode, contract `permissions.mode`):
+ * `unattended` runs every tool the rules do not deny or send to ask (the pod is the
+ * sandbox); `acceptEdits` runs file edits and the allowed commands, asks for the rest;
+ * `ask` runs only what the allow rules name and asks for everything else.
+ */
+export const PERMISSION_MODES = ['unattended', 'acceptEdits', 'ask'] as const;
 /** PR rewakes in a row without other input before the supervisor stops rewaking (spec.github.watchPullRequests.maxConsecutiveRewakes). */
 export const DEFAULT_MAX_CONSECUTIVE_REWAKES = 3;
 
@@ -121,6 +128,20 @@ export const PodContract = z.object({
   agent: z.object({ name: z.string(), namespace: z.string(), team: z.string().optional() }),
   /** The git identity setup writes into ~/.gitconfig (user.name, user.email); the operator fills in the defaults. Absent from an older operator's contract: git's own defaults then. */
   git: z.object({ name: z.string().min(1), email: z.string().min(1) }).optional(),
+  /**
+   * The Agent's permission mode and its allow, ask and deny rules (spec.permissions), in
+   * Claude Code's rule syntax (`Bash(git push * main)`, `Read(//etc/agent-smith/**)`); the
+   * harness maps them into its own settings after the persona's (plugins/harness). Absent
+   * from an older operator's contract: unattended with no rules of its own.
+   */
+  permissions: z
+    .object({
+      mode: z.enum(PERMISSION_MODES),
+      allow: z.array(z.string()).default([]),
+      ask: z.array(z.string()).default([]),
+      deny: z.array(z.string()).default([]),
+    })
+    .default({ mode: 'unattended', allow: [], ask: [], deny: [] }),
   harness: z.object({
     kind: z.enum(HARNESS_KINDS),
     model: z.string().optional(),

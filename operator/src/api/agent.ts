@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { CREDENTIAL_SCHEMES, DEFAULT_MAX_CONSECUTIVE_REWAKES, ENFORCEMENT_MODES, EVENTS_DEFAULTS, HARNESS_KINDS } from '../../../agent-image/src/contract/contract.ts';
 import { AGENT_API } from '../../../agent-image/src/contract/pod.ts';
 import { cel, mapList, opaque } from './schema.ts';
+import { PermissionsSpec } from './permissions.ts';
 import { AgentStatus } from './status.ts';
 
 /** The resource's identity is the contract's (`agent-smith attach` reads Agents too). */
@@ -388,6 +389,7 @@ export const AgentSpec = cel(
     .object({
       team: dnsLabel.optional().describe('Agents of one team see each other in a generated roster.'),
       harness: HarnessSpec.default({ kind: 'claude' }),
+      permissions: PermissionsSpec.default({ mode: 'unattended', allow: [], ask: [], deny: [] }),
       persona: PersonaSpec.default({}),
       repos: mapList(z.array(RepoSpec).max(32).default([]), 'name').describe('Repositories cloned into /workspace.'),
       primaryRepo: z

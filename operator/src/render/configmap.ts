@@ -58,6 +58,8 @@ export function renderContract(
     version: CONTRACT_VERSION,
     agent: { name: agent.metadata.name, namespace: agent.metadata.namespace ?? 'default', ...(spec.team ? { team: spec.team } : {}) },
     git: gitIdentity(agent),
+    // spec.permissions as it is (the API server filled in the defaults); the harness maps it (plugins/harness).
+    permissions: agent.spec.permissions,
     harness: {
       kind: spec.harness.kind,
       ...(spec.harness.model ? { model: spec.harness.model } : {}),
