@@ -18,11 +18,15 @@
 import { access, copyFile, mkdir, readdir, readFile, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
-import { isJsonObject, mergeJson, parseJsonObject, readJsonObject } from '../../contract/settings.ts';
+import type { PERMISSION_MODES, PodContract } from '../../contract/contract.ts';
+import { isJsonObject, mergeJson, parseJsonObject, readJsonObject, type Json } from '../../contract/settings.ts';
 import { shellQuote, writeFileAtomic } from '../../lib/files.ts';
 
 /** Name of the supervisor's MCP server in the CLI's MCP config (tools appear as `mcp__agent-smith__<tool>`). */
 export const MCP_SERVER_NAME = 'agent-smith';
+
+/** A spec.permissions.mode. */
+type PermissionMode = (typeof PERMISSION_MODES)[number];
 
 /** Hook timeout of the inbox waiter (s): it long-polls the supervisor and must outlive any idle spell. */
 const WAITER_TIMEOUT_SECONDS = 7 * 24 * 3600;
@@ -50,6 +54,36 @@ export function hookSettings(selfCommand: string[]): Record<string, unknown> {
   };
 }
 
+/**
+ * Claude Code's `permissions.defaultMode` for each spec.permissions.mode (code.claude.com
+ * docs "Permission modes"; checked on 2.1.330 with the real binary): bypassPermissions runs
+ * every tool without a dialog, yet deny rules still refuse (the model reads "Permission to
+ * use Bash with command ... has been denied.") and ask rules still ask (the PermissionRequest
+ * hook, else the dialog). As root it also needs IS_SANDBOX=1; the pod runs non-root.
+ */
+export const CLAUDE_DEFAULT_MODES = { unattended: 'bypassPermissions', acceptEdits: 'acceptEdits', ask: 'default' } as const satisfies Record<PermissionMode, string>;
+
+/**
+ * The settings.json fragment for the contract's permissions, merged over the persona's
+ * settings (mergeJson: the lists add up without duplicates, persona and shared rules first,
+ * the spec's after; the spec's mode replaces a persona's `defaultMode`). Our MCP tools are
+ * always allowed; auto mode and the bypass-mode warning dialog are off, so no mode dialog
+ * waits for a key nobody presses.
+ */
+export function permissionSettings(permissions: PodContract['permissions']): { permissions: Record<string, Json>; skipDangerousModePermissionPrompt: true } {
+  const list = (rules: string[]) => [...new Set(rules)];
+  return {
+    permissions: {
+      defaultMode: CLAUDE_DEFAULT_MODES[permissions.mode],
+      allow: list([`mcp__${MCP_SERVER_NAME}`, ...permissions.allow]),
+      ...(permissions.ask.length ? { ask: list(permissions.ask) } : {}),
+      ...(permissions.deny.length ? { deny: list(permissions.deny) } : {}),
+      disableAutoMode: 'disable',
+    },
+    skipDangerousModePermissionPrompt: true,
+  };
+}
+
 export class ClaudeAdapter implements HarnessAdapter {
   readonly kind = 'claude' as const;
   readonly hasHooks = true;
@@ -74,12 +108,9 @@ export class ClaudeAdapter implements HarnessAdapter {
     // CLAUDE.md: shared rules + persona + the live team roster import (assembled by the operator).
     await writeFileAtomic(path.join(dir, 'CLAUDE.md'), claudeMd);
 
-    // settings.json: the persona's settings, then ours (hooks, our MCP tools allowed, no dialogs).
-    const ours = {
-      ...hookSettings(ctx.selfCommand),
-      permissions: { allow: [`mcp__${MCP_SERVER_NAME}`], disableAutoMode: 'disable' },
-      skipDangerousModePermissionPrompt: true,
-    };
+    // settings.json: the persona's settings, then ours (hooks, our MCP tools allowed, the
+    // spec's permission mode and rules after the persona's, no dialogs).
+    const ours = { ...hookSettings(ctx.selfCommand), ...permissionSettings(contract.permissions) };
     await writeFileAtomic(path.join(dir, 'settings.json'), JSON.stringify(mergeJson(personaSettings, ours), null, 2) + '\n');
 
     // MCP servers: the persona's, plus the supervisor's own (loopback HTTP).
