@@ -1,6 +1,7 @@
 /**
  * `agent-smith setup`, the init container: validate the contract, trust the egress CA,
- * assemble the harness's home, clone or fetch the repositories. Idempotent: a second run
+ * assemble the harness's home, give git (credential helpers) and gh (hosts.yml, gh.ts)
+ * the credential stubs, clone or fetch the repositories. Idempotent: a second run
  * on the same volumes changes nothing that the agent made and fails nothing.
  *
  * It never sees a real credential: those are mounted into the egress-proxy container only.
@@ -18,6 +19,7 @@ import { adapterFor } from '../../plugins/harness/index.ts';
 import { writeFileAtomic } from '../../lib/files.ts';
 import { layoutFromEnv, type Layout } from '../../contract/layout.ts';
 import { makeLogger } from '../../lib/log.ts';
+import { ghHostsFile, writeGhHosts } from './gh.ts';
 import { syncRepos } from './repos.ts';
 
 const run = promisify(execFile);
@@ -51,7 +53,9 @@ export async function writeCaBundle(layout: Layout): Promise<boolean> {
  * Configures git (the agent's `~/.gitconfig`) to present each Authorization-header
  * credential's STUB as the password for its exact hosts (`x-access-token:<stub>`, the
  * form GitHub documents for tokens over HTTPS); the egress proxy swaps it for the real
- * token. Wildcard hosts get no helper (git's credential matching is per host). Idempotent.
+ * token. Wildcard hosts get no helper (git's credential matching is per host). The helper
+ * answers every git operation on `https://<host>/...`: clones, fetches and pushes alike,
+ * on github.com and on a GitHub Enterprise host a credential names. Idempotent.
  */
 export async function writeGitCredentials(layout: Layout, contract: PodContract, env: NodeJS.ProcessEnv): Promise<number> {
   const file = path.join(layout.homeDir, '.gitconfig');
@@ -102,6 +106,9 @@ export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<vo
   const helpers = await writeGitCredentials(layout, contract, gitEnv);
   if (await writeGitIdentity(layout, contract, gitEnv)) log.info({ name: contract.git?.name, email: contract.git?.email }, 'git identity set');
   if (helpers) log.info({ hosts: helpers }, 'git presents the credential stubs (never a real token) for their hosts');
+  const gh = await writeGhHosts(layout, contract);
+  if (gh.hosts.length) log.info({ file: ghHostsFile(layout), hosts: gh.hosts.map((h) => ({ host: h.host, credential: h.credential })) }, 'gh logged in with the credential stubs');
+  for (const apiHost of gh.uncovered) log.warn({ apiHost }, `gh is not logged in: no egress credential covers ${apiHost}; add one to spec.egress.credentials with ${apiHost} in its hosts`);
   const results = await syncRepos(contract.repos, { env: gitEnv, log });
   await mkdir(ctx.workdir, { recursive: true });
   log.info({ repos: results, workdir: ctx.workdir }, 'setup done');
