@@ -3,7 +3,8 @@
  * and git's credential helpers for github.com and for the GitHub Enterprise Server host of
  * `github.apiUrl`; the real gh (Debian's 2.23, as in the image) then calls the GitHub API
  * fake through the real `agent-smith proxy` for both hosts, and the fake sees the real
- * tokens only.
+ * tokens only. A repository on the GHES host is cloned by setup and pushed to by the
+ * agent's git through the proxy, with only the stub on the agent's side.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
 import { startGitHubFake, type GitHubFake } from '../../scripts/lib/fakes/github-api.ts';
+import { startGitServer, type GitServer } from '../../scripts/lib/fakes/git-server.ts';
 import { makePod, runCli, testContract, type PodFiles } from '../support/pod.ts';
 import { startProxy, type ProxyFixture } from './proxy-harness.ts';
 
@@ -36,12 +38,14 @@ function contract(credentials = CREDENTIALS): PodContractInput {
 let pod: PodFiles | undefined;
 let fx: ProxyFixture | undefined;
 const fakes: GitHubFake[] = [];
+let gitServer: GitServer | undefined;
 
 afterEach(async () => {
   await pod?.cleanup();
   await fx?.stop();
   await Promise.all(fakes.splice(0).map((f) => f.close()));
-  pod = fx = undefined;
+  await gitServer?.close();
+  pod = fx = gitServer = undefined;
 });
 
 beforeAll(async () => {
@@ -50,13 +54,13 @@ beforeAll(async () => {
 });
 
 /** A pod with the contract above, the egress CA `caPem` mounted (none when empty), after `agent-smith setup`. */
-async function setUp(caPem: string, credentials = CREDENTIALS): Promise<PodFiles> {
-  pod = await makePod({ contract: contract(credentials), extraEnv: { GIT_CONFIG_NOSYSTEM: '1' } });
+async function setUp(caPem: string, credentials = CREDENTIALS, over: Partial<PodContractInput> = {}, setupEnv: NodeJS.ProcessEnv = {}): Promise<PodFiles> {
+  pod = await makePod({ contract: { ...contract(credentials), ...over }, extraEnv: { GIT_CONFIG_NOSYSTEM: '1' } });
   if (caPem) {
     await mkdir(pod.path('/etc/agent-smith/egress-ca-cert'), { recursive: true });
     await writeFile(pod.path('/etc/agent-smith/egress-ca-cert/ca.crt'), caPem);
   }
-  const setup = await runCli(pod, ['setup']);
+  const setup = await runCli(pod, ['setup'], { ...pod.env, ...setupEnv });
   expect(setup.code, setup.stderr).toBe(0);
   return pod;
 }
@@ -185,5 +189,33 @@ describe('setup logs gh in with the stubs', () => {
       ['/user', `token ${REAL_GHES}`],
       ['/repos/acme/app', `token ${REAL_GHES}`],
     ]);
+  }, 90_000);
+
+  it('a repository on the GHES host: setup clones it through the proxy and the agent pushes a branch with only the stub', async () => {
+    gitServer = await startGitServer({ repos: { app: { 'README.md': '# app on GHES\n' } }, hostnames: [GHES], basicPassword: REAL_GHES });
+    fx = await startProxy({
+      allow: [GHES],
+      allowCidrs: ['127.0.0.0/8'],
+      credentials: [{ name: 'ghes', hosts: [GHES], scheme: 'bearer', header: 'Authorization', stub: STUB_GHES, require: false, real: REAL_GHES }],
+      hosts: { [GHES]: { addresses: ['127.0.0.1'], ports: { '443': Number(new URL(gitServer.url).port) } } },
+      upstreamCa: [gitServer.caPem],
+    });
+    const proxyEnv = { HTTPS_PROXY: `http://127.0.0.1:${fx.port}`, NO_PROXY: '127.0.0.1,localhost' };
+    const repos = [{ name: 'acme/app', url: `https://${GHES}/app.git`, dir: '/workspace/app' }];
+    const pod = await setUp(fx.caPem, [CREDENTIALS[1]!], { repos, workdir: '/workspace/app', git: { name: 'Dev Bot', email: 'devbot@ghe.test' } }, proxyEnv);
+    expect(await readFile(pod.path('/workspace/app/README.md'), 'utf8')).toBe('# app on GHES\n');
+
+    const agentEnv = { ...proxyEnv, GIT_SSL_CAINFO: '/home/agent/.agent-smith/ca-bundle.pem' };
+    const inApp = (...args: string[]) => inPod(pod, ['git', ...args], agentEnv, '', '/workspace/app');
+    await writeFile(pod.path('/workspace/app/fix.txt'), 'fixed\n');
+    for (const args of [['switch', '-q', '-c', 'fix'], ['add', 'fix.txt'], ['commit', '-q', '-m', 'fix']]) expect((await inApp(...args)).code).toBe(0);
+    const push = await inApp('push', '-q', 'origin', 'fix');
+    expect(push, push.stderr).toMatchObject({ code: 0 });
+    expect(await gitServer.readFile('app', 'fix', 'fix.txt')).toBe('fixed\n');
+    // The server demands the real token; the agent's git only ever had the stub.
+    expect(await readFile(pod.path('/home/agent/.gitconfig'), 'utf8')).toContain(STUB_GHES);
+    const pushes = fx.audits().filter((l) => l.host === GHES && l.credential === 'ghes' && String(l.path).includes('git-receive-pack'));
+    expect(pushes.length).toBeGreaterThan(0);
+    expect(fx.output()).not.toContain(REAL_GHES);
   }, 90_000);
 });
