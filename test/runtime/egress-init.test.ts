@@ -18,6 +18,7 @@ import { CLI, makePod, testContract, type PodFiles } from '../support/pod.ts';
 const PROXY_UID = 1337;
 const AGENT_UID = 1000;
 const PROXY_PORT = 15001;
+const DNS_PORT = 15053;
 const UPSTREAM_TCP = 8443;
 const UPSTREAM_UDP = 5353;
 const LOCAL_TCP = 9000;
@@ -191,8 +192,8 @@ class World {
     for (const a of [UP_V6, DIRECT_V6]) await must('ip', '-n', this.upNs, 'addr', 'add', `${a}/64`, 'dev', 'eth0', 'nodad');
     await must('ip', '-n', this.pod, 'link', 'set', 'eth0', 'up');
     await must('ip', '-n', this.upNs, 'link', 'set', 'eth0', 'up');
-    this.upstream = await this.listen(this.upNs, undefined, 'upstream', [UPSTREAM_TCP], [UPSTREAM_UDP, 53]);
-    this.proxy = await this.listen(this.pod, PROXY_UID, 'proxy', [PROXY_PORT], []);
+    this.upstream = await this.listen(this.upNs, undefined, 'upstream', [UPSTREAM_TCP, 53], [UPSTREAM_UDP, 53]);
+    this.proxy = await this.listen(this.pod, PROXY_UID, 'proxy', [PROXY_PORT, DNS_PORT], [DNS_PORT]);
     this.local = await this.listen(this.pod, undefined, 'local', [LOCAL_TCP], []);
   }
 
@@ -237,6 +238,7 @@ class World {
       PATH: `${pod.env.PATH ?? ''}:/usr/sbin:/sbin`,
       AGENT_SMITH_PROXY_UID: String(PROXY_UID),
       AGENT_SMITH_PROXY_PORT: String(PROXY_PORT),
+      AGENT_SMITH_PROXY_DNS_PORT: String(DNS_PORT),
       ...(this.backend === 'legacy' ? { AGENT_SMITH_IPTABLES_BACKEND: 'legacy' } : {}),
       ...extraEnv,
     };
@@ -317,7 +319,7 @@ describe.each(['auto', 'legacy'] as const)('agent-smith egress-init in a real po
     w.podFiles = await makePod({
       contract: testContract({ egress: { allow: ['github.com'], allowCidrs: ALLOW_CIDRS, enforcement: 'iptables', proxyPort: PROXY_PORT, credentials: [] } }),
     });
-    // The pod's resolver, outside allowCidrs: egress-init must say agents have no DNS.
+    // The pod's resolver, outside allowCidrs: its DNS goes to the proxy all the same.
     await writeFile(w.podFiles.path('/etc/resolv.conf'), 'search default.svc.cluster.local\nnameserver 10.96.0.10\n');
     init = await w.egressInit(w.pod, w.podFiles);
     logs = init.stderr
@@ -341,12 +343,12 @@ describe.each(['auto', 'legacy'] as const)('agent-smith egress-init in a real po
     expect(summary).toMatchObject({
       proxyUid: PROXY_UID,
       proxyPort: PROXY_PORT,
+      dnsPort: DNS_PORT,
       allowCidrs: { ipv4: ['10.231.0.8/29'], ipv6: ['fd42:231::100/120'] },
       ipv4: { rules: expect.any(Number) as number },
       ipv6: { rules: expect.any(Number) as number },
     });
     if (backend === 'legacy') expect(summary?.backend).toBe('legacy');
-    expect(logs.find((l) => String(l.msg).startsWith('DNS is dropped for every UID but the proxy'))).toMatchObject({ resolvers: ['10.96.0.10'] });
     const v4 = await saveRules(w.pod, backend, 4);
     expect(v4).toContain(`-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner ${PROXY_UID} -j REDIRECT --to-ports ${PROXY_PORT}`);
     expect(v4).toContain(':OUTPUT DROP');
@@ -374,13 +376,28 @@ describe.each(['auto', 'legacy'] as const)('agent-smith egress-init in a real po
   it.each([
     [AGENT_UID, UP_V4, UPSTREAM_UDP],
     [AGENT_UID, UP_V6, UPSTREAM_UDP],
-    [AGENT_UID, UP_V4, 53],
-    [AGENT_UID, UP_V6, 53],
     [PROXY_UID, UP_V4, UPSTREAM_UDP],
   ])('drops UDP of UID %i to %s port %i (the sender gets EPERM, the upstream nothing)', async (uid, host, port) => {
     const payload = `udp-${uid}-${host}-${port}`;
     expect(await w.client(uid, 'udp', host, port, payload)).toMatchObject({ ok: false, code: 'EPERM' });
     expect(await sawPayload(w.upstream, payload)).toBe(false);
+  });
+
+  it.each([
+    [AGENT_UID, UP_V4, '127.0.0.1'],
+    [AGENT_UID, UP_V6, '::1'],
+    [0, UP_V4, '127.0.0.1'],
+    // A resolver inside allowCidrs does not open a way around it.
+    [AGENT_UID, DIRECT_V4, '127.0.0.1'],
+    [AGENT_UID, DIRECT_V6, '::1'],
+  ])("sends DNS of UID %i to %s (UDP and TCP port 53) to the proxy's DNS port instead; the upstream sees nothing", async (uid, host, loopback) => {
+    const payload = `dns-${uid}-${host}`;
+    expect(await w.client(uid, 'udp', host, 53, payload)).toMatchObject({ ok: true });
+    expect(await waitForEvent(w.proxy, (e) => e.data === payload)).toMatchObject({ event: 'udp', port: DNS_PORT });
+    expect(await w.client(uid, 'tcp', host, 53, `${payload}-tcp`)).toMatchObject({ ok: true, reply: 'proxy' });
+    expect(await waitForEvent(w.proxy, (e) => e.first === `${payload}-tcp`)).toMatchObject({ event: 'tcp', port: DNS_PORT, local: loopback });
+    expect(await sawPayload(w.upstream, payload)).toBe(false);
+    expect(await sawPayload(w.upstream, `${payload}-tcp`)).toBe(false);
   });
 
   it.each([UP_V4, UP_V6])('lets the proxy UID 1337 reach the upstream %s directly over TCP', async (host) => {

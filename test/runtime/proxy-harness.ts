@@ -24,6 +24,8 @@ export interface ProxyFixture {
   proc: ChildProcess;
   port: number;
   healthPort: number;
+  /** Port of the DNS listener (UDP and TCP, 127.0.0.1 and ::1). */
+  dnsPort: number;
   /** PEM of the per-agent egress CA (what the agent trusts). */
   caPem: string;
   caFile: string;
@@ -76,6 +78,13 @@ export interface ProxyOptions {
    * generator). Log lines are read back from the file only when asked for.
    */
   logFile?: string;
+  /**
+   * The DNS listener's world: `upstream` (AGENT_SMITH_PROXY_DNS_UPSTREAM, e.g. a fake DNS
+   * server's `127.0.0.1:port`), `search` (the search line of the resolv.conf the listener
+   * reads, AGENT_SMITH_PROXY_RESOLV_CONF; the proxy's own /etc/resolv.conf stays the
+   * host's), `inClusterHosts` (the contract's egress.inClusterHosts).
+   */
+  dns?: { upstream: string; search: string[]; inClusterHosts?: string[] };
 }
 
 /** Proxies still running: killed if this process exits without stopping them (a failed run). */
@@ -91,6 +100,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     allowCidrs: opts.allowCidrs,
     enforcement: 'iptables',
     proxyPort: 15001,
+    ...(opts.dns?.inClusterHosts ? { inClusterHosts: opts.dns.inClusterHosts } : {}),
     credentials: opts.credentials.map(({ real: _real, ...c }) => ({ ...c, hosts: [...c.hosts], env: [] })),
   };
   const forwarders: net.Server[] = [];
@@ -128,11 +138,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
   const upstreamCaFile = pod.path('/tmp/upstream-ca.pem');
   const upstreamCaText = opts.upstreamCaText ?? opts.upstreamCa.join('\n');
   await writeFile(upstreamCaFile, upstreamCaText);
+  const resolvConfFile = pod.path('/tmp/dns-resolv.conf');
+  if (opts.dns) await writeFile(resolvConfFile, `search ${opts.dns.search.join(' ')}\noptions ndots:5\n`);
 
   const env = {
     ...pod.env,
     AGENT_SMITH_PROXY_PORT: '0',
     AGENT_SMITH_PROXY_HEALTH_PORT: '0',
+    // Never the default 15053: several proxies run at once here.
+    AGENT_SMITH_PROXY_DNS_PORT: '0',
+    ...(opts.dns ? { AGENT_SMITH_PROXY_RESOLV_CONF: resolvConfFile, AGENT_SMITH_PROXY_DNS_UPSTREAM: opts.dns.upstream } : {}),
     ...(upstreamCaText ? { AGENT_SMITH_UPSTREAM_CA: upstreamCaFile } : {}),
     LOG_LEVEL: opts.logLevel ?? 'debug',
   };
@@ -196,6 +211,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyFixture> {
     proc,
     port: listening.port as number,
     healthPort,
+    dnsPort: listening.dnsPort as number,
     caPem: ca.certPem,
     caFile,
     output: () => (refresh(), out),

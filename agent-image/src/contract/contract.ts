@@ -24,6 +24,12 @@ export const PROXY_UID = 1337;
 export const PROXY_PORT = 15001;
 /** Port of the egress proxy's health endpoint. */
 export const PROXY_HEALTH_PORT = 15021;
+/**
+ * Port of the egress proxy's DNS listener (UDP and TCP, 127.0.0.1 and ::1). Under
+ * `egress.enforcement: iptables` egress-init redirects port 53 of every UID but the
+ * proxy's here, so the pod's DNS is answered by the proxy (programs/proxy/dns.ts).
+ */
+export const PROXY_DNS_PORT = 15053;
 /** The egress CA certificate, mounted into every container (trust only). */
 export const EGRESS_CA_CERT_DIR = '/etc/agent-smith/egress-ca-cert';
 /** The egress CA certificate and key, mounted into the egress-proxy container only. */
@@ -187,6 +193,16 @@ export const PodContract = z.object({
     allowCidrs: z.array(z.string()),
     enforcement: z.enum(ENFORCEMENT_MODES),
     proxyPort: z.number(),
+    /**
+     * The in-cluster Service names the Agent declares (the NATS server of spec.events.natsUrl,
+     * the homeserver of spec.matrix.homeserverUrl, `kubernetes.default.svc` with
+     * spec.kubernetesAccess), as the spec writes them (`<svc>.<ns>.svc[.cluster.local]`).
+     * The proxy's DNS listener resolves them (and their `.svc.<cluster domain>` forms) like
+     * allowed names; their cluster IPs are in `allowCidrs`, so connections to them go
+     * direct, past the proxy: no TLS interception, no credential swap. Absent from an
+     * older operator's contract: none.
+     */
+    inClusterHosts: z.array(z.string()).optional(),
     /**
      * Credentials by name: where the proxy may send them and how. Real values live in
      * CREDENTIALS_DIR/<name> (proxy container only). `stub` is what the agent holds instead

@@ -55,6 +55,8 @@ export const POD_ENV = {
   proxyUid: 'AGENT_SMITH_PROXY_UID',
   /** egress-init: the port the firewall redirects to (the proxy's). */
   proxyPort: 'AGENT_SMITH_PROXY_PORT',
+  /** egress-init and the proxy: the port of the proxy's DNS listener, where the firewall sends port 53 (default PROXY_DNS_PORT; the proxy takes 0 = a free port). */
+  proxyDnsPort: 'AGENT_SMITH_PROXY_DNS_PORT',
 } as const;
 
 /** The Agent resource, `agents.agentsmith.dev/v1alpha1`: the operator serves it, `agent-smith attach` reads it. */

@@ -31,6 +31,25 @@ export function gitIdentity(agent: Agent): { name: string; email: string } {
 }
 
 /**
+ * The contract's `egress.inClusterHosts`: the in-cluster Service names the spec declares
+ * whose cluster IPs the reconciler resolved into allowCidrs (so a connection to them goes
+ * direct, past the proxy): the NATS server of spec.events.natsUrl and the homeserver of
+ * spec.matrix.homeserverUrl as the spec writes them (`serviceAddresses`,
+ * render/networkpolicy.ts inClusterServices), and `kubernetes.default.svc` when the API
+ * server of spec.kubernetesAccess is resolved (`apiServer`). The proxy's DNS listener
+ * resolves them. Only under `enforcement: iptables` (the only mode whose DNS the proxy
+ * answers) and only when there is one, so other contracts (and their config hash) are
+ * unchanged. MCP servers of the persona's mcp.json are not among them: their Services
+ * are not resolved into allowCidrs (the persona is read after the Service addresses are
+ * gathered), so a name alone would resolve to an address the proxy then refuses. Pure.
+ */
+export function inClusterHostsField(agent: Agent, serviceAddresses: readonly ServiceAddress[], apiServer?: ApiServerAddress): { inClusterHosts?: string[] } {
+  if (agent.spec.egress.enforcement !== 'iptables') return {};
+  const hosts = [...new Set([...serviceAddresses.filter((s) => s.addresses.length).map((s) => s.host), ...(apiServer?.clusterIPs.length ? ['kubernetes.default.svc'] : [])])];
+  return hosts.length ? { inClusterHosts: hosts } : {};
+}
+
+/**
  * The pod contract (agent-image/src/contract) for an Agent. `serviceAddresses` (the cluster
  * IPs of the NATS and Matrix Services the spec names) and the cluster IPs of the API server
  * (`apiServer`, for spec.kubernetesAccess) join egress.allowCidrs, which egress-init lets
@@ -91,6 +110,7 @@ export function renderContract(
       allowCidrs: directCidrs(spec.egress.allowCidrs, serviceAddresses, apiServer),
       enforcement: spec.egress.enforcement,
       proxyPort: PROXY_PORT,
+      ...inClusterHostsField(agent, serviceAddresses, apiServer),
       credentials: spec.egress.credentials.map((c) => ({
         name: c.name,
         hosts: c.hosts,

@@ -80,6 +80,8 @@ describe('renderAll', () => {
     const contract = PodContract.parse(JSON.parse(configMap.data?.['contract.json'] ?? ''));
     // egress-init lets these addresses through; /etc/hosts names them (the agent's UID has no DNS).
     expect(contract.egress.allowCidrs).toEqual(['10.96.0.20/32', '10.96.0.30/32', 'fd00::30/128']);
+    // The proxy's DNS listener resolves these names for the CLI (programs/proxy/dns.ts).
+    expect(contract.egress.inClusterHosts).toEqual(['nats.messaging.svc.cluster.local', 'synapse.chat.svc']);
     expect(statefulSet.spec?.template.spec?.hostAliases).toEqual([
       { ip: '10.96.0.20', hostnames: ['nats.messaging.svc.cluster.local', 'nats.messaging.svc'] },
       { ip: '10.96.0.30', hostnames: ['synapse.chat.svc', 'synapse.chat.svc.cluster.local'] },
@@ -89,8 +91,11 @@ describe('renderAll', () => {
     // proxy-env keeps DNS: the addresses are allowed, no /etc/hosts entries.
     const proxyEnv = renderAll(agent({ ...spec, egress: { ...devbot.egress!, enforcement: 'proxy-env' } }), { ...opts, serviceAddresses });
     expect(proxyEnv.statefulSet.spec?.template.spec?.hostAliases).toBeUndefined();
+    expect(PodContract.parse(JSON.parse(proxyEnv.configMap.data?.['contract.json'] ?? '')).egress.inClusterHosts).toBeUndefined();
     // Without resolved addresses nothing changes.
-    expect(renderAll(agent(spec), opts).statefulSet.spec?.template.spec?.hostAliases).toBeUndefined();
+    const unresolved = renderAll(agent(spec), opts);
+    expect(unresolved.statefulSet.spec?.template.spec?.hostAliases).toBeUndefined();
+    expect(PodContract.parse(JSON.parse(unresolved.configMap.data?.['contract.json'] ?? '')).egress.inClusterHosts).toBeUndefined();
   });
 
   it('owns every child through a controller owner reference and carries the standard labels', () => {
@@ -339,6 +344,8 @@ describe('renderAll: spec.kubernetesAccess reaches the API server directly', () 
       }
       const contract = PodContract.parse(JSON.parse(configMap.data?.['contract.json'] ?? ''));
       expect(contract.egress.allowCidrs).toEqual(['10.0.0.1/32']);
+      // Under iptables the proxy's DNS answers for the API server's name as well.
+      expect(contract.egress.inClusterHosts).toEqual(enforcement === 'iptables' ? ['kubernetes.default.svc'] : undefined);
       expect(networkPolicy.spec?.egress).toContainEqual({
         to: [{ ipBlock: { cidr: '192.168.1.10/32' } }, { ipBlock: { cidr: '192.168.1.11/32' } }],
         ports: [{ protocol: 'TCP', port: 6443 }],

@@ -9,6 +9,7 @@ import {
   EGRESS_CA_DIR,
   HOME_DIR,
   MATRIX_ACCESS_TOKEN_FILE,
+  PROXY_DNS_PORT,
   PROXY_HEALTH_PORT,
   PROXY_PORT,
   PROXY_UID,
@@ -145,6 +146,7 @@ function egressContainers(agent: Agent, image: string, contractEnv: V1EnvVar[]):
         ...contractEnv,
         { name: POD_ENV.proxyUid, value: String(PROXY_UID) },
         { name: POD_ENV.proxyPort, value: String(PROXY_PORT) },
+        { name: POD_ENV.proxyDnsPort, value: String(PROXY_DNS_PORT) },
       ],
       volumeMounts: [{ name: VOLUME_CONFIG, mountPath: CONFIG_DIR, readOnly: true }],
       securityContext: {

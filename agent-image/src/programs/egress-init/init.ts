@@ -7,13 +7,12 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
-import { PROXY_PORT, PROXY_UID } from '../../contract/contract.ts';
+import { PROXY_DNS_PORT, PROXY_PORT, PROXY_UID } from '../../contract/contract.ts';
 import { ContractError, loadContract } from '../../contract/load.ts';
 import { layoutFromEnv } from '../../contract/layout.ts';
 import { POD_ENV } from '../../contract/pod.ts';
 import { makeLogger, type Logger } from '../../lib/log.ts';
-import { coveredBy, type Cidr } from '../../contract/net.ts';
+import type { Cidr } from '../../contract/net.ts';
 import { diffRules, parseAllowCidrs, parseRulesDocument, renderRules } from './rules.ts';
 
 /** The egress firewall could not be installed or verified; the pod must not start. */
@@ -32,8 +31,9 @@ const RUN_TIMEOUT_MS = 30_000;
 
 /**
  * Reads the contract (AGENT_SMITH_CONTRACT, see layout.ts), the proxy's
- * UID and port (AGENT_SMITH_PROXY_UID, AGENT_SMITH_PROXY_PORT; defaults PROXY_UID 1337 and
- * PROXY_PORT 15001) and, when `egress.enforcement` is `iptables`, installs and verifies the
+ * UID, port and DNS port (AGENT_SMITH_PROXY_UID, AGENT_SMITH_PROXY_PORT,
+ * AGENT_SMITH_PROXY_DNS_PORT; defaults PROXY_UID 1337, PROXY_PORT 15001 and PROXY_DNS_PORT
+ * 15053) and, when `egress.enforcement` is `iptables`, installs and verifies the
  * IPv4 and IPv6 firewalls. With `proxy-env` it logs that nothing is enforced and returns.
  *
  * The iptables variant is AGENT_SMITH_IPTABLES_BACKEND (`nft` | `legacy`) when set, else
@@ -61,6 +61,8 @@ export async function runEgressInit(env: NodeJS.ProcessEnv = process.env, log: L
   }
   const proxyUid = intFromEnv(env, POD_ENV.proxyUid, PROXY_UID, 1, 4294967294);
   const proxyPort = intFromEnv(env, POD_ENV.proxyPort, PROXY_PORT, 1, 65535);
+  const dnsPort = intFromEnv(env, POD_ENV.proxyDnsPort, PROXY_DNS_PORT, 1, 65535);
+  if (dnsPort === proxyPort) throw new EgressInitError(`${POD_ENV.proxyDnsPort}=${dnsPort} is the proxy port: the DNS listener needs a port of its own`);
   if (proxyPort !== egress.proxyPort) {
     throw new EgressInitError(
       `AGENT_SMITH_PROXY_PORT is ${proxyPort} but the contract's egress.proxyPort is ${egress.proxyPort}; the redirect must point where the proxy listens (operator and image out of step?)`,
@@ -71,8 +73,8 @@ export async function runEgressInit(env: NodeJS.ProcessEnv = process.env, log: L
   try {
     cidrs = parseAllowCidrs(egress.allowCidrs);
     docs = {
-      4: renderRules({ proxyUid, proxyPort, allowCidrs: egress.allowCidrs, family: 4 }),
-      6: renderRules({ proxyUid, proxyPort, allowCidrs: egress.allowCidrs, family: 6 }),
+      4: renderRules({ proxyUid, proxyPort, dnsPort, allowCidrs: egress.allowCidrs, family: 4 }),
+      6: renderRules({ proxyUid, proxyPort, dnsPort, allowCidrs: egress.allowCidrs, family: 6 }),
     };
   } catch (err) {
     if (err instanceof ContractError) throw new ContractError(`${layout.contractFile}: ${err.message}`);
@@ -102,10 +104,9 @@ export async function runEgressInit(env: NodeJS.ProcessEnv = process.env, log: L
     }
   }
 
-  warnIfNoDns('/etc/resolv.conf', [...cidrs[4], ...cidrs[6]], log);
   log.info(
-    { backend, proxyUid, proxyPort, allowCidrs: { ipv4: cidrs[4].map((c) => c.text), ipv6: cidrs[6].map((c) => c.text) }, ipv4, ipv6 },
-    `egress firewall installed: outbound TCP of every UID but ${proxyUid} redirected to port ${proxyPort}, allowCidrs direct, everything else dropped`,
+    { backend, proxyUid, proxyPort, dnsPort, allowCidrs: { ipv4: cidrs[4].map((c) => c.text), ipv6: cidrs[6].map((c) => c.text) }, ipv4, ipv6 },
+    `egress firewall installed: DNS (port 53) of every UID but ${proxyUid} redirected to the proxy's DNS port ${dnsPort}, outbound TCP to port ${proxyPort}, allowCidrs direct, everything else dropped`,
   );
 }
 
@@ -185,29 +186,6 @@ function ipv6State(): { state: 'absent' | 'disabled' | 'enabled'; interfaces: st
     }
   });
   return { state: interfaces.length ? 'enabled' : 'disabled', interfaces };
-}
-
-/**
- * The firewall drops DNS from every UID but the proxy's unless the resolver is in
- * allowCidrs: say so once at start, where an operator looks when `git clone` cannot
- * resolve github.com. Clients that use HTTPS_PROXY never resolve names themselves.
- */
-function warnIfNoDns(resolvConf: string, cidrs: Cidr[], log: Logger): void {
-  let text: string;
-  try {
-    text = readFileSync(resolvConf, 'utf8');
-  } catch {
-    return;
-  }
-  const resolvers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1] ?? '').filter((ip) => isIPv4(ip) || isIPv6(ip));
-  const loopback = (ip: string) => ip.startsWith('127.') || ip === '::1';
-  const blocked = resolvers.filter((ip) => !loopback(ip) && !coveredBy(ip, cidrs));
-  if (blocked.length) {
-    log.warn(
-      { resolvers: blocked },
-      'DNS is dropped for every UID but the proxy: the pod resolver is not in egress.allowCidrs, so processes that resolve names themselves (not through HTTPS_PROXY) cannot; add the resolver address to egress.allowCidrs to allow it (DNS is then also a way out)',
-    );
-  }
 }
 
 interface RunResult {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ContractError } from '../../contract/load.ts';
 import { diffRules, parseAllowCidrs, renderRules } from './rules.ts';
 
-const base = { proxyUid: 1337, proxyPort: 15001 };
+const base = { proxyUid: 1337, proxyPort: 15001, dnsPort: 15053 };
 
 /** The IPv4 document, as iptables-save prints it back (test/runtime/egress-init.test.ts applies it for real). */
 const V4 = `*filter
@@ -14,6 +14,8 @@ const V4 = `*filter
 -A AGENT_SMITH_EGRESS -o lo -j ACCEPT
 -A AGENT_SMITH_EGRESS -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A AGENT_SMITH_EGRESS -d 127.0.0.1/32 -p tcp -m conntrack --ctstate DNAT -m tcp --dport 15001 -j ACCEPT
+-A AGENT_SMITH_EGRESS -d 127.0.0.1/32 -p udp -m conntrack --ctstate DNAT -m udp --dport 15053 -j ACCEPT
+-A AGENT_SMITH_EGRESS -d 127.0.0.1/32 -p tcp -m conntrack --ctstate DNAT -m tcp --dport 15053 -j ACCEPT
 -A AGENT_SMITH_EGRESS -p tcp -m owner --uid-owner 1337 -j ACCEPT
 -A AGENT_SMITH_EGRESS -p udp -m owner --uid-owner 1337 -m udp --dport 53 -j ACCEPT
 -A AGENT_SMITH_EGRESS -d 10.96.0.0/12 -j ACCEPT
@@ -25,6 +27,9 @@ COMMIT
 :POSTROUTING ACCEPT [0:0]
 :AGENT_SMITH_REDIRECT - [0:0]
 -A OUTPUT -p tcp -j AGENT_SMITH_REDIRECT
+-A OUTPUT -p udp -j AGENT_SMITH_REDIRECT
+-A AGENT_SMITH_REDIRECT -p udp -m owner ! --uid-owner 1337 -m udp --dport 53 -j REDIRECT --to-ports 15053
+-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -m tcp --dport 53 -j REDIRECT --to-ports 15053
 -A AGENT_SMITH_REDIRECT -o lo -j RETURN
 -A AGENT_SMITH_REDIRECT -d 10.96.0.0/12 -j RETURN
 -A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001
@@ -32,7 +37,7 @@ COMMIT
 `;
 
 describe('renderRules', () => {
-  it('IPv4: redirects TCP of every UID but the proxy to the proxy port, lets loopback and allowCidrs through, drops the rest', () => {
+  it('IPv4: redirects DNS of every UID but the proxy to the DNS port and TCP to the proxy port, lets loopback and allowCidrs through, drops the rest', () => {
     expect(renderRules({ ...base, allowCidrs: ['10.96.0.0/12', 'fd00::/8'], family: 4 })).toBe(V4);
   });
 
@@ -45,9 +50,14 @@ describe('renderRules', () => {
     expect(doc).toContain('-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001\n');
     for (const type of [133, 135, 136]) expect(doc).toContain(`-p ipv6-icmp -m icmp6 --icmpv6-type ${type} -m hl --hl-eq 255 -j ACCEPT\n`);
     for (const type of [131, 132, 143]) expect(doc).toContain(`-p ipv6-icmp -m icmp6 --icmpv6-type ${type} -m hl --hl-eq 1 -j ACCEPT\n`);
-    // No other ICMPv6 (echo requests included), and no UDP but the proxy's DNS.
+    // No other ICMPv6 (echo requests included), and no UDP but DNS: the proxy's own, and everyone else's sent to the proxy.
     expect(doc.split('\n').filter((l) => l.includes('ipv6-icmp'))).toHaveLength(6);
-    expect(doc.split('\n').filter((l) => l.includes('-p udp'))).toEqual(['-A AGENT_SMITH_EGRESS -p udp -m owner --uid-owner 1337 -m udp --dport 53 -j ACCEPT']);
+    expect(doc.split('\n').filter((l) => l.includes('-p udp'))).toEqual([
+      '-A AGENT_SMITH_EGRESS -d ::1/128 -p udp -m conntrack --ctstate DNAT -m udp --dport 15053 -j ACCEPT',
+      '-A AGENT_SMITH_EGRESS -p udp -m owner --uid-owner 1337 -m udp --dport 53 -j ACCEPT',
+      '-A OUTPUT -p udp -j AGENT_SMITH_REDIRECT',
+      '-A AGENT_SMITH_REDIRECT -p udp -m owner ! --uid-owner 1337 -m udp --dport 53 -j REDIRECT --to-ports 15053',
+    ]);
   });
 
   it('writes filter before nat, so a failure between the two commits drops instead of leaking', () => {
@@ -65,15 +75,18 @@ describe('renderRules', () => {
   });
 
   it('uses the UID and port it is given', () => {
-    const doc = renderRules({ proxyUid: 2000, proxyPort: 3128, allowCidrs: [], family: 4 });
+    const doc = renderRules({ proxyUid: 2000, proxyPort: 3128, dnsPort: 5300, allowCidrs: [], family: 4 });
     expect(doc).toContain('! --uid-owner 2000 -j REDIRECT --to-ports 3128');
+    expect(doc).toContain('! --uid-owner 2000 -m udp --dport 53 -j REDIRECT --to-ports 5300');
     expect(doc).toContain('-p tcp -m owner --uid-owner 2000 -j ACCEPT');
     expect(doc).not.toContain('1337');
   });
 
   it('refuses UID 0 (every root process would bypass the proxy) and ports out of range', () => {
-    expect(() => renderRules({ proxyUid: 0, proxyPort: 15001, allowCidrs: [], family: 4 })).toThrow(/UID 0 would let every root process bypass/);
-    expect(() => renderRules({ proxyUid: 1337, proxyPort: 70000, allowCidrs: [], family: 4 })).toThrow(RangeError);
+    expect(() => renderRules({ ...base, proxyUid: 0, allowCidrs: [], family: 4 })).toThrow(/UID 0 would let every root process bypass/);
+    expect(() => renderRules({ ...base, proxyPort: 70000, allowCidrs: [], family: 4 })).toThrow(RangeError);
+    expect(() => renderRules({ ...base, dnsPort: 0, allowCidrs: [], family: 4 })).toThrow(/DNS port 0/);
+    expect(() => renderRules({ ...base, dnsPort: 15001, allowCidrs: [], family: 4 })).toThrow(/equal to the proxy port/);
   });
 
   it('names the contract field of a bad allowCidrs entry, whichever family is rendered', () => {
@@ -116,8 +129,8 @@ describe('diffRules', () => {
     expect(diffRules(V4, tampered)).toEqual([
       'filter: chain OUTPUT policy is ACCEPT, expected DROP',
       'filter: unexpected chain OTHER',
-      'filter: rule 7 is "(none)", expected "-A AGENT_SMITH_EGRESS -d 10.96.0.0/12 -j ACCEPT"',
-      'nat: rule 4 is "-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15002", expected "-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001"',
+      'filter: rule 9 is "(none)", expected "-A AGENT_SMITH_EGRESS -d 10.96.0.0/12 -j ACCEPT"',
+      'nat: rule 7 is "-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15002", expected "-A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 15001"',
     ]);
     expect(diffRules(V4, saved(V4).split('*filter')[0] ?? '')).toEqual(['filter: table missing']);
   });

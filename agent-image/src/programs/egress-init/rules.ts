@@ -4,20 +4,25 @@
  *
  * What the documents do, in the pod's network namespace, per family:
  *
- * - nat OUTPUT: every new outbound TCP connection is REDIRECTed to the egress proxy's port
- *   on loopback unless it goes out on `lo`, goes to one of `egress.allowCidrs` (in-cluster
- *   services, reached directly), or belongs to a socket of the proxy's UID (`-m owner !
- *   --uid-owner`), whose connections are the one way out. The proxy must therefore accept
- *   on 127.0.0.1 and on ::1 (or on `::` dual-stack).
+ * - nat OUTPUT: DNS (UDP and TCP port 53) of every UID but the proxy's is REDIRECTed to the
+ *   proxy's DNS port on loopback, whatever its destination (an `egress.allowCidrs` address
+ *   and loopback included), so the pod's DNS is always the proxy's: it answers allowed and
+ *   declared names and NXDOMAIN for the rest (programs/proxy/dns.ts). Then every new
+ *   outbound TCP connection is REDIRECTed to the egress proxy's port on loopback unless it
+ *   goes out on `lo`, goes to one of `egress.allowCidrs` (in-cluster services, reached
+ *   directly), or belongs to a socket of the proxy's UID (`-m owner ! --uid-owner`), whose
+ *   connections are the one way out. The proxy must therefore accept on 127.0.0.1 and on
+ *   ::1 (or on `::` dual-stack), for its proxy port (TCP) and its DNS port (UDP and TCP).
  * - filter OUTPUT, policy DROP: accepted are loopback, packets of connections already
  *   established (replies to inbound probes, the redirected connections), the first packet
- *   of each redirected connection (conntrack state DNAT, to the proxy port on loopback:
- *   filter OUTPUT still sees the interface of the route before the rewrite, so `-o lo`
- *   misses it), the proxy UID's TCP and its DNS over UDP port 53 (the proxy resolves names
- *   itself), and any protocol to `egress.allowCidrs`. Everything else is dropped: UDP (DNS
- *   included) and ICMP of every other UID, and ICMP and UDP other than DNS of the proxy's
- *   UID. An agent therefore has no DNS unless the resolver's address is in
- *   `egress.allowCidrs` (which also opens DNS as a channel out).
+ *   of each redirected connection or DNS query (conntrack state DNAT, to the proxy port or
+ *   the DNS port on loopback: filter OUTPUT still sees the interface of the route before
+ *   the rewrite, so `-o lo` misses it), the proxy UID's TCP and its DNS over UDP port 53
+ *   (the proxy resolves names itself), and any protocol to `egress.allowCidrs` (DNS
+ *   excepted: nat already sent it to the proxy). Everything else is dropped: UDP other
+ *   than DNS and ICMP of every other UID, and ICMP and UDP other than DNS of the proxy's
+ *   UID. An agent's DNS therefore reaches the proxy and nothing else, even when the
+ *   resolver's address is in `egress.allowCidrs`.
  * - IPv6 the same, so an IPv6 route is no way around the proxy; plus the ICMPv6 that the
  *   kernel itself sends and a link needs (neighbour discovery at hop limit 255, MLD
  *   reports at hop limit 1), which no socket of any UID owns.
@@ -53,6 +58,8 @@ export interface RulesInput {
   proxyUid: number;
   /** TCP port the proxy accepts redirected connections on, on 127.0.0.1 and ::1. 1..65535. */
   proxyPort: number;
+  /** UDP and TCP port of the proxy's DNS listener, on 127.0.0.1 and ::1, where port 53 goes. 1..65535, not proxyPort. */
+  dnsPort: number;
   /** `egress.allowCidrs` of the contract, both families; the document takes those of `family`. */
   allowCidrs: readonly string[];
   family: 4 | 6;
@@ -84,16 +91,22 @@ export function parseAllowCidrs(allowCidrs: readonly string[]): { 4: Cidr[]; 6: 
  *   process would bypass the proxy).
  */
 export function renderRules(input: RulesInput): string {
-  const { proxyUid, proxyPort, family } = input;
+  const { proxyUid, proxyPort, dnsPort, family } = input;
   if (!Number.isInteger(proxyUid) || proxyUid < 1 || proxyUid > 4294967294) {
     throw new RangeError(`proxy UID ${proxyUid} is out of range 1..4294967294 (UID 0 would let every root process bypass the proxy)`);
   }
   if (!Number.isInteger(proxyPort) || proxyPort < 1 || proxyPort > 65535) throw new RangeError(`proxy port ${proxyPort} is out of range 1..65535`);
+  if (!Number.isInteger(dnsPort) || dnsPort < 1 || dnsPort > 65535 || dnsPort === proxyPort) {
+    throw new RangeError(`proxy DNS port ${dnsPort} is out of range 1..65535 or equal to the proxy port ${proxyPort}`);
+  }
   const cidrs = parseAllowCidrs(input.allowCidrs)[family];
   const uid = `-m owner --uid-owner ${proxyUid}`;
   const E = `-A ${EGRESS_CHAIN}`;
   const R = `-A ${REDIRECT_CHAIN}`;
   const icmp6 = (type: number, hl: number) => `${E} -p ipv6-icmp -m icmp6 --icmpv6-type ${type} -m hl --hl-eq ${hl} -j ACCEPT`;
+  const lo = family === 4 ? '127.0.0.1/32' : '::1/128';
+  const dnat = (proto: 'tcp' | 'udp', port: number) => `${E} -d ${lo} -p ${proto} -m conntrack --ctstate DNAT -m ${proto} --dport ${port} -j ACCEPT`;
+  const dns = (proto: 'tcp' | 'udp') => `${R} -p ${proto} -m owner ! --uid-owner ${proxyUid} -m ${proto} --dport 53 -j REDIRECT --to-ports ${dnsPort}`;
   const lines = [
     '*filter',
     ':INPUT ACCEPT [0:0]',
@@ -107,7 +120,10 @@ export function renderRules(input: RulesInput): string {
     // The first packet of a redirected connection: nat OUTPUT has rewritten its destination
     // to the proxy on loopback, but filter OUTPUT still sees the interface of the original
     // route (eth0), so `-o lo` does not match it.
-    `${E} -d ${family === 4 ? '127.0.0.1/32' : '::1/128'} -p tcp -m conntrack --ctstate DNAT -m tcp --dport ${proxyPort} -j ACCEPT`,
+    dnat('tcp', proxyPort),
+    // The same for a DNS query sent to the proxy's DNS listener (nat below).
+    dnat('udp', dnsPort),
+    dnat('tcp', dnsPort),
     `${E} -p tcp ${uid} -j ACCEPT`,
     `${E} -p udp ${uid} -m udp --dport 53 -j ACCEPT`,
     ...(family === 6
@@ -131,6 +147,10 @@ export function renderRules(input: RulesInput): string {
     ':POSTROUTING ACCEPT [0:0]',
     `:${REDIRECT_CHAIN} - [0:0]`,
     `-A OUTPUT -p tcp -j ${REDIRECT_CHAIN}`,
+    `-A OUTPUT -p udp -j ${REDIRECT_CHAIN}`,
+    // DNS first: before the loopback and allowCidrs exemptions, so no destination escapes it.
+    dns('udp'),
+    dns('tcp'),
     `${R} -o lo -j RETURN`,
     ...cidrs.map((c) => `${R} -d ${c.text} -j RETURN`),
     `${R} -p tcp -m owner ! --uid-owner ${proxyUid} -j REDIRECT --to-ports ${proxyPort}`,

@@ -1,11 +1,14 @@
 /**
- * The audit trail: one JSON line per request, CONNECT or refused TLS handshake, on the
- * proxy's log (stderr), with `audit: true` so a collector can route it.
+ * The audit trail: one JSON line per request, CONNECT or refused TLS handshake, and one
+ * per DNS name refused by the proxy's DNS listener (mode `dns`, dns.ts: per name the
+ * client meant, not per search-list expansion), on the proxy's log (stderr), with
+ * `audit: true` so a collector can route it.
  *
  * Fields: time (pino's, epoch ms), mode (explicit | connect | transparent), conn (connection id),
  * host, port, method, path (query values removed, names kept), decision (allow | deny | error),
  * reason, rule (the allowlist entry that matched), credential and location (what was
- * swapped, e.g. `header:authorization`), status (the upstream's, or the proxy's own for a
+ * swapped, e.g. `header:authorization`), qname and qtype (mode `dns`: the query as sent,
+ * e.g. `evil.example.ns.svc.cluster.local` and `A`; host is then the name meant), status (the upstream's, or the proxy's own for a
  * refusal), bytesIn / bytesOut (body bytes to the upstream / to the agent), durationMs.
  *
  * Never a value: every string field passes the credential redactor (stubs and real
@@ -16,7 +19,7 @@
 import type { Logger } from '../../lib/log.ts';
 import { shorten } from './swap.ts';
 
-export type Mode = 'explicit' | 'connect' | 'transparent';
+export type Mode = 'explicit' | 'connect' | 'transparent' | 'dns';
 /** allow: passed policy (forwarded); deny: refused by policy; error: allowed, but the upstream failed. */
 export type Decision = 'allow' | 'deny' | 'error';
 
@@ -37,6 +40,10 @@ export interface AuditRecord {
   bytesOut?: number;
   durationMs?: number;
   upgrade?: boolean;
+  /** Mode `dns`: the query name as the client sent it. */
+  qname?: string;
+  /** Mode `dns`: the query type (`A`, `AAAA`, `TXT`...). */
+  qtype?: string;
   /** A human explanation for a refusal (no values). */
   message?: string;
 }

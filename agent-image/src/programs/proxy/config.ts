@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseCaBundle, UPSTREAM_CA_ENV } from '../../contract/ca-bundle.ts';
-import { PROXY_HEALTH_PORT, PROXY_PORT, type PodContract } from '../../contract/contract.ts';
+import { PROXY_DNS_PORT, PROXY_HEALTH_PORT, PROXY_PORT, type PodContract } from '../../contract/contract.ts';
 import { POD_ENV } from '../../contract/pod.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Credential } from './swap.ts';
@@ -220,11 +220,13 @@ function portFromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
 /**
  * The proxy's listening port: AGENT_SMITH_PROXY_PORT (0: a free port), else the
  * contract's `egress.proxyPort`, else PROXY_PORT (15001). The health port:
- * AGENT_SMITH_PROXY_HEALTH_PORT, else PROXY_HEALTH_PORT (15021).
+ * AGENT_SMITH_PROXY_HEALTH_PORT, else PROXY_HEALTH_PORT (15021). The DNS port (UDP and
+ * TCP): AGENT_SMITH_PROXY_DNS_PORT (0: a free port), else PROXY_DNS_PORT (15053).
  * @throws ConfigError for a malformed variable
  */
-export function listenPorts(env: NodeJS.ProcessEnv, contract: PodContract | undefined): { port: number; healthPort: number } {
+export function listenPorts(env: NodeJS.ProcessEnv, contract: PodContract | undefined): { port: number; healthPort: number; dnsPort: number } {
   return {
+    dnsPort: portFromEnv(env, POD_ENV.proxyDnsPort) ?? PROXY_DNS_PORT,
     port: portFromEnv(env, POD_ENV.proxyPort) ?? contract?.egress.proxyPort ?? PROXY_PORT,
     healthPort: portFromEnv(env, 'AGENT_SMITH_PROXY_HEALTH_PORT') ?? PROXY_HEALTH_PORT,
   };

@@ -13,9 +13,17 @@
  * 15021; 0 = a free port), AGENT_SMITH_UPSTREAM_CA (the PEM file of extra upstream CAs the
  * operator mounts for spec.egress.upstreamCaConfigMapRef; config.ts upstreamCaFromEnv),
  * AGENT_SMITH_PROXY_LIMITS (config.ts limitsFromEnv), LOG_LEVEL. Upstream names resolve
- * through the system resolver (policy.ts systemLookup). The bound ports are
- * logged: `{"msg":"egress proxy listening","port":...,"healthPort":...}`.
+ * through the system resolver (policy.ts systemLookup).
+ *
+ * The DNS listener (dns.ts; the pod's DNS under iptables enforcement) listens on UDP and
+ * TCP AGENT_SMITH_PROXY_DNS_PORT (default 15053; 0 = a free port) on 127.0.0.1 and ::1,
+ * answers SERVFAIL until the contract is loaded, and asks the nameservers of
+ * AGENT_SMITH_PROXY_RESOLV_CONF (default /etc/resolv.conf; its `search` line is the
+ * search list dns-policy.ts recognises), or AGENT_SMITH_PROXY_DNS_UPSTREAM when set
+ * (comma-separated `ip`, `ip:port` or `[ip6]:port`, for tests). The bound ports are
+ * logged: `{"msg":"egress proxy listening","port":...,"healthPort":...,"dnsPort":...}`.
  */
+import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { CREDENTIALS_DIR, EGRESS_CA_DIR, type PodContract } from '../../contract/contract.ts';
 import { ContractError, loadContract } from '../../contract/load.ts';
@@ -24,6 +32,8 @@ import { POD_ENV } from '../../contract/pod.ts';
 import type { Logger } from '../../lib/log.ts';
 import { Auditor } from './audit.ts';
 import { LeafCertificates, loadEgressCa } from './ca.ts';
+import { DEFAULT_DNS_LIMITS, DnsServer, resolverUpstream } from './dns.ts';
+import { compileDnsPolicy, parseResolvConf } from './dns-policy.ts';
 import { ConfigError, limitsFromEnv, listenPorts, readCredentials, upstreamCaFromEnv, type ProxyLimits } from './config.ts';
 import { serveHealth } from './health.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -103,6 +113,16 @@ async function loadRuntime(opts: { layout: Layout; env: NodeJS.ProcessEnv; log: 
   };
 }
 
+/** The nameservers and search list of resolv.conf at `file`; none (with a warning) when it cannot be read. */
+function readResolvConf(file: string, log: Logger): { nameservers: string[]; search: string[] } {
+  try {
+    return parseResolvConf(readFileSync(file, 'utf8'));
+  } catch (err) {
+    log.warn({ file, code: (err as NodeJS.ErrnoException).code }, 'dns: cannot read resolv.conf: no upstream nameserver, no search list');
+    return { nameservers: [], search: [] };
+  }
+}
+
 /** Runs the proxy until SIGTERM or SIGINT. Resolves once listening. */
 export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const layout = layoutFromEnv(env);
@@ -127,7 +147,13 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
   const port = await proxy.listen(ports.port);
   const health = await serveHealth({ port: ports.healthPort, status: () => proxy.notReadyReason, metrics, log });
   ownPorts.add(health.port);
-  log.info({ port, healthPort: health.port, addresses: ['127.0.0.1', '::1'] }, 'egress proxy listening');
+  const resolv = readResolvConf(env.AGENT_SMITH_PROXY_RESOLV_CONF || '/etc/resolv.conf', log);
+  const upstreamServers = env.AGENT_SMITH_PROXY_DNS_UPSTREAM ? env.AGENT_SMITH_PROXY_DNS_UPSTREAM.split(',').map((s) => s.trim()).filter(Boolean) : resolv.nameservers;
+  if (!upstreamServers.length) log.warn({}, 'dns: no nameserver in resolv.conf: allowed names will get SERVFAIL');
+  const dns = new DnsServer({ log, metrics, auditor, upstream: resolverUpstream(upstreamServers, DEFAULT_DNS_LIMITS.upstreamTimeoutMs) });
+  const dnsPort = await dns.listen(ports.dnsPort);
+  ownPorts.add(dnsPort);
+  log.info({ port, healthPort: health.port, dnsPort, dnsUpstream: upstreamServers, addresses: ['127.0.0.1', '::1'] }, 'egress proxy listening');
 
   let lastReason = '';
   let timer: NodeJS.Timeout | undefined;
@@ -137,6 +163,7 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
       redactor = (line) => runtime.credentials.redact(line);
       auditor.setRedactor((s) => runtime.credentials.redact(s));
       proxy.setRuntime(runtime);
+      dns.setPolicy(compileDnsPolicy(contract.egress.allow, contract.egress.inClusterHosts ?? [], resolv.search));
       metrics.ready.set(1);
       if (contract.egress.proxyPort !== port && env[POD_ENV.proxyPort] === undefined) {
         log.warn({ port, proxyPort: contract.egress.proxyPort }, 'egress.proxyPort differs from the bound port (read before the contract was readable); restart the container to move');
@@ -163,6 +190,7 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
     clearTimeout(timer);
     void proxy
       .close(5_000)
+      .then(() => dns.close())
       .then(() => health.close())
       .finally(() => process.exit(0));
   };

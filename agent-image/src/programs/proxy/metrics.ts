@@ -39,6 +39,12 @@ export class ProxyMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
+  readonly dnsQueries = new Counter({
+    name: 'agentsmith_proxy_dns_queries_total',
+    help: 'DNS queries answered by the proxy (iptables mode), by decision (allow, deny, error) and reason (allowed, in_cluster, not_allowed, search_expansion, bad_name, not_ready, busy, upstream_error, oversized, malformed, questions, not_query, bad_class, response, tcp_limit)',
+    labelNames: ['decision', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly certCache = new Counter({
     name: 'agentsmith_proxy_cert_cache_total',
     help: 'leaf certificate lookups by result (hit, miss)',
