@@ -18,9 +18,9 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
-import { OAUTH_BETA, startFakeAnthropic, type FakeAnthropic } from '../../scripts/lib/fakes/anthropic-api.ts';
+import { lastUserText, OAUTH_BETA, startFakeAnthropic, type FakeAnthropic } from '../../scripts/lib/fakes/anthropic-api.ts';
 import { makeTestCa } from '../../scripts/lib/fakes/test-ca.ts';
-import { makePod, runCli, testContract, type PodFiles } from '../support/pod.ts';
+import { makePod, runCli, startSupervisor, testContract, tmux, type PodFiles, type SupervisorProcess } from '../support/pod.ts';
 import { startProxy, type CredentialFixture, type ProxyFixture } from './proxy-harness.ts';
 
 /** Shaped like what `claude setup-token` prints. */
@@ -33,8 +33,14 @@ const CREDENTIAL: CredentialFixture = { name: 'claude', hosts: [HOST], scheme: '
 let fake: FakeAnthropic | undefined;
 let fx: ProxyFixture | undefined;
 let pod: PodFiles | undefined;
+let sup: SupervisorProcess | undefined;
 
 afterEach(async () => {
+  if (sup && sup.proc.exitCode === null) {
+    sup.proc.kill('SIGTERM');
+    await sup.exited;
+  }
+  sup = undefined;
   await pod?.cleanup();
   await fx?.stop();
   await fake?.close();
@@ -60,7 +66,8 @@ async function start(credentials: CredentialFixture[]): Promise<{ fake: FakeAnth
     proxyPort: fx.port,
     credentials: [{ name: 'claude', hosts: [HOST], scheme: 'bearer', header: 'Authorization', stub: STUB, env: ['CLAUDE_CODE_OAUTH_TOKEN'] }],
   };
-  pod = await makePod({ contract: testContract({ egress }) });
+  // HTTPS_PROXY as the operator sets it on the agent container (the supervisor's panes inherit it).
+  pod = await makePod({ contract: testContract({ egress }), extraEnv: { HTTPS_PROXY: `http://127.0.0.1:${fx.port}`, NO_PROXY: '127.0.0.1,localhost' } });
   await mkdir(pod.path('/etc/agent-smith/egress-ca-cert'), { recursive: true });
   await writeFile(pod.path('/etc/agent-smith/egress-ca-cert/ca.crt'), fx.caPem);
   const setup = await runCli(pod, ['setup']);
@@ -145,4 +152,26 @@ describe('a Claude subscription OAuth token as an egress credential', () => {
     expect(fake.unauthorized.length).toBeGreaterThan(0);
     expect(fake.unauthorized[0]).toMatchObject({ path: '/v1/messages', authorization: `Bearer ${STUB}` });
   }, 120_000);
+
+  it('under the supervisor: the CLI starts in its tmux pane with no login or onboarding screen and answers a message over the subscription', async () => {
+    const { fake, pod } = await start([CREDENTIAL]);
+    fake.respond((req, h) => h.text(`pane answer ${/MARK-[\w-]+/.exec(h.lastUserText(req))?.[0] ?? 'none'}`));
+    sup = startSupervisor(pod);
+    const screen = () => tmux(pod, 'capture-pane', '-p', '-t', 'main:0.0');
+    const deadline = Date.now() + 60_000;
+    while (!(await screen().catch(() => '')).includes('❯') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    const first = await screen();
+    expect(first).toContain('❯');
+    expect(first).not.toMatch(/login|log in|Select|theme|API key/i);
+
+    const res = await fetch(`${pod.localUrl}/inbox`, { method: 'POST', body: JSON.stringify({ source: 'test', text: 'say MARK-oauth-pane' }) });
+    expect(res.status).toBe(202);
+    const req = await fake.waitForRequest((r) => lastUserText(r).includes('MARK-oauth-pane'), 60_000);
+    expect(req.headers.authorization).toBe(`Bearer ${REAL}`);
+    expect(fake.unauthorized).toEqual([]);
+    while (!(await screen()).includes('pane answer MARK-oauth-pane') && Date.now() < deadline + 30_000) await new Promise((r) => setTimeout(r, 250));
+    expect(await screen()).toContain('pane answer MARK-oauth-pane');
+    expect(await screen()).not.toContain(REAL);
+  }, 150_000);
 });
+
