@@ -3,16 +3,20 @@
  * and git's credential helpers for github.com and for the GitHub Enterprise Server host of
  * `github.apiUrl`; the real gh (Debian's 2.23, as in the image) then calls the GitHub API
  * fake through the real `agent-smith proxy` for both hosts, and the fake sees the real
- * tokens only. A repository on the GHES host is cloned by setup and pushed to by the
- * agent's git through the proxy, with only the stub on the agent's side.
+ * tokens only. A repository on the GHES host is cloned by setup, pushed to by the agent's
+ * git and gets a pull request from `gh pr create`, all through the proxy with only the
+ * stub on the agent's side.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { PodContractInput } from '../../agent-image/src/contract/contract.ts';
 import { startGitHubFake, type GitHubFake } from '../../scripts/lib/fakes/github-api.ts';
 import { startGitServer, type GitServer } from '../../scripts/lib/fakes/git-server.ts';
+import { makeTestCa } from '../../scripts/lib/fakes/test-ca.ts';
 import { makePod, runCli, testContract, type PodFiles } from '../support/pod.ts';
 import { startProxy, type ProxyFixture } from './proxy-harness.ts';
 
@@ -39,11 +43,13 @@ let pod: PodFiles | undefined;
 let fx: ProxyFixture | undefined;
 const fakes: GitHubFake[] = [];
 let gitServer: GitServer | undefined;
+const routers: PathRouter[] = [];
 
 afterEach(async () => {
   await pod?.cleanup();
   await fx?.stop();
   await Promise.all(fakes.splice(0).map((f) => f.close()));
+  await Promise.all(routers.splice(0).map((r) => r.close()));
   await gitServer?.close();
   pod = fx = gitServer = undefined;
 });
@@ -191,31 +197,82 @@ describe('setup logs gh in with the stubs', () => {
     ]);
   }, 90_000);
 
-  it('a repository on the GHES host: setup clones it through the proxy and the agent pushes a branch with only the stub', async () => {
-    gitServer = await startGitServer({ repos: { app: { 'README.md': '# app on GHES\n' } }, hostnames: [GHES], basicPassword: REAL_GHES });
+  it('a repository on the GHES host: setup clones it, the agent pushes a branch and gh pr create opens the pull request there, with only stubs', async () => {
+    // GHES serves git and the API on one host: a router on ghe.test:443 sends /api/ to the GitHub fake and the rest to the git server.
+    gitServer = await startGitServer({ repos: { 'acme/app': { 'README.md': '# app on GHES\n' } }, hostnames: [GHES], basicPassword: REAL_GHES });
+    const api = await startGitHubFake({ hostnames: [GHES], webUrl: `https://${GHES}`, git: gitServer });
+    fakes.push(api);
+    api.addUser('devbot', REAL_GHES);
+    api.addRepository('acme/app');
+    const router = await startPathRouter(GHES, (path) => (path.startsWith('/api/') ? { port: api.port, ca: api.caPem } : { port: Number(new URL(gitServer!.url).port), ca: gitServer!.caPem }));
+    routers.push(router);
     fx = await startProxy({
       allow: [GHES],
       allowCidrs: ['127.0.0.0/8'],
       credentials: [{ name: 'ghes', hosts: [GHES], scheme: 'bearer', header: 'Authorization', stub: STUB_GHES, require: false, real: REAL_GHES }],
-      hosts: { [GHES]: { addresses: ['127.0.0.1'], ports: { '443': Number(new URL(gitServer.url).port) } } },
-      upstreamCa: [gitServer.caPem],
+      hosts: { [GHES]: { addresses: ['127.0.0.1'], ports: { '443': router.port } } },
+      upstreamCa: [router.caPem],
     });
     const proxyEnv = { HTTPS_PROXY: `http://127.0.0.1:${fx.port}`, NO_PROXY: '127.0.0.1,localhost' };
-    const repos = [{ name: 'acme/app', url: `https://${GHES}/app.git`, dir: '/workspace/app' }];
+    const repos = [{ name: 'acme/app', url: `https://${GHES}/acme/app.git`, dir: '/workspace/app' }];
     const pod = await setUp(fx.caPem, [CREDENTIALS[1]!], { repos, workdir: '/workspace/app', git: { name: 'Dev Bot', email: 'devbot@ghe.test' } }, proxyEnv);
     expect(await readFile(pod.path('/workspace/app/README.md'), 'utf8')).toBe('# app on GHES\n');
 
-    const agentEnv = { ...proxyEnv, GIT_SSL_CAINFO: '/home/agent/.agent-smith/ca-bundle.pem' };
-    const inApp = (...args: string[]) => inPod(pod, ['git', ...args], agentEnv, '', '/workspace/app');
+    // The agent's environment: no GH_* variable at all, gh finds the host and stub in hosts.yml.
+    const agentEnv = { ...proxyEnv, GIT_SSL_CAINFO: '/home/agent/.agent-smith/ca-bundle.pem', SSL_CERT_FILE: '/home/agent/.agent-smith/ca-bundle.pem', GH_PROMPT_DISABLED: '1' };
+    const inApp = (...argv: string[]) => inPod(pod, argv, agentEnv, '', '/workspace/app');
     await writeFile(pod.path('/workspace/app/fix.txt'), 'fixed\n');
-    for (const args of [['switch', '-q', '-c', 'fix'], ['add', 'fix.txt'], ['commit', '-q', '-m', 'fix']]) expect((await inApp(...args)).code).toBe(0);
-    const push = await inApp('push', '-q', 'origin', 'fix');
+    for (const args of [['switch', '-q', '-c', 'fix'], ['add', 'fix.txt'], ['commit', '-q', '-m', 'fix']]) expect((await inApp('git', ...args)).code).toBe(0);
+    const push = await inApp('git', 'push', '-q', '-u', 'origin', 'fix');
     expect(push, push.stderr).toMatchObject({ code: 0 });
-    expect(await gitServer.readFile('app', 'fix', 'fix.txt')).toBe('fixed\n');
-    // The server demands the real token; the agent's git only ever had the stub.
-    expect(await readFile(pod.path('/home/agent/.gitconfig'), 'utf8')).toContain(STUB_GHES);
-    const pushes = fx.audits().filter((l) => l.host === GHES && l.credential === 'ghes' && String(l.path).includes('git-receive-pack'));
-    expect(pushes.length).toBeGreaterThan(0);
+    expect(await gitServer.readFile('acme/app', 'fix', 'fix.txt')).toBe('fixed\n');
+
+    const created = await inApp('gh', 'pr', 'create', '--title', 'Fix', '--body', 'Adds fix.txt.', '--head', 'fix', '--base', 'main');
+    expect(created, created.stderr).toMatchObject({ code: 0, stdout: `https://${GHES}/acme/app/pull/1\n` });
+    expect(api.pullRequests('acme/app')).toMatchObject([{ number: 1, title: 'Fix', user: { login: 'devbot' }, head: { ref: 'fix' } }]);
+    expect(api.requests.length).toBeGreaterThan(0);
+    expect(api.requests.every((r) => r.authorization === `token ${REAL_GHES}`)).toBe(true);
+
+    // Every credentialed request went out with the real token, swapped in by the proxy: git's pushes and gh's GraphQL alike.
+    const swapped = fx.audits().filter((l) => l.host === GHES && l.credential === 'ghes');
+    expect(swapped.some((l) => String(l.path).includes('git-receive-pack'))).toBe(true);
+    expect(swapped.some((l) => l.path === '/api/graphql')).toBe(true);
+    expect(await readFile(pod.path('/home/agent/.gitconfig'), 'utf8')).not.toContain(REAL_GHES);
     expect(fx.output()).not.toContain(REAL_GHES);
-  }, 90_000);
+  }, 120_000);
 });
+
+interface PathRouter {
+  port: number;
+  caPem: string;
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTPS server for `name` (a certificate of its own test CA) that relays each request to
+ * the local HTTPS server `route(path)` names, trusting that server's CA: one host serving
+ * git and the API, as GitHub Enterprise Server does.
+ */
+async function startPathRouter(name: string, route: (path: string) => { port: number; ca: string }): Promise<PathRouter> {
+  const ca = await makeTestCa('agent-smith test GHES router CA');
+  const leaf = await ca.issue([{ type: 'dns', value: name }]);
+  const server = https.createServer({ key: leaf.keyPem, cert: leaf.certPem }, (req, res) => {
+    const to = route(req.url ?? '/');
+    const upstream = https.request({ host: '127.0.0.1', port: to.port, ca: to.ca, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', (err) => res.destroy(err));
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    caPem: ca.caPem,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
