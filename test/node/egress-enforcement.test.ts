@@ -4,13 +4,15 @@
  *
  * - `enforcement: iptables` (egress-init's firewall, agent-image/src/programs/egress-init/rules.ts, plus
  *   the proxy env the operator renders): a host outside spec.egress.allow is refused by the
- *   proxy; without the proxy env there is no DNS; a raw address is sent to the proxy by the
- *   firewall, which refuses it; UDP is dropped; an allowed host works through the proxy,
+ *   proxy; the pod's DNS is the proxy's (port 53 redirected to it): a name outside the
+ *   allowlist gets NXDOMAIN and an audit line, an allowed one resolves; a raw address is
+ *   sent to the proxy by the firewall, which refuses it; other UDP is dropped; an allowed host works through the proxy,
  *   which swaps the agent's stub for the real value only the proxy holds; the proxy's own
  *   UID goes out directly.
  * - `kubernetesAccess: {clusterRole: view}` in both enforcement modes: `kubectl get pods`
  *   typed into the supervisor's tmux shell (pane 1) lists the pod itself (the operator puts
- *   the API server's cluster IP in NO_PROXY, and under iptables in allowCidrs).
+ *   the API server's cluster IP in NO_PROXY, and under iptables in allowCidrs, and its name
+ *   in the contract's egress.inClusterHosts, which the proxy's DNS resolves).
  *
  * The cluster, the images, the operator (Helm) and the demo's stand-ins for github.com are
  * those of test/node/e2e.test.ts; the agents run a custom harness (`sleep`) to stay light.
@@ -132,7 +134,7 @@ afterAll(async () => {
 }, 180_000);
 
 describe('enforcement: iptables, from the agent container', () => {
-  it('a host outside spec.egress.allow: the proxy refuses the CONNECT (403); without the proxy env the name does not resolve', async () => {
+  it('a host outside spec.egress.allow: the proxy refuses the CONNECT (403); without the proxy env the name does not resolve (the proxy\'s DNS says NXDOMAIN)', async () => {
     const pod = await c.core.readNamespacedPod({ name: `${IPTABLES}-0`, namespace: ns.name });
     expect(pod.spec?.initContainers?.map((x) => x.name)).toEqual(['egress-init', 'egress-proxy', 'setup']);
     const viaProxy = await sh(IPTABLES, 'curl -sS --max-time 20 https://example.org');
@@ -171,22 +173,39 @@ describe('enforcement: iptables, from the agent container', () => {
     expect(outside.stderr).toContain('Failed to connect to 1.1.1.1 port 443');
   });
 
-  it('UDP is dropped: a send to the cluster DNS fails with EPERM', async () => {
-    const dns = await sh(IPTABLES, `echo x > /dev/udp/${dev!.real.clusterDNS}/53`);
-    expect(dns.code).toBe(1);
-    expect(dns.stderr).toContain('echo: write error: Operation not permitted');
+  it('UDP other than DNS is dropped: a send to the cluster DNS address on another port fails with EPERM', async () => {
+    const udp = await sh(IPTABLES, `echo x > /dev/udp/${dev!.real.clusterDNS}/5353`);
+    expect(udp.code).toBe(1);
+    expect(udp.stderr).toContain('echo: write error: Operation not permitted');
     // Outside the cluster: no route on this node (see above), before any firewall.
     const outside = await sh(IPTABLES, 'echo x > /dev/udp/1.1.1.1/53');
     expect(outside.code).toBe(1);
     expect(outside.stderr).toContain('/dev/udp/1.1.1.1/53: Network is unreachable');
   });
 
-  it('no DNS for the agent UID: getent hosts finds neither a name outside the allowlist nor one in it', async () => {
-    for (const name of ['example.org', 'github.com']) {
-      const r = await exec(IPTABLES, 'agent', ['getent', 'hosts', name]);
-      expect(r.code, name).toBe(2);
-      expect(r.stdout, name).toBe('');
-    }
+  it('a DNS lookup of a non-allowed name returns NXDOMAIN from the agent container, with one audit line in the proxy', async () => {
+    // glibc through the pod's resolv.conf (search list, ndots:5): every expansion and the name itself NXDOMAIN.
+    const glibc = await exec(IPTABLES, 'agent', ['getent', 'hosts', 'via-glibc.example.org']);
+    expect(glibc.code).toBe(2);
+    expect(glibc.stdout).toBe('');
+    // A DNS query of its own (c-ares, no search list), to the cluster DNS address the pod's
+    // resolv.conf names: the firewall hands it to the proxy, which answers NXDOMAIN (ENOTFOUND).
+    const js = `const r=new (require('dns').promises.Resolver)();r.setServers(['${dev!.real.clusterDNS}']);r.resolve4('not-allowed.example.org').then(a=>console.log('resolved',a),e=>console.log(e.code))`;
+    const query = await exec(IPTABLES, 'agent', ['node', '-e', js]);
+    expect(query).toMatchObject({ code: 0, stdout: 'ENOTFOUND\n' });
+    const logs = await kubectl(dev!.kubeconfig, ['logs', '-n', ns.name, `${IPTABLES}-0`, '-c', 'egress-proxy']);
+    const dnsDenied = logs.stdout.split('\n').filter((l) => l.includes('"audit":true') && l.includes('"mode":"dns"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(dnsDenied).toContainEqual(expect.objectContaining({ host: 'via-glibc.example.org', decision: 'deny', reason: 'not_allowed' }));
+    expect(dnsDenied).toContainEqual(expect.objectContaining({ host: 'not-allowed.example.org', qname: 'not-allowed.example.org', qtype: 'A' }));
+    // One line per name meant, not one per search expansion (glibc asked four names: three search expansions and the name).
+    expect(dnsDenied.filter((l) => l.host === 'via-glibc.example.org')).toHaveLength(1);
+  });
+
+  it('an allowed name resolves for the agent UID through the proxy\'s DNS (to the stand-in for github.com)', async () => {
+    const ip = inCluster!.publicStandIns['github.com'] ?? '';
+    const r = await exec(IPTABLES, 'agent', ['getent', 'hosts', 'github.com']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^${ip.replace(/\./g, '\\.')}\\s+github\\.com`));
   });
 
   it('an allowed host works through the proxy, which swaps the stub for the real password the agent never holds', async () => {
@@ -238,6 +257,12 @@ describe('kubernetesAccess (clusterRole view): kubectl in the supervisor\'s tmux
     expect(r.rc).toBe(0);
     expect(r.output).toMatch(/^NAME\s+READY\s+STATUS/);
     expect(r.output).toMatch(new RegExp(`^${IPTABLES}-0\\s+2/2\\s+Running`, 'm'));
+    // Its name resolves too (a declared in-cluster destination: the proxy's DNS asks the
+    // cluster DNS), to the address kubectl dials, which goes direct (allowCidrs).
+    const name = await inShell(IPTABLES, 'getent hosts kubernetes.default.svc; echo "service host $KUBERNETES_SERVICE_HOST"');
+    const serviceHost = /service host (\S+)/.exec(name.output)?.[1] ?? '';
+    expect(serviceHost).toMatch(/^[0-9a-f.:]+$/);
+    expect(name.output).toMatch(new RegExp(`^${serviceHost.replace(/\./g, '\\.')}\\s+kubernetes\\.default\\.svc`, 'm'));
     // The same through the proxy: it refuses the API server's address (not allow-listed).
     const viaProxy = await inShell(IPTABLES, `NO_PROXY= no_proxy= kubectl get pods -n ${ns.name}`);
     expect(viaProxy.rc).toBe(1);

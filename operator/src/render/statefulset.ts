@@ -102,10 +102,10 @@ function volumeClaim(name: string, size: string, storageClassName: string | unde
 
 /**
  * Environment that sends the agent's HTTP(S) to the proxy as an explicit proxy, in both
- * enforcement modes. In iptables mode it is not the enforcement (the firewall is) but
- * what lets names resolve: the pod has no DNS of its own there (egress-init lets only
- * the proxy's UID query DNS), so clients hand the proxy the name (CONNECT host:443).
- * Clients that ignore HTTPS_PROXY still cannot get out except through the proxy.
+ * enforcement modes. In iptables mode it is not the enforcement (the firewall is): clients
+ * hand the proxy the name (CONNECT host:443) and need no DNS; clients that ignore
+ * HTTPS_PROXY resolve through the proxy's DNS listener (egress-init sends port 53 there;
+ * allowed and declared names only) and are redirected to the proxy all the same.
  * NO_PROXY: loopback, in-cluster names, the spec's allowCidrs and the API server's cluster
  * IPs (`apiServerIPs`, with spec.kubernetesAccess: in-cluster kubeconfigs dial
  * KUBERNETES_SERVICE_HOST, an address, which the proxy would refuse), which go direct.
@@ -265,10 +265,12 @@ export function serviceHostnames(host: string): string[] {
  * {@link serviceHostnames} spelling of every Service at that IP, in the order of `services`.
  * The kubelet writes them into every container's /etc/hosts.
  *
- * Only in iptables mode: egress-init drops the UDP of every UID but the proxy's, so the
- * supervisor's own NATS and Matrix connections (direct: NO_PROXY holds `.svc`) cannot ask
- * DNS; beside localhost and the pod's own name, /etc/hosts is all it resolves. Under
- * proxy-env the pod keeps DNS and gets none. Nothing else gets an alias.
+ * Only in iptables mode: there the pod's DNS is the proxy's DNS listener (egress-init
+ * sends port 53 to it), which resolves these Services too (contract
+ * egress.inClusterHosts) but answers SERVFAIL until the proxy has loaded its config; the
+ * aliases let the supervisor's own NATS and Matrix connections (direct: NO_PROXY holds
+ * `.svc`) resolve without it. Under proxy-env the pod keeps the cluster's DNS and gets
+ * none. Nothing else gets an alias.
  *
  * They do not affect the egress proxy: it looks names up as absolute names (`"host."`,
  * agent-image/src/programs/proxy/policy.ts resolveChecked), which glibc does not match against
