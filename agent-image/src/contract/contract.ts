@@ -45,6 +45,8 @@ export const CREDENTIALS_DIR = '/etc/agent-smith/credentials';
  * the agent container only; the supervisor's Matrix bridge reads it (never an environment variable).
  */
 export const MATRIX_ACCESS_TOKEN_FILE = '/etc/agent-smith/matrix/access-token';
+/** How long an approval request waits for an answer by default (s): spec.matrix.approvals.timeoutSeconds. */
+export const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 300;
 
 /** Port of the supervisor's /healthz, /readyz and /metrics (all interfaces; the pod's `http` port). */
 export const SUPERVISOR_PORT = 8080;
@@ -164,8 +166,22 @@ export const PodContract = z.object({
     mcpJson: z.string().optional(),
     subagents: z.record(z.string(), z.string()),
   }),
+  /**
+   * The Matrix bridge. `approvals` (approvals over chat, plugins/matrix/approvals.ts):
+   * `room` is asked when the current task did not come from Matrix (else `rooms[0]`),
+   * `timeoutSeconds` is how long an answer is waited for (the Agent API: 10..86400,
+   * default 300; the contract takes any positive value, for tests).
+   */
   matrix: z
-    .object({ homeserverUrl: z.string(), userId: z.string(), allowedUsers: z.array(z.string()), rooms: z.array(z.string()) })
+    .object({
+      homeserverUrl: z.string(),
+      userId: z.string(),
+      allowedUsers: z.array(z.string()),
+      rooms: z.array(z.string()),
+      approvals: z
+        .object({ room: z.string().optional(), timeoutSeconds: z.number().int().positive().default(DEFAULT_APPROVAL_TIMEOUT_SECONDS) })
+        .default({ timeoutSeconds: DEFAULT_APPROVAL_TIMEOUT_SECONDS }),
+    })
     .optional(),
   /**
    * GitHub identity and the PR rewake (agent-image/src/plugins/github). `apiUrl`: REST base URL

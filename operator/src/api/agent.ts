@@ -11,7 +11,7 @@
  * evaluates `pattern` with Go's regexp.
  */
 import { z } from 'zod';
-import { CREDENTIAL_SCHEMES, DEFAULT_MAX_CONSECUTIVE_REWAKES, ENFORCEMENT_MODES, EVENTS_DEFAULTS, HARNESS_KINDS } from '../../../agent-image/src/contract/contract.ts';
+import { CREDENTIAL_SCHEMES, DEFAULT_APPROVAL_TIMEOUT_SECONDS, DEFAULT_MAX_CONSECUTIVE_REWAKES, ENFORCEMENT_MODES, EVENTS_DEFAULTS, HARNESS_KINDS } from '../../../agent-image/src/contract/contract.ts';
 import { AGENT_API } from '../../../agent-image/src/contract/pod.ts';
 import { cel, mapList, opaque } from './schema.ts';
 import { PermissionsSpec } from './permissions.ts';
@@ -87,6 +87,8 @@ const matrixUserId = z
   .string()
   .max(255)
   .regex(/^@[^:\s]+:[^\s]+$/, 'must be a Matrix user id such as @alice:example.org');
+
+const matrixRoom = z.string().max(255).regex(/^[!#][^:\s]+:[^\s]+$/, 'must be a room id (!abc:example.org) or alias (#room:example.org)');
 
 // --- spec sections -------------------------------------------------------------------
 
@@ -169,10 +171,17 @@ export const MatrixSpec = z
       .default([])
       .describe('Users whose every message the agent takes, and whose invites it accepts.'),
     rooms: z
-      .array(z.string().max(255).regex(/^[!#][^:\s]+:[^\s]+$/, 'must be a room id (!abc:example.org) or alias (#room:example.org)'))
+      .array(matrixRoom)
       .max(64)
       .default([])
       .describe('Rooms the agent joins.'),
+    approvals: z
+      .object({
+        room: matrixRoom.optional().describe('Room asked when the current task did not come from Matrix (default: the first of spec.matrix.rooms). The agent joins it.'),
+        timeoutSeconds: z.number().int().min(10).max(86400).default(DEFAULT_APPROVAL_TIMEOUT_SECONDS).describe('How long a request waits for an approver; then it is denied and the model is told.'),
+      })
+      .default({ timeoutSeconds: DEFAULT_APPROVAL_TIMEOUT_SECONDS })
+      .describe('Approvals over chat: a tool call the permissions make ask is posted in the room and thread of the current task; an allowedUsers member answers with ✅/❌ or approve/deny (docs/matrix-bridge.md).'),
   })
   .describe('Matrix bridge: a mention in a room reaches the agent, and its answer goes back to the room.');
 

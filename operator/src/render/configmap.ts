@@ -100,6 +100,7 @@ export function renderContract(
             userId: spec.matrix.userId,
             allowedUsers: spec.matrix.allowedUsers,
             rooms: spec.matrix.rooms,
+            approvals: spec.matrix.approvals,
           },
         }
       : {}),
