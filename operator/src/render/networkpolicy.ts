@@ -42,7 +42,7 @@ export interface ServiceAddress {
 /**
  * allowCidrs entries for the Services' addresses (/32, /128), after `allowCidrs`, without
  * duplicates. In iptables mode (egress-init) the agent's UID reaches nothing but loopback,
- * the proxy and allowCidrs, and has no DNS: the supervisor's own NATS and Matrix
+ * the proxy (its DNS included) and allowCidrs: the supervisor's own NATS and Matrix
  * connections (not HTTP through the proxy) need these. Pure.
  */
 export function withServiceCidrs(allowCidrs: readonly string[], services: readonly ServiceAddress[]): string[] {

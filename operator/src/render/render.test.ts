@@ -78,7 +78,7 @@ describe('renderAll', () => {
     ];
     const { configMap, statefulSet, networkPolicy } = renderAll(agent(spec), { ...opts, serviceAddresses });
     const contract = PodContract.parse(JSON.parse(configMap.data?.['contract.json'] ?? ''));
-    // egress-init lets these addresses through; /etc/hosts names them (the agent's UID has no DNS).
+    // egress-init lets these addresses through; /etc/hosts names them (resolvable while the proxy, the pod's DNS, is not ready).
     expect(contract.egress.allowCidrs).toEqual(['10.96.0.20/32', '10.96.0.30/32', 'fd00::30/128']);
     // The proxy's DNS listener resolves these names for the CLI (programs/proxy/dns.ts).
     expect(contract.egress.inClusterHosts).toEqual(['nats.messaging.svc.cluster.local', 'synapse.chat.svc']);
@@ -218,7 +218,7 @@ describe('renderAll', () => {
     expect(panes.NODE_EXTRA_CA_CERTS).toBe('/etc/agent-smith/egress-ca-cert/ca.crt');
   });
 
-  it('names the proxy in iptables mode too (the pod has no DNS of its own) and lets allowCidrs go direct', () => {
+  it('names the proxy in iptables mode too (its DNS resolves allowed names only) and lets allowCidrs go direct', () => {
     const pod = renderAll(agent({ ...devbot, egress: { allow: ['github.com'], allowCidrs: ['10.96.0.0/12'], enforcement: 'iptables' } }), opts).statefulSet.spec!.template.spec!;
     expect(pod.initContainers?.map((c) => c.name)).toEqual(['egress-init', 'egress-proxy', 'setup']);
     const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
