@@ -92,14 +92,21 @@ function blockText(content: string | ContentBlockIn[] | undefined): string {
   return content.map((b) => (typeof b.text === 'string' ? b.text : b.content !== undefined ? blockText(b.content) : '')).join('\n');
 }
 
-/** The index of the newest message carrying an agent-smith message, and that message; tool results are not searched. */
+/**
+ * The index of the newest user message carrying an agent-smith message, and that message.
+ * Text blocks are searched first (a prompt, or the Stop hook's feedback, with or without
+ * system-reminder tags); tool results only when no text has one (they hold files and
+ * command output, which could quote a message).
+ */
 function currentTask(messages: MessageIn[]): { at: number; msg: NonNullable<ReturnType<typeof parseAgentSmithMessage>> } | undefined {
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i]!;
-    if (m.role !== 'user') continue;
-    const text = typeof m.content === 'string' ? m.content : m.content.filter((b) => b.type === 'text').map((b) => b.text ?? '').join('\n');
-    const msg = parseAgentSmithMessage(text);
-    if (msg) return { at: i, msg };
+  for (const inResults of [false, true]) {
+    for (let i = messages.length - 1; i >= 0; i--) {
+      const m = messages[i]!;
+      if (m.role !== 'user') continue;
+      const text = typeof m.content === 'string' ? m.content : blockText(m.content.filter((b) => (inResults ? b.type === 'tool_result' : b.type === 'text')));
+      const msg = parseAgentSmithMessage(text);
+      if (msg) return { at: i, msg };
+    }
   }
   return undefined;
 }
@@ -156,7 +163,8 @@ function next(steps: Step[], done: Done[], h: Helpers, req: RecordedRequest, fai
     const d = done[i];
     if (!d) return h.toolUse(step.tool, step.input(done));
     if (!d.result) return h.text(`${WORKER_PREFIX} waiting for the result of ${step.label}.`);
-    const problem = d.result.isError ? d.result.text || 'failed' : step.check?.(d.result);
+    // A step with a check judges its result itself (a test run exits non-zero when tests fail).
+    const problem = step.check ? step.check(d.result) : d.result.isError ? d.result.text || 'failed' : undefined;
     if (problem !== undefined) return fail(step.label, problem, done);
   }
   return finish(done);
@@ -186,7 +194,7 @@ export function workerResponder(opts: WorkerOptions = {}): (req: RecordedRequest
       input: (d) => ({ room: msg.attrs.room, ...(msg.attrs.thread ? { thread: msg.attrs.thread } : {}), text: text(d) }),
     });
     const fail = (label: string, output: string, d: Done[]): Turn => {
-      const text = `${WORKER_PREFIX} I could not finish: ${label} failed:\n${tail(output)}`;
+      const text = `${WORKER_PREFIX} I could not finish (${label}): ${tail(output)}`;
       const told = d.some((x) => x.name === REPLY_TOOL && String(x.input.text).startsWith(`${WORKER_PREFIX} I could not finish`));
       if (fromMatrix && !told && h.hasTool(req, REPLY_TOOL) && d.at(-1)?.name !== REPLY_TOOL) return h.toolUse(REPLY_TOOL, { room: msg.attrs.room, ...(msg.attrs.thread ? { thread: msg.attrs.thread } : {}), text });
       return h.text(text);
