@@ -85,7 +85,7 @@ program
 
 program
   .command('hook')
-  .description('internal: a harness hook (stop, session-start, prompt-submit, notification); reads the hook JSON on stdin')
+  .description('internal: a harness hook (stop, session-start, prompt-submit, notification, permission-request); reads the hook JSON on stdin')
   .argument('<event>', 'hook event')
   .action(async (event: string) => {
     const { runHook } = await import('./programs/hook/hook.ts');

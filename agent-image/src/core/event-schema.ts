@@ -82,6 +82,13 @@ export const LIFECYCLE_EVENT_TYPES = [
   'matrix_room_joined',
   'matrix_encrypted_room',
   'message_dead_lettered',
+  // Approvals over chat (plugins/matrix/approvals.ts): approval_requested {id, tool, summary, room};
+  // approval_granted / approval_denied {id, by (the approver's Matrix user id), always};
+  // approval_expired {id, after (seconds)}.
+  'approval_requested',
+  'approval_granted',
+  'approval_denied',
+  'approval_expired',
 ] as const;
 
 /**

@@ -20,6 +20,7 @@ import path from 'node:path';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
 import type { PERMISSION_MODES, PodContract } from '../../contract/contract.ts';
 import { isJsonObject, mergeJson, parseJsonObject, readJsonObject, type Json } from '../../contract/settings.ts';
+import { DEFAULT_APPROVAL_TIMEOUT_SECONDS } from '../../contract/contract.ts';
 import { shellQuote, writeFileAtomic } from '../../lib/files.ts';
 
 /** Name of the supervisor's MCP server in the CLI's MCP config (tools appear as `mcp__agent-smith__<tool>`). */
@@ -40,8 +41,13 @@ export function mcpConfigFile(ctx: Pick<HarnessContext, 'layout'>): string {
   return path.join(ctx.layout.homeDir, '.mcp.json');
 }
 
-/** The settings.json fragment that wires Claude Code's hooks to `agent-smith hook <event>`. */
-export function hookSettings(selfCommand: string[]): Record<string, unknown> {
+/**
+ * The settings.json fragment that wires Claude Code's hooks to `agent-smith hook <event>`.
+ * PermissionRequest (a tool call an `ask` rule holds) waits for an approver in Matrix up to
+ * `approvalTimeoutSeconds` (spec.matrix.approvals.timeoutSeconds); its hook timeout is a
+ * minute longer, so the hook's own deny always arrives before Claude Code gives up on it.
+ */
+export function hookSettings(selfCommand: string[], approvalTimeoutSeconds = DEFAULT_APPROVAL_TIMEOUT_SECONDS): Record<string, unknown> {
   const cmd = (event: string) => [...selfCommand, 'hook', event].map(shellQuote).join(' ');
   const sync = (event: string) => [{ hooks: [{ type: 'command', command: cmd(event), timeout: 15 }] }];
   return {
@@ -49,6 +55,7 @@ export function hookSettings(selfCommand: string[]): Record<string, unknown> {
       SessionStart: sync('session-start'),
       UserPromptSubmit: sync('prompt-submit'),
       Notification: sync('notification'),
+      PermissionRequest: [{ hooks: [{ type: 'command', command: cmd('permission-request'), timeout: approvalTimeoutSeconds + 60 }] }],
       Stop: [{ hooks: [{ type: 'command', command: cmd('stop'), async: true, asyncRewake: true, timeout: WAITER_TIMEOUT_SECONDS }] }],
     },
   };
@@ -110,7 +117,7 @@ export class ClaudeAdapter implements HarnessAdapter {
 
     // settings.json: the persona's settings, then ours (hooks, our MCP tools allowed, the
     // spec's permission mode and rules after the persona's, no dialogs).
-    const ours = { ...hookSettings(ctx.selfCommand), ...permissionSettings(contract.permissions) };
+    const ours = { ...hookSettings(ctx.selfCommand, contract.matrix?.approvals.timeoutSeconds), ...permissionSettings(contract.permissions) };
     await writeFileAtomic(path.join(dir, 'settings.json'), JSON.stringify(mergeJson(personaSettings, ours), null, 2) + '\n');
 
     // MCP servers: the persona's, plus the supervisor's own (loopback HTTP).

@@ -18,17 +18,20 @@ import type { BridgeOptions } from './bridge.ts';
 import { MatrixError, withRetry, type MatrixClient, type MatrixEvent, type SyncResponse } from './client.ts';
 import { OWN_MEMORY, remember, rememberAnswerThread, type BridgeState } from './state.ts';
 import type { MatrixSends, Outgoing, SkipReason } from './sends.ts';
+import { APPROVAL_KEY, type MatrixApprovals } from './approvals.ts';
 import { decide, MAX_AGENT_RUN, mentions, relationOf, threadOf, type Decision, type Who } from './triggers.ts';
 import { clip, eventFault, isEventId, isPlainObject, isRoomId, isUserId, relationFault } from './validate.ts';
 
 /** Event types the bridge asks /sync for: messages, and what it must see to not deliver twice or too early. */
-export const TIMELINE_TYPES = ['m.room.message', 'm.room.redaction', 'm.room.encrypted', 'm.room.member', 'm.room.encryption'];
+export const TIMELINE_TYPES = ['m.room.message', 'm.room.redaction', 'm.room.encrypted', 'm.room.member', 'm.room.encryption', 'm.reaction'];
 /** Pages of /messages fetched to fill one limited timeline (100 events each). */
 const MAX_GAP_PAGES = 20;
 
 /** What a batch needs of the bridge: its options, client and sends, and the state it keeps between batches. */
 export interface BatchContext {
   readonly opts: BridgeOptions;
+  /** Approvals over chat: a live event that answers a request is consumed there (approvals.ts). */
+  readonly approvals?: Pick<MatrixApprovals, 'take'> | undefined;
   readonly client: MatrixClient;
   readonly sends: MatrixSends;
   readonly log: Logger;
@@ -260,11 +263,16 @@ async function handleEvent(b: Batch, roomId: string, ev: MatrixEvent, live: bool
     if (thread) remember(draft.threads, thread);
   }
   // The loop guard counts messages in timeline order: an agent's adds one, a person's resets.
-  const counts = ev.type === 'm.room.message' && !(d.action === 'ignore' && (d.reason === 'edit' || d.reason === 'redacted' || d.reason === 'empty'));
+  // The supervisor's approval posts are not the agent talking: they do not count either.
+  const counts = ev.type === 'm.room.message' && !(APPROVAL_KEY in ev.content && ev.sender === ctx.opts.config.userId) && !(d.action === 'ignore' && (d.reason === 'edit' || d.reason === 'redacted' || d.reason === 'empty'));
   if (counts) draft.agentRun[roomId] = d.agent ? run + 1 : 0;
 
   if (!live) {
     m.ignored.inc({ reason: 'history' });
+    return;
+  }
+  if (ctx.approvals?.take(roomId, ev)) {
+    m.ignored.inc({ reason: 'approval_answer' });
     return;
   }
   if (d.action === 'ignore') {
@@ -350,7 +358,7 @@ async function handleInvite(ctx: BatchContext, roomId: string, events: Array<Rec
   const sender = events.find((e) => e.type === 'm.room.member' && e.state_key === self && isPlainObject(e.content) && e.content.membership === 'invite')?.sender;
   const inviter = isUserId(sender) ? sender : undefined;
   try {
-    if ((inviter && ctx.allowedUsers.has(inviter)) || ctx.configuredRooms.has(roomId) || ctx.opts.config.rooms.includes(roomId)) {
+    if ((inviter && ctx.allowedUsers.has(inviter)) || ctx.configuredRooms.has(roomId) || ctx.opts.config.rooms.includes(roomId) || ctx.opts.config.approvals?.room === roomId) {
       await withRetry(() => ctx.client.join(roomId, ctx.signal), { attempts: 3, signal: ctx.signal });
       ctx.log.info({ room: roomId, inviter }, 'accepted an invite');
       void ctx.opts.outbox?.emit('matrix_room_joined', { room: roomId, inviter });

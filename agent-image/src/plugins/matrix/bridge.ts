@@ -56,6 +56,8 @@ import { handleBatch, TIMELINE_TYPES, type BatchContext } from './batch.ts';
 import { MatrixClient, MatrixError, withRetry, type SyncResponse } from './client.ts';
 import type { MatrixMetrics } from './metrics.ts';
 import { MatrixSends } from './sends.ts';
+import { ApprovalMetrics, MatrixApprovals } from './approvals.ts';
+import { Registry } from 'prom-client';
 import { BridgeStateStore, freshState, type BridgeState } from './state.ts';
 import { MAX_AGENT_RUN, threadOf } from './triggers.ts';
 import { clip, isEventId } from './validate.ts';
@@ -67,6 +69,8 @@ export interface MatrixConfig {
   userId: string;
   allowedUsers: string[];
   rooms: string[];
+  /** Approvals over chat (approvals.ts): the room asked when the task did not come from Matrix (else rooms[0]), and how long an answer is waited for. */
+  approvals?: { room?: string | undefined; timeoutSeconds: number } | undefined;
 }
 
 export interface BridgeOptions {
@@ -83,6 +87,8 @@ export interface BridgeOptions {
   metrics: MatrixMetrics;
   log: Logger;
   outbox?: Pick<EventOutbox, 'emit'>;
+  /** The approvals' metrics (approvals.ts); the supervisor's registry. Without them the bridge makes its own. */
+  approvalMetrics?: ApprovalMetrics;
   /** Called for each message newly put into the inbox. */
   onDelivered?: (m: InboxMessage) => void;
   /** Timeline events per room per /sync (more are fetched from /messages). Default 50. */
@@ -169,6 +175,10 @@ export class MatrixBridge {
   private readonly configuredRooms = new Set<string>();
   /** The room id of spec.matrix.rooms[0], the team room review requests go to, once joined. */
   private teamRoomId: string | undefined;
+  /** The room id of spec.matrix.approvals.room, once joined. */
+  private approvalsRoomId: string | undefined;
+  /** Approvals over chat: the port core/approval.ts's Approver, answered from the sync loop. */
+  readonly approvals: MatrixApprovals;
 
   constructor(opts: BridgeOptions) {
     this.opts = opts;
@@ -179,7 +189,21 @@ export class MatrixBridge {
     this.syncTimeoutMs = opts.syncTimeoutMs ?? 30_000;
     this.state = freshState(opts.config.homeserverUrl, opts.config.userId);
     this.sends = new MatrixSends({ client: this.client, metrics: opts.metrics, log: this.log, signal: this.abort.signal, outbox: opts.outbox });
+    this.approvals = new MatrixApprovals({
+      client: this.client,
+      signal: this.abort.signal,
+      agentName: opts.agentName,
+      self: opts.config.userId,
+      approvers: new Set(opts.config.allowedUsers),
+      timeoutSeconds: opts.config.approvals?.timeoutSeconds ?? 300,
+      joined: (room) => this.state.joined.includes(room),
+      fallbackRoom: () => this.approvalsRoomId ?? this.teamRoomId,
+      outbox: opts.outbox,
+      metrics: opts.approvalMetrics ?? new ApprovalMetrics(new Registry()),
+      log: this.log,
+    });
     this.batch = {
+      approvals: this.approvals,
       opts,
       client: this.client,
       sends: this.sends,
@@ -330,10 +354,12 @@ export class MatrixBridge {
     await sleep(waitMs, undefined, { signal: this.abort.signal }).catch(() => undefined);
   }
 
-  /** Joins spec.matrix.rooms (ids or aliases), retrying each until it works. */
+  /** Joins spec.matrix.rooms and spec.matrix.approvals.room (ids or aliases), retrying each until it works. */
   private async joinConfiguredRooms(): Promise<void> {
+    const approvalsRoom = this.opts.config.approvals?.room;
+    const rooms = [...new Set([...this.opts.config.rooms, ...(approvalsRoom ? [approvalsRoom] : [])])];
     await Promise.all(
-      this.opts.config.rooms.map(async (room) => {
+      rooms.map(async (room) => {
         try {
           const id = await withRetry(() => this.client.join(room, this.abort.signal), {
             attempts: Number.POSITIVE_INFINITY,
@@ -344,6 +370,7 @@ export class MatrixBridge {
           });
           this.configuredRooms.add(id);
           if (room === this.opts.config.rooms[0]) this.teamRoomId = id;
+          if (room === approvalsRoom) this.approvalsRoomId = id;
           this.log.info({ room, roomId: id }, 'joined a configured room');
         } catch (err) {
           if (!this.abort.signal.aborted) this.log.error({ room, error: (err as Error).message }, 'cannot join a configured room; is the agent invited, and is the room id right?');

@@ -10,6 +10,7 @@
 import type { Logger } from '../../lib/log.ts';
 import { deliveryText } from '../../core/delivery.ts';
 import type { InboxMessage } from '../../core/inbox.ts';
+import type { TaskOrigin } from '../../core/approval.ts';
 import { alive, sleep } from './proc.ts';
 import type { CliState, SupervisorDeps } from './supervisor.ts';
 import { CLI_PANE } from './tmux.ts';
@@ -78,6 +79,8 @@ export class Courier {
   lastFailure: string | undefined;
   /** A handover or a set-aside is under way. */
   pumping = false;
+  /** Where the current task came from: the room, event and answer thread of the last Matrix message the CLI took (approvals are asked there). */
+  lastMatrixTask: TaskOrigin | undefined;
 
   constructor(deps: SupervisorDeps, cli: CliView) {
     this.deps = deps;
@@ -124,7 +127,10 @@ export class Courier {
 
   /** The CLI took a message (the hook printed it, or UserPromptSubmit echoed its id). */
   async ack(id: string, route: 'hook' | 'tmux'): Promise<boolean> {
+    const taken = this.deps.inbox.findPending((m) => m.id === id);
     const ok = await this.deps.inbox.ack(id);
+    const { room, event, thread } = taken?.meta ?? {};
+    if (ok && taken?.source === 'matrix' && room && event) this.lastMatrixTask = { room, event, thread };
     if (this.inFlight?.id === id) this.inFlight = undefined;
     this.attempts.delete(id);
     if (ok) {

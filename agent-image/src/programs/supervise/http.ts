@@ -6,7 +6,9 @@
  *
  * Loopback only (127.0.0.1; other pods and nodes cannot reach it): the MCP server
  * (`POST /mcp`), the harness hooks (`POST /hooks/<event>`, `GET /inbox/next`,
- * `POST /inbox/ack`), `POST /inbox` to queue a message, `GET /status`.
+ * `POST /inbox/ack`), `POST /inbox` to queue a message, `GET /status`, and
+ * `POST /approvals` (the PermissionRequest hook: body the hook's input, held open until
+ * the approver decides; answers 200 `{behavior: "allow"}` or `{behavior: "deny", message}`).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +16,7 @@ import { ZodError } from 'zod';
 import type { Logger } from '../../lib/log.ts';
 import { InboxFullError, type Inbox } from '../../core/inbox.ts';
 import type { ToolRegistrar } from '../../core/tools.ts';
+import { NO_APPROVER_MESSAGE, type ApprovalDecision, type Approver } from '../../core/approval.ts';
 import { handleMcp, type McpToolDeps } from './mcp.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -66,6 +69,42 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
+/** One PermissionRequest (`POST /approvals`): checked, then held until the approver decides (a closed connection withdraws it). Never throws for a bad request: it is a deny. */
+async function approve(deps: { supervisor: Supervisor; approver: Approver | undefined; log: Logger }, body: Record<string, unknown>, generation: number | undefined, res: ServerResponse): Promise<ApprovalDecision> {
+  const { supervisor, log } = deps;
+  const tool = typeof body.tool_name === 'string' && body.tool_name ? body.tool_name : undefined;
+  const input = body.tool_input && typeof body.tool_input === 'object' && !Array.isArray(body.tool_input) ? (body.tool_input as Record<string, unknown>) : undefined;
+  if (!tool || !input) return { behavior: 'deny', message: 'Denied: the permission request named no tool_name or tool_input.' };
+  if (generation !== undefined && generation !== supervisor.generation) return { behavior: 'deny', message: 'Denied: this request belongs to a CLI that has since been restarted.' };
+  if (!deps.approver) {
+    log.warn({ tool: tool.slice(0, 200) }, 'permission request denied: approvals need spec.matrix');
+    return { behavior: 'deny', message: NO_APPROVER_MESSAGE };
+  }
+  const withdrawn = new AbortController();
+  res.on('close', () => {
+    if (!res.writableEnded) withdrawn.abort();
+  });
+  const sessionId = typeof body.session_id === 'string' ? body.session_id : supervisor.sessionId;
+  return deps.approver.request({ tool, input, sessionId }, supervisor.courier.lastMatrixTask, withdrawn.signal);
+}
+
+/** Routes of the loopback server with one method and path each (`POST /inbox`, `POST /approvals`). */
+function localRoutes(opts: { supervisor: Supervisor; inbox: Inbox; metrics: SupervisorMetrics; approver?: Approver | undefined; log: Logger }): Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> {
+  const { supervisor, inbox, metrics, log } = opts;
+  return {
+    'POST /inbox': async (req, res) => {
+      const { message, duplicate } = await inbox.put((await readBody(req)) as never);
+      if (!duplicate) metrics.inboxReceived.inc({ source: message.source });
+      json(res, 202, { id: message.id, duplicate });
+    },
+    'POST /approvals': async (req, res) => {
+      const body = ((await readBody(req)) ?? {}) as Record<string, unknown>;
+      const gen = req.headers['x-agent-smith-generation'];
+      json(res, 200, await approve({ supervisor, approver: opts.approver, log }, body, gen ? Number(gen) : undefined, res));
+    },
+  };
+}
+
 export interface SupervisorHttp {
   publicPort: number;
   localPort: number;
@@ -79,6 +118,8 @@ export async function serveSupervisor(opts: {
   metrics: SupervisorMetrics;
   mcp: McpToolDeps;
   mcpTools?: ToolRegistrar[];
+  /** Who decides a PermissionRequest (the Matrix approvals); without one every request is denied, saying approvals need spec.matrix. */
+  approver?: Approver | undefined;
   /** More parts of readiness (the Matrix bridge): each named check must be ok too; /readyz shows them all. */
   readyChecks?: Record<string, () => { ok: boolean; reason: string; [detail: string]: unknown }>;
   log: Logger;
@@ -86,7 +127,7 @@ export async function serveSupervisor(opts: {
   publicHost?: string;
   localPort: number;
 }): Promise<SupervisorHttp> {
-  const { supervisor, inbox, metrics, log } = opts;
+  const { supervisor, metrics, log } = opts;
 
   const pub = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -140,6 +181,8 @@ export async function serveSupervisor(opts: {
       await supervisor.onHook(event, gen ? Number(gen) : undefined, body);
       return json(res, 200, { ok: true });
     }
+    const route = routes[`${req.method} ${path}`];
+    if (route) return route(req, res);
     if (path === '/inbox/next' && req.method === 'GET') {
       const generation = Number(url.searchParams.get('generation'));
       const timeoutMs = Math.min(Number(url.searchParams.get('timeoutMs') ?? MAX_POLL_MS) || MAX_POLL_MS, MAX_POLL_MS);
@@ -158,14 +201,10 @@ export async function serveSupervisor(opts: {
       if (typeof body?.id !== 'string') throw new HttpError(400, 'id: required string');
       return json(res, 200, { acknowledged: await supervisor.ack(body.id, 'hook') });
     }
-    if (path === '/inbox' && req.method === 'POST') {
-      const { message, duplicate } = await inbox.put((await readBody(req)) as never);
-      if (!duplicate) metrics.inboxReceived.inc({ source: message.source });
-      return json(res, 202, { id: message.id, duplicate });
-    }
     json(res, 404, { error: 'not found' });
   }
 
+  const routes = localRoutes(opts);
   // Long polls must outlive Node's default request timeouts.
   local.requestTimeout = 0;
   local.headersTimeout = 60_000;

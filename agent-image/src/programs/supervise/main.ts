@@ -29,6 +29,7 @@ import { layoutFromEnv } from '../../contract/layout.ts';
 import { makeLogger, type Logger } from '../../lib/log.ts';
 import { MatrixBridge } from '../../plugins/matrix/bridge.ts';
 import { MatrixMetrics } from '../../plugins/matrix/metrics.ts';
+import { ApprovalMetrics } from '../../plugins/matrix/approvals.ts';
 import { matrixTools } from '../../plugins/matrix/tools.ts';
 import type { PrRewake } from '../../plugins/github/index.ts';
 import { filterSubject, token } from '../../plugins/events/subject.ts';
@@ -114,6 +115,7 @@ function matrixBridge(contract: PodContract, deps: { stateDir: string; rosterFil
     stateDir: deps.stateDir,
     inbox: deps.inbox,
     metrics: new MatrixMetrics(metrics.registry),
+    approvalMetrics: new ApprovalMetrics(metrics.registry),
     log: deps.log,
     outbox: deps.outbox,
     onDelivered: (m) => metrics.inboxReceived.inc({ source: m.source }),
@@ -262,6 +264,7 @@ export async function runSupervise(env: NodeJS.ProcessEnv = process.env): Promis
       ...(bridge ? [matrixTools(bridge, metrics)] : []),
       eventTools({ outbox, eventLog, config: contract.events, metrics, onPublished: (event) => void fanout.announce(event) }),
     ],
+    approver: bridge?.approvals,
     readyChecks: bridge ? { matrix: () => ({ ...bridge.ready(), ...bridge.status() }) } : {},
     mcp: mcpDeps(supervisor, outbox, metrics, log),
   });

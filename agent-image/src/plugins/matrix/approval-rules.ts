@@ -1,0 +1,123 @@
+/**
+ * The pure rules of approvals over chat (approvals.ts does the I/O): what an answer says,
+ * who may give it, what the room is shown, and which "always" rule a request matches.
+ *
+ * Answers (docs/matrix-bridge.md "Approvals"):
+ * - a reaction to the request: ✅ or 👍 approves, ❌ or 👎 denies (variation selectors
+ *   and skin tones are ignored);
+ * - a reply to the request, or a message in its thread, of one line made only of
+ *   `approve`/`yes` (also `approved`, `allow`, `y`) or `deny`/`no` (also `denied`,
+ *   `reject`, `n`), with `always` and `please` allowed around it, case-insensitive,
+ *   punctuation ignored: `approve always`, `Yes, always!`, `no`. `always` with an
+ *   approval remembers it. Any other text ("yes, but first ...") is not an answer (it
+ *   reaches the agent as a normal message).
+ * Only senders in spec.matrix.allowedUsers count.
+ */
+import { createHash } from 'node:crypto';
+import { redactText } from '../../lib/redact.ts';
+
+/** Pending requests at most; one more is denied at once (a runaway loop cannot flood the room). */
+export const MAX_PENDING = 8;
+/** Characters of the tool input shown in the room (after redaction); longer input is cut with "…". */
+export const MAX_SUMMARY_CHARS = 500;
+/** Characters of a tool name kept. */
+export const MAX_TOOL_CHARS = 200;
+/** "Always" rules remembered per supervisor (oldest dropped beyond). */
+export const MAX_RULES = 100;
+/** Answers read: a longer message is not an answer. */
+export const MAX_ANSWER_CHARS = 200;
+
+export type Verdict = 'approve' | 'deny';
+export interface Answer {
+  verdict: Verdict;
+  always: boolean;
+}
+
+const APPROVE_WORDS = new Set(['approve', 'approved', 'yes', 'y', 'allow']);
+const DENY_WORDS = new Set(['deny', 'denied', 'no', 'n', 'reject']);
+const FILLER_WORDS = new Set(['always', 'please']);
+
+/** The verdict of a reaction key, or undefined for any other key. */
+export function reactionVerdict(key: string): Verdict | undefined {
+  // U+FE0E/FE0F (text/emoji presentation) and the skin tone modifiers U+1F3FB..1F3FF.
+  const k = key.replace(/[\uFE0E\uFE0F]|\uD83C[\uDFFB-\uDFFF]/g, '');
+  if (k === '✅' || k === '👍' || k === '✔') return 'approve';
+  if (k === '❌' || k === '👎' || k === '✖') return 'deny';
+  return undefined;
+}
+
+/**
+ * The answer a message body gives, or undefined when it is not one. Reply fallbacks
+ * (`> <@alice:hs> ...` lines, Matrix's rich reply quoting) are skipped.
+ */
+export function parseAnswer(body: string): Answer | undefined {
+  const text = body
+    .split('\n')
+    .filter((l) => !l.startsWith('>'))
+    .join('\n')
+    .trim();
+  if (!text || text.length > MAX_ANSWER_CHARS || text.includes('\n')) return undefined;
+  const words = text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  // Only the verdict, "always" and "please": "yes, but first ..." is a question, not an answer.
+  if (!words.every((w) => APPROVE_WORDS.has(w) || DENY_WORDS.has(w) || FILLER_WORDS.has(w))) return undefined;
+  const approve = words.filter((w) => APPROVE_WORDS.has(w)).length;
+  const deny = words.filter((w) => DENY_WORDS.has(w)).length;
+  if (approve > 0 && deny === 0) return { verdict: 'approve', always: words.includes('always') };
+  // "always" never widens a denial into a rule.
+  if (deny > 0 && approve === 0) return { verdict: 'deny', always: false };
+  return undefined;
+}
+
+/** Whether `sender` may answer: in spec.matrix.allowedUsers, and not the agent itself. */
+export function mayAnswer(sender: string, approvers: ReadonlySet<string>, self: string): boolean {
+  return sender !== self && approvers.has(sender);
+}
+
+/** JSON with object keys sorted, so the same input always gives the same text. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/**
+ * The key of an "always" rule: the session, the tool and its exact input (canonical JSON;
+ * Bash's free-text `description` is left out, the command is kept whole). A rule matches
+ * only the very same call in the same CLI session: approving `git push origin fix` always
+ * does not approve `git push origin main`.
+ */
+export function ruleKey(sessionId: string, tool: string, input: Record<string, unknown>): string {
+  const what = { ...input };
+  if (tool === 'Bash') delete what.description;
+  return createHash('sha256').update(`${sessionId}\n${tool}\n${canonical(what)}`).digest('hex');
+}
+
+/** `text` cut to `max` characters with "…", never between the halves of a surrogate pair. */
+export function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const c = text.charCodeAt(end - 1);
+  if (c >= 0xd800 && c <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
+}
+
+/**
+ * What the room is shown of a tool call: Bash's command, a file tool's path (and the
+ * start of its new content), else the input as JSON; URL userinfo and passwords removed
+ * (lib/redact.ts), control characters shown as `\u{..}`, at most MAX_SUMMARY_CHARS.
+ */
+export function summarize(tool: string, input: Record<string, unknown>, max = MAX_SUMMARY_CHARS): string {
+  const str = (k: string) => (typeof input[k] === 'string' ? (input[k]) : undefined);
+  let text: string;
+  if (tool === 'Bash' && str('command') !== undefined) text = str('command')!;
+  else if (str('file_path') !== undefined) text = [str('file_path'), str('old_string') !== undefined ? `replace: ${str('old_string')}` : undefined, str('content') ?? str('new_string')].filter((x) => x !== undefined).join('\n');
+  else if (str('url') !== undefined) text = str('url')!;
+  else text = canonical(input);
+  const safe = redactText(text.toWellFormed()).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
+  return cut(safe, max);
+}

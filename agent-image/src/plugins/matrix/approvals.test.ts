@@ -1,0 +1,145 @@
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { makeLogger } from '../../lib/log.ts';
+import type { ApprovalDecision } from '../../core/approval.ts';
+import { MAX_PENDING } from './approval-rules.ts';
+import { APPROVAL_KEY, ApprovalMetrics, MatrixApprovals } from './approvals.ts';
+import type { MatrixClient, MatrixEvent } from './client.ts';
+
+const ROOM = '!room:hs';
+const TASK = { room: ROOM, event: '$task', thread: '$task' };
+
+function setup(opts: { timeoutSeconds?: number; joined?: boolean; fallback?: string } = {}) {
+  const sent: Array<{ room: string; content: Record<string, unknown>; id: string }> = [];
+  const events: Array<{ type: string; data: Record<string, unknown> }> = [];
+  const client = {
+    send: (room: string, _type: string, content: Record<string, unknown>) => {
+      const id = `$sent${sent.length + 1}`;
+      sent.push({ room, content, id });
+      return Promise.resolve(id);
+    },
+  } as unknown as MatrixClient;
+  const metrics = new ApprovalMetrics(new Registry());
+  const approvals = new MatrixApprovals({
+    client,
+    signal: new AbortController().signal,
+    agentName: 'testbot',
+    self: '@bot:hs',
+    approvers: new Set(['@alice:hs', '@bot:hs']),
+    timeoutSeconds: opts.timeoutSeconds ?? 300,
+    joined: () => opts.joined ?? true,
+    fallbackRoom: () => opts.fallback,
+    outbox: { emit: (type: string, data: Record<string, unknown>) => void events.push({ type, data }) } as never,
+    metrics,
+    log: makeLogger('test', 'silent'),
+  });
+  const ask = (command: string, session = 's1', signal = new AbortController().signal) => approvals.request({ tool: 'Bash', input: { command }, sessionId: session }, TASK, signal);
+  /** Waits until the n-th post is out (the request is pending once its post resolved). */
+  const posted = async (n: number) => {
+    await vi.waitFor(() => expect(sent.length).toBeGreaterThanOrEqual(n));
+    await Promise.resolve();
+    return sent[n - 1]!.id;
+  };
+  const reaction = (sender: string, target: string, key: string): MatrixEvent => ({ type: 'm.reaction', sender, event_id: `$r${Math.random()}`, origin_server_ts: 0, content: { 'm.relates_to': { rel_type: 'm.annotation', event_id: target, key } } });
+  const message = (sender: string, body: string, relates: Record<string, unknown>): MatrixEvent => ({ type: 'm.room.message', sender, event_id: `$m${Math.random()}`, origin_server_ts: 0, content: { msgtype: 'm.text', body, 'm.relates_to': relates } });
+  return { approvals, sent, events, metrics, ask, posted, reaction, message };
+}
+
+const settled = async (p: Promise<ApprovalDecision>) => Promise.race([p, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 20))]);
+
+afterEach(() => void vi.useRealTimers());
+
+describe('MatrixApprovals', () => {
+  it('posts in the task thread, ignores a non-approver, and allows on an approver ✅', async () => {
+    const t = setup();
+    const decision = t.ask('git push origin --delete old');
+    const req = await t.posted(1);
+    expect(t.sent[0]).toMatchObject({ room: ROOM, content: { msgtype: 'm.notice', [APPROVAL_KEY]: {}, 'm.relates_to': { rel_type: 'm.thread', event_id: '$task' }, 'm.mentions': { user_ids: ['@alice:hs'] } } });
+    expect(String(t.sent[0]!.content.body)).toContain('git push origin --delete old');
+    expect(t.events[0]).toMatchObject({ type: 'approval_requested', data: { tool: 'Bash', summary: 'git push origin --delete old', room: ROOM } });
+
+    expect(t.approvals.take(ROOM, t.reaction('@mallory:hs', req, '✅'))).toBe(true); // consumed, does nothing
+    expect(t.approvals.take(ROOM, t.reaction('@bot:hs', req, '✅'))).toBe(false); // the agent's own reaction is no answer
+    expect(await settled(decision)).toBe('pending');
+    expect(t.approvals.take(ROOM, t.reaction('@alice:hs', req, '✅'))).toBe(true);
+    expect(await decision).toEqual({ behavior: 'allow' });
+    expect(t.events.at(-1)).toMatchObject({ type: 'approval_granted', data: { by: '@alice:hs', always: false } });
+    expect(String(t.sent.at(-1)!.content.body)).toContain('Approved by @alice:hs');
+    expect((await t.metrics.ignored.get()).values.find((v) => v.labels.reason === 'not_approver')?.value).toBe(1);
+    // A late answer to the decided request does nothing (and is not delivered to the agent).
+    expect(t.approvals.take(ROOM, t.reaction('@alice:hs', req, '❌'))).toBe(true);
+    expect(t.events.filter((e) => e.type === 'approval_denied')).toEqual([]);
+  });
+
+  it('denies on a reply, and after the timeout with a message the model sees', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const t = setup({ timeoutSeconds: 10 });
+    const first = t.ask('rm -rf build');
+    const req1 = await t.posted(1);
+    expect(t.approvals.take(ROOM, t.message('@alice:hs', 'no', { 'm.in_reply_to': { event_id: req1 } }))).toBe(true);
+    expect(await first).toEqual({ behavior: 'deny', message: expect.stringContaining('Denied by @alice:hs') as unknown });
+
+    const second = t.ask('rm -rf dist');
+    await t.posted(3);
+    vi.advanceTimersByTime(10_000);
+    expect(await second).toEqual({ behavior: 'deny', message: expect.stringMatching(/^No approver answered within 10 s; the request was denied/) as unknown });
+    expect(t.events.at(-1)).toMatchObject({ type: 'approval_expired', data: { after: 10 } });
+    expect(String(t.sent.at(-1)!.content.body)).toContain('No approver answered within 10 s');
+  });
+
+  it('remembers "approve always" for the exact call in the same session', async () => {
+    const t = setup();
+    const d = t.ask('npm publish');
+    const req = await t.posted(1);
+    expect(t.approvals.take(ROOM, t.message('@alice:hs', 'approve always', { rel_type: 'm.thread', event_id: '$task', is_falling_back: false, 'm.in_reply_to': { event_id: req } }))).toBe(true);
+    expect(await d).toEqual({ behavior: 'allow' });
+    const posts = t.sent.length;
+    expect(await t.ask('npm publish')).toEqual({ behavior: 'allow' });
+    expect(t.sent.length).toBe(posts); // not asked again
+    expect(t.events.at(-1)).toMatchObject({ type: 'approval_granted', data: { by: '@alice:hs', always: true, remembered: true } });
+    // Another command, or another session: asked again.
+    void t.ask('npm publish --tag next');
+    void t.ask('npm publish', 's2');
+    await t.posted(posts + 2);
+  });
+
+  it('keeps concurrent requests apart; a plain thread message answers only when one is pending there', async () => {
+    const t = setup();
+    const a = t.ask('make a');
+    const reqA = await t.posted(1);
+    const b = t.ask('make b');
+    const reqB = await t.posted(2);
+    const plain = (body: string) => t.message('@alice:hs', body, { rel_type: 'm.thread', event_id: '$task', is_falling_back: true, 'm.in_reply_to': { event_id: '$other' } });
+    expect(t.approvals.take(ROOM, plain('yes'))).toBe(false); // ambiguous: two pending in the thread
+    expect(t.approvals.take(ROOM, t.reaction('@alice:hs', reqB, '👎'))).toBe(true);
+    expect(await b).toMatchObject({ behavior: 'deny' });
+    expect(await settled(a)).toBe('pending');
+    expect(t.approvals.take(ROOM, plain('what is make a?'))).toBe(false); // not an answer: reaches the agent
+    expect(t.approvals.take(ROOM, plain('yes'))).toBe(true);
+    expect(await a).toEqual({ behavior: 'allow' });
+    expect(reqA).not.toBe(reqB);
+  });
+
+  it('denies at once beyond the pending bound, without a room, and when the CLI stops waiting', async () => {
+    const t = setup();
+    for (let i = 0; i < MAX_PENDING; i++) void t.ask(`job ${i}`);
+    await t.posted(MAX_PENDING);
+    expect(await t.ask('one more')).toEqual({ behavior: 'deny', message: expect.stringContaining(`at most ${MAX_PENDING}`) as unknown });
+
+    const none = setup({ joined: false });
+    expect(await none.ask('x')).toEqual({ behavior: 'deny', message: expect.stringContaining('no Matrix room') as unknown });
+    const fallback = setup({ joined: false, fallback: '!ops:hs' });
+    void fallback.ask('x');
+    await fallback.posted(1);
+    expect(fallback.sent[0]).toMatchObject({ room: '!ops:hs' });
+    expect(fallback.sent[0]!.content['m.relates_to']).toBeUndefined();
+
+    const stop = new AbortController();
+    const w = setup();
+    const d = w.ask('sleep 1000', 's1', stop.signal);
+    await w.posted(1);
+    stop.abort();
+    expect(await d).toMatchObject({ behavior: 'deny' });
+    expect(w.approvals.size).toBe(0);
+  });
+});
