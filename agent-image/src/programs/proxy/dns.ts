@@ -316,7 +316,12 @@ export class DnsServer {
     const socket = dgram.createSocket({ type: host === '::1' ? 'udp6' : 'udp4', ipv6Only: host === '::1' });
     socket.on('message', (msg, rinfo) => {
       void this.answer(msg, 'udp').then(({ bytes }) => {
-        if (bytes) socket.send(bytes, rinfo.port, rinfo.address, () => undefined);
+        if (!bytes) return;
+        try {
+          socket.send(bytes, rinfo.port, rinfo.address, () => undefined);
+        } catch {
+          // The socket closed while the answer was computed (shutdown): nothing to send on.
+        }
       });
     });
     return new Promise((resolve, reject) => {
