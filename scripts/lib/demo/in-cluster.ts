@@ -3,8 +3,9 @@
  * way a cluster reaches such things: a Service per service in namespace
  * {@link DEMO_NAMESPACE}, without a selector, with an EndpointSlice pointing at the address
  * the service listens on (the real node's pod gateway, a host address every pod reaches),
- * and DNS names for the two that stand in for public hosts (`github.com` → the git server's
- * Service, `api.anthropic.com` → the offline model's) in the hosts file CoreDNS serves.
+ * and DNS names for the three that stand in for public hosts (`github.com` → the git
+ * server's Service, `api.github.com` → the GitHub API fake's, `api.anthropic.com` → the
+ * model's) in the hosts file CoreDNS serves.
  *
  * So the pods use ordinary in-cluster names (`synapse.agent-smith-demo.svc.cluster.local`,
  * `nats.agent-smith-demo.svc.cluster.local`) and the real public names; nothing in the
@@ -26,7 +27,7 @@ export interface InClusterDemo {
   homeserverUrl: string;
   /** `nats://nats.agent-smith-demo.svc.cluster.local:4222` */
   natsUrl: string;
-  /** The ClusterIPs the public stand-ins resolve to (github.com, api.anthropic.com): the proxy dials them, so they go in allowCidrs. */
+  /** The ClusterIPs the public stand-ins resolve to (github.com, api.github.com, api.anthropic.com): the proxy dials them, so they go in allowCidrs. */
   publicStandIns: Record<string, string>;
 }
 
@@ -54,6 +55,7 @@ export async function publishDemoServices(services: DemoServices, kubectl: Kubec
     { name: 'synapse', port: 8008, target: new URL(services.homeserverUrl) },
     { name: 'nats', port: 4222, target: new URL(services.natsUrl) },
     { name: 'github', port: 443, target: new URL(services.git.url), dnsName: 'github.com' },
+    { name: 'github-api', port: 443, target: new URL(services.github.fake.url), dnsName: 'api.github.com' },
     { name: 'anthropic', port: 443, target: new URL(services.model.url), dnsName: 'api.anthropic.com' },
   ];
 

@@ -10,12 +10,17 @@
  * - spec.matrix: the demo Synapse by its in-cluster name, the bot's user id and token
  *   Secret, the room, the demo person as allowed user;
  * - spec.events: the demo nats-server by its in-cluster name;
- * - spec.egress: allowCidrs holding the ClusterIPs that github.com and api.anthropic.com
- *   resolve to in this cluster (the proxy refuses private addresses not listed there),
- *   `upstreamCaConfigMapRef` trusting the stand-ins' CA (as a user behind TLS inspection would), a
- *   github credential (basic, git's `x-access-token:<stub>`) and an anthropic credential
- *   for the offline model (bearer, stub in ANTHROPIC_AUTH_TOKEN). Enforcement stays as in agents/ (iptables): egress-init installs the
- *   pod's firewall.
+ * - spec.egress: allowCidrs holding the ClusterIPs that github.com, api.github.com and
+ *   api.anthropic.com resolve to in this cluster (the proxy refuses private addresses not
+ *   listed there), `upstreamCaConfigMapRef` trusting the stand-ins' CA (as a user behind TLS
+ *   inspection would), a github credential for github.com and api.github.com (the bot's
+ *   token in the GitHub fake, which the git server also takes as its password, as one
+ *   GitHub token serves git and the API: git's `x-access-token:<stub>`, gh's `token <stub>`
+ *   from GH_TOKEN) and an anthropic credential for the fake model (bearer, stub in
+ *   ANTHROPIC_AUTH_TOKEN). Enforcement stays as in agents/ (iptables): egress-init installs
+ *   the pod's firewall.
+ * - spec.github: the bot's login in the GitHub fake, its pull requests watched every 30 s
+ *   (the minimum) so a reviewer's comment wakes it soon.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,12 +80,14 @@ export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions):
 
   const bot = services.bots[name];
   if (!bot) throw new Error(`the demo services have no Matrix account for ${name}`);
+  const githubUser = services.github.bots[name];
+  if (!githubUser) throw new Error(`the demo services have no GitHub user for ${name}`);
   const secret: V1Secret = {
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: { name: demoSecretName(name), namespace, labels: { 'agentsmith.dev/demo': 'true' } },
     type: 'Opaque',
-    stringData: { 'matrix-token': bot.accessToken, github: services.gitPassword, anthropic: services.anthropicToken },
+    stringData: { 'matrix-token': bot.accessToken, github: githubUser.token, anthropic: services.anthropicToken },
   };
   const ca: V1ConfigMap = {
     apiVersion: 'v1',
@@ -90,7 +97,7 @@ export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions):
   };
   const ref = (key: string) => ({ name: demoSecretName(name), key });
   const egress = agent.spec.egress ?? {};
-  const allow = new Set([...(egress.allow ?? []), 'github.com', 'api.anthropic.com']);
+  const allow = new Set([...(egress.allow ?? []), 'github.com', 'api.github.com', 'api.anthropic.com']);
   const standIns = Object.values(inCluster.publicStandIns).map((ip) => `${ip}/32`);
   agent.spec.egress = {
     ...egress,
@@ -98,7 +105,7 @@ export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions):
     allowCidrs: [...new Set([...(egress.allowCidrs ?? []), ...standIns])],
     upstreamCaConfigMapRef: { name: demoUpstreamCaName(name), key: 'ca.crt' },
     credentials: [
-      { name: 'github', hosts: ['github.com'], secretRef: ref('github'), scheme: 'basic', env: ['GITHUB_TOKEN', 'GH_TOKEN'] },
+      { name: 'github', hosts: ['github.com', 'api.github.com'], secretRef: ref('github'), scheme: 'basic', env: ['GH_TOKEN', 'GITHUB_TOKEN'] },
       { name: 'anthropic', hosts: ['api.anthropic.com'], secretRef: ref('anthropic'), scheme: 'bearer', env: ['ANTHROPIC_AUTH_TOKEN'] },
     ],
   };
@@ -110,6 +117,8 @@ export function renderDemoAgent(services: DemoServices, opts: DemoAgentOptions):
     rooms: [services.room.alias],
   };
   agent.spec.events = { natsUrl: inCluster.natsUrl };
+  const github = (agent.spec.github ?? {}) as Record<string, unknown>;
+  agent.spec.github = { ...github, login: githubUser.login, watchPullRequests: { ...(github.watchPullRequests as Record<string, unknown> | undefined), enabled: true, intervalSeconds: 30 } };
   agent.spec.pod = { ...agent.spec.pod, nodeSelector: { 'kubernetes.io/hostname': opts.node } };
   return [persona, secret, ca, agent];
 }

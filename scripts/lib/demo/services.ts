@@ -2,11 +2,16 @@
  * The services the main job (scripts/demo) runs beside the control plane so that
  * example-devbot is a real, talkable agent on this machine: a real Synapse (a demo person,
  * the bots' accounts, the room #agents), a real nats-server with JetStream, an HTTPS git
- * server answering as github.com with the example repositories, and, unless a real model
- * key is given, an "offline demo" model answering as https://api.anthropic.com.
+ * server answering as github.com with the example repositories (homelab-apps holds a small
+ * Node project whose test fails), the GitHub API fake answering as api.github.com (each
+ * bot a GitHub user, plus a reviewer; pull requests the bots open with `gh pr create`,
+ * review comments a test adds), and a fake model answering as https://api.anthropic.com:
+ * the scripted "worker" (worker-model.ts), which fixes homelab-apps' test and opens a pull
+ * request when asked, and echoes anything else as the offline demo (offline-model.ts).
  *
  * Nothing here talks to Kubernetes: in-cluster.ts publishes the services to the cluster
- * (Services, and DNS names for the stand-ins of github.com and api.anthropic.com), and
+ * (Services, and DNS names for the stand-ins of github.com, api.github.com and
+ * api.anthropic.com), and
  * render.ts turns them into the manifests the demo applies (the bots' token Secrets, the
  * credentials, the stand-ins' CA for `spec.egress.upstreamCA`, the Agents patched to run
  * on the real node).
@@ -21,14 +26,17 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startFakeAnthropic, type FakeAnthropic } from '../fakes/anthropic-api.ts';
 import { startGitServer, type GitServer } from '../fakes/git-server.ts';
+import { startGitHubFake, type GitHubFake } from '../fakes/github-api.ts';
 import { makeTestCa } from '../fakes/test-ca.ts';
 import { startNats } from '../services/nats.ts';
 import { startSynapse, type MatrixTestUser, type RoomEvent, type Synapse } from '../services/synapse.ts';
-import { offlineResponder, OFFLINE_PREFIX } from './offline-model.ts';
+import { OFFLINE_PREFIX } from './offline-model.ts';
+import { HOMELAB_APPS, HOMELAB_APPS_FILES, workerResponder } from './worker-model.ts';
 
 export { OFFLINE_PREFIX } from './offline-model.ts';
+export { WORKER_PREFIX } from './worker-model.ts';
 
-/** The example repositories the git server holds (owner/name), each with a README commit. */
+/** The example repositories the git server holds (owner/name): a README commit each; homelab-apps the worker's failing project. */
 export const DEMO_REPOS = ['agent-smith/agent-smith', 'agent-smith/homelab-apps', 'agent-smith/homelab-infra'] as const;
 /** The Matrix bots the demo registers, by Agent name. */
 export const DEMO_BOTS = ['devbot', 'infrabot'] as const;
@@ -37,6 +45,10 @@ export const DEMO_USER = 'demo';
 export const DEMO_ROOM_ALIAS = 'agents';
 /** Stub-free real value of the offline model credential (the proxy swaps the agent's stub for it). */
 export const OFFLINE_MODEL_TOKEN = 'offline-demo';
+/** The GitHub login of the demo's reviewer (a GitHub fake user who comments on the bots' pull requests). */
+export const DEMO_REVIEWER = 'demo-reviewer';
+/** A bot's GitHub login in the demo: `<bot>-agent` (agents/example-devbot's spec.github.login is devbot-agent). */
+export const demoGitHubLogin = (bot: string) => `${bot}-agent`;
 
 export interface DemoServicesOptions {
   /** Directory for every file and process of the services (created; must be traversable by the pods' UIDs). */
@@ -75,23 +87,34 @@ export interface DemoServices {
   natsUrl: string;
   /** The git server (answers as github.com through the proxy); `repoUrl('agent-smith/agent-smith')`. */
   git: GitServer;
-  /** The git server's HTTP Basic password: the real value of the demo's github credential. */
+  /**
+   * An HTTP Basic password the git server accepts that belongs to no bot (for clients on
+   * this host). The bots' own tokens are in {@link github}.
+   */
   gitPassword: string;
-  /** The offline model; its `requests` show what Claude Code sent. */
+  /**
+   * The GitHub API fake (answers as api.github.com; `fake.requests`, `fake.pullRequests(repo)`,
+   * `fake.addReviewComment({repo, number, author: DEMO_REVIEWER, body, path, line})`), each
+   * bot's GitHub user (login {@link demoGitHubLogin}, and its token: the real value of the
+   * bot's github credential, which the git server accepts as the Basic password and the fake
+   * as the bot's token, as one GitHub token serves git and the API), and the reviewer.
+   */
+  github: { fake: GitHubFake; bots: Record<string, { login: string; token: string }>; reviewer: { login: string; token: string } };
+  /** The model (the worker, offline echo for anything else); its `requests` show what Claude Code sent. */
   model: FakeAnthropic;
   /** The real value of the anthropic credential: the API key, or {@link OFFLINE_MODEL_TOKEN}. */
   anthropicToken: string;
-  /** PEM of the CAs behind the stand-ins for public hosts (the git server's, the offline model's): the Agents' `spec.egress.upstreamCaConfigMapRef`. */
+  /** PEM of the CAs behind the stand-ins for public hosts (the git server's, the GitHub fake's, the model's): the Agents' `spec.egress.upstreamCaConfigMapRef`. */
   upstreamCaPem: string;
-  /** Stops every service (Synapse, nats-server, git server, model); the files under `dir` stay. */
+  /** Stops every service (Synapse, nats-server, git server, GitHub fake, model); the files under `dir` stay. */
   stop(): Promise<void>;
   /** SIGKILLs the service processes (Synapse, nats-server) at once: for a process 'exit' handler, where nothing async runs. */
   killSync(): void;
 }
 
 /**
- * Starts Synapse, nats-server, the git server and the offline model, registers the
- * users and creates the room.
+ * Starts Synapse, nats-server, the git server, the GitHub fake and the model, registers
+ * the users and creates the room.
  * @throws Error when a service cannot start (the ones already started are stopped)
  */
 export async function startDemoServices(opts: DemoServicesOptions): Promise<DemoServices> {
@@ -107,24 +130,36 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
     const [synapse, nats] = await Promise.all([startSynapse({ dataDir: join(dir, 'synapse'), host: opts.host }), startNats({ dir: join(dir, 'nats'), host: opts.host })]);
     stops.push(() => synapse.stop(), () => nats.stop());
 
+    const botNames = opts.bots ?? DEMO_BOTS;
     const gitPassword = `demo-git-${randomBytes(12).toString('hex')}`;
+    const githubBots = Object.fromEntries(botNames.map((b) => [b, { login: demoGitHubLogin(b), token: `ghp_demo${b.replace(/[^A-Za-z0-9]/g, '')}${randomBytes(12).toString('hex')}` }]));
     const git = await startGitServer({
-      repos: Object.fromEntries(DEMO_REPOS.map((r) => [r, { 'README.md': `# ${r.split('/')[1]}\n\nA repository of the agent-smith demo, served by its local git server as github.com/${r}.\n` }])),
+      repos: Object.fromEntries(
+        DEMO_REPOS.map((r) => [r, r === HOMELAB_APPS ? HOMELAB_APPS_FILES : { 'README.md': `# ${r.split('/')[1]}\n\nA repository of the agent-smith demo, served by its local git server as github.com/${r}.\n` }]),
+      ),
       hostnames: ['github.com'],
-      basicPassword: gitPassword,
+      basicPassword: [gitPassword, ...Object.values(githubBots).map((b) => b.token)],
       host: opts.host,
     });
     stops.push(() => git.close());
 
-    // The local node's pods cannot leave the machine, so the model is always the offline fake.
+    const githubFake = await startGitHubFake({ hostnames: ['api.github.com'], host: opts.host, git });
+    stops.push(() => githubFake.close());
+    for (const b of Object.values(githubBots)) githubFake.addUser(b.login, b.token, 'User');
+    const reviewer = { login: DEMO_REVIEWER, token: `ghp_demoreviewer${randomBytes(12).toString('hex')}` };
+    githubFake.addUser(reviewer.login, reviewer.token, 'User');
+    for (const r of DEMO_REPOS) githubFake.addRepository(r);
+
+    // The local node's pods cannot leave the machine, so the model is always a fake: the
+    // worker (for the homelab-apps task), the offline echo for everything else.
     const modelCa = await makeTestCa('agent-smith offline demo CA');
     const leaf = await modelCa.issue([{ type: 'dns', value: 'api.anthropic.com' }]);
     const model = await startFakeAnthropic({ tls: { key: leaf.keyPem, cert: leaf.certPem }, host: opts.host });
-    model.respond(offlineResponder);
+    model.respond(workerResponder());
     stops.push(() => model.close());
 
-    const { user, bots, room } = await matrixSetup(synapse, opts.bots ?? DEMO_BOTS);
-    log(`Synapse at ${synapse.url}, room ${room.alias}; nats at ${nats.url}; git server as github.com; model: offline demo (fake) as api.anthropic.com`);
+    const { user, bots, room } = await matrixSetup(synapse, botNames);
+    log(`Synapse at ${synapse.url}, room ${room.alias}; nats at ${nats.url}; git server as github.com; GitHub API fake as api.github.com; model: the demo's scripted worker (fake) as api.anthropic.com`);
 
     return {
       dir,
@@ -136,9 +171,10 @@ export async function startDemoServices(opts: DemoServicesOptions): Promise<Demo
       natsUrl: nats.url,
       git,
       gitPassword,
+      github: { fake: githubFake, bots: githubBots, reviewer },
       model,
       anthropicToken: OFFLINE_MODEL_TOKEN,
-      upstreamCaPem: git.caPem + modelCa.caPem,
+      upstreamCaPem: git.caPem + githubFake.caPem + modelCa.caPem,
       stop,
       killSync: () => {
         for (const pid of [synapse.pid(), nats.pid()]) {

@@ -74,11 +74,11 @@ async function git(args: string[], cwd: string): Promise<string> {
  *
  * `hostnames`: extra DNS names in the certificate (a client that reaches the server by
  * name, e.g. through an egress proxy with a test resolver). `basicPassword`: every
- * request must carry HTTP Basic credentials with this password (RFC 7617); others get
+ * request must carry HTTP Basic credentials with this password, or one of these (RFC 7617); others get
  * 401 with `WWW-Authenticate: Basic`, as GitHub answers a token-less clone. `host`: the
  * IPv4 address to listen on instead of 127.0.0.1 (also put in the certificate).
  */
-export async function startGitServer(opts: { repos: Record<string, Record<string, string>>; hostnames?: string[]; basicPassword?: string; host?: string }): Promise<GitServer> {
+export async function startGitServer(opts: { repos: Record<string, Record<string, string>>; hostnames?: string[]; basicPassword?: string | readonly string[]; host?: string }): Promise<GitServer> {
   const host = opts.host ?? '127.0.0.1';
   const base = await mkdtemp(path.join(os.tmpdir(), 'agent-smith-git-server-'));
   const projectRoot = path.join(base, 'repos');
@@ -167,12 +167,13 @@ export async function startGitServer(opts: { repos: Record<string, Record<string
   };
 }
 
-/** Whether the request carries HTTP Basic credentials (RFC 7617) with `password`. */
-function basicPasswordIs(req: IncomingMessage, password: string): boolean {
+/** Whether the request carries HTTP Basic credentials (RFC 7617) with `password` (or one of them). */
+function basicPasswordIs(req: IncomingMessage, password: string | readonly string[]): boolean {
   const m = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(req.headers.authorization ?? '');
   if (!m?.[1]) return false;
   const decoded = Buffer.from(m[1], 'base64').toString('utf8');
-  return decoded.slice(decoded.indexOf(':') + 1) === password;
+  const given = decoded.slice(decoded.indexOf(':') + 1);
+  return typeof password === 'string' ? given === password : password.includes(given);
 }
 
 /**
