@@ -6,8 +6,8 @@
  * It builds the images (cached), starts the control plane with its real node (kubelet,
  * containerd, CNI, kube-proxy, CoreDNS) and 2 kwok nodes, imports the images, installs the
  * operator; starts the demo services (scripts/lib/demo: Synapse, nats-server, a git server
- * standing in for github.com, and the offline demo model
- * standing in for api.anthropic.com) on the node's pod gateway and publishes them as
+ * standing in for github.com, the GitHub API fake for api.github.com, and the offline demo
+ * model, scripted for one real task, standing in for api.anthropic.com) on the node's pod gateway and publishes them as
  * Services and DNS names; applies agents/example-devbot patched to run on the real node with
  * Matrix, events, credentials and the stand-ins' CA, and agents/example-infrabot as it is
  * (on a kwok node); waits until both are Ready; prints how to talk to devbot and attach to
@@ -60,7 +60,7 @@ try {
   // The local node's pods never leave the machine (no default route), so the real model API
   // is out of reach: the demo's model is always the offline fake.
   if (process.env.ANTHROPIC_API_KEY) say('ANTHROPIC_API_KEY is set but not used: the local node\'s pods cannot leave this machine, so devbot talks to the offline demo model');
-  say('starting the demo services: Synapse, nats-server, a git server as github.com, the OFFLINE DEMO model as api.anthropic.com');
+  say('starting the demo services: Synapse, nats-server, a git server as github.com, a GitHub API fake as api.github.com, the OFFLINE DEMO model as api.anthropic.com');
   const demoDir = join(dev.dir, 'demo');
   services = await startDemoServices({ dir: demoDir, host: dev.real.podGateway, log: (line) => say(line) });
   const inCluster = await publishDemoServices(services, kubectl, dev.real.dnsHostsFile);
@@ -93,7 +93,7 @@ try {
   console.log(
     [
       '',
-      '  OFFLINE DEMO: devbot runs the real Claude Code against a FAKE model that echoes what you say,\n  answers with its matrix_reply tool and publishes a task_done event.',
+      '  OFFLINE DEMO: devbot runs the real Claude Code against a FAKE model that echoes what you say,\n  answers with its matrix_reply tool and publishes a task_done event. One task is scripted for real work:\n  "the test in homelab-apps fails, fix it and open a PR" (it edits, tests, pushes a branch and runs gh pr create).',
       '',
       '  In another terminal:',
       '',
