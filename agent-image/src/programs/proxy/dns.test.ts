@@ -2,7 +2,7 @@ import * as dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../lib/log.ts';
 import { Auditor } from './audit.ts';
-import { DnsServer, type Upstream, type UpstreamAnswer } from './dns.ts';
+import { DnsServer, DnsTcpFramer, frameTcp, type Upstream, type UpstreamAnswer } from './dns.ts';
 import { compileDnsPolicy } from './dns-policy.ts';
 import { ProxyMetrics } from './metrics.ts';
 
@@ -201,5 +201,45 @@ describe('DnsServer.answer: sizes', () => {
     expect(r.answers).toHaveLength(30);
     expect((await w.server.answer(edns, 'udp')).bytes!.length).toBeGreaterThan(512);
     expect(r.additionals?.[0]).toMatchObject({ type: 'OPT', udpPayloadSize: 1232 });
+  });
+});
+
+describe('DnsTcpFramer: DNS over TCP framing (RFC 1035 section 4.2.2)', () => {
+  const a = query('api.github.com', 'A');
+  const b = query('evil.example', 'AAAA');
+
+  it('splits two framed messages that arrive in one read', () => {
+    const f = new DnsTcpFramer(512);
+    expect(f.push(Buffer.concat([frameTcp(a), frameTcp(b)]))).toEqual({ messages: [a, b] });
+  });
+
+  it('reassembles messages that arrive a byte at a time, the length prefix split too', () => {
+    const f = new DnsTcpFramer(512);
+    const stream = Buffer.concat([frameTcp(a), frameTcp(b)]);
+    const got: Buffer[] = [];
+    for (const byte of stream) got.push(...f.push(Buffer.from([byte])).messages);
+    expect(got).toEqual([a, b]);
+  });
+
+  it('keeps an incomplete frame until its end arrives', () => {
+    const f = new DnsTcpFramer(512);
+    const framed = frameTcp(a);
+    expect(f.push(framed.subarray(0, 10)).messages).toEqual([]);
+    expect(f.push(framed.subarray(10)).messages).toEqual([a]);
+  });
+
+  it('reports a frame over the limit at once, without buffering it, and takes nothing after it', () => {
+    const f = new DnsTcpFramer(512);
+    const r = f.push(Buffer.concat([frameTcp(a), Buffer.from([0xff, 0xff]), a.subarray(0, 20)]));
+    expect(r.messages).toEqual([a]);
+    expect(r.oversized).toEqual(a.subarray(0, 12));
+    expect(f.push(frameTcp(b))).toEqual({ messages: [] });
+  });
+
+  it('passes an empty frame on as an empty message (answered as malformed: nothing sent back)', async () => {
+    const f = new DnsTcpFramer(512);
+    const [empty] = f.push(Buffer.from([0, 0])).messages;
+    expect(empty).toEqual(Buffer.alloc(0));
+    expect((await world().server.answer(empty!, 'tcp')).bytes).toBeUndefined();
   });
 });

@@ -114,6 +114,53 @@ function headerOnly(query: Buffer, rcode: Rcode): Buffer {
   return out;
 }
 
+/** `message` with the 2-byte length prefix of DNS over TCP (RFC 1035 section 4.2.2). */
+export function frameTcp(message: Buffer): Buffer {
+  const prefix = Buffer.alloc(2);
+  prefix.writeUInt16BE(message.length, 0);
+  return Buffer.concat([prefix, message]);
+}
+
+/**
+ * Splits a DNS-over-TCP byte stream into messages (RFC 1035 section 4.2.2: each message
+ * after a 2-byte big-endian length), whatever the reads' boundaries. Holds at most one
+ * incomplete frame: a frame announcing more than `maxMessageBytes` is reported (its first
+ * bytes) instead of buffered, and the framer takes nothing more.
+ */
+export class DnsTcpFramer {
+  readonly #max: number;
+  #buffered: Buffer = Buffer.alloc(0);
+  #failed = false;
+
+  constructor(maxMessageBytes: number) {
+    this.#max = maxMessageBytes;
+  }
+
+  /**
+   * Appends `chunk`.
+   * @returns the messages completed by it, in order (without their prefix), and, when a
+   *   frame is over the limit, `oversized`: the bytes of that frame received so far (at most 12)
+   */
+  push(chunk: Buffer): { messages: Buffer[]; oversized?: Buffer } {
+    const messages: Buffer[] = [];
+    if (this.#failed) return { messages };
+    this.#buffered = this.#buffered.length ? Buffer.concat([this.#buffered, chunk]) : chunk;
+    while (this.#buffered.length >= 2) {
+      const length = this.#buffered.readUInt16BE(0);
+      if (length > this.#max) {
+        this.#failed = true;
+        const oversized = Buffer.from(this.#buffered.subarray(2, 14));
+        this.#buffered = Buffer.alloc(0);
+        return { messages, oversized };
+      }
+      if (this.#buffered.length < 2 + length) break;
+      messages.push(Buffer.from(this.#buffered.subarray(2, 2 + length)));
+      this.#buffered = this.#buffered.subarray(2 + length);
+    }
+    return { messages };
+  }
+}
+
 export interface DnsServerOptions {
   log: Logger;
   metrics: ProxyMetrics;
@@ -356,22 +403,12 @@ export class DnsServer {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.setTimeout(this.#limits.tcpIdleMs, () => socket.destroy());
-    let buffered = Buffer.alloc(0);
+    const framer = new DnsTcpFramer(this.#limits.maxQueryBytes);
     let pending = 0;
     let chain: Promise<void> = Promise.resolve();
     socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2) {
-        const length = buffered.readUInt16BE(0);
-        if (length > this.#limits.maxQueryBytes) {
-          // The message cannot be skipped without reading it: the connection goes.
-          this.#refuseInput(buffered.subarray(2, 14), 'oversized', undefined, 'tcp');
-          socket.destroy();
-          return;
-        }
-        if (buffered.length < 2 + length) break;
-        const msg = Buffer.from(buffered.subarray(2, 2 + length));
-        buffered = buffered.subarray(2 + length);
+      const { messages, oversized } = framer.push(chunk);
+      for (const msg of messages) {
         if (++pending > this.#limits.maxTcpPending) {
           this.#count('error', 'tcp_limit');
           socket.destroy();
@@ -381,11 +418,13 @@ export class DnsServer {
         chain = chain.then(async () => {
           const { bytes } = await replied;
           pending--;
-          if (!bytes || socket.destroyed) return;
-          const prefix = Buffer.alloc(2);
-          prefix.writeUInt16BE(bytes.length, 0);
-          socket.write(Buffer.concat([prefix, bytes]));
+          if (bytes && !socket.destroyed) socket.write(frameTcp(bytes));
         });
+      }
+      if (oversized) {
+        // The message cannot be skipped without reading it: the connection goes.
+        this.#refuseInput(oversized, 'oversized', undefined, 'tcp');
+        socket.destroy();
       }
     });
   }
