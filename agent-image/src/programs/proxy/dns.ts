@@ -45,6 +45,7 @@ export interface DnsLimits {
   maxTcpPending: number;
 }
 
+/** The bounds the proxy runs with (not configurable today). */
 export const DEFAULT_DNS_LIMITS: DnsLimits = {
   maxQueryBytes: 512,
   upstreamTimeoutMs: 3_000,
@@ -161,6 +162,7 @@ export class DnsTcpFramer {
   }
 }
 
+/** What the DNS listener writes to (the proxy's log, metrics and audit trail), whom it asks, and its bounds (defaults DEFAULT_DNS_LIMITS). */
 export interface DnsServerOptions {
   log: Logger;
   metrics: ProxyMetrics;
