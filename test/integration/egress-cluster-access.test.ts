@@ -5,7 +5,8 @@
  * - spec.kubernetesAccess: the `kubernetes` Service in `default` is a declared in-cluster
  *   destination: its cluster IP in NO_PROXY (kubectl dials it directly, no interception,
  *   no credential swap) and in the contract's allowCidrs (egress-init lets it through),
- *   and a NetworkPolicy rule for the API server endpoints of its EndpointSlices.
+ *   its name in the contract's egress.inClusterHosts under iptables (the proxy's DNS
+ *   resolves it), and a NetworkPolicy rule for the API server endpoints of its EndpointSlices.
  * - spec.egress.upstreamCaConfigMapRef: a missing ConfigMap, a missing key and a bundle
  *   that is not PEM each show in ReferencesResolved with the fix, and leave the running
  *   pod as it is; a good bundle is mounted into the proxy, and a change of it rolls the pod.
@@ -81,8 +82,12 @@ describe('spec.kubernetesAccess', () => {
         for (const v of ['NO_PROXY', 'no_proxy']) expect(envOf(sts, container, v)?.split(','), `${enforcement} ${container} ${v}`).toContain(ip);
       }
       const cm = await c.core.readNamespacedConfigMap({ name: `${name}-config`, namespace: ns.name });
-      const contract = JSON.parse(cm.data?.['contract.json'] ?? '{}') as { egress: { allowCidrs: string[] } };
+      const contract = JSON.parse(cm.data?.['contract.json'] ?? '{}') as { egress: { allowCidrs: string[]; inClusterHosts?: string[] } };
       expect(contract.egress.allowCidrs).toContain(`${ip}/${ip.includes(':') ? 128 : 32}`);
+      // Under iptables the proxy answers the pod's DNS (egress-init sends port 53 to it) and
+      // resolves the API server's name as a declared in-cluster destination.
+      expect(contract.egress.inClusterHosts).toEqual(enforcement === 'iptables' ? ['kubernetes.default.svc'] : undefined);
+      expect(envOf(sts, 'egress-init', 'AGENT_SMITH_PROXY_DNS_PORT')).toBe(enforcement === 'iptables' ? '15053' : undefined);
       const np = await c.networking.readNamespacedNetworkPolicy({ name, namespace: ns.name });
       expect(np.spec?.egress).toContainEqual({
         to: endpoints.map((a) => ({ ipBlock: { cidr: `${a}/${a.includes(':') ? 128 : 32}` } })),
