@@ -56,6 +56,22 @@ describe('PR watcher against the GitHub fake', () => {
     expect((await w.check()).items).toEqual([]);
   });
 
+  it('keeps state only for open pull requests: a closed one is forgotten (the watcher does not grow with every pull request ever opened)', async () => {
+    const first = fake.openPullRequest({ repo: REPO, author: AGENT, title: 'First' });
+    const second = fake.openPullRequest({ repo: REPO, author: AGENT, title: 'Second' });
+    fake.addReviewComment({ repo: REPO, number: first.number, author: 'alice', body: 'Why?' });
+    fake.addReviewComment({ repo: REPO, number: second.number, author: 'alice', body: 'And this?' });
+    const { watcher: w } = watcher();
+    expect((await w.check()).items).toHaveLength(2);
+    expect(w.trackedPullRequests).toBe(2);
+
+    fake.closePullRequest(REPO, first.number);
+    const after = await w.check();
+    expect(after).toMatchObject({ complete: true, pullRequests: 1 });
+    expect(after.items.map((i) => i.number)).toEqual([second.number]);
+    expect(w.trackedPullRequests).toBe(1);
+  });
+
   it('an unchanged pull request costs no rate limit: every GET is a 304 and GraphQL is not asked again', async () => {
     const pr = fake.openPullRequest({ repo: REPO, author: AGENT, title: 'Add retries' });
     fake.addReview({ repo: REPO, number: pr.number, author: 'alice', body: 'Please add a test', state: 'CHANGES_REQUESTED' });

@@ -129,6 +129,8 @@ export interface GitHubFake {
   openPullRequest(o: { repo: string; author: string; title: string; body?: string; head?: string; base?: string; committedAt?: Date }): PullRequestSimple;
   /** Pull requests of `repo`, oldest first (the ones the agent opened too). */
   pullRequests(repo: string): PullRequestSimple[];
+  /** Closes the pull request (a person closed or merged it): it leaves `?state=open` lists. */
+  closePullRequest(repo: string, number: number): void;
   /** A new head commit on the pull request (the agent pushed). */
   push(repo: string, number: number, committedAt?: Date): void;
   /** An inline review comment (a new thread, or a reply when `inReplyTo` is set). */
@@ -646,6 +648,13 @@ export async function startGitHubFake(opts: GitHubFakeOptions = {}): Promise<Git
       return createPull({ ...o, author: userOf(o.author) }).pr;
     },
     pullRequests: (repo) => [...pulls.values()].filter((p) => p.repo.toLowerCase() === repo.toLowerCase()).map((p) => p.pr),
+    closePullRequest(repo, number) {
+      const p = pull(repo, number);
+      const at = stamp();
+      p.pr.state = 'closed';
+      p.pr.closed_at = at;
+      touch(p, at);
+    },
     push(repo, number, committedAt) {
       const p = pull(repo, number);
       p.pr.head.sha = sha();

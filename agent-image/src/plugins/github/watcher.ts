@@ -163,6 +163,7 @@ export class PrWatcher {
         this.opts.log.debug({ repo, open: mine.length, read: MAX_PULL_REQUESTS_PER_REPO }, 'more open pull requests of the agent than one check reads');
         mine = mine.sort((a, b) => b.number - a.number).slice(0, MAX_PULL_REQUESTS_PER_REPO);
       }
+      this.forgetClosed(repo, new Set(mine.map((p) => `${repo}#${p.number}`)));
       for (const pr of mine) {
         const key = `${repo}#${pr.number}`;
         try {
@@ -190,6 +191,23 @@ export class PrWatcher {
     this.failing.set(key, `${status ?? ''} ${error}`);
     if (was === `${status ?? ''} ${error}`) return;
     this.opts.log.warn({ [key.includes('#') ? 'pullRequest' : 'repo']: key, status, error }, msg);
+  }
+
+  /**
+   * Drops what is kept per pull request (thread resolutions, failure notes) for the pull
+   * requests of `repo` that are no longer among the open ones read (`open`, keys
+   * `owner/repo#n`): a closed or merged pull request is not read again, so without this
+   * both maps would grow with every pull request the agent ever opened.
+   */
+  private forgetClosed(repo: string, open: Set<string>): void {
+    for (const map of [this.threads, this.failing]) {
+      for (const key of map.keys()) if (key.startsWith(`${repo}#`) && !open.has(key)) map.delete(key);
+    }
+  }
+
+  /** How many pull requests the watcher keeps state for (thread resolutions, failure notes): the open ones it read last. */
+  get trackedPullRequests(): number {
+    return new Set([...this.threads.keys(), ...[...this.failing.keys()].filter((k) => k.includes('#'))]).size;
   }
 
   private recovered(key: string): void {
