@@ -33,7 +33,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { publishDemoServices } from '../../scripts/lib/demo/in-cluster.ts';
 import { renderDemoAgent, type AgentManifest } from '../../scripts/lib/demo/render.ts';
-import { isOfflineEcho, OFFLINE_PREFIX, startDemoServices, type DemoServices } from '../../scripts/lib/demo/services.ts';
+import { DEMO_REVIEWER, demoGitHubLogin, isOfflineEcho, OFFLINE_PREFIX, startDemoServices, type DemoServices } from '../../scripts/lib/demo/services.ts';
+import { BUG, FIX_BRANCH, HOMELAB_APPS, REVIEW_CHANGE, SOURCE_FILE, WORKER_PREFIX } from '../../scripts/lib/demo/worker-model.ts';
+import { toolResults } from '../../scripts/lib/fakes/anthropic-api.ts';
 import { OPERATOR_NAMESPACE, startDevCluster, type DevCluster } from '../../scripts/lib/real-cluster.ts';
 import { isReaction, type RoomEvent } from '../../scripts/lib/services/synapse.ts';
 import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
@@ -46,6 +48,8 @@ const AGENT = 'devbot';
 const POD = `${AGENT}-0`;
 /** What the person says to the agent (unique per run: it is looked for in the room, the model's requests and the CLI's transcript). */
 const TEXT = `please say hello to the end-to-end test ${Date.now()}`;
+/** spec.matrix.approvals.timeoutSeconds of the Agent here (the CRD's minimum is 10). */
+const APPROVAL_TIMEOUT_S = 20;
 
 interface AgentObject {
   status?: { phase?: string; podName?: string; conditions?: { type: string; status: string; reason: string; message: string }[] };
@@ -78,6 +82,28 @@ async function inAgent(...cmd: string[]): Promise<string> {
 }
 /** What a terminal showed, without escape sequences and blanks (tmux may move the cursor instead of printing spaces). */
 const visible = (s: string) => s.replace(/\x1b\[[0-9;?>=]*[ -/]*[@-~]/g, '').replace(/\x1b[\]P^_][^\x07\x1b]*(\x07|\x1b\\)/g, '').replace(/\x1b./g, '').replace(/\s+/g, '');
+
+/** The first event after `after` in the room (threads included) from the bot that `pred` accepts. */
+async function answerAfter(after: string | RoomEvent, pred: (e: RoomEvent) => boolean, timeoutMs: number): Promise<RoomEvent> {
+  const id = typeof after === 'string' ? after : after.event_id;
+  const bot = services!.bots[AGENT]!.userId;
+  return waitFor(`the bot's message after ${id.slice(0, 12)}`, async () => {
+    const seen = await services!.user.client.messages(services!.room.id, 200);
+    const at = seen.findIndex((e) => e.event_id === id);
+    return at >= 0 && seen.slice(at + 1).find((e) => e.sender === bot && e.type === 'm.room.message' && pred(e));
+  }, timeoutMs, 1000);
+}
+
+/** Events per subject of this agent in the JetStream stream. */
+async function streamSubjects(): Promise<Record<string, number>> {
+  const nc = await connect({ servers: services!.natsUrl });
+  try {
+    const info = await (await jetstreamManager(nc)).streams.info('AGENT_EVENTS', { subjects_filter: `agents.homelab.${AGENT}.>` });
+    return info.state.subjects ?? {};
+  } finally {
+    await nc.close();
+  }
+}
 
 beforeAll(async () => {
   dev = await startDevCluster({ log: (line) => console.log(`[e2e] ${line}`) });
@@ -115,6 +141,8 @@ describe('an Agent, end to end', () => {
     const agent = manifests.find((m): m is AgentManifest => m.kind === 'Agent');
     if (!agent) throw new Error('renderDemoAgent gave no Agent');
     agent.spec.storage = { ...(agent.spec.storage as Record<string, unknown> | undefined), retainOnDelete: true };
+    // Approvals time out quickly here, so the unanswered request below is denied within the test.
+    agent.spec.matrix = { ...(agent.spec.matrix as Record<string, unknown>), approvals: { timeoutSeconds: APPROVAL_TIMEOUT_S } };
     expect(agent.spec.harness).toMatchObject({ kind: 'claude' });
     const applied = await kubectl(kubeconfig, ['apply', '-f', '-'], manifests.map((m) => stringify(m)).join('---\n'));
     expect(applied.stderr).toBe('');
@@ -158,7 +186,8 @@ describe('an Agent, end to end', () => {
     // (spec.github.login's noreply address, the operator's default).
     expect(await inAgent('sh', '-c', 'gh --version && jq --version && rg --version && curl --version')).toMatch(/gh version [\s\S]*jq-1[\s\S]*ripgrep [\s\S]*curl /);
     expect(await inAgent('git', '-C', '/workspace/homelab-apps', 'var', 'GIT_AUTHOR_IDENT')).toMatch(/^devbot <devbot-agent@users\.noreply\.github\.com> \d+/);
-    const secret = services.gitPassword;
+    // The real GitHub token (git's password and the API's token), which only the proxy holds.
+    const secret = services.github.bots[AGENT]!.token;
     expect(JSON.stringify(pod)).not.toContain(secret);
     expect(await inAgent('cat', '/workspace/agent-smith/.git/config')).not.toContain(secret);
     // The CLI runs in tmux: the real Claude Code binary, with no real credential in its environment.
@@ -243,6 +272,89 @@ describe('an Agent, end to end', () => {
     // The session and the CLI go on.
     expect((await readPod()).status?.containerStatuses?.find((s) => s.name === 'agent')).toMatchObject({ ready: true, restartCount: 0 });
   }, 120_000);
+
+  // Issue 17: the agent works unattended, from a Matrix request to a reviewed pull request,
+  // and asks the room only for what its rules put on the ask list. The model is the demo's
+  // worker (scripts/lib/demo/worker-model.ts): it drives the real Claude Code through real
+  // tool calls, one per turn, from what the tools answered.
+  let pr: { number: number; html_url: string } | undefined;
+
+  it('"the test in homelab-apps fails, fix it and open a PR": real tool calls, a push with only the stub, gh pr create, the PR link in the room, pr_opened and task_done', async () => {
+    if (!services) throw new Error('setup failed');
+    const person = services.user.client;
+    const bot = services.bots[AGENT]!;
+    const asked = await person.sendText(services.room.id, `${AGENT}: the test in homelab-apps fails, fix it and open a PR`, { 'm.mentions': { user_ids: [bot.userId] } });
+    const answer = await answerAfter(asked, (e) => String(e.content.body).startsWith(WORKER_PREFIX), 300_000);
+    const opened = services.github.fake.pullRequests(HOMELAB_APPS);
+    expect(opened).toHaveLength(1);
+    pr = opened[0]!;
+    expect(opened[0]).toMatchObject({ user: { login: demoGitHubLogin(AGENT) }, head: { ref: FIX_BRANCH }, base: { ref: 'main' }, state: 'open' });
+    expect(String(answer.content.body)).toContain(pr.html_url);
+    // The branch on the git server has the fix; main does not (the agent pushed a branch).
+    expect(await services.git.readFile(HOMELAB_APPS, FIX_BRANCH, SOURCE_FILE)).toContain(BUG.fixed);
+    expect(await services.git.readFile(HOMELAB_APPS, 'main', SOURCE_FILE)).toContain(BUG.old);
+    // Real tool calls: Claude Code ran the tests (failing, then passing) and gh, and sent the results back.
+    const results = services.model.requests.flatMap((r) => toolResults(r)).map((r) => r.text);
+    expect(results.some((t) => /fail/i.test(t))).toBe(true);
+    expect(results.some((t) => t.includes(pr!.html_url))).toBe(true);
+    // The GitHub fake saw only real tokens (a stub would be an unknown token: no login):
+    // the proxy swapped the stub on gh's GraphQL calls and the PR watcher's REST calls.
+    expect(services.github.fake.requests.filter((r) => r.login === demoGitHubLogin(AGENT) && r.path === '/graphql').length).toBeGreaterThan(0);
+    expect(services.github.fake.requests.filter((r) => r.login === undefined).map((r) => `${r.method} ${r.path}`)).toEqual([]);
+
+    const events = await waitFor('pr_opened and a second task_done in JetStream', async () => {
+      const subjects = await streamSubjects();
+      return (subjects[`agents.homelab.${AGENT}.pr_opened`] ?? 0) >= 1 && (subjects[`agents.homelab.${AGENT}.task_done`] ?? 0) >= 2 && subjects;
+    }, 120_000, 1000);
+    expect(events[`agents.homelab.${AGENT}.pr_opened`]).toBe(1);
+  }, 420_000);
+
+  it('a reviewer comments on the pull request: the agent is rewoken, pushes a second commit and answers the comment, nobody attached', async () => {
+    if (!services || !pr) throw new Error('no pull request from the test before');
+    const before = await services.git.branch(HOMELAB_APPS, FIX_BRANCH);
+    const comment = services.github.fake.addReviewComment({ repo: HOMELAB_APPS, number: pr.number, author: DEMO_REVIEWER, body: 'Please also drop punctuation from titles.', path: SOURCE_FILE, line: 3 });
+    // The PR watcher polls every 30 s (the demo's interval, the CRD's minimum) while the CLI is idle.
+    const reply = await waitFor('the agent\'s answer in the review thread', async () => {
+      return services!.github.fake.reviewComments(HOMELAB_APPS, pr!.number).find((c) => c.user?.login === demoGitHubLogin(AGENT) && c.in_reply_to_id === comment.id);
+    }, 240_000, 1000);
+    expect(reply.body.length).toBeGreaterThan(0);
+    const after = await services.git.branch(HOMELAB_APPS, FIX_BRANCH);
+    expect(after?.sha).not.toBe(before?.sha);
+    expect(await services.git.readFile(HOMELAB_APPS, FIX_BRANCH, SOURCE_FILE)).toContain(REVIEW_CHANGE.fixed);
+  }, 300_000);
+
+  it('an ask-list command waits for the room: an unanswered request is denied after the timeout (the model is told), a ✅ from an allowed user runs it', async () => {
+    if (!services) throw new Error('setup failed');
+    const person = services.user.client;
+    const bot = services.bots[AGENT]!;
+    for (const b of ['old-experiment', 'stale-spike']) await services.git.commit(HOMELAB_APPS, { 'NOTES.md': `${b}\n` }, `${b}`, b);
+
+    // Nobody answers: denied after spec.matrix.approvals.timeoutSeconds.
+    const first = await person.sendText(services.room.id, `${AGENT}: please delete the branch old-experiment`, { 'm.mentions': { user_ids: [bot.userId] } });
+    const request1 = await answerAfter(first, (e) => String(e.content.body).startsWith(`🔐 ${AGENT} asks to run Bash`), 180_000);
+    expect(String(request1.content.body)).toContain('git push origin --delete old-experiment');
+    const told = await answerAfter(request1, (e) => String(e.content.body).startsWith(WORKER_PREFIX), (APPROVAL_TIMEOUT_S + 120) * 1000);
+    expect(String(told.content.body)).toMatch(/did not delete old-experiment: .*No approver answered within/);
+    expect(services.model.requests.flatMap((r) => toolResults(r)).some((r) => r.isError && /No approver answered within/.test(r.text))).toBe(true);
+    expect(await services.git.branches(HOMELAB_APPS)).toContain('old-experiment');
+
+    // An allowed person reacts ✅: the command runs.
+    const second = await person.sendText(services.room.id, `${AGENT}: please delete the branch stale-spike`, { 'm.mentions': { user_ids: [bot.userId] } });
+    const request2 = await answerAfter(second, (e) => String(e.content.body).startsWith(`🔐 ${AGENT} asks to run Bash`), 180_000);
+    await person.send(services.room.id, { 'm.relates_to': { rel_type: 'm.annotation', event_id: request2.event_id, key: '✅' } }, { type: 'm.reaction' });
+    const done = await answerAfter(request2, (e) => String(e.content.body).startsWith(WORKER_PREFIX), 180_000);
+    expect(String(done.content.body)).toContain('deleted the branch stale-spike');
+    expect(await services.git.branches(HOMELAB_APPS)).not.toContain('stale-spike');
+
+    const subjects = await waitFor('the approval events', async () => {
+      const s = await streamSubjects();
+      return (s[`agents.homelab.${AGENT}.approval_granted`] ?? 0) >= 1 && s;
+    }, 60_000, 1000);
+    expect(subjects[`agents.homelab.${AGENT}.approval_requested`]).toBe(2);
+    expect(subjects[`agents.homelab.${AGENT}.approval_expired`]).toBe(1);
+    const granted = await run(process.execPath, [CLI, 'events', '--nats-url', services.natsUrl, '--agent', AGENT, '--type', 'approval_granted'], { encoding: 'utf8' });
+    expect(JSON.parse(granted.stdout.split('\n').filter(Boolean)[0]!)).toMatchObject({ type: 'approval_granted', data: { by: services.user.userId } });
+  }, 600_000);
 
   it('kubectl delete agent stops every process of the pod and keeps the volumes (retainOnDelete)', async () => {
     const live = await readPod();

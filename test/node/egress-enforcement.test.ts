@@ -228,15 +228,15 @@ describe('enforcement: iptables, from the agent container', () => {
     // kubectl exec's, not any process's.
     const paneEnv = await inShell(IPTABLES, 'env');
     expect(paneEnv.output).toMatch(/^GITHUB_TOKEN=\S+$/m);
-    expect(paneEnv.output).not.toContain(services!.gitPassword);
+    expect(paneEnv.output).not.toContain(services!.github.bots[IPTABLES]!.token);
     const env = await exec(IPTABLES, 'agent', ['env']);
     expect(env.code).toBe(0);
     expect(env.stdout).toContain('HTTPS_PROXY=http://127.0.0.1:');
-    expect(env.stdout).not.toContain(services!.gitPassword);
+    expect(env.stdout).not.toContain(services!.github.bots[IPTABLES]!.token);
     const procs = podProcesses(await c.core.readNamespacedPod({ name: `${IPTABLES}-0`, namespace: ns.name }));
     const agentProcs = procs.filter((p) => p.container === 'agent');
     expect(agentProcs.length).toBeGreaterThanOrEqual(3);
-    for (const p of agentProcs) expect(p.environ, p.cmd).not.toContain(services!.gitPassword);
+    for (const p of agentProcs) expect(p.environ, p.cmd).not.toContain(services!.github.bots[IPTABLES]!.token);
   });
 
   it('the proxy container goes out directly and has DNS (its UID is the firewall\'s one way out)', async () => {

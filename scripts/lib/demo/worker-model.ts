@@ -39,6 +39,8 @@ const REPLY_TOOL = 'mcp__agent-smith__matrix_reply';
 const EVENT_TOOL = 'mcp__agent-smith__publish_event';
 /** What every text the worker writes starts with (so a reader of the room knows the model is scripted). */
 export const WORKER_PREFIX = '[worker model]';
+/** The branch the worker pushes its fix to, unless told another (`WorkerOptions.branch`). */
+export const FIX_BRANCH = 'fix/slugify-dashes';
 
 /** The repository the worker fixes. */
 export const HOMELAB_APPS = 'agent-smith/homelab-apps';
@@ -63,7 +65,7 @@ export interface WorkerOptions {
   dir?: string;
   /** `owner/name` (default {@link HOMELAB_APPS}). */
   repo?: string;
-  /** The branch of the fix (default fix/slugify-dashes). */
+  /** The branch of the fix (default {@link FIX_BRANCH}). */
   branch?: string;
 }
 
@@ -174,7 +176,7 @@ function next(steps: Step[], done: Done[], h: Helpers, req: RecordedRequest, fai
 export function workerResponder(opts: WorkerOptions = {}): (req: RecordedRequest, h: Helpers) => Turn {
   const dir = (opts.dir ?? '/workspace/homelab-apps').replace(/\/$/, '');
   const repo = opts.repo ?? HOMELAB_APPS;
-  const branch = opts.branch ?? 'fix/slugify-dashes';
+  const branch = opts.branch ?? FIX_BRANCH;
   const inDir = (cmd: string) => `cd ${sq(dir)} && ${cmd}`;
   const bash = (label: string, command: string, check?: Step['check']): Step => ({ label, tool: 'Bash', input: () => ({ command: inDir(command), description: label }), ...(check ? { check } : {}) });
   // node --test's summary: `# pass 1` / `# fail 0` (tap reporter) or `ℹ pass 1` / `ℹ fail 0` (spec, Node 23+'s default).
