@@ -73,6 +73,20 @@ export const DEFAULT_MAX_CONSECUTIVE_REWAKES = 3;
 export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
 
 /**
+ * The web (and git) base URL of the GitHub whose REST API is at `apiUrl`, without a
+ * trailing slash: `https://github.com` for GitHub.com's `https://api.github.com`, and
+ * `https://<host>` for GitHub Enterprise Server's `https://<host>/api/v3` (its API is a
+ * path of the web host: docs.github.com/en/enterprise-server/rest, "the base URL").
+ * A repository's default clone URL is `<web>/<owner>/<repo>.git`.
+ * @throws TypeError when `apiUrl` is not a URL
+ */
+export function githubWebUrl(apiUrl: string = DEFAULT_GITHUB_API_URL): string {
+  const url = new URL(apiUrl);
+  if (url.hostname === 'api.github.com') return 'https://github.com';
+  return `${url.protocol}//${url.host}`;
+}
+
+/**
  * The defaults of the event log's settings (spec.events, contract `events`): the Agent
  * API's defaults and the contract's are these.
  */

@@ -150,7 +150,7 @@ export const RepoSpec = z
       .max(2048)
       .regex(/^(https?|ssh|git|file):\/\/\S+$/, 'must be an https://, ssh://, git:// or file:// URL')
       .optional()
-      .describe('Clone URL; defaults to https://github.com/<name>.git.'),
+      .describe('Clone URL; defaults to https://github.com/<name>.git, or https://<host>/<name>.git for the GitHub Enterprise Server host of spec.github.apiUrl.'),
     branch: z.string().min(1).max(255).optional().describe('Branch to check out; the remote\'s default branch when unset.'),
   })
   .describe('A repository cloned into /workspace/<repo> by the setup init container.');

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import { CONTRACT_FILE, CONTRACT_VERSION, PROXY_PORT, WORKSPACE_DIR, type PodContractInput } from '../../../agent-image/src/contract/contract.ts';
+import { CONTRACT_FILE, CONTRACT_VERSION, githubWebUrl, PROXY_PORT, WORKSPACE_DIR, type PodContractInput } from '../../../agent-image/src/contract/contract.ts';
 import type { Agent } from '../api/agent.ts';
 import { childMeta, childNames } from './meta.ts';
 import { directCidrs, type ApiServerAddress, type ServiceAddress } from './networkpolicy.ts';
@@ -66,7 +66,8 @@ export function renderContract(
   const { spec } = agent;
   const repos = spec.repos.map((r) => ({
     name: r.name,
-    url: r.url ?? `https://github.com/${r.name}.git`,
+    // GitHub.com, or the GitHub Enterprise Server host of spec.github.apiUrl.
+    url: r.url ?? `${githubWebUrl(spec.github?.apiUrl)}/${r.name}.git`,
     ...(r.branch ? { branch: r.branch } : {}),
     dir: repoDir(r.name),
   }));

@@ -284,6 +284,14 @@ describe('renderAll', () => {
     expect(contractOf(ghes)).toEqual({ login: 'devbot', apiUrl: 'https://github.example.com/api/v3', watchPullRequests: { enabled: true, intervalSeconds: 60, maxConsecutiveRewakes: 5 } });
   });
 
+  it('clones from the GitHub of spec.github.apiUrl when a repository names no url: GitHub.com, or the Enterprise host', () => {
+    const urlsOf = (spec: Record<string, unknown>) => PodContract.parse(JSON.parse(renderAll(agent({ ...devbot, ...spec }), opts).configMap.data?.['contract.json'] ?? '{}')).repos.map((r) => r.url);
+    const repos = [{ name: 'acme/app' }, { name: 'acme/lib', url: 'https://git.example.org/acme/lib.git' }];
+    expect(urlsOf({ repos, github: { login: 'devbot' } })).toEqual(['https://github.com/acme/app.git', 'https://git.example.org/acme/lib.git']);
+    expect(urlsOf({ repos, github: { login: 'devbot', apiUrl: 'https://github.example.com/api/v3' } })).toEqual(['https://github.example.com/acme/app.git', 'https://git.example.org/acme/lib.git']);
+    expect(urlsOf({ repos })).toEqual(['https://github.com/acme/app.git', 'https://git.example.org/acme/lib.git']);
+  });
+
   it('reports a storage change the live StatefulSet cannot take, and nothing otherwise', () => {
     const live = renderAll(agent(devbot), opts).statefulSet;
     expect(volumeClaimDrift(renderAll(agent({ ...devbot, suspend: true }), opts).statefulSet, live)).toBeUndefined();
