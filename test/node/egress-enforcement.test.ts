@@ -64,7 +64,7 @@ let typed = 0;
  */
 async function inShell(agent: string, command: string): Promise<{ rc: number; output: string }> {
   const out = `/tmp/typed-${++typed}`;
-  const sent = await exec(agent, 'agent', ['tmux', 'send-keys', '-t', 'main.1', `${command} > ${out} 2>&1; echo $? > ${out}.rc`, 'Enter']);
+  const sent = await exec(agent, 'agent', ['tmux', 'send-keys', '-t', 'main.1', `{ ${command}; } > ${out} 2>&1; echo $? > ${out}.rc`, 'Enter']);
   if (sent.code !== 0) throw new Error(`tmux send-keys in ${agent}-0: exit ${sent.code}: ${sent.stderr}`);
   const { rc } = await waitFor(`"${command}" in ${agent}-0's tmux shell`, async () => {
     const r = await exec(agent, 'agent', ['cat', `${out}.rc`]);
