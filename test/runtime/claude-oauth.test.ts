@@ -36,10 +36,7 @@ let pod: PodFiles | undefined;
 let sup: SupervisorProcess | undefined;
 
 afterEach(async () => {
-  if (sup && sup.proc.exitCode === null) {
-    sup.proc.kill('SIGTERM');
-    await sup.exited;
-  }
+  await sup?.stop();
   sup = undefined;
   await pod?.cleanup();
   await fx?.stop();

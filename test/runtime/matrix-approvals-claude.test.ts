@@ -56,10 +56,7 @@ describe('approvals over chat with the real Claude Code binary', () => {
   });
 
   afterAll(async () => {
-    if (sup?.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     await fake?.close();
     await pod?.cleanup();
     await synapse?.close();

@@ -60,10 +60,7 @@ describe('Matrix → Claude Code → Matrix', () => {
   });
 
   afterAll(async () => {
-    if (sup?.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     await fake?.close();
     await pod?.cleanup();
     await synapse?.close();

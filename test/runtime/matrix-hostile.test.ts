@@ -76,10 +76,7 @@ describe('Matrix bridge against hostile room members (real Synapse)', () => {
 
   afterAll(async () => {
     const sup = sups.at(-1);
-    if (sup?.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     await pod?.cleanup();
     await synapse?.close();
   });

@@ -43,10 +43,7 @@ describe('Matrix bridge across restarts', () => {
 
   afterAll(async () => {
     const sup = sups.at(-1);
-    if (sup?.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     await pod?.cleanup();
     await synapse?.close();
   });

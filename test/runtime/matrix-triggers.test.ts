@@ -42,10 +42,7 @@ describe('Matrix bridge triggers against a real Synapse', () => {
   });
 
   afterAll(async () => {
-    if (sup?.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     await pod?.cleanup();
     await synapse?.close();
   });

@@ -78,10 +78,7 @@ describe('the shipped permissions with the real Claude Code binary', () => {
   });
 
   afterAll(async () => {
-    if (sup?.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     await fake?.close();
     await pod?.cleanup();
   });

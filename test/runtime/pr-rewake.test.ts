@@ -148,10 +148,7 @@ describe('PR rewake through the egress proxy', () => {
     });
 
     afterAll(async () => {
-      if (sup?.proc.exitCode === null) {
-        sup.proc.kill('SIGTERM');
-        await sup.exited;
-      }
+      await sup?.stop();
       await model?.close();
       await pod?.cleanup();
     });
@@ -242,10 +239,7 @@ describe('PR rewake through the egress proxy', () => {
     });
 
     afterAll(async () => {
-      if (sup?.proc.exitCode === null) {
-        sup.proc.kill('SIGTERM');
-        await sup.exited;
-      }
+      await sup?.stop();
       await pod?.cleanup();
     });
 

@@ -63,10 +63,7 @@ describe('supervise with the real Claude Code binary', () => {
   });
 
   afterEach(async () => {
-    if (sup && sup.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     sup = undefined;
     await fake.close();
     await pod.cleanup();

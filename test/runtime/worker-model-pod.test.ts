@@ -83,10 +83,7 @@ describe('the worker model in an agent pod\'s programs, through the egress proxy
   }, 120_000);
 
   afterAll(async () => {
-    if (sup?.proc.exitCode === null) {
-      sup.proc.kill('SIGTERM');
-      await sup.exited;
-    }
+    await sup?.stop();
     await pod?.cleanup();
     await model?.close();
     await fx?.stop();

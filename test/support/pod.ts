@@ -180,6 +180,8 @@ export interface SupervisorProcess {
   /** Resolves with the first log line matching, or rejects after `timeoutMs`. */
   waitForLog(pred: (l: Record<string, unknown> & { msg: string }) => boolean, timeoutMs?: number): Promise<Record<string, unknown> & { msg: string }>;
   exited: Promise<number | null>;
+  /** SIGTERM when it still runs, then its exit code (what afterAll/afterEach do). */
+  stop(): Promise<number | null>;
   publicUrl(): string;
 }
 
@@ -222,6 +224,10 @@ export function startSupervisor(pod: PodFiles, entrypoint = ENTRYPOINT): Supervi
     stdout: () => out,
     waitForLog,
     exited,
+    stop: () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
     publicUrl: () => {
       const l = lines.find((x) => x.msg === 'supervisor listening');
       if (!l) throw new Error('supervisor not listening yet');
