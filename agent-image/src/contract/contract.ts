@@ -82,7 +82,7 @@ export const DEFAULT_GITHUB_API_URL = 'https://api.github.com';
  */
 export function githubWebUrl(apiUrl: string = DEFAULT_GITHUB_API_URL): string {
   const url = new URL(apiUrl);
-  if (url.hostname === 'api.github.com') return 'https://github.com';
+  if (url.host === new URL(DEFAULT_GITHUB_API_URL).host) return 'https://github.com';
   return `${url.protocol}//${url.host}`;
 }
 

@@ -18,9 +18,8 @@
 import { access, copyFile, mkdir, readdir, readFile, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { HarnessAdapter, HarnessContext, LaunchSpec } from './adapter.ts';
-import type { PERMISSION_MODES, PodContract } from '../../contract/contract.ts';
+import { DEFAULT_APPROVAL_TIMEOUT_SECONDS, type PERMISSION_MODES, type PodContract } from '../../contract/contract.ts';
 import { isJsonObject, mergeJson, parseJsonObject, readJsonObject, type Json } from '../../contract/settings.ts';
-import { DEFAULT_APPROVAL_TIMEOUT_SECONDS } from '../../contract/contract.ts';
 import { shellQuote, writeFileAtomic } from '../../lib/files.ts';
 
 /** Name of the supervisor's MCP server in the CLI's MCP config (tools appear as `mcp__agent-smith__<tool>`). */
