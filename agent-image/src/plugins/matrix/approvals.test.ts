@@ -103,21 +103,40 @@ describe('MatrixApprovals', () => {
     await t.posted(posts + 2);
   });
 
-  it('keeps concurrent requests apart; a plain thread message answers only when one is pending there', async () => {
+  it('keeps concurrent requests apart; a thread message answers only the request its reply fallback names', async () => {
     const t = setup();
     const a = t.ask('make a');
     const reqA = await t.posted(1);
     const b = t.ask('make b');
     const reqB = await t.posted(2);
-    const plain = (body: string) => t.message('@alice:hs', body, { rel_type: 'm.thread', event_id: '$task', is_falling_back: true, 'm.in_reply_to': { event_id: '$other' } });
-    expect(t.approvals.take(ROOM, plain('yes'))).toBe(false); // ambiguous: two pending in the thread
+    const plain = (body: string, latest = '$other') => t.message('@alice:hs', body, { rel_type: 'm.thread', event_id: '$task', is_falling_back: true, 'm.in_reply_to': { event_id: latest } });
+    expect(t.approvals.take(ROOM, plain('yes'))).toBe(false); // under neither request
     expect(t.approvals.take(ROOM, t.reaction('@alice:hs', reqB, '👎'))).toBe(true);
     expect(await b).toMatchObject({ behavior: 'deny' });
     expect(await settled(a)).toBe('pending');
-    expect(t.approvals.take(ROOM, plain('what is make a?'))).toBe(false); // not an answer: reaches the agent
-    expect(t.approvals.take(ROOM, plain('yes'))).toBe(true);
+    expect(t.approvals.take(ROOM, plain('what is make a?', reqA))).toBe(false); // not an answer: reaches the agent
+    expect(t.approvals.take(ROOM, plain('yes'))).toBe(false); // one request pending in the thread, but the message is not under it
+    expect(await settled(a)).toBe('pending');
+    expect(t.approvals.take(ROOM, plain('yes', reqA))).toBe(true); // the thread's latest event is request A
     expect(await a).toEqual({ behavior: 'allow' });
     expect(reqA).not.toBe(reqB);
+  });
+
+  it('an explicit reply to something else never answers the only request pending in the thread', async () => {
+    const t = setup();
+    const d = t.ask('git push --force');
+    const req = await t.posted(1);
+    const reply = (to: string) => t.message('@alice:hs', 'yes', { rel_type: 'm.thread', event_id: '$task', is_falling_back: false, 'm.in_reply_to': { event_id: to } });
+    expect(t.approvals.take(ROOM, reply('$someone-asked-a-question'))).toBe(false);
+    expect(t.approvals.take(ROOM, t.message('@alice:hs', 'yes', { rel_type: 'm.thread', event_id: '$task' }))).toBe(false); // no reply at all
+    expect(await settled(d)).toBe('pending');
+    expect(t.approvals.take(ROOM, reply(req))).toBe(true);
+    expect(await d).toEqual({ behavior: 'allow' });
+    // A reply to the follow-up is a late answer: consumed, does nothing.
+    await vi.waitFor(() => expect(t.sent.length).toBe(2));
+    await Promise.resolve();
+    expect(t.approvals.take(ROOM, reply(t.sent[1]!.id))).toBe(true);
+    expect(t.events.filter((e) => e.type === 'approval_denied')).toEqual([]);
   });
 
   it('denies at once beyond the pending bound, without a room, and when the CLI stops waiting', async () => {

@@ -3,8 +3,8 @@
  * CLI must not run unasked is posted in the room and thread the current task came from
  * (else `spec.matrix.approvals.room`, else the first of `spec.matrix.rooms`), and the
  * first answer of an approver (spec.matrix.allowedUsers) decides it: a ✅/👍 or ❌/👎
- * reaction to the request, or a reply / message in its thread saying approve or deny
- * (approval-rules.ts). Nobody answers within `timeoutSeconds` → denied, with a
+ * reaction to the request, or a message replying to it (explicitly, or by the thread's reply
+ * fallback) saying approve or deny (approval-rules.ts). Nobody answers within `timeoutSeconds` → denied, with a
  * follow-up in the thread. Each step is an event: `approval_requested` {id, tool,
  * summary, room}, `approval_granted` / `approval_denied` {id, by, always},
  * `approval_expired` {id, after}.
@@ -101,6 +101,8 @@ export class MatrixApprovals implements Approver {
   private readonly pending = new Map<string, Pending>();
   /** Event ids of finished requests (insertion order, bounded). */
   private readonly finished = new Set<string>();
+  /** Follow-up event id → its request's event id (bounded like `finished`): a reply to a follow-up is a (late) answer to its request. */
+  private readonly followUps = new Map<string, string>();
   /** "Always" rules: ruleKey → the approver who gave it. */
   private readonly rules = new Map<string, string>();
 
@@ -217,8 +219,12 @@ export class MatrixApprovals implements Approver {
       [APPROVAL_KEY]: { id: p.id },
       'm.relates_to': { rel_type: 'm.thread', event_id: p.thread ?? p.event, is_falling_back: false, 'm.in_reply_to': { event_id: p.event } },
     };
-    withRetry(() => this.o.client.send(p.room, 'm.room.message', content, `approval-done-${p.id}`, this.o.signal), { attempts: 3, signal: this.o.signal }).catch((err: unknown) =>
-      this.o.log.warn({ id: p.id, room: p.room, error: clip((err as Error).message, 200) }, 'cannot post the approval follow-up'),
+    withRetry(() => this.o.client.send(p.room, 'm.room.message', content, `approval-done-${p.id}`, this.o.signal), { attempts: 3, signal: this.o.signal }).then(
+      (event) => {
+        this.followUps.set(event, p.event);
+        if (this.followUps.size > FINISHED_MEMORY) this.followUps.delete(this.followUps.keys().next().value!);
+      },
+      (err: unknown) => this.o.log.warn({ id: p.id, room: p.room, error: clip((err as Error).message, 200) }, 'cannot post the approval follow-up'),
     );
   }
 
@@ -250,8 +256,8 @@ export class MatrixApprovals implements Approver {
   }
 
   /**
-   * A live room event from the sync loop: when it answers a request (a reaction to it, a
-   * reply to it, an approve/deny message in its thread), it is consumed and true is
+   * A live room event from the sync loop: when it answers a request (a reaction to it, an
+   * approve/deny message replying to it or to its follow-up), it is consumed and true is
    * returned (the agent does not get it). An approver's answer decides the request; anyone
    * else's does nothing (counted, logged once per sender and request).
    */
@@ -259,7 +265,7 @@ export class MatrixApprovals implements Approver {
     if (ev.sender === this.o.self) return false;
     if (ev.type === 'm.reaction') return this.takeReaction(ev);
     if (ev.type !== 'm.room.message' || typeof ev.content.body !== 'string') return false;
-    const target = this.target(roomId, ev.content);
+    const target = this.target(ev.content);
     if (!target) return false;
     const answer = parseAnswer(ev.content.body);
     if (!answer) return false;
@@ -275,18 +281,18 @@ export class MatrixApprovals implements Approver {
     return this.answer(target, ev.sender, { verdict, always: false });
   }
 
-  /** The request a message answers: the one it replies to, the one whose own thread it is in, or the only one pending in its thread. */
-  private target(roomId: string, content: Record<string, unknown>): string | undefined {
-    const rel = relationOf(content);
-    const known = (id: string | undefined) => (id !== undefined && isEventId(id) && (this.pending.has(id) || this.finished.has(id)) ? id : undefined);
-    const fallingBack = (content['m.relates_to'] as Record<string, unknown> | undefined)?.is_falling_back === true;
-    const byReply = fallingBack ? undefined : known(rel.inReplyTo);
-    if (byReply) return byReply;
-    if (rel.relType !== 'm.thread' || !rel.eventId) return undefined;
-    const byRoot = known(rel.eventId);
-    if (byRoot) return byRoot;
-    const inThread = [...this.pending.values()].filter((p) => p.room === roomId && p.thread === rel.eventId);
-    return inThread.length === 1 ? inThread[0]!.event : undefined;
+  /**
+   * The request a message answers: the one whose event (or follow-up) its
+   * `m.in_reply_to.event_id` names, an explicit reply or a thread's reply fallback alike
+   * (Element's thread composer sets the fallback to the thread's latest event, so a plain
+   * message right under a request answers it). A message replying to anything else answers
+   * nothing, even with one request pending in its thread.
+   */
+  private target(content: Record<string, unknown>): string | undefined {
+    const to = relationOf(content).inReplyTo;
+    if (to === undefined || !isEventId(to)) return undefined;
+    const request = this.followUps.get(to) ?? to;
+    return this.pending.has(request) || this.finished.has(request) ? request : undefined;
   }
 
   private answer(target: string, sender: string, answer: Answer): boolean {
