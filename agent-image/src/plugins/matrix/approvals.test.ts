@@ -139,6 +139,15 @@ describe('MatrixApprovals', () => {
     expect(t.events.filter((e) => e.type === 'approval_denied')).toEqual([]);
   });
 
+  it('counts requests still being posted against the pending bound', async () => {
+    const t = setup();
+    // 30 requests at once, before any post is answered: only MAX_PENDING are posted.
+    const all = Array.from({ length: 30 }, (_, i) => t.ask(`job ${i}`));
+    const early = await Promise.all(all.slice(MAX_PENDING).map(settled));
+    expect(early.every((d) => d !== 'pending' && d.behavior === 'deny')).toBe(true);
+    expect(t.sent.length).toBe(MAX_PENDING);
+  });
+
   it('denies at once beyond the pending bound, without a room, and when the CLI stops waiting', async () => {
     const t = setup();
     for (let i = 0; i < MAX_PENDING; i++) void t.ask(`job ${i}`);

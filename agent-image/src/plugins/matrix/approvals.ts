@@ -101,6 +101,8 @@ export class MatrixApprovals implements Approver {
   private readonly pending = new Map<string, Pending>();
   /** Event ids of finished requests (insertion order, bounded). */
   private readonly finished = new Set<string>();
+  /** Requests whose post is under way (they count against MAX_PENDING). */
+  private posting = 0;
   /** Follow-up event id → its request's event id (bounded like `finished`): a reply to a follow-up is a (late) answer to its request. */
   private readonly followUps = new Map<string, string>();
   /** "Always" rules: ruleKey → the approver who gave it. */
@@ -132,9 +134,11 @@ export class MatrixApprovals implements Approver {
       void o.outbox?.emit('approval_granted', { id, by, always: true, remembered: true });
       return { behavior: 'allow' };
     }
-    if (this.pending.size >= MAX_PENDING) {
-      o.log.warn({ tool, pending: this.pending.size }, 'approval refused: too many requests pending');
-      return this.deny('refused', `Denied: ${this.pending.size} approval requests are already waiting for an answer in Matrix (at most ${MAX_PENDING}). Wait for those answers before asking again.`);
+    // A request being posted holds its slot: concurrent requests cannot all pass the check before any is pending.
+    const waiting = this.pending.size + this.posting;
+    if (waiting >= MAX_PENDING) {
+      o.log.warn({ tool, pending: waiting }, 'approval refused: too many requests pending');
+      return this.deny('refused', `Denied: ${waiting} approval requests are already waiting for an answer in Matrix (at most ${MAX_PENDING}). Wait for those answers before asking again.`);
     }
     const inOrigin = origin !== undefined && o.joined(origin.room);
     const room = inOrigin ? origin.room : o.fallbackRoom();
@@ -142,11 +146,14 @@ export class MatrixApprovals implements Approver {
     const summary = summarize(tool, req.input);
     const thread = inOrigin ? origin.thread : undefined;
     let event: string;
+    this.posting++;
     try {
       event = await this.post(id, room, tool, summary, inOrigin ? origin : undefined);
     } catch (err) {
       o.log.warn({ id, room, error: clip((err as Error).message, 200) }, 'approval refused: cannot post the request in Matrix');
       return this.deny('refused', `Denied: the approval request could not be posted in Matrix (${clip((err as Error).message, 120)}).`);
+    } finally {
+      this.posting--;
     }
     void o.outbox?.emit('approval_requested', { id, tool, summary, room });
     o.log.info({ id, tool, room, event, ...(thread ? { thread } : {}) }, 'approval requested in Matrix');
