@@ -139,6 +139,20 @@ describe('MatrixApprovals', () => {
     expect(t.events.filter((e) => e.type === 'approval_denied')).toEqual([]);
   });
 
+  it('takes answers only from the room the request was posted in', async () => {
+    const t = setup();
+    const d = t.ask('git push');
+    const req = await t.posted(1);
+    const elsewhere = '!other:hs';
+    expect(t.approvals.take(elsewhere, t.reaction('@alice:hs', req, '✅'))).toBe(false);
+    expect(t.approvals.take(elsewhere, t.message('@alice:hs', 'approve', { 'm.in_reply_to': { event_id: req } }))).toBe(false);
+    expect(await settled(d)).toBe('pending');
+    expect(t.approvals.take(ROOM, t.message('@alice:hs', 'approve', { 'm.in_reply_to': { event_id: req } }))).toBe(true);
+    expect(await d).toEqual({ behavior: 'allow' });
+    // A late answer from another room is not consumed either (it reaches the agent there).
+    expect(t.approvals.take(elsewhere, t.reaction('@alice:hs', req, '❌'))).toBe(false);
+  });
+
   it('counts requests still being posted against the pending bound', async () => {
     const t = setup();
     // 30 requests at once, before any post is answered: only MAX_PENDING are posted.

@@ -99,8 +99,8 @@ function escapeHtml(s: string): string {
 export class MatrixApprovals implements Approver {
   private readonly o: ApprovalOptions;
   private readonly pending = new Map<string, Pending>();
-  /** Event ids of finished requests (insertion order, bounded). */
-  private readonly finished = new Set<string>();
+  /** Finished requests: event id → room id (insertion order, bounded). */
+  private readonly finished = new Map<string, string>();
   /** Requests whose post is under way (they count against MAX_PENDING). */
   private posting = 0;
   /** Follow-up event id → its request's event id (bounded like `finished`): a reply to a follow-up is a (late) answer to its request. */
@@ -169,8 +169,8 @@ export class MatrixApprovals implements Approver {
         if (!this.pending.delete(p.event)) return;
         clearTimeout(timer);
         signal.removeEventListener('abort', withdraw);
-        this.finished.add(p.event);
-        if (this.finished.size > FINISHED_MEMORY) this.finished.delete(this.finished.values().next().value!);
+        this.finished.set(p.event, p.room);
+        if (this.finished.size > FINISHED_MEMORY) this.finished.delete(this.finished.keys().next().value!);
         o.metrics.pending.set(this.pending.size);
         resolve(this.decided(p, outcome, after));
       };
@@ -270,19 +270,19 @@ export class MatrixApprovals implements Approver {
    */
   take(roomId: string, ev: MatrixEvent): boolean {
     if (ev.sender === this.o.self) return false;
-    if (ev.type === 'm.reaction') return this.takeReaction(ev);
+    if (ev.type === 'm.reaction') return this.takeReaction(roomId, ev);
     if (ev.type !== 'm.room.message' || typeof ev.content.body !== 'string') return false;
-    const target = this.target(ev.content);
+    const target = this.target(roomId, ev.content);
     if (!target) return false;
     const answer = parseAnswer(ev.content.body);
     if (!answer) return false;
     return this.answer(target, ev.sender, answer);
   }
 
-  private takeReaction(ev: MatrixEvent): boolean {
+  private takeReaction(roomId: string, ev: MatrixEvent): boolean {
     const rel = ev.content['m.relates_to'] as Record<string, unknown> | undefined;
     const target = typeof rel?.event_id === 'string' ? rel.event_id : undefined;
-    if (!target || rel?.rel_type !== 'm.annotation' || (!this.pending.has(target) && !this.finished.has(target))) return false;
+    if (!target || rel?.rel_type !== 'm.annotation' || !this.known(roomId, target)) return false;
     const verdict = typeof rel.key === 'string' ? reactionVerdict(rel.key) : undefined;
     if (!verdict) return true; // another emoji on a request: nothing
     return this.answer(target, ev.sender, { verdict, always: false });
@@ -293,13 +293,18 @@ export class MatrixApprovals implements Approver {
    * `m.in_reply_to.event_id` names, an explicit reply or a thread's reply fallback alike
    * (Element's thread composer sets the fallback to the thread's latest event, so a plain
    * message right under a request answers it). A message replying to anything else answers
-   * nothing, even with one request pending in its thread.
+   * nothing, even with one request pending in its thread; so does one from another room.
    */
-  private target(content: Record<string, unknown>): string | undefined {
+  private target(roomId: string, content: Record<string, unknown>): string | undefined {
     const to = relationOf(content).inReplyTo;
     if (to === undefined || !isEventId(to)) return undefined;
     const request = this.followUps.get(to) ?? to;
-    return this.pending.has(request) || this.finished.has(request) ? request : undefined;
+    return this.known(roomId, request) ? request : undefined;
+  }
+
+  /** Whether `event` is a pending or finished request posted in `roomId` (an answer counts only in the request's own room). */
+  private known(roomId: string, event: string): boolean {
+    return (this.pending.get(event)?.room ?? this.finished.get(event)) === roomId;
   }
 
   private answer(target: string, sender: string, answer: Answer): boolean {
