@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { makeLogger } from '../../lib/log.ts';
+import { makeLogger, type Logger } from '../../lib/log.ts';
 import type { ApprovalDecision } from '../../core/approval.ts';
 import { MAX_PENDING } from './approval-rules.ts';
 import { APPROVAL_KEY, ApprovalMetrics, MatrixApprovals } from './approvals.ts';
@@ -9,7 +9,7 @@ import type { MatrixClient, MatrixEvent } from './client.ts';
 const ROOM = '!room:hs';
 const TASK = { room: ROOM, event: '$task', thread: '$task' };
 
-function setup(opts: { timeoutSeconds?: number; joined?: boolean; fallback?: string } = {}) {
+function setup(opts: { timeoutSeconds?: number; joined?: boolean; fallback?: string; log?: Logger } = {}) {
   const sent: Array<{ room: string; content: Record<string, unknown>; id: string }> = [];
   const events: Array<{ type: string; data: Record<string, unknown> }> = [];
   const client = {
@@ -31,7 +31,7 @@ function setup(opts: { timeoutSeconds?: number; joined?: boolean; fallback?: str
     fallbackRoom: () => opts.fallback,
     outbox: { emit: (type: string, data: Record<string, unknown>) => void events.push({ type, data }) } as never,
     metrics,
-    log: makeLogger('test', 'silent'),
+    log: opts.log ?? makeLogger('test', 'silent'),
   });
   const ask = (command: string, session = 's1', signal = new AbortController().signal) => approvals.request({ tool: 'Bash', input: { command }, sessionId: session }, TASK, signal);
   /** Waits until the n-th post is out (the request is pending once its post resolved). */
@@ -151,6 +151,25 @@ describe('MatrixApprovals', () => {
     expect(await d).toEqual({ behavior: 'allow' });
     // A late answer from another room is not consumed either (it reaches the agent there).
     expect(t.approvals.take(elsewhere, t.reaction('@alice:hs', req, '❌'))).toBe(false);
+  });
+
+  it('logs non-approvers\' answers once per request and late answers only at debug, counting each', async () => {
+    const info = vi.fn();
+    const log = { info, warn: vi.fn(), debug: vi.fn(), error: vi.fn() } as unknown as Logger;
+    const t = setup({ log });
+    const d = t.ask('git push');
+    const req = await t.posted(1);
+    const linesBefore = info.mock.calls.length;
+    for (let i = 0; i < 20; i++) t.approvals.take(ROOM, t.reaction(`@mallory${i}:hs`, req, '✅'));
+    expect(info.mock.calls.length - linesBefore).toBe(1);
+    t.approvals.take(ROOM, t.reaction('@alice:hs', req, '✅'));
+    await d;
+    const linesAfter = info.mock.calls.length;
+    for (let i = 0; i < 20; i++) t.approvals.take(ROOM, t.reaction('@mallory:hs', req, '✅'));
+    expect(info.mock.calls.length).toBe(linesAfter);
+    const ignored = (await t.metrics.ignored.get()).values;
+    expect(ignored.find((v) => v.labels.reason === 'not_approver')?.value).toBe(20);
+    expect(ignored.find((v) => v.labels.reason === 'finished')?.value).toBe(20);
   });
 
   it('counts requests still being posted against the pending bound', async () => {

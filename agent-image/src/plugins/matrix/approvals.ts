@@ -10,9 +10,9 @@
  * `approval_expired` {id, after}.
  *
  * The sync loop (batch.ts) hands every live room event to `take` first: an answer to a
- * request (from anyone: a non-approver's is counted and logged once, and does nothing) is
- * consumed and not delivered to the agent. Answers to a finished or unknown request do
- * nothing. "Always" rules live in memory for the CLI session (session id) until the
+ * request (from anyone: a non-approver's is counted and logged once per request at info,
+ * and does nothing) is consumed and not delivered to the agent. Answers to a finished
+ * request do nothing (counted, logged at debug only); to an unknown event, they are not answers. "Always" rules live in memory for the CLI session (session id) until the
  * supervisor restarts.
  */
 import { randomUUID } from 'node:crypto';
@@ -84,8 +84,8 @@ interface Pending {
   /** The thread it was posted in (undefined: top level, its own thread is rooted at it). */
   thread: string | undefined;
   key: string;
-  /** Non-approvers already logged for this request. */
-  ignoredSenders: Set<string>;
+  /** Whether a non-approver's answer to this request was already logged at info. */
+  ignoredLogged: boolean;
   finish: (outcome: Outcome) => void;
 }
 
@@ -161,7 +161,7 @@ export class MatrixApprovals implements Approver {
   }
 
   /** Waits for the answer of a posted request (or its timeout, or the CLI giving up). */
-  private wait(p: Omit<Pending, 'finish' | 'ignoredSenders'>, signal: AbortSignal): Promise<ApprovalDecision> {
+  private wait(p: Omit<Pending, 'finish' | 'ignoredLogged'>, signal: AbortSignal): Promise<ApprovalDecision> {
     const { o } = this;
     const after = o.timeoutSeconds;
     return new Promise((resolve) => {
@@ -176,7 +176,7 @@ export class MatrixApprovals implements Approver {
       };
       const timer = setTimeout(() => finish({ kind: 'expired' }), after * 1000);
       const withdraw = () => finish({ kind: 'withdrawn' });
-      this.pending.set(p.event, { ...p, ignoredSenders: new Set(), finish });
+      this.pending.set(p.event, { ...p, ignoredLogged: false, finish });
       o.metrics.pending.set(this.pending.size);
       signal.addEventListener('abort', withdraw, { once: true });
       if (signal.aborted) withdraw();
@@ -184,7 +184,7 @@ export class MatrixApprovals implements Approver {
   }
 
   /** The decision of a finished request: its event, metric, log line and follow-up in the thread. */
-  private decided(p: Omit<Pending, 'finish' | 'ignoredSenders'>, outcome: Outcome, after: number): ApprovalDecision {
+  private decided(p: Omit<Pending, 'finish' | 'ignoredLogged'>, outcome: Outcome, after: number): ApprovalDecision {
     const { o } = this;
     let decision: ApprovalDecision;
     let note: string;
@@ -266,7 +266,7 @@ export class MatrixApprovals implements Approver {
    * A live room event from the sync loop: when it answers a request (a reaction to it, an
    * approve/deny message replying to it or to its follow-up), it is consumed and true is
    * returned (the agent does not get it). An approver's answer decides the request; anyone
-   * else's does nothing (counted, logged once per sender and request).
+   * else's does nothing (counted; logged at info once per request, else at debug).
    */
   take(roomId: string, ev: MatrixEvent): boolean {
     if (ev.sender === this.o.self) return false;
@@ -310,16 +310,17 @@ export class MatrixApprovals implements Approver {
   private answer(target: string, sender: string, answer: Answer): boolean {
     const p = this.pending.get(target);
     if (!p) {
+      // Anyone may react to any of the FINISHED_MEMORY finished requests: counted, and only at debug.
       this.o.metrics.ignored.inc({ reason: 'finished' });
-      this.o.log.info({ event: target, sender }, 'answer to an approval request that is already decided or expired: nothing done');
+      this.o.log.debug({ event: target, sender: clip(sender) }, 'answer to an approval request that is already decided or expired: nothing done');
       return true;
     }
     if (!mayAnswer(sender, this.o.approvers, this.o.self)) {
       this.o.metrics.ignored.inc({ reason: 'not_approver' });
-      if (!p.ignoredSenders.has(sender) && p.ignoredSenders.size < 50) {
-        p.ignoredSenders.add(sender);
-        this.o.log.info({ id: p.id, sender: clip(sender) }, 'answer to an approval request from a user not in spec.matrix.allowedUsers: nothing done');
-      }
+      // Once per request at info (the first such sender); every further one at debug.
+      const first = !p.ignoredLogged;
+      p.ignoredLogged = true;
+      this.o.log[first ? 'info' : 'debug']({ id: p.id, sender: clip(sender) }, 'answer to an approval request from a user not in spec.matrix.allowedUsers: nothing done');
       return true;
     }
     p.finish({ kind: 'answer', by: sender, answer });
