@@ -82,7 +82,8 @@ export const LIFECYCLE_EVENT_TYPES = [
   'matrix_room_joined',
   'matrix_encrypted_room',
   'message_dead_lettered',
-  // Approvals over chat (plugins/matrix/approvals.ts): approval_requested {id, tool, summary, room};
+  // Approvals over chat (plugins/matrix/approvals.ts): approval_requested {id, tool, room} (not
+  // the command: the event log is read more widely than the room);
   // approval_granted / approval_denied {id, by (the approver's Matrix user id), always};
   // approval_expired {id, after (seconds)}.
   'approval_requested',

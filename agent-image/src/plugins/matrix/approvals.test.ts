@@ -56,7 +56,8 @@ describe('MatrixApprovals', () => {
     const req = await t.posted(1);
     expect(t.sent[0]).toMatchObject({ room: ROOM, content: { msgtype: 'm.notice', [APPROVAL_KEY]: {}, 'm.relates_to': { rel_type: 'm.thread', event_id: '$task' }, 'm.mentions': { user_ids: ['@alice:hs'] } } });
     expect(String(t.sent[0]!.content.body)).toContain('git push origin --delete old');
-    expect(t.events[0]).toMatchObject({ type: 'approval_requested', data: { tool: 'Bash', summary: 'git push origin --delete old', room: ROOM } });
+    expect(t.events[0]).toMatchObject({ type: 'approval_requested', data: { tool: 'Bash', room: ROOM } });
+    expect(t.events[0]!.data).not.toHaveProperty('summary'); // the command stays in the room, out of the event log
 
     expect(t.approvals.take(ROOM, t.reaction('@mallory:hs', req, '✅'))).toBe(true); // consumed, does nothing
     expect(t.approvals.take(ROOM, t.reaction('@bot:hs', req, '✅'))).toBe(false); // the agent's own reaction is no answer

@@ -5,8 +5,8 @@
  * first answer of an approver (spec.matrix.allowedUsers) decides it: a ✅/👍 or ❌/👎
  * reaction to the request, or a message replying to it (explicitly, or by the thread's reply
  * fallback) saying approve or deny (approval-rules.ts). Nobody answers within `timeoutSeconds` → denied, with a
- * follow-up in the thread. Each step is an event: `approval_requested` {id, tool,
- * summary, room}, `approval_granted` / `approval_denied` {id, by, always},
+ * follow-up in the thread. Each step is an event: `approval_requested` {id, tool, room}
+ * (not the summary: the event log is read more widely than the room), `approval_granted` / `approval_denied` {id, by, always},
  * `approval_expired` {id, after}.
  *
  * The sync loop (batch.ts) hands every live room event to `take` first: an answer to a
@@ -155,7 +155,8 @@ export class MatrixApprovals implements Approver {
     } finally {
       this.posting--;
     }
-    void o.outbox?.emit('approval_requested', { id, tool, summary, room });
+    // No summary: the event log reaches more people than the room, and redaction knows only URL credentials.
+    void o.outbox?.emit('approval_requested', { id, tool, room });
     o.log.info({ id, tool, room, event, ...(thread ? { thread } : {}) }, 'approval requested in Matrix');
     return this.wait({ id, tool, room, event, thread, key }, signal);
   }
