@@ -27,7 +27,7 @@ COMMIT
 :POSTROUTING ACCEPT [0:0]
 :AGENT_SMITH_REDIRECT - [0:0]
 -A OUTPUT -p tcp -j AGENT_SMITH_REDIRECT
--A OUTPUT -p udp -j AGENT_SMITH_REDIRECT
+-A OUTPUT -p udp -m udp --dport 53 -j AGENT_SMITH_REDIRECT
 -A AGENT_SMITH_REDIRECT -p udp -m owner ! --uid-owner 1337 -m udp --dport 53 -j REDIRECT --to-ports 15053
 -A AGENT_SMITH_REDIRECT -p tcp -m owner ! --uid-owner 1337 -m tcp --dport 53 -j REDIRECT --to-ports 15053
 -A AGENT_SMITH_REDIRECT -o lo -j RETURN
@@ -55,7 +55,7 @@ describe('renderRules', () => {
     expect(doc.split('\n').filter((l) => l.includes('-p udp'))).toEqual([
       '-A AGENT_SMITH_EGRESS -d ::1/128 -p udp -m conntrack --ctstate DNAT -m udp --dport 15053 -j ACCEPT',
       '-A AGENT_SMITH_EGRESS -p udp -m owner --uid-owner 1337 -m udp --dport 53 -j ACCEPT',
-      '-A OUTPUT -p udp -j AGENT_SMITH_REDIRECT',
+      '-A OUTPUT -p udp -m udp --dport 53 -j AGENT_SMITH_REDIRECT',
       '-A AGENT_SMITH_REDIRECT -p udp -m owner ! --uid-owner 1337 -m udp --dport 53 -j REDIRECT --to-ports 15053',
     ]);
   });

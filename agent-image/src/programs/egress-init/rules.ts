@@ -4,7 +4,7 @@
  *
  * What the documents do, in the pod's network namespace, per family:
  *
- * - nat OUTPUT: DNS (UDP and TCP port 53) of every UID but the proxy's is REDIRECTed to the
+ * - nat OUTPUT: DNS (UDP and TCP to port 53) of every UID but the proxy's is REDIRECTed to the
  *   proxy's DNS port on loopback, whatever its destination (an `egress.allowCidrs` address
  *   and loopback included), so the pod's DNS is always the proxy's: it answers allowed and
  *   declared names and NXDOMAIN for the rest (programs/proxy/dns.ts). Then every new
@@ -21,8 +21,9 @@
  *   (the proxy resolves names itself), and any protocol to `egress.allowCidrs` (DNS
  *   excepted: nat already sent it to the proxy). Everything else is dropped: UDP other
  *   than DNS and ICMP of every other UID, and ICMP and UDP other than DNS of the proxy's
- *   UID. An agent's DNS therefore reaches the proxy and nothing else, even when the
- *   resolver's address is in `egress.allowCidrs`.
+ *   UID. An agent's DNS on port 53 therefore reaches the proxy and nothing else, even when
+ *   the resolver's address is in `egress.allowCidrs` (other ports to an allowCidrs address,
+ *   DNS over TLS on 853 for one, go there directly like any traffic to it).
  * - IPv6 the same, so an IPv6 route is no way around the proxy; plus the ICMPv6 that the
  *   kernel itself sends and a link needs (neighbour discovery at hop limit 255, MLD
  *   reports at hop limit 1), which no socket of any UID owns.
@@ -87,8 +88,8 @@ export function parseAllowCidrs(allowCidrs: readonly string[]): { 4: Cidr[]; 6: 
  *
  * @returns the document, lines ending in "\n", last line `COMMIT`.
  * @throws ContractError when an allowCidrs entry is bad (names `egress.allowCidrs[i]`);
- *   RangeError when proxyUid or proxyPort is out of range (UID 0 is refused: every root
- *   process would bypass the proxy).
+ *   RangeError when proxyUid, proxyPort or dnsPort is out of range (UID 0 is refused: every
+ *   root process would bypass the proxy), or dnsPort equals proxyPort.
  */
 export function renderRules(input: RulesInput): string {
   const { proxyUid, proxyPort, dnsPort, family } = input;
@@ -147,7 +148,7 @@ export function renderRules(input: RulesInput): string {
     ':POSTROUTING ACCEPT [0:0]',
     `:${REDIRECT_CHAIN} - [0:0]`,
     `-A OUTPUT -p tcp -j ${REDIRECT_CHAIN}`,
-    `-A OUTPUT -p udp -j ${REDIRECT_CHAIN}`,
+    `-A OUTPUT -p udp -m udp --dport 53 -j ${REDIRECT_CHAIN}`,
     // DNS first: before the loopback and allowCidrs exemptions, so no destination escapes it.
     dns('udp'),
     dns('tcp'),

@@ -2,7 +2,7 @@ import * as dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../lib/log.ts';
 import { Auditor } from './audit.ts';
-import { DnsServer, DnsTcpFramer, frameTcp, type Upstream, type UpstreamAnswer } from './dns.ts';
+import { AUDIT_LINES_PER_SECOND, DnsServer, DnsTcpFramer, frameTcp, MAX_ANSWER_RECORDS, usableNameservers, type Upstream, type UpstreamAnswer } from './dns.ts';
 import { compileDnsPolicy } from './dns-policy.ts';
 import { ProxyMetrics } from './metrics.ts';
 
@@ -119,6 +119,71 @@ describe('DnsServer.answer: the decision', () => {
     expect(await w.count('busy')).toBe(1);
     release();
     expect((await Promise.all(first)).map((r) => r.rcode)).toEqual(['NOERROR', 'NOERROR']);
+  });
+});
+
+describe('DnsServer.answer: a hostile or broken upstream, a flood of names', () => {
+  it('counts an upstream query in flight until it settles, not until the client timed out', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const w = world({}, { limits: { maxInFlight: 1, upstreamTimeoutMs: 20 }, upstream: async () => (await gate, GITHUB) });
+    expect((await ask(w.server, query('api.github.com'))).rcode).toBe('SERVFAIL');
+    // The first query timed out for its client but still occupies the resolver.
+    expect((await ask(w.server, query('api.github.com'))).rcode).toBe('SERVFAIL');
+    expect(await w.count('busy')).toBe(1);
+    release();
+    await gate;
+    await new Promise((r) => setTimeout(r, 0));
+    expect((await ask(w.server, query('nats.infra.svc'))).rcode).not.toBe('SERVFAIL');
+  });
+
+  it(`cuts an upstream's long answer to ${MAX_ANSWER_RECORDS} records, so a TCP answer always fits its 2-byte length`, async () => {
+    const name = `${'a'.repeat(60)}.api.github.com`;
+    const huge: UpstreamAnswer = { rcode: 'NOERROR', addresses: Array.from({ length: 1000 }, (_, i) => ({ address: `10.${i >> 8}.${i & 255}.1`, ttl: 30 })) };
+    const w = world({}, { upstream: async () => huge });
+    w.server.setPolicy(compileDnsPolicy(['*.api.github.com'], [], SEARCH));
+    const { bytes } = await w.server.answer(query(name), 'tcp');
+    expect(() => frameTcp(bytes!)).not.toThrow();
+    expect(dnsPacket.decode(bytes!).answers).toHaveLength(MAX_ANSWER_RECORDS);
+  });
+
+  it('answers SERVFAIL (reason internal, logged at most once a minute) when the upstream breaks its contract and rejects', async () => {
+    const w = world({}, { upstream: () => Promise.reject(new Error('boom')) });
+    for (let i = 0; i < 3; i++) expect((await ask(w.server, query('api.github.com'))).rcode).toBe('SERVFAIL');
+    expect(await w.count('internal')).toBe(3);
+    expect(await w.count('malformed')).toBe(0);
+    expect(w.logs.filter((l) => l.level === 'error')).toHaveLength(1);
+  });
+
+  it('echoes the question byte for byte, also a name that is not UTF-8 (re-encoding it would change it)', async () => {
+    const w = world();
+    const msg = query('x.example');
+    // Replace the label "x" (0x01 'x') by one byte 0xff: not a host name, and not UTF-8.
+    const raw = Buffer.from(msg);
+    raw[13] = 0xff;
+    const { bytes } = await w.server.answer(raw, 'udp');
+    expect(bytes!.subarray(12, msg.length)).toEqual(raw.subarray(12));
+    expect((bytes![3]! & 0x0f)).toBe(3); // NXDOMAIN
+    expect(await w.count('bad_name')).toBe(1);
+  });
+
+  it(`writes at most ${AUDIT_LINES_PER_SECOND} audit lines a second for distinct denied names, then one line saying how many were suppressed`, async () => {
+    const w = world();
+    for (let i = 0; i < AUDIT_LINES_PER_SECOND + 30; i++) await ask(w.server, query(`n${i}.evil.example`));
+    expect(w.audits.length).toBeLessThanOrEqual(AUDIT_LINES_PER_SECOND * 2);
+    expect(await w.count('not_allowed')).toBe(AUDIT_LINES_PER_SECOND + 30);
+    await new Promise((r) => setTimeout(r, 1100));
+    await ask(w.server, query('later.evil.example'));
+    expect(w.logs.some((l) => l.msg.startsWith('dns: audit lines of denied names suppressed') && Number(l.fields.suppressed) > 0)).toBe(true);
+  });
+});
+
+describe('usableNameservers', () => {
+  it('keeps IP addresses with or without a port and refuses names and garbage (Resolver.setServers would throw)', () => {
+    expect(usableNameservers(['10.0.0.10', '127.0.0.1:5353', '[fd00::1]:53', 'fd00::a', 'not-an-ip', 'dns.example:53', ''])).toEqual({
+      servers: ['10.0.0.10', '127.0.0.1:5353', '[fd00::1]:53', 'fd00::a'],
+      refused: ['not-an-ip', 'dns.example:53', ''],
+    });
   });
 });
 

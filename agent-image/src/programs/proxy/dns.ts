@@ -14,8 +14,11 @@
  * at most `maxQueryBytes` per message; exactly one question of class IN; opcode QUERY;
  * a message with QR set (a response) is dropped, never answered. A malformed message is
  * answered FORMERR when its header can be read (else dropped), logged once per kind and
- * counted; nothing a client sends can throw out of the listener. Upstream queries have a
- * per-query timeout and a cap on those in flight (SERVFAIL beyond it). TCP (RFC 1035
+ * counted; nothing a client or the upstream sends can throw out of the listener (an
+ * answer is at most MAX_ANSWER_RECORDS records, so it always fits a TCP message). The
+ * question is echoed byte for byte as it was asked. Upstream queries have a per-query
+ * timeout and a cap on those in flight until the upstream settles (SERVFAIL beyond it).
+ * Audit lines of denied names are rate-limited (AUDIT_LINES_PER_SECOND). TCP (RFC 1035
  * section 4.2.2, RFC 7766): 2-byte length prefix, queries answered in order, a connection
  * cap and an idle timeout. UDP answers larger than the client's limit (512, or its EDNS
  * size up to 1232, RFC 6891) are sent truncated (TC set, no records) so it retries over TCP.
@@ -60,6 +63,15 @@ export const AUDIT_WINDOW_MS = 30_000;
 const AUDIT_MEMORY = 1024;
 /** Longest TTL handed to the pod (s): a changed allowlist or address is seen within it. */
 const MAX_TTL = 300;
+/**
+ * Most address records in one answer: an upstream's longer list is cut. 64 records of a
+ * 253-character name stay under 20 KB, far inside a TCP message's 65,535 bytes.
+ */
+export const MAX_ANSWER_RECORDS = 64;
+/** Audit lines of denied names per second at most (each distinct name otherwise writes one); the rest are counted and summed up in one line. */
+export const AUDIT_LINES_PER_SECOND = 20;
+/** Internal errors (not the client's input) logged at most this often (ms); each is counted. */
+const INTERNAL_LOG_INTERVAL_MS = 60_000;
 
 /** The record types answered from upstream. */
 type AddressType = 'A' | 'AAAA';
@@ -72,6 +84,19 @@ export interface UpstreamAnswer {
 
 /** Asks the real resolver for `name` (canonical, absolute) and `type`; never rejects. */
 export type Upstream = (name: string, type: AddressType) => Promise<UpstreamAnswer>;
+
+/**
+ * The entries of `entries` node:dns can use as servers (`ip`, `ip:port`, `[v6]:port`) and
+ * the ones it cannot (a name, garbage), which `Resolver.setServers` would throw on. Pure.
+ */
+export function usableNameservers(entries: readonly string[]): { servers: string[]; refused: string[] } {
+  const out = { servers: [] as string[], refused: [] as string[] };
+  for (const e of entries) {
+    const host = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(e)?.[1] ?? (net.isIP(e) ? e : /^([^:]+):\d{1,5}$/.exec(e)?.[1]);
+    (host !== undefined && net.isIP(host) ? out.servers : out.refused).push(e);
+  }
+  return out;
+}
 
 /**
  * An {@link Upstream} over node:dns (c-ares): plain DNS queries to `servers` (`ip` or
@@ -115,7 +140,38 @@ function headerOnly(query: Buffer, rcode: Rcode): Buffer {
   return out;
 }
 
-/** `message` with the 2-byte length prefix of DNS over TCP (RFC 1035 section 4.2.2). */
+/**
+ * Length in bytes of the question section of `message` (one question: its name as labels
+ * or a compression pointer, then type and class), or undefined when it runs past the end.
+ */
+function questionLength(message: Buffer): number | undefined {
+  let at = 12;
+  while (at < message.length) {
+    const len = message[at]!;
+    if (len === 0) return at + 1 + 4 <= message.length ? at + 1 + 4 - 12 : undefined;
+    if ((len & 0xc0) === 0xc0) return at + 2 + 4 <= message.length ? at + 2 + 4 - 12 : undefined;
+    at += 1 + len;
+  }
+  return undefined;
+}
+
+/**
+ * `reply` (an encoded response to `query`, with one question) with its question section
+ * replaced by the query's own bytes: the client matches a reply to its query by the
+ * question (RFC 1035 section 7.3), and re-encoding a decoded name can change it (bytes
+ * that are not UTF-8 decode to U+FFFD). `reply` as it is when either cannot be measured.
+ */
+function withQueryQuestion(reply: Buffer, query: Buffer): Buffer {
+  const asked = questionLength(query);
+  const encoded = questionLength(reply);
+  if (asked === undefined || encoded === undefined) return reply;
+  return Buffer.concat([reply.subarray(0, 12), query.subarray(12, 12 + asked), reply.subarray(12 + encoded)]);
+}
+
+/**
+ * `message` with the 2-byte length prefix of DNS over TCP (RFC 1035 section 4.2.2).
+ * @throws RangeError when `message` is longer than 65,535 bytes (answers are bounded well below, MAX_ANSWER_RECORDS)
+ */
 export function frameTcp(message: Buffer): Buffer {
   const prefix = Buffer.alloc(2);
   prefix.writeUInt16BE(message.length, 0);
@@ -183,6 +239,9 @@ export class DnsServer {
   #policy: DnsPolicy | undefined;
   #inFlight = 0;
   readonly #audited = new Map<string, number>();
+  /** Audit lines written in the current second, the second, and denials not written since the last summary. */
+  #auditBudget = { second: 0, written: 0, suppressed: 0 };
+  #internalLoggedAt = -Infinity;
   readonly #loggedInput = new Set<InputReason>();
   readonly #udp: dgram.Socket[] = [];
   readonly #tcp: net.Server[] = [];
@@ -222,6 +281,17 @@ export class DnsServer {
       if (this.#audited.size >= AUDIT_MEMORY) this.#audited.clear();
     }
     this.#audited.set(verdict.meant, now);
+    const second = Math.floor(now / 1000);
+    const budget = this.#auditBudget;
+    if (budget.second !== second) {
+      if (budget.suppressed) this.#opts.log.warn({ suppressed: budget.suppressed, limit: AUDIT_LINES_PER_SECOND }, 'dns: audit lines of denied names suppressed (more distinct names per second than the limit); each is counted in agentsmith_proxy_dns_queries_total');
+      this.#auditBudget = { second, written: 0, suppressed: 0 };
+    }
+    if (this.#auditBudget.written >= AUDIT_LINES_PER_SECOND) {
+      this.#auditBudget.suppressed++;
+      return;
+    }
+    this.#auditBudget.written++;
     this.#opts.auditor.write({
       mode: 'dns',
       conn: 0,
@@ -242,7 +312,14 @@ export class DnsServer {
     try {
       return await this.#answer(query, transport);
     } catch (err) {
-      return this.#refuseInput(query, 'malformed', 'SERVFAIL', transport, (err as Error).message);
+      // Not the client's input (that is refused inside #answer): a bug, or an upstream that broke its contract.
+      this.#count('error', 'internal');
+      const now = Date.now();
+      if (now - this.#internalLoggedAt >= INTERNAL_LOG_INTERVAL_MS) {
+        this.#internalLoggedAt = now;
+        this.#opts.log.error({ transport, err: String((err as Error).message ?? err).slice(0, 200) }, 'dns: internal error answering a query: SERVFAIL (logged at most once a minute; counted as reason internal)');
+      }
+      return { bytes: query.length >= 12 ? headerOnly(query, 'SERVFAIL') : undefined };
     }
   }
 
@@ -253,7 +330,8 @@ export class DnsServer {
     // A response is never answered: two resolvers must not be able to loop through us.
     if (flags & 0x8000) return this.#refuseInput(query, 'response', undefined, transport);
     if ((flags >> 11) & 0xf) return this.#refuseInput(query, 'not_query', 'NOTIMP', transport);
-    // Checked on the header before decoding: a message claiming many records is not parsed.
+    // Checked on the header before decoding: a message claiming several questions is not parsed
+    // (its other sections are, within maxQueryBytes).
     if (query.readUInt16BE(4) !== 1) return this.#refuseInput(query, 'questions', 'FORMERR', transport, `${query.readUInt16BE(4)} questions`);
     let packet: dnsPacket.DecodedPacket;
     try {
@@ -265,7 +343,7 @@ export class DnsServer {
     if (!question || typeof question.name !== 'string') return this.#refuseInput(query, 'malformed', 'FORMERR', transport, 'no question');
     if (question.class !== 'IN') return this.#refuseInput(query, 'bad_class', 'REFUSED', transport, String(question.class));
     const opt = packet.additionals?.find((a) => a.type === 'OPT');
-    const reply = (rcode: Rcode, answers: dnsPacket.Answer[] = []): DnsReply => this.#encode(packet, question, rcode, answers, opt, transport);
+    const reply = (rcode: Rcode, answers: dnsPacket.Answer[] = []): DnsReply => this.#encode(query, packet, question, rcode, answers, { opt, transport });
 
     const policy = this.#policy;
     if (!policy) {
@@ -287,19 +365,23 @@ export class DnsServer {
       this.#count('error', 'busy');
       return reply('SERVFAIL');
     }
+    // Counted until the upstream query itself settles, not the client's timeout: a timed-out
+    // query still occupies the resolver, so maxInFlight bounds what is really outstanding.
     this.#inFlight++;
+    const upstream = this.#opts.upstream(verdict.name, question.type);
+    const settled = () => void this.#inFlight--;
+    upstream.then(settled, settled);
     let result: UpstreamAnswer;
     let timer: NodeJS.Timeout | undefined;
     try {
       result = await Promise.race([
-        this.#opts.upstream(verdict.name, question.type),
+        upstream,
         new Promise<UpstreamAnswer>((resolve) => {
           timer = setTimeout(() => resolve({ rcode: 'SERVFAIL', addresses: [] }), this.#limits.upstreamTimeoutMs);
         }),
       ]);
     } finally {
       clearTimeout(timer);
-      this.#inFlight--;
     }
     if (result.rcode === 'SERVFAIL') {
       this.#count('error', 'upstream_error');
@@ -310,18 +392,19 @@ export class DnsServer {
     const type = question.type;
     const answers: dnsPacket.Answer[] = result.addresses
       .filter((a) => net.isIP(a.address) === (type === 'A' ? 4 : 6))
+      .slice(0, MAX_ANSWER_RECORDS)
       .map((a) => ({ type, class: 'IN', name: question.name, ttl: Math.max(0, Math.min(MAX_TTL, Math.floor(a.ttl))), data: a.address }));
     return reply(result.rcode, answers);
   }
 
-  #encode(query: dnsPacket.DecodedPacket, question: dnsPacket.Question, rcode: Rcode, answers: dnsPacket.Answer[], opt: dnsPacket.OptAnswer | undefined, transport: 'udp' | 'tcp'): DnsReply {
+  #encode(raw: Buffer, query: dnsPacket.DecodedPacket, question: dnsPacket.Question, rcode: Rcode, answers: dnsPacket.Answer[], { opt, transport }: { opt: dnsPacket.OptAnswer | undefined; transport: 'udp' | 'tcp' }): DnsReply {
     const flags = (query.flag_rd ? dnsPacket.RECURSION_DESIRED : 0) | dnsPacket.RECURSION_AVAILABLE | RCODE[rcode];
     const additionals: dnsPacket.Answer[] = opt ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [] } as unknown as dnsPacket.Answer] : [];
     const packet: dnsPacket.Packet = { type: 'response', id: query.id ?? 0, flags, questions: [question], answers, additionals };
-    let bytes = dnsPacket.encode(packet);
+    let bytes = withQueryQuestion(dnsPacket.encode(packet), raw);
     if (transport === 'udp') {
       const limit = Math.min(1232, Math.max(512, opt?.udpPayloadSize ?? 512));
-      if (bytes.length > limit) bytes = dnsPacket.encode({ ...packet, flags: flags | dnsPacket.TRUNCATED_RESPONSE, answers: [] });
+      if (bytes.length > limit) bytes = withQueryQuestion(dnsPacket.encode({ ...packet, flags: flags | dnsPacket.TRUNCATED_RESPONSE, answers: [] }), raw);
     }
     return { bytes };
   }
@@ -417,11 +500,14 @@ export class DnsServer {
           return;
         }
         const replied = this.answer(msg, 'tcp');
-        chain = chain.then(async () => {
-          const { bytes } = await replied;
-          pending--;
-          if (bytes && !socket.destroyed) socket.write(frameTcp(bytes));
-        });
+        chain = chain
+          .then(async () => {
+            const { bytes } = await replied;
+            pending--;
+            if (bytes && !socket.destroyed) socket.write(frameTcp(bytes));
+          })
+          // Nothing may reject out of the chain (an unhandled rejection would end the proxy): the connection goes instead.
+          .catch(() => void socket.destroy());
       }
       if (oversized) {
         // The message cannot be skipped without reading it: the connection goes.

@@ -32,7 +32,7 @@ import { POD_ENV } from '../../contract/pod.ts';
 import type { Logger } from '../../lib/log.ts';
 import { Auditor } from './audit.ts';
 import { LeafCertificates, loadEgressCa } from './ca.ts';
-import { DEFAULT_DNS_LIMITS, DnsServer, resolverUpstream } from './dns.ts';
+import { DEFAULT_DNS_LIMITS, DnsServer, resolverUpstream, usableNameservers } from './dns.ts';
 import { compileDnsPolicy, parseResolvConf } from './dns-policy.ts';
 import { ConfigError, limitsFromEnv, listenPorts, readCredentials, upstreamCaFromEnv, type ProxyLimits } from './config.ts';
 import { serveHealth } from './health.ts';
@@ -148,7 +148,8 @@ export async function runProxy(env: NodeJS.ProcessEnv = process.env): Promise<vo
   const health = await serveHealth({ port: ports.healthPort, status: () => proxy.notReadyReason, metrics, log });
   ownPorts.add(health.port);
   const resolv = readResolvConf(env.AGENT_SMITH_PROXY_RESOLV_CONF || '/etc/resolv.conf', log);
-  const upstreamServers = env.AGENT_SMITH_PROXY_DNS_UPSTREAM ? env.AGENT_SMITH_PROXY_DNS_UPSTREAM.split(',').map((s) => s.trim()).filter(Boolean) : resolv.nameservers;
+  const { servers: upstreamServers, refused } = usableNameservers(env.AGENT_SMITH_PROXY_DNS_UPSTREAM ? env.AGENT_SMITH_PROXY_DNS_UPSTREAM.split(',').map((s) => s.trim()).filter(Boolean) : resolv.nameservers);
+  if (refused.length) log.warn({ refused: refused.map((r) => r.slice(0, 100)) }, 'dns: nameserver entries that are not IP addresses are ignored');
   if (!upstreamServers.length) log.warn({}, 'dns: no nameserver in resolv.conf: allowed names will get SERVFAIL');
   const dns = new DnsServer({ log, metrics, auditor, upstream: resolverUpstream(upstreamServers, DEFAULT_DNS_LIMITS.upstreamTimeoutMs) });
   const dnsPort = await dns.listen(ports.dnsPort);

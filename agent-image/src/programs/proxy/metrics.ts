@@ -41,7 +41,7 @@ export class ProxyMetrics {
   });
   readonly dnsQueries = new Counter({
     name: 'agentsmith_proxy_dns_queries_total',
-    help: 'DNS queries answered by the proxy (iptables mode), by decision (allow, deny, error) and reason (allowed, in_cluster, not_allowed, search_expansion, bad_name, not_ready, busy, upstream_error, oversized, malformed, questions, not_query, bad_class, response, tcp_limit)',
+    help: 'DNS queries answered by the proxy (iptables mode), by decision (allow, deny, error) and reason (allowed, in_cluster, not_allowed, search_expansion, bad_name, not_ready, busy, upstream_error, internal, oversized, malformed, questions, not_query, bad_class, response, tcp_limit)',
     labelNames: ['decision', 'reason'] as const,
     registers: [this.registry],
   });
