@@ -79,7 +79,13 @@ export class Courier {
   lastFailure: string | undefined;
   /** A handover or a set-aside is under way. */
   pumping = false;
-  /** Where the current task came from: the room, event and answer thread of the last Matrix message the CLI took (approvals are asked there). */
+  /**
+   * Where the current task came from, for approvals (asked in its thread): the room, event
+   * and answer thread of the last message the CLI took when that message came from Matrix;
+   * undefined when the last message taken came from elsewhere (a PR comment, a rewake, a
+   * review request: approvals go to spec.matrix.approvals.room, else rooms[0], top level)
+   * or nothing was taken yet.
+   */
   lastMatrixTask: TaskOrigin | undefined;
 
   constructor(deps: SupervisorDeps, cli: CliView) {
@@ -130,7 +136,8 @@ export class Courier {
     const taken = this.deps.inbox.findPending((m) => m.id === id);
     const ok = await this.deps.inbox.ack(id);
     const { room, event, thread } = taken?.meta ?? {};
-    if (ok && taken?.source === 'matrix' && room && event) this.lastMatrixTask = { room, event, thread };
+    // A task from elsewhere ends the Matrix one: its approvals must not go to the old thread.
+    if (ok && taken) this.lastMatrixTask = taken.source === 'matrix' && room && event ? { room, event, thread } : undefined;
     if (this.inFlight?.id === id) this.inFlight = undefined;
     this.attempts.delete(id);
     if (ok) {
