@@ -379,6 +379,18 @@ export function allowlistMatch(patterns: readonly HostPattern[], host: Canonical
 }
 
 /**
+ * The first of `patterns` that matches the canonical DNS name `name`, ports ignored (the
+ * proxy's DNS listener: a name resolves when any entry allows it, on whatever port), or
+ * undefined. A name not in canonical form never matches. The same matching as
+ * {@link allowlistMatch}.
+ */
+export function allowlistNameMatch(patterns: readonly HostPattern[], name: string): HostPattern | undefined {
+  if (!isCanonicalName(name)) return undefined;
+  const registrable = registrableOf(name);
+  return patterns.find((p) => patternMatchesName(p, name, registrable));
+}
+
+/**
  * Whether every name `inner` matches is matched by `outer` (ports ignored): the operator's
  * "a credential host must be allowed by spec.egress.allow". An exact name is covered by
  * the same name or by a wildcard that matches it; a wildcard only by a wildcard over the

@@ -18,7 +18,7 @@
  * removed), so the audit trail can say one line per meant name rather than one per
  * expansion.
  */
-import { canonicalHost, parseHostPattern, patternMatchesName, registrableOf, type HostPattern } from '../../contract/hosts.ts';
+import { allowlistNameMatch, canonicalHost, parseHostPattern, type HostPattern } from '../../contract/hosts.ts';
 
 /** The compiled inputs of {@link decideName}. */
 export interface DnsPolicy {
@@ -95,8 +95,7 @@ export function compileDnsPolicy(allow: readonly string[], inClusterHosts: reado
 /** `resolve` for an allowed or declared name, else undefined. */
 function resolvable(policy: DnsPolicy, name: string): Extract<DnsVerdict, { action: 'resolve' }> | undefined {
   if (policy.inCluster.has(name)) return { action: 'resolve', reason: 'in_cluster', name };
-  const registrable = registrableOf(name);
-  const p = policy.allow.find((pattern) => patternMatchesName(pattern, name, registrable));
+  const p = allowlistNameMatch(policy.allow, name);
   return p ? { action: 'resolve', reason: 'allowed', name, rule: p.entry } : undefined;
 }
 
