@@ -1,3 +1,4 @@
+import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../lib/log.ts';
@@ -175,6 +176,27 @@ describe('DnsServer.answer: a hostile or broken upstream, a flood of names', () 
     await new Promise((r) => setTimeout(r, 1100));
     await ask(w.server, query('later.evil.example'));
     expect(w.logs.some((l) => l.msg.startsWith('dns: audit lines of denied names suppressed') && Number(l.fields.suppressed) > 0)).toBe(true);
+  });
+});
+
+describe('DnsServer over TCP: slow clients', () => {
+  it('closes a connection at its lifetime cap even while the client keeps trickling bytes', async () => {
+    const w = world({}, { limits: { tcpMaxLifetimeMs: 300, tcpIdleMs: 10_000 } });
+    const port = await w.server.listen(0);
+    try {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+      const started = Date.now();
+      const msg = frameTcp(query('api.github.com'));
+      let i = 0;
+      const trickle = setInterval(() => i < msg.length && socket.write(msg.subarray(i, ++i)), 50);
+      const at = await closed;
+      clearInterval(trickle);
+      expect(at - started).toBeLessThan(2000);
+    } finally {
+      await w.server.close();
+    }
   });
 });
 

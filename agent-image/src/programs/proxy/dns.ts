@@ -20,8 +20,9 @@
  * timeout and a cap on those in flight until the upstream settles (SERVFAIL beyond it).
  * Audit lines of denied names are rate-limited (AUDIT_LINES_PER_SECOND). TCP (RFC 1035
  * section 4.2.2, RFC 7766): 2-byte length prefix, queries answered in order, a connection
- * cap and an idle timeout. UDP answers larger than the client's limit (512, or its EDNS
- * size up to 1232, RFC 6891) are sent truncated (TC set, no records) so it retries over TCP.
+ * cap, an idle timeout, a lifetime cap and a cap on answers the client has not read. UDP
+ * answers larger than the client's limit (512, or its EDNS size up to 1232, RFC 6891) are
+ * sent truncated (TC set, no records) so it retries over TCP.
  */
 import dgram from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
@@ -46,6 +47,10 @@ export interface DnsLimits {
   tcpIdleMs: number;
   /** Queries waiting for their answer on one TCP connection; beyond it the connection is closed. */
   maxTcpPending: number;
+  /** Answers written but not yet taken by a TCP client, in bytes; beyond it (a client that does not read) the connection is closed. */
+  maxTcpUnsentBytes: number;
+  /** Longest life of one TCP connection (ms), however busy: a client trickling bytes cannot hold a slot. */
+  tcpMaxLifetimeMs: number;
 }
 
 /** The bounds the proxy runs with (not configurable today). */
@@ -56,6 +61,8 @@ export const DEFAULT_DNS_LIMITS: DnsLimits = {
   maxTcpConnections: 32,
   tcpIdleMs: 10_000,
   maxTcpPending: 16,
+  maxTcpUnsentBytes: 64 * 1024,
+  tcpMaxLifetimeMs: 60_000,
 };
 
 /** Same-name denials within this window share one audit line (a client's search expansions, its A and AAAA). */
@@ -488,6 +495,8 @@ export class DnsServer {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.setTimeout(this.#limits.tcpIdleMs, () => socket.destroy());
+    const lifetime = setTimeout(() => socket.destroy(), this.#limits.tcpMaxLifetimeMs);
+    socket.once('close', () => clearTimeout(lifetime));
     const framer = new DnsTcpFramer(this.#limits.maxQueryBytes);
     let pending = 0;
     let chain: Promise<void> = Promise.resolve();
@@ -505,6 +514,11 @@ export class DnsServer {
             const { bytes } = await replied;
             pending--;
             if (bytes && !socket.destroyed) socket.write(frameTcp(bytes));
+            if (socket.writableLength > this.#limits.maxTcpUnsentBytes) {
+              // A client that sends queries but does not read its answers: its buffer is not ours to grow.
+              this.#count('error', 'tcp_limit');
+              socket.destroy();
+            }
           })
           // Nothing may reject out of the chain (an unhandled rejection would end the proxy): the connection goes instead.
           .catch(() => void socket.destroy());
