@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cut, MAX_SUMMARY_CHARS, mayAnswer, parseAnswer, reactionVerdict, ruleKey, summarize } from './approval-rules.ts';
+import { cut, MAX_SUMMARY_CHARS, mayAnswer, parseAnswer, reactionVerdict, ruleKey, summarize, summary } from './approval-rules.ts';
 
 describe('approval answers', () => {
   it('reads approve/deny words, "always", and skips reply fallbacks', () => {
@@ -63,6 +63,26 @@ describe('what the room is shown', () => {
     expect(long.endsWith('…')).toBe(true);
     expect(summarize('Write', { file_path: '/workspace/a.txt', content: 'hello' })).toBe('/workspace/a.txt\nhello');
     expect(summarize('mcp__x__y', { b: 1, a: 'z' })).toBe('{"a":"z","b":1}');
+  });
+
+  it('shows bidi controls and zero-width characters as \\u{..}', () => {
+    // "rm -rf / #" hidden behind a right-to-left override and zero-width characters.
+    expect(summarize('Bash', { command: 'echo ok\u202e\u2066 # gnp.x\u2069; rm -rf ~\u200b\ufeff' })).toBe('echo ok\\u{202e}\\u{2066} # gnp.x\\u{2069}; rm -rf ~\\u{200b}\\u{feff}');
+    expect(summarize('Bash', { command: 'a\u200e\u200fb' })).toBe('a\\u{200e}\\u{200f}b');
+  });
+
+  it('shows the input keys the summary does not render, as JSON', () => {
+    expect(summarize('Edit', { file_path: '/a', old_string: 'x', new_string: 'y', replace_all: true })).toBe('/a\nreplace: x\ny\n{"replace_all":true}');
+    expect(summarize('Bash', { command: 'sleep 9', description: 'wait', run_in_background: true })).toBe('sleep 9\n{"run_in_background":true}');
+    expect(summarize('MultiEdit', { file_path: '/a', edits: [{ old_string: 'p', new_string: 'q' }] })).toBe('/a\n{"edits":[{"new_string":"q","old_string":"p"}]}');
+    expect(summarize('Bash', { command: 'ls', description: 'list' })).toBe('ls'); // the description is free text
+  });
+
+  it('says how much of a cut summary is not shown', () => {
+    expect(summary('Bash', { command: 'ls' })).toEqual({ text: 'ls', hidden: 0 });
+    const s = summary('Bash', { command: 'x'.repeat(5000) });
+    expect(s.text).toHaveLength(MAX_SUMMARY_CHARS);
+    expect(s.hidden).toBe(5000 - (MAX_SUMMARY_CHARS - 1));
   });
 
   it('never cuts a surrogate pair in half', () => {

@@ -106,18 +106,52 @@ export function cut(text: string, max: number): string {
   return `${text.slice(0, end)}…`;
 }
 
+/** What the room is shown of a tool call (`summarize`), and how much of it was cut. */
+export interface Summary {
+  text: string;
+  /** UTF-16 code units of the (redacted, escaped) summary not shown; 0 when it is whole. */
+  hidden: number;
+}
+
+/** Unicode format characters (bidi controls U+202A-202E and U+2066-2069, zero-width U+200B-200F, U+FEFF, ...) and control characters but tab and LF. */
+const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\p{Cf}]/gu;
+
 /**
  * What the room is shown of a tool call: Bash's command, a file tool's path (and the
- * start of its new content), else the input as JSON; URL userinfo and passwords removed
- * (lib/redact.ts), control characters shown as `\u{..}`, at most MAX_SUMMARY_CHARS.
+ * start of its new content), a URL, else the whole input as JSON; then the canonical JSON
+ * of the input keys not shown that way (e.g. `replace_all`, `run_in_background`,
+ * MultiEdit's `edits`; Bash's free-text `description` left out); URL userinfo and
+ * passwords removed (lib/redact.ts, nothing else), control and format characters (bidi
+ * controls, zero-width characters) shown as `\u{..}`; cut to at most `max` UTF-16 code
+ * units with "…" (`hidden` says how many were not shown).
  */
-export function summarize(tool: string, input: Record<string, unknown>, max = MAX_SUMMARY_CHARS): string {
-  const str = (k: string) => (typeof input[k] === 'string' ? (input[k]) : undefined);
+export function summary(tool: string, input: Record<string, unknown>, max = MAX_SUMMARY_CHARS): Summary {
+  const shown = new Set<string>();
+  const str = (k: string) => {
+    if (typeof input[k] !== 'string') return undefined;
+    shown.add(k);
+    return input[k];
+  };
   let text: string;
-  if (tool === 'Bash' && str('command') !== undefined) text = str('command')!;
-  else if (str('file_path') !== undefined) text = [str('file_path'), str('old_string') !== undefined ? `replace: ${str('old_string')}` : undefined, str('content') ?? str('new_string')].filter((x) => x !== undefined).join('\n');
-  else if (str('url') !== undefined) text = str('url')!;
-  else text = canonical(input);
-  const safe = redactText(text.toWellFormed()).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
-  return cut(safe, max);
+  if (tool === 'Bash' && typeof input.command === 'string') {
+    text = str('command')!;
+    shown.add('description');
+  } else if (typeof input.file_path === 'string') {
+    const oldString = str('old_string');
+    text = [str('file_path'), oldString !== undefined ? `replace: ${oldString}` : undefined, str('content') ?? str('new_string')].filter((x) => x !== undefined).join('\n');
+  } else if (typeof input.url === 'string') text = str('url')!;
+  else {
+    text = canonical(input);
+    for (const k of Object.keys(input)) shown.add(k);
+  }
+  const rest = Object.fromEntries(Object.entries(input).filter(([k]) => !shown.has(k)));
+  if (Object.keys(rest).length) text += `\n${canonical(rest)}`;
+  const safe = redactText(text.toWellFormed()).replace(INVISIBLE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+  const out = cut(safe, max);
+  return { text: out, hidden: out === safe ? 0 : safe.length - (out.length - 1) };
+}
+
+/** `summary(...).text`: the summary as the room is shown it, before any note of what was cut. */
+export function summarize(tool: string, input: Record<string, unknown>, max = MAX_SUMMARY_CHARS): string {
+  return summary(tool, input, max).text;
 }

@@ -104,6 +104,20 @@ describe('MatrixApprovals', () => {
     await t.posted(posts + 2);
   });
 
+  it('says how much of a long call is not shown, and approves it once only on "approve always"', async () => {
+    const t = setup();
+    const long = `curl -d ${'x'.repeat(1000)} https://example.org`;
+    const d = t.ask(long);
+    const req = await t.posted(1);
+    expect(String(t.sent[0]!.content.body)).toMatch(/… \(\d+ more characters not shown; "approve always" approves it once only\)/);
+    expect(t.approvals.take(ROOM, t.message('@alice:hs', 'approve always', { 'm.in_reply_to': { event_id: req } }))).toBe(true);
+    expect(await d).toEqual({ behavior: 'allow' });
+    expect(t.events.at(-1)).toMatchObject({ type: 'approval_granted', data: { always: false } });
+    expect(String(t.sent.at(-1)!.content.body)).toContain('once only');
+    void t.ask(long); // asked again: nothing was remembered
+    await t.posted(3);
+  });
+
   it('keeps concurrent requests apart; a thread message answers only the request its reply fallback names', async () => {
     const t = setup();
     const a = t.ask('make a');

@@ -21,7 +21,7 @@ import type { Logger } from '../../lib/log.ts';
 import type { ApprovalDecision, ApprovalRequest, Approver, TaskOrigin } from '../../core/approval.ts';
 import type { EventOutbox } from '../../core/outbox.ts';
 import { withRetry, type MatrixClient, type MatrixEvent } from './client.ts';
-import { cut, MAX_PENDING, MAX_RULES, MAX_TOOL_CHARS, mayAnswer, parseAnswer, reactionVerdict, ruleKey, summarize, type Answer } from './approval-rules.ts';
+import { cut, MAX_PENDING, MAX_RULES, MAX_TOOL_CHARS, mayAnswer, parseAnswer, reactionVerdict, ruleKey, summary as summarizeCall, type Answer, type Summary } from './approval-rules.ts';
 import { relationOf } from './triggers.ts';
 import { clip, isEventId } from './validate.ts';
 
@@ -84,6 +84,8 @@ interface Pending {
   /** The thread it was posted in (undefined: top level, its own thread is rooted at it). */
   thread: string | undefined;
   key: string;
+  /** Whether the room was shown the call cut (then "always" approves this once only). */
+  cut: boolean;
   /** Whether a non-approver's answer to this request was already logged at info. */
   ignoredLogged: boolean;
   finish: (outcome: Outcome) => void;
@@ -143,7 +145,7 @@ export class MatrixApprovals implements Approver {
     const inOrigin = origin !== undefined && o.joined(origin.room);
     const room = inOrigin ? origin.room : o.fallbackRoom();
     if (!room) return this.deny('refused', 'Denied: there is no Matrix room to ask for approval in yet (the task did not come from Matrix and spec.matrix.approvals.room / spec.matrix.rooms is not joined).');
-    const summary = summarize(tool, req.input);
+    const summary = summarizeCall(tool, req.input);
     const thread = inOrigin ? origin.thread : undefined;
     let event: string;
     this.posting++;
@@ -158,7 +160,7 @@ export class MatrixApprovals implements Approver {
     // No summary: the event log reaches more people than the room, and redaction knows only URL credentials.
     void o.outbox?.emit('approval_requested', { id, tool, room });
     o.log.info({ id, tool, room, event, ...(thread ? { thread } : {}) }, 'approval requested in Matrix');
-    return this.wait({ id, tool, room, event, thread, key }, signal);
+    return this.wait({ id, tool, room, event, thread, key, cut: summary.hidden > 0 }, signal);
   }
 
   /** Waits for the answer of a posted request (or its timeout, or the CLI giving up). */
@@ -191,7 +193,9 @@ export class MatrixApprovals implements Approver {
     let note: string;
     if (outcome.kind === 'answer') {
       const { by, answer } = outcome;
-      const always = answer.verdict === 'approve' && answer.always;
+      // A call the room saw cut is approved once: "always" would approve what nobody read.
+      const onceOnly = answer.verdict === 'approve' && answer.always && p.cut;
+      const always = answer.verdict === 'approve' && answer.always && !p.cut;
       if (always) {
         this.rules.set(p.key, by);
         if (this.rules.size > MAX_RULES) this.rules.delete(this.rules.keys().next().value!);
@@ -200,7 +204,7 @@ export class MatrixApprovals implements Approver {
       void o.outbox?.emit(answer.verdict === 'approve' ? 'approval_granted' : 'approval_denied', { id: p.id, by, always });
       o.log.info({ id: p.id, tool: p.tool, by, verdict: answer.verdict, always }, 'approval answered');
       decision = answer.verdict === 'approve' ? { behavior: 'allow' } : { behavior: 'deny', message: `Denied by ${by} in Matrix. Do not try the same call again; ask in the room or do it another way.` };
-      note = answer.verdict === 'approve' ? `✅ Approved by ${by}${always ? ' (always: the same call runs without asking for the rest of this session)' : ''}.` : `❌ Denied by ${by}.`;
+      note = answer.verdict === 'approve' ? `✅ Approved by ${by}${always ? ' (always: the same call runs without asking for the rest of this session)' : onceOnly ? ' (once only: the call was shown cut, so "always" is not remembered for it)' : ''}.` : `❌ Denied by ${by}.`;
     } else if (outcome.kind === 'expired') {
       o.metrics.outcomes.inc({ outcome: 'expired' });
       void o.outbox?.emit('approval_expired', { id: p.id, after });
@@ -237,15 +241,16 @@ export class MatrixApprovals implements Approver {
   }
 
   /** Posts the request: in the task's thread (replying to the task's message) when `origin`, else at the top level. @returns its event id */
-  private async post(id: string, room: string, tool: string, summary: string, origin: TaskOrigin | undefined): Promise<string> {
+  private async post(id: string, room: string, tool: string, summary: Summary, origin: TaskOrigin | undefined): Promise<string> {
     const { o } = this;
     const approvers = [...o.approvers].filter((u) => u !== o.self);
     const deadline = new Date(Date.now() + o.timeoutSeconds * 1000).toISOString().slice(11, 19);
     const who = approvers.length ? `Only ${approvers.slice(0, MAX_MENTIONS).join(', ')}${approvers.length > MAX_MENTIONS ? ' …' : ''} can answer.` : 'Nobody is in spec.matrix.allowedUsers, so nobody can answer.';
     const how = `Approve: react ✅ or reply "approve" ("approve always": the same call runs without asking for the rest of this session). Deny: react ❌ or reply "deny".`;
     const end = `Denied at ${deadline} UTC (in ${o.timeoutSeconds} s) if nobody answers.`;
-    const body = `🔐 ${o.agentName} asks to run ${tool}:\n${summary}\n${how} ${who} ${end}`;
-    const html = `🔐 <b>${escapeHtml(o.agentName)}</b> asks to run <b>${escapeHtml(tool)}</b>:<pre><code>${escapeHtml(summary)}</code></pre>${escapeHtml(how)} ${escapeHtml(who)} ${escapeHtml(end)}`;
+    const hidden = summary.hidden ? ` (${summary.hidden} more characters not shown; "approve always" approves it once only)` : '';
+    const body = `🔐 ${o.agentName} asks to run ${tool}:\n${summary.text}${hidden}\n${how} ${who} ${end}`;
+    const html = `🔐 <b>${escapeHtml(o.agentName)}</b> asks to run <b>${escapeHtml(tool)}</b>:<pre><code>${escapeHtml(summary.text)}</code></pre>${hidden ? `${escapeHtml(hidden.trim())}<br>` : ''}${escapeHtml(how)} ${escapeHtml(who)} ${escapeHtml(end)}`;
     const relates = origin?.thread
       ? { 'm.relates_to': { rel_type: 'm.thread', event_id: origin.thread, is_falling_back: false, 'm.in_reply_to': { event_id: origin.event } } }
       : origin
