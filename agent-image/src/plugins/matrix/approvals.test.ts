@@ -118,6 +118,16 @@ describe('MatrixApprovals', () => {
     await t.posted(3);
   });
 
+  it('denies at once, without throwing, a tool input that cannot be summarised', async () => {
+    const t = setup();
+    let deep: Record<string, unknown> = {};
+    for (let i = 0; i < 20_000; i++) deep = { a: deep };
+    const d = await t.approvals.request({ tool: 'mcp__x__y', input: deep, sessionId: 's1' }, TASK, new AbortController().signal);
+    expect(d).toEqual({ behavior: 'deny', message: expect.stringContaining('cannot be summarised') as unknown });
+    expect(t.sent).toEqual([]);
+    expect((await t.metrics.outcomes.get()).values.find((v) => v.labels.outcome === 'refused')?.value).toBe(1);
+  });
+
   it('keeps concurrent requests apart; a thread message answers only the request its reply fallback names', async () => {
     const t = setup();
     const a = t.ask('make a');

@@ -128,7 +128,16 @@ export class MatrixApprovals implements Approver {
     const { o } = this;
     const tool = cut(req.tool, MAX_TOOL_CHARS);
     const id = randomUUID();
-    const key = ruleKey(req.sessionId, tool, req.input);
+    let key: string;
+    let summary: Summary;
+    try {
+      key = ruleKey(req.sessionId, tool, req.input);
+      summary = summarizeCall(tool, req.input);
+    } catch (err) {
+      // E.g. an input nested thousands deep: a RangeError of the recursive canonical JSON.
+      o.log.warn({ tool, error: clip((err as Error).message, 200) }, 'approval refused: the tool input cannot be summarised');
+      return this.deny('refused', `Denied: this ${tool} call's input cannot be summarised for the approvers in Matrix (${clip((err as Error).message, 120)}), so nobody was asked. Call the tool with a simpler input.`);
+    }
     const by = this.rules.get(key);
     if (by) {
       o.metrics.outcomes.inc({ outcome: 'remembered' });
@@ -145,7 +154,6 @@ export class MatrixApprovals implements Approver {
     const inOrigin = origin !== undefined && o.joined(origin.room);
     const room = inOrigin ? origin.room : o.fallbackRoom();
     if (!room) return this.deny('refused', 'Denied: there is no Matrix room to ask for approval in yet (the task did not come from Matrix and spec.matrix.approvals.room / spec.matrix.rooms is not joined).');
-    const summary = summarizeCall(tool, req.input);
     const thread = inOrigin ? origin.thread : undefined;
     let event: string;
     this.posting++;
