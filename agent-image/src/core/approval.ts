@@ -26,6 +26,15 @@ export interface TaskOrigin {
   thread?: string | undefined;
 }
 
+/**
+ * Largest `POST /approvals` body the supervisor reads (bytes of the hook's JSON input). The
+ * hook denies a larger call itself, saying it is too large to ask about in chat.
+ */
+export const MAX_APPROVAL_REQUEST_BYTES = 512 * 1024;
+
+/** The deny of a tool call whose approval request is over MAX_APPROVAL_REQUEST_BYTES. */
+export const TOO_LARGE_MESSAGE = `Denied: this tool call's input is too large to ask about in chat (over ${MAX_APPROVAL_REQUEST_BYTES / 1024} KiB); nobody was asked. Do it in smaller steps.`;
+
 /** The answer, in the shape of Claude Code's PermissionRequest decision (`behavior`, and the deny `message` the model sees). */
 export type ApprovalDecision = { behavior: 'allow' } | { behavior: 'deny'; message: string };
 

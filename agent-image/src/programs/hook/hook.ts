@@ -22,6 +22,7 @@
  */
 import { request } from 'node:http';
 import { DEFAULT_APPROVAL_TIMEOUT_SECONDS } from '../../contract/contract.ts';
+import { MAX_APPROVAL_REQUEST_BYTES, TOO_LARGE_MESSAGE } from '../../core/approval.ts';
 import { layoutFromEnv } from '../../contract/layout.ts';
 import { loadContract } from '../../contract/load.ts';
 
@@ -142,16 +143,29 @@ function readDecision(text: string): Decision | undefined {
   return undefined;
 }
 
+/**
+ * The decision of the supervisor's answer to `POST /approvals` (HTTP status, body text): its
+ * decision when 200 and readable; 413 (input over MAX_APPROVAL_REQUEST_BYTES) is the
+ * "too large to ask about in chat" deny; anything else a deny naming the status.
+ */
+export function answerDecision(status: number, text: string): Decision {
+  if (status === 413) return { behavior: 'deny', message: TOO_LARGE_MESSAGE };
+  return (status === 200 ? readDecision(text) : undefined) ?? { behavior: 'deny', message: `Denied: the supervisor could not decide the approval (HTTP ${status}).` };
+}
+
 /** The PermissionRequest hook (see the module comment): prints the decision JSON on stdout; always exit 0. */
 async function permissionRequest(base: string | undefined, generation: string, input: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<number> {
   let decision: Decision;
   if (!base) {
     decision = { behavior: 'deny', message: 'Denied: no approval could be asked (AGENT_SMITH_SUPERVISOR_URL is not set: this CLI was not started by the agent-smith supervisor).' };
+  } else if (Buffer.byteLength(JSON.stringify(input)) > MAX_APPROVAL_REQUEST_BYTES) {
+    // The supervisor would refuse it (413), maybe while it is still being sent.
+    decision = { behavior: 'deny', message: TOO_LARGE_MESSAGE };
   } else {
     const seconds = approvalTimeoutSeconds(env) + APPROVAL_GRACE_SECONDS;
     try {
       const res = await postJson(`${base}/approvals`, { 'content-type': 'application/json', 'x-agent-smith-generation': generation }, input, seconds * 1000);
-      decision = (res.status === 200 ? readDecision(res.text) : undefined) ?? { behavior: 'deny', message: `Denied: the supervisor could not decide the approval (HTTP ${res.status}).` };
+      decision = answerDecision(res.status, res.text);
     } catch (err) {
       const why = (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError' ? `no answer within ${seconds} s` : `supervisor unreachable: ${(err as Error).message}`;
       process.stderr.write(`agent-smith hook permission-request: ${why}\n`);

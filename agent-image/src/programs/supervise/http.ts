@@ -16,7 +16,7 @@ import { ZodError } from 'zod';
 import type { Logger } from '../../lib/log.ts';
 import { InboxFullError, type Inbox } from '../../core/inbox.ts';
 import type { ToolRegistrar } from '../../core/tools.ts';
-import { NO_APPROVER_MESSAGE, type ApprovalDecision, type Approver } from '../../core/approval.ts';
+import { MAX_APPROVAL_REQUEST_BYTES, NO_APPROVER_MESSAGE, type ApprovalDecision, type Approver } from '../../core/approval.ts';
 import { handleMcp, type McpToolDeps } from './mcp.ts';
 import type { SupervisorMetrics } from './metrics.ts';
 import type { Supervisor } from './supervisor.ts';
@@ -39,12 +39,13 @@ class HttpError extends Error {
   }
 }
 
-async function readBody(req: IncomingMessage): Promise<unknown> {
+/** The request's JSON body (undefined when empty). @throws HttpError 413 over `max` bytes, 400 when not JSON */
+async function readBody(req: IncomingMessage, max = MAX_BODY): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, `body larger than ${MAX_BODY} bytes`);
+    if (size > max) throw new HttpError(413, `body larger than ${max} bytes`);
     chunks.push(chunk);
   }
   if (!size) return undefined;
@@ -69,8 +70,8 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
-/** One PermissionRequest (`POST /approvals`): checked, then held until the approver decides (a closed connection withdraws it). Never throws for a bad request: it is a deny. */
-async function approve(deps: { supervisor: Supervisor; approver: Approver | undefined; log: Logger }, body: Record<string, unknown>, generation: number | undefined, res: ServerResponse): Promise<ApprovalDecision> {
+/** One PermissionRequest (`POST /approvals`): checked, then held until the approver decides or `withdrawn` aborts (the connection closed). Never throws for a bad request: it is a deny. */
+async function approve(deps: { supervisor: Supervisor; approver: Approver | undefined; log: Logger }, body: Record<string, unknown>, generation: number | undefined, withdrawn: AbortSignal): Promise<ApprovalDecision> {
   const { supervisor, log } = deps;
   const tool = typeof body.tool_name === 'string' && body.tool_name ? body.tool_name : undefined;
   const input = body.tool_input && typeof body.tool_input === 'object' && !Array.isArray(body.tool_input) ? (body.tool_input as Record<string, unknown>) : undefined;
@@ -80,12 +81,9 @@ async function approve(deps: { supervisor: Supervisor; approver: Approver | unde
     log.warn({ tool: tool.slice(0, 200) }, 'permission request denied: approvals need spec.matrix');
     return { behavior: 'deny', message: NO_APPROVER_MESSAGE };
   }
-  const withdrawn = new AbortController();
-  res.on('close', () => {
-    if (!res.writableEnded) withdrawn.abort();
-  });
+  if (withdrawn.aborted) return { behavior: 'deny', message: 'The approval request was withdrawn.' }; // the hook is gone: nothing to post
   const sessionId = typeof body.session_id === 'string' ? body.session_id : supervisor.sessionId;
-  return deps.approver.request({ tool, input, sessionId }, supervisor.courier.lastMatrixTask, withdrawn.signal);
+  return deps.approver.request({ tool, input, sessionId }, supervisor.courier.lastMatrixTask, withdrawn);
 }
 
 /** Routes of the loopback server with one method and path each (`POST /inbox`, `POST /approvals`). */
@@ -98,9 +96,16 @@ function localRoutes(opts: { supervisor: Supervisor; inbox: Inbox; metrics: Supe
       json(res, 202, { id: message.id, duplicate });
     },
     'POST /approvals': async (req, res) => {
-      const body = ((await readBody(req)) ?? {}) as Record<string, unknown>;
+      // Registered before anything is awaited: a hook that goes while its body is read, or
+      // before the request is posted, withdraws it (it never waits out the timeout unheard).
+      const withdrawn = new AbortController();
+      res.on('close', () => {
+        if (!res.writableEnded) withdrawn.abort();
+      });
+      if (res.destroyed || req.socket.destroyed) withdrawn.abort();
+      const body = ((await readBody(req, MAX_APPROVAL_REQUEST_BYTES)) ?? {}) as Record<string, unknown>;
       const gen = req.headers['x-agent-smith-generation'];
-      json(res, 200, await approve({ supervisor, approver: opts.approver, log }, body, gen ? Number(gen) : undefined, res));
+      json(res, 200, await approve({ supervisor, approver: opts.approver, log }, body, gen ? Number(gen) : undefined, withdrawn.signal));
     },
   };
 }
