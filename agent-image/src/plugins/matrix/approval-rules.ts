@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { redactText } from '../../lib/redact.ts';
+import { cutText } from '../../core/delivery.ts';
 
 /** Pending requests at most; one more is denied at once (a runaway loop cannot flood the room). */
 export const MAX_PENDING = 8;
@@ -97,13 +98,9 @@ export function ruleKey(sessionId: string, tool: string, input: Record<string, u
   return createHash('sha256').update(`${sessionId}\n${tool}\n${canonical(what)}`).digest('hex');
 }
 
-/** `text` cut to `max` characters with "…", never between the halves of a surrogate pair. */
+/** `text` cut to at most `max` UTF-16 code units with "…" (core/delivery.ts cutText: never between the halves of a surrogate pair). */
 export function cut(text: string, max: number): string {
-  if (text.length <= max) return text;
-  let end = max - 1;
-  const c = text.charCodeAt(end - 1);
-  if (c >= 0xd800 && c <= 0xdbff) end--;
-  return `${text.slice(0, end)}…`;
+  return text.length <= max ? text : `${cutText(text, max - 1)}…`;
 }
 
 /** What the room is shown of a tool call (`summarize`), and how much of it was cut. */

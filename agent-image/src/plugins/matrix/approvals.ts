@@ -17,6 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { escapeHtml } from '../../lib/html.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { ApprovalDecision, ApprovalRequest, Approver, TaskOrigin } from '../../core/approval.ts';
 import type { EventOutbox } from '../../core/outbox.ts';
@@ -92,10 +93,6 @@ interface Pending {
 }
 
 type Outcome = { kind: 'answer'; by: string; answer: Answer } | { kind: 'expired' } | { kind: 'withdrawn' };
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 /** The Matrix approver: posts requests, reads answers (`take`), decides. */
 export class MatrixApprovals implements Approver {

@@ -48,6 +48,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../lib/log.ts';
+import { DEFAULT_APPROVAL_TIMEOUT_SECONDS } from '../../contract/contract.ts';
 import { parseRoster } from '../../contract/roster.ts';
 import { REVIEW_REQUEST_KEY } from '../../core/review-request.ts';
 import type { EventOutbox } from '../../core/outbox.ts';
@@ -195,7 +196,7 @@ export class MatrixBridge {
       agentName: opts.agentName,
       self: opts.config.userId,
       approvers: new Set(opts.config.allowedUsers),
-      timeoutSeconds: opts.config.approvals?.timeoutSeconds ?? 300,
+      timeoutSeconds: opts.config.approvals?.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS,
       joined: (room) => this.state.joined.includes(room),
       fallbackRoom: () => this.approvalsRoomId ?? this.teamRoomId,
       outbox: opts.outbox,

@@ -24,6 +24,7 @@ import type { Logger } from '../../lib/log.ts';
 import { MAX_META_VALUE_CHARS } from '../../core/inbox.ts';
 import { reviewRequestId } from '../../core/review-request.ts';
 import { parseRoster, type Teammate } from '../../contract/roster.ts';
+import { escapeHtml } from '../../lib/html.ts';
 
 
 
@@ -99,10 +100,6 @@ export interface ReviewFanoutOptions {
   announcer?: ReviewAnnouncer | undefined;
   inbox: ReviewInbox;
   log: Logger;
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** Both halves of the fan-out for one agent: announcing its own PRs, taking its teammates' requests. */
