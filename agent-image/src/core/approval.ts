@@ -11,7 +11,7 @@
 
 /** What the CLI asks for (from the hook's stdin JSON: `tool_name`, `tool_input`, `session_id`). */
 export interface ApprovalRequest {
-  /** The tool, e.g. `Bash`, `Edit`, `mcp__server__tool` (bounded by the caller to 200 characters). */
+  /** The tool, e.g. `Bash`, `Edit`, `mcp__server__tool`, as received (any length up to the request body's bound; the Matrix approver shows and keys at most 200 UTF-16 code units of it, approval-rules.ts MAX_TOOL_CHARS). */
   tool: string;
   /** The tool's input as the CLI sent it (e.g. Bash: `{command, description}`). */
   input: Record<string, unknown>;

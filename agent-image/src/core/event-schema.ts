@@ -84,7 +84,9 @@ export const LIFECYCLE_EVENT_TYPES = [
   'message_dead_lettered',
   // Approvals over chat (plugins/matrix/approvals.ts): approval_requested {id, tool, room} (not
   // the command: the event log is read more widely than the room);
-  // approval_granted / approval_denied {id, by (the approver's Matrix user id), always};
+  // approval_granted {id, by (the approver's Matrix user id), always, remembered?: true (an
+  // earlier "always" answer allowed it unasked)}; approval_denied {id, by, always: false}, or
+  // {id, by: null, always: false, reason: 'withdrawn'} when the CLI stopped waiting;
   // approval_expired {id, after (seconds)}.
   'approval_requested',
   'approval_granted',

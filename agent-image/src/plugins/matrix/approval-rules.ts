@@ -19,13 +19,13 @@ import { cutText } from '../../core/delivery.ts';
 
 /** Pending requests at most; one more is denied at once (a runaway loop cannot flood the room). */
 export const MAX_PENDING = 8;
-/** Characters of the tool input shown in the room (after redaction); longer input is cut with "…". */
+/** UTF-16 code units of the tool input shown in the room (after redaction and escaping); longer input is cut with "…" and a note of how much is not shown. */
 export const MAX_SUMMARY_CHARS = 500;
-/** Characters of a tool name kept. */
+/** UTF-16 code units of a tool name kept (shown, and in the "always" key). */
 export const MAX_TOOL_CHARS = 200;
 /** "Always" rules remembered per supervisor (oldest dropped beyond). */
 export const MAX_RULES = 100;
-/** Answers read: a longer message is not an answer. */
+/** Longest answer read (UTF-16 code units, reply fallback lines removed): a longer message is not an answer. */
 export const MAX_ANSWER_CHARS = 200;
 
 export type Verdict = 'approve' | 'deny';

@@ -66,6 +66,7 @@ export interface ApprovalOptions {
   self: string;
   /** spec.matrix.allowedUsers. */
   approvers: ReadonlySet<string>;
+  /** How long a request waits for an answer before it is denied (seconds; spec.matrix.approvals.timeoutSeconds). */
   timeoutSeconds: number;
   /** Whether the agent is in `room` (the task's room must be joined to post there). */
   joined: (room: string) => boolean;
@@ -121,6 +122,17 @@ export class MatrixApprovals implements Approver {
     return { behavior: 'deny', message };
   }
 
+  /**
+   * Asks the room whether `req` may run (core/approval.ts Approver). Never throws: every
+   * failure is a deny whose message the model sees. Allowed at once, unasked: the same call
+   * approved "always" in this CLI session. Denied at once ("refused", nothing posted): a
+   * tool input that cannot be summarised, MAX_PENDING requests already pending or being
+   * posted, no room to ask in (the task's room not joined and no approvals.room /
+   * rooms[0] joined), a post the homeserver refuses. Otherwise posted (in `origin`'s
+   * thread, else at the top level of the fallback room) and resolved by the first
+   * approver's answer, after `timeoutSeconds` seconds (a deny), or when `signal` aborts (a
+   * "withdrawn" deny).
+   */
   async request(req: ApprovalRequest, origin: TaskOrigin | undefined, signal: AbortSignal): Promise<ApprovalDecision> {
     const { o } = this;
     const tool = cut(req.tool, MAX_TOOL_CHARS);
