@@ -1,6 +1,10 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { PodContract } from '../../contract/contract.ts';
-import { ghHosts } from './gh.ts';
+import { ghHosts, ghHostsFile, writeGhHosts } from './gh.ts';
 
 const STUB_COM = 'stub-com-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 const STUB_GHES = 'stub-ghes-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';
@@ -43,5 +47,24 @@ describe('ghHosts', () => {
     expect(ghHosts(contract([], { login: 'devbot' }))).toEqual({ hosts: [], uncovered: ['api.github.com'] });
     // A credential for github.com (git) alone does not cover the API host.
     expect(ghHosts(contract([{ name: 'git', hosts: ['github.com'], stub: STUB_COM }]))).toEqual({ hosts: [], uncovered: [] });
+  });
+});
+
+describe('writeGhHosts', () => {
+  it('moves a hosts.yml that is not a YAML mapping aside and writes a fresh one, rather than failing setup at every start', async () => {
+    const home = await mkdtemp(path.join(tmpdir(), 'gh-hosts-'));
+    try {
+      const file = ghHostsFile({ homeDir: home });
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, '- not: a mapping\n- [unclosed\n');
+      const plan = await writeGhHosts({ homeDir: home }, contract([{ name: 'github', hosts: ['api.github.com'], stub: STUB_COM }]));
+      expect(plan.setAside).toBe(`${file}.invalid`);
+      expect(await readFile(`${file}.invalid`, 'utf8')).toContain('[unclosed');
+      expect(parse(await readFile(file, 'utf8'))).toEqual({ 'github.com': { oauth_token: STUB_COM, git_protocol: 'https' } });
+      // A second run finds its own file and sets nothing aside.
+      expect((await writeGhHosts({ homeDir: home }, contract([{ name: 'github', hosts: ['api.github.com'], stub: STUB_COM }]))).setAside).toBeUndefined();
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
   });
 });

@@ -18,7 +18,7 @@
  *   https://<host>/api/graphql for GHES; `git_protocol: https` makes gh's own clones and
  *   pushes use HTTPS remotes (git's credential helper, written by setup, hands git the stub).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument, stringify } from 'yaml';
 import { DEFAULT_GITHUB_API_URL, type PodContract } from '../../contract/contract.ts';
@@ -49,6 +49,8 @@ export interface GhHostsPlan {
   hosts: GhHost[];
   /** With `github` in the contract: the API host of its GitHub that no egress credential covers (gh is not logged in there). */
   uncovered: string[];
+  /** Where an existing hosts.yml that was not a YAML mapping was moved before a fresh one was written. */
+  setAside?: string;
 }
 
 /**
@@ -83,9 +85,11 @@ export function ghHostsFile(layout: Pick<Layout, 'homeDir'>): string {
 /**
  * Writes the entries of {@link ghHosts} into hosts.yml (mode 0600, as gh writes it):
  * `oauth_token` (the stub), `git_protocol: https` and `user` for each; other hosts and
- * other keys already there (gh's own, or the agent's) are kept. Idempotent.
- * @returns the plan written
- * @throws Error naming the file when an existing hosts.yml is not a YAML mapping; HostError as ghHosts
+ * other keys already there (gh's own, or the agent's) are kept. Idempotent. An existing
+ * hosts.yml that is not a YAML mapping (the agent can write its home) is moved aside to
+ * `hosts.yml.invalid` and a fresh one written: setup must not fail at every start over it.
+ * @returns the plan written (`setAside` when a file was moved)
+ * @throws HostError as ghHosts; an I/O error of the home volume
  */
 export async function writeGhHosts(layout: Pick<Layout, 'homeDir'>, contract: PodContract): Promise<GhHostsPlan> {
   const plan = ghHosts(contract);
@@ -100,10 +104,12 @@ export async function writeGhHosts(layout: Pick<Layout, 'homeDir'>, contract: Po
     const doc = parseDocument(text);
     const value: unknown = doc.errors.length === 0 ? doc.toJS() : undefined;
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      // The parser's message quotes the text around the error (a token, maybe): not repeated here.
-      throw new Error(`${file}: not a YAML mapping of host names; delete the file and restart the pod, and setup writes it again`);
+      // The parser's message quotes the text around the error (a token, maybe): not repeated anywhere.
+      plan.setAside = `${file}.invalid`;
+      await rename(file, plan.setAside);
+    } else {
+      existing = value as Record<string, unknown>;
     }
-    existing = value as Record<string, unknown>;
   }
   for (const h of plan.hosts) {
     const before = existing[h.host];

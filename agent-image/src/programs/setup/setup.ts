@@ -107,6 +107,7 @@ export async function runSetup(env: NodeJS.ProcessEnv = process.env): Promise<vo
   if (await writeGitIdentity(layout, contract, gitEnv)) log.info({ name: contract.git?.name, email: contract.git?.email }, 'git identity set');
   if (helpers) log.info({ hosts: helpers }, 'git presents the credential stubs (never a real token) for their hosts');
   const gh = await writeGhHosts(layout, contract);
+  if (gh.setAside) log.warn({ file: gh.setAside }, 'gh hosts.yml was not a YAML mapping of host names: moved aside, a fresh one written');
   if (gh.hosts.length) log.info({ file: ghHostsFile(layout), hosts: gh.hosts.map((h) => ({ host: h.host, credential: h.credential })) }, 'gh logged in with the credential stubs');
   for (const apiHost of gh.uncovered) log.warn({ apiHost }, `gh is not logged in: no egress credential covers ${apiHost}; add one to spec.egress.credentials with ${apiHost} in its hosts`);
   const results = await syncRepos(contract.repos, { env: gitEnv, log });
