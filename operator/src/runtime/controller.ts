@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { OperatorMetrics } from '../observability/metrics.ts';
 import { RetryAfter, TemporaryError, TerminalError, describeError } from './errors.ts';
-import { WorkQueue } from './queue.ts';
+import { WorkQueue, type AddOptions } from './queue.ts';
 
 /** What one reconcile asks of the queue when it succeeds. */
 export interface ReconcileResult {
@@ -9,8 +9,12 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
-/** Reconciles the object named by `key` (`namespace/name`). Level-based: it is told only the key. */
-export type ReconcileFn = (key: string, log: Logger) => Promise<ReconcileResult>;
+/**
+ * Reconciles the object named by `key` (`namespace/name`). Level-based: it is told only
+ * the key, and `light` when every add since its last reconcile asked only light work
+ * (queue.ts AddOptions: e.g. a pod's status changed, so only the status needs computing).
+ */
+export type ReconcileFn = (key: string, log: Logger, how: { light: boolean }) => Promise<ReconcileResult>;
 
 export interface ControllerOptions {
   name: string;
@@ -53,9 +57,9 @@ export class Controller {
     }
   }
 
-  /** Queues `key` (de-duplicated). Safe to call from informer callbacks before `start`. */
-  enqueue(key: string): void {
-    this.queue.add(key);
+  /** Queues `key` (de-duplicated; `opts`: its lane and weight, queue.ts). Safe to call from informer callbacks before `start`. */
+  enqueue(key: string, opts?: AddOptions): void {
+    this.queue.add(key, opts);
     this.opts.metrics?.queueDepth.set({ name: this.opts.name }, this.queue.length);
   }
 
@@ -74,10 +78,11 @@ export class Controller {
 
   private async worker(): Promise<void> {
     for (;;) {
-      const key = await this.queue.get();
-      if (key === undefined) return;
+      const item = await this.queue.next();
+      if (item === undefined) return;
+      const { key } = item;
       try {
-        await this.processOne(key);
+        await this.processOne(key, item.light);
       } finally {
         this.queue.done(key);
         this.opts.metrics?.queueDepth.set({ name: this.opts.name }, this.queue.length);
@@ -85,12 +90,12 @@ export class Controller {
     }
   }
 
-  private async processOne(key: string): Promise<void> {
+  private async processOne(key: string, light: boolean): Promise<void> {
     const { name, metrics } = this.opts;
     const log = this.opts.log.child({ controller: name, key });
     const end = metrics?.reconcileTime.startTimer({ controller: name });
     try {
-      const result = await this.opts.reconcile(key, log);
+      const result = await this.opts.reconcile(key, log, { light });
       this.queue.forget(key);
       if (result.requeueAfterMs !== undefined) {
         this.queue.addAfter(key, result.requeueAfterMs);

@@ -70,4 +70,52 @@ describe('WorkQueue wait', () => {
     expect(waits).toHaveLength(1);
     expect(waits[0]).toBeGreaterThanOrEqual(25);
   });
+
+  it('hands out high-priority keys before every waiting normal key, FIFO within each lane', async () => {
+    const q = new WorkQueue();
+    for (const k of ['ns/a', 'ns/b', 'ns/c']) q.add(k);
+    q.add('ns/pod1', { priority: 'high' });
+    q.add('ns/b', { priority: 'high' }); // waiting in the normal lane: promoted, not duplicated
+    expect(q.length).toBe(4);
+    const order: string[] = [];
+    for (let i = 0; i < 4; i++) order.push((await q.get())!);
+    expect(order).toEqual(['ns/pod1', 'ns/b', 'ns/a', 'ns/c']);
+  });
+
+  it('hands a key out light only when every add since the last hand-out was light', async () => {
+    const q = new WorkQueue();
+    q.add('ns/a', { priority: 'high', light: true });
+    q.add('ns/b', { priority: 'high', light: true });
+    q.add('ns/b'); // a full add after the light one
+    q.add('ns/c');
+    q.add('ns/c', { priority: 'high', light: true }); // light after full stays full, but goes first
+    expect(await q.next()).toEqual({ key: 'ns/a', light: true });
+    expect(await q.next()).toEqual({ key: 'ns/b', light: false });
+    expect(await q.next()).toEqual({ key: 'ns/c', light: false });
+  });
+
+  it('a key added high while in flight is not handed to a second worker, and comes back first (with its weight) after done()', async () => {
+    const q = new WorkQueue();
+    q.add('ns/a');
+    q.add('ns/x');
+    expect(await q.next()).toEqual({ key: 'ns/a', light: false });
+    q.add('ns/a', { priority: 'high', light: true });
+    q.add('ns/y');
+    expect(await q.next()).toEqual({ key: 'ns/x', light: false }); // ns/a is in flight
+    expect(await q.next()).toEqual({ key: 'ns/y', light: false });
+    let next: unknown;
+    void q.next().then((i) => (next = i));
+    await new Promise((r) => setImmediate(r));
+    expect(next).toBeUndefined();
+    q.done('ns/a');
+    await new Promise((r) => setImmediate(r));
+    expect(next).toEqual({ key: 'ns/a', light: true });
+  });
+
+  it('timed adds are full adds in the normal lane', async () => {
+    const q = new WorkQueue();
+    q.add('ns/a', { light: true });
+    q.addAfter('ns/a', 0);
+    expect(await q.next()).toEqual({ key: 'ns/a', light: false });
+  });
 });
