@@ -11,6 +11,12 @@ export const MANAGED_BY = 'agent-smith';
 /** Our own label naming the Agent a child belongs to (also the instance label's value). */
 export const LABEL_AGENT = 'agentsmith.dev/agent';
 export const LABEL_TEAM = 'agentsmith.dev/team';
+/**
+ * The shard label: set on an Agent by its owner, copied by the operator onto every child
+ * (and the pod), so an operator started with `--agent-selector agentsmith.dev/shard=<s>`
+ * can watch only its own shard's children too (operator/src/sharding.ts).
+ */
+export const LABEL_SHARD = 'agentsmith.dev/shard';
 
 /** Pod-template annotation holding a hash of the rendered config: a change rolls the pod. */
 export const ANNOTATION_CONFIG_HASH = 'agentsmith.dev/config-hash';

@@ -1,7 +1,7 @@
 import type { V1ObjectMeta, V1OwnerReference } from '@kubernetes/client-node';
 import { agentPodName } from '../../../agent-image/src/contract/pod.ts';
 import { API_VERSION, KIND, type Agent } from '../api/agent.ts';
-import { LABEL_AGENT, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_TEAM, MANAGED_BY } from '../api/constants.ts';
+import { LABEL_AGENT, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF, LABEL_SHARD, LABEL_TEAM, MANAGED_BY } from '../api/constants.ts';
 
 /** Names of an Agent's children. Pure functions of the Agent's name. */
 export function childNames(agentName: string) {
@@ -23,7 +23,7 @@ export function selectorLabels(agent: Agent): Record<string, string> {
   return { [LABEL_NAME]: 'agent', [LABEL_INSTANCE]: agent.metadata.name };
 }
 
-/** The standard labels every child carries. */
+/** The standard labels every child carries (and the Agent's shard label, when it has one). */
 export function standardLabels(agent: Agent, component: string): Record<string, string> {
   const labels: Record<string, string> = {
     ...selectorLabels(agent),
@@ -33,6 +33,8 @@ export function standardLabels(agent: Agent, component: string): Record<string, 
     [LABEL_AGENT]: agent.metadata.name,
   };
   if (agent.spec.team) labels[LABEL_TEAM] = agent.spec.team;
+  const shard = agent.metadata.labels?.[LABEL_SHARD];
+  if (shard !== undefined) labels[LABEL_SHARD] = shard;
   return labels;
 }
 

@@ -1,6 +1,6 @@
 import type { V1ConfigMap, V1OwnerReference } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
-import { LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF, LABEL_TEAM, MANAGED_BY } from '../api/constants.ts';
+import { LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_PART_OF, LABEL_SHARD, LABEL_TEAM, MANAGED_BY } from '../api/constants.ts';
 import { ownerReference } from './meta.ts';
 import { ROSTER_JSON, ROSTER_MARKDOWN, type Roster, type RosterEntry } from '../../../agent-image/src/contract/roster.ts';
 
@@ -26,7 +26,9 @@ function entry(a: Agent): RosterEntry {
  * controller, so it is garbage-collected when the last one goes. Pure.
  *
  * It is mounted (not copied) into each pod, so a teammate joining or leaving updates the
- * file in place without restarting anyone.
+ * file in place without restarting anyone. It carries the teammates' shard label when they
+ * all have the same one (a sharded operator watches only its shard's children; a team
+ * split across shards is not supported, docs/operations.md#sharding).
  */
 export function renderRoster(team: string, namespace: string, teammates: readonly Agent[]): V1ConfigMap {
   const agents = [...teammates].filter((a) => a.spec.team === team && !a.metadata.deletionTimestamp).sort((x, y) => x.metadata.name.localeCompare(y.metadata.name));
@@ -36,13 +38,15 @@ export function renderRoster(team: string, namespace: string, teammates: readonl
     return `- **${e.name}** (${e.harness})${ids ? ` — ${ids}` : ''}${e.repos.length ? `; repos: ${e.repos.join(', ')}` : ''}`;
   });
   const owners: V1OwnerReference[] = agents.map((a) => ({ ...ownerReference(a), controller: false }));
+  const shards = new Set(agents.map((a) => a.metadata.labels?.[LABEL_SHARD]));
+  const [shard] = shards;
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
       name: rosterName(team),
       namespace,
-      labels: { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_PART_OF]: 'agent-smith', [LABEL_COMPONENT]: 'team-roster', [LABEL_TEAM]: team },
+      labels: { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_PART_OF]: 'agent-smith', [LABEL_COMPONENT]: 'team-roster', [LABEL_TEAM]: team, ...(shards.size === 1 && shard !== undefined ? { [LABEL_SHARD]: shard } : {}) },
       ownerReferences: owners,
     },
     data: {
