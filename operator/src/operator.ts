@@ -1,7 +1,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Agent, GROUP, PLURAL, VERSION } from './api/agent.ts';
-import { LABEL_INSTANCE, MANAGED_SELECTOR } from './api/constants.ts';
+import { LABEL_INSTANCE } from './api/constants.ts';
 import type { Clients } from './kube/clients.ts';
 import { listAgents, listManaged, listMetadata, type ManagedResource } from './kube/lists.ts';
 import { identityOnly, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
@@ -14,6 +14,7 @@ import { Controller } from './runtime/controller.ts';
 import { ResilientInformer, type InformerOptions } from './runtime/informer.ts';
 import { objectKey, ReferenceIndex } from './runtime/reference-index.ts';
 import { statusOnly, trimMetadata } from './runtime/trim.ts';
+import { childSelector } from './sharding.ts';
 
 export interface OperatorOptions {
   clients: Clients;
@@ -200,8 +201,11 @@ export class AgentOperator {
       const key = ownerKeyOf(obj);
       if (key) this.controller.enqueue(key);
     };
+    // A shard (--agent-selector on agentsmith.dev/shard) caches only its own children (sharding.ts).
+    const scope = childSelector(this.opts.agentSelector);
+    if (this.opts.agentSelector && !scope.sharded) this.opts.log.info({ agentSelector: this.opts.agentSelector }, 'the Agent selector names labels the children do not carry: every managed child is cached (select on agentsmith.dev/shard to split them too)');
     const managed = (resource: ManagedResource, path: string, transform = trimMetadata) =>
-      this.informer({ name: resource, path, list: () => listManaged(this.opts.clients, resource, MANAGED_SELECTOR), onChange: enqueueOwner, labelSelector: MANAGED_SELECTOR, transform });
+      this.informer({ name: resource, path, list: () => listManaged(this.opts.clients, resource, scope.selector), onChange: enqueueOwner, labelSelector: scope.selector, transform });
     return {
       pods: managed('pods', '/api/v1/pods', statusOnly),
       children: {
