@@ -27,12 +27,6 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
     if [ -s /run/secrets/ca_bundle ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; fi \
  && npm_package_config_node_gyp_nodedir=/usr/local npm ci --omit=dev --no-audit --no-fund
 
-FROM ${NODE_IMAGE} AS base
-WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json ./
-COPY agent-image ./agent-image
-
 # agent-image compiled to JavaScript (agent-image/tsconfig.build.json): the long-lived
 # supervisor starts without type stripping, which costs ~28 MB of RSS.
 FROM ${NODE_IMAGE} AS build
@@ -44,16 +38,27 @@ RUN --mount=type=secret,id=ca_bundle,required=false \
 COPY agent-image ./agent-image
 RUN npx tsc -p agent-image/tsconfig.build.json --outDir /out
 
-# The operator: TypeScript run directly by Node 24's type stripping. V8 would let the
-# heap grow to several times the live set (caches of ~35 kB per Agent); a 1 MB young
+# The operator compiled to JavaScript (operator/tsconfig.build.json; `npm run
+# build:operator` makes the same tree in operator/dist): type stripping's machinery stays
+# in the process for its whole life. The output mirrors the tree, with the part of
+# agent-image it imports (agent-image/src/contract).
+FROM build AS operator-build
+COPY operator ./operator
+RUN npx tsc -p operator/tsconfig.build.json --outDir /out/operator-dist
+
+# The operator. V8 would let the heap grow to several times the live set; a 1 MB young
 # generation and an old generation allowed 20 % over the live set after each full GC keep
 # the peak RSS at about 2/5 for ~25 % more CPU (test/bench/results.md, which runs the
-# operator with these flags).
-FROM base AS operator
-COPY operator ./operator
-COPY agents/_shared ./agents/_shared
+# operator with these flags). The shared rules sit where the compiled config.js looks by
+# default (<dist>/agents/_shared; --shared-dir overrides it).
+FROM ${NODE_IMAGE} AS operator
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY --from=operator-build /out/operator-dist ./operator/dist
+COPY agents/_shared ./operator/dist/agents/_shared
 USER 65532:65532
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "/app/operator/src/main.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "/app/operator/dist/operator/src/main.js"]
 
 # The agent pod's image: `agent-smith` (setup, supervise, attach, hook, proxy, egress-init),
 # tini, tmux, git, curl, gh (GitHub's CLI), jq, ripgrep, iptables, kubectl and the Claude
