@@ -65,6 +65,23 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  /** Sizes of the informer caches, read at scrape time from what `observeInformers` was given. */
+  private informerSizes: () => Iterable<[string, number]> = () => [];
+  readonly informerObjects = new Gauge({
+    name: 'agentsmith_informer_objects',
+    help: 'Objects held in each informer cache (a sharded operator holds only its shard\'s children).',
+    labelNames: ['informer'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [informer, n] of this.informerSizes()) this.informerObjects.set({ informer }, n);
+    },
+  });
+
+  /** Reports `sizes()` (informer name → cached objects) as agentsmith_informer_objects at each scrape. */
+  observeInformers(sizes: () => Iterable<[string, number]>): void {
+    this.informerSizes = sizes;
+  }
+
   constructor(withProcessMetrics = true) {
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry });
   }
