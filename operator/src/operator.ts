@@ -1,12 +1,12 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Agent, GROUP, PLURAL, VERSION } from './api/agent.ts';
-import { LABEL_INSTANCE } from './api/constants.ts';
+import { LABEL_COMPONENT, LABEL_TEAM, LABEL_INSTANCE } from './api/constants.ts';
 import type { Clients } from './kube/clients.ts';
 import { listAgents, listManaged, listMetadata, type ManagedResource } from './kube/lists.ts';
 import { identityOnly, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
 import type { OperatorMetrics } from './observability/metrics.ts';
-import { makeAgentReconciler } from './reconcile/agent.ts';
+import { makeAgentReconciler, makeRosterReconciler, ROSTER_KEY_PREFIX, rosterKey } from './reconcile/agent.ts';
 import type { ChildKind } from './reconcile/observed.ts';
 import { referencedObjects, type ObjectReference } from './reconcile/references.ts';
 import type { SharedRules } from './render/persona.ts';
@@ -92,6 +92,76 @@ class RosterPrints {
 }
 
 /**
+ * Agent keys by `namespace/team`, kept from the Agent events, so the roster of a team is
+ * rendered from its members without listing the namespace (O(team), not O(N), per roster).
+ */
+class TeamIndex {
+  private readonly members = new Map<string, Set<string>>();
+  private readonly teamOf = new Map<string, string>();
+
+  /** Records Agent `key`'s team (`namespace/team`; undefined: none, or the Agent is gone). */
+  set(key: string, team: string | undefined): void {
+    const before = this.teamOf.get(key);
+    if (before === team) return;
+    if (before) {
+      const set = this.members.get(before);
+      set?.delete(key);
+      if (set?.size === 0) this.members.delete(before);
+    }
+    if (team) {
+      this.teamOf.set(key, team);
+      let set = this.members.get(team);
+      if (!set) this.members.set(team, (set = new Set()));
+      set.add(key);
+    } else {
+      this.teamOf.delete(key);
+    }
+  }
+
+  /** The Agent keys of `team` in `namespace`. */
+  keys(namespace: string, team: string): Iterable<string> {
+    return this.members.get(`${namespace}/${team}`) ?? [];
+  }
+}
+
+/**
+ * The resourceVersion of each child as our last apply returned it (`Kind/namespace/name`),
+ * so the watch event that merely echoes our own write queues no reconcile: the reconcile
+ * that wrote it already knows. An entry lives until the next event of that object. A
+ * deletion's event carries a newer resourceVersion, so it is never taken for an echo.
+ */
+class OwnWrites {
+  private readonly rv = new Map<string, string>();
+
+  /** Records an object as our apply returned it. */
+  wrote(kind: string, obj: KubernetesObject): void {
+    const version = obj.metadata?.resourceVersion;
+    if (version) this.rv.set(`${kind}/${obj.metadata?.namespace}/${obj.metadata?.name}`, version);
+  }
+
+  /** True when this event shows exactly the version our last apply of it returned (the entry is then dropped). */
+  isEcho(kind: string, obj: KubernetesObject): boolean {
+    const k = `${kind}/${obj.metadata?.namespace}/${obj.metadata?.name}`;
+    const mine = this.rv.get(k);
+    if (mine === undefined) return false;
+    this.rv.delete(k);
+    return mine === obj.metadata?.resourceVersion;
+  }
+}
+
+/** The Kind of each managed resource's objects (list items carry no kind). */
+const KIND_OF: Record<ManagedResource, string> = {
+  pods: 'Pod',
+  statefulsets: 'StatefulSet',
+  secrets: 'Secret',
+  configmaps: 'ConfigMap',
+  services: 'Service',
+  serviceaccounts: 'ServiceAccount',
+  rolebindings: 'RoleBinding',
+  networkpolicies: 'NetworkPolicy',
+};
+
+/**
  * The agents-by-phase gauge, kept in O(1) per reconcile: only the Agent's old and new
  * phase change (a phase left with no Agent reads 0).
  */
@@ -133,8 +203,10 @@ export class AgentOperator {
   constructor(opts: OperatorOptions) {
     this.opts = opts;
     const references = new AgentReferences();
-    const agents = this.watchAgents(references);
-    const { pods, children } = this.watchManaged();
+    const teams = new TeamIndex();
+    const own = new OwnWrites();
+    const agents = this.watchAgents(references, teams);
+    const { pods, children } = this.watchManaged(own);
     this.watchReferenced(references);
     const reconcile = makeAgentReconciler({
       clients: opts.clients,
@@ -149,10 +221,18 @@ export class AgentOperator {
         pod: (ns, name) => pods.cache.get(name, ns),
       },
       onPhase: phaseGauge(opts.metrics),
+      onApplied: (obj) => own.wrote(obj.kind ?? '', obj),
+    });
+    const reconcileRoster = makeRosterReconciler({
+      clients: opts.clients,
+      caches: { agent: () => undefined, agents: () => [], child: (kind, ns, name) => children[kind].cache.get(name, ns) as never, pod: () => undefined },
+      teamMembers: (ns, team) => [...teams.keys(ns, team)].flatMap((k) => agents.cache.get(k.slice(ns.length + 1), ns) ?? []),
+      onApplied: (obj) => own.wrote(obj.kind ?? '', obj),
     });
     this.controller = new Controller({
       name: 'agent',
-      reconcile,
+      // One queue for Agents and team rosters (`roster:<namespace>/<team>`), so a roster is applied once per team change.
+      reconcile: (key, log, how) => (key.startsWith(ROSTER_KEY_PREFIX) ? reconcileRoster(key) : reconcile(key, log, how)),
       workers: opts.workers,
       // An Agent blocked on its spec is still resynced, as every Agent is.
       terminalRecheckMs: opts.resyncMs,
@@ -165,26 +245,31 @@ export class AgentOperator {
   }
 
   /**
-   * The Agent informer: queues the Agent, re-indexes what it references, and queues its
-   * teammates when what the roster shows of it changed.
+   * The Agent informer: queues the Agent when it is new, gone, or its generation changed
+   * (controller-runtime's GenerationChangedPredicate: our own status writes, which change
+   * no generation, queue nothing), re-indexes what it references and its team, and queues
+   * its team's roster (one key per team) when what the roster shows of it changed.
    */
-  private watchAgents(references: AgentReferences): ResilientInformer<KubernetesObject> {
+  private watchAgents(references: AgentReferences, teams: TeamIndex): ResilientInformer<KubernetesObject> {
     const agentSelector = this.opts.agentSelector || undefined;
     const roster = new RosterPrints();
+    const generations = new Map<string, number | undefined>();
     const agents = this.informer({
       name: 'agents',
       path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
       list: () => listAgents(this.opts.clients, agentSelector),
       onChange: (obj) => {
         const key = keyOf(obj);
-        this.controller.enqueue(key);
+        const namespace = obj.metadata?.namespace ?? 'default';
         const cached = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace);
+        const generation = cached?.metadata?.generation;
+        if (!cached || !generations.has(key) || generations.get(key) !== generation) this.controller.enqueue(key);
+        if (cached) generations.set(key, generation);
+        else generations.delete(key);
         references.index(key, cached);
-        const teams = roster.changedTeams(key, obj, cached === undefined);
-        for (const other of agents.cache.list(obj.metadata?.namespace)) {
-          const team = (other as { spec?: { team?: string } }).spec?.team;
-          if (team && teams.has(team)) this.controller.enqueue(keyOf(other));
-        }
+        const team = (cached as { spec?: { team?: string } } | undefined)?.spec?.team;
+        teams.set(key, team ? `${namespace}/${team}` : undefined);
+        for (const changed of roster.changedTeams(key, obj, cached === undefined)) this.controller.enqueue(rosterKey(namespace, changed));
       },
       ...(agentSelector ? { labelSelector: agentSelector } : {}),
     });
@@ -196,16 +281,25 @@ export class AgentOperator {
    * owning Agent. The caches keep what reconcile reads: children whole but for managed
    * fields (their spec is compared with the desired one), pods' metadata and status only.
    */
-  private watchManaged(): { pods: ResilientInformer<KubernetesObject>; children: Record<ChildKind, ResilientInformer<KubernetesObject>> } {
-    const enqueueOwner = (obj: KubernetesObject) => {
+  private watchManaged(own: OwnWrites): { pods: ResilientInformer<KubernetesObject>; children: Record<ChildKind, ResilientInformer<KubernetesObject>> } {
+    // A pod's or StatefulSet's change goes first and asks only for the Agent's status
+    // (queue.ts: high lane, light); the echo of our own apply queues nothing; any other
+    // child change (drift, a deletion) queues a full reconcile; a roster's, its team's key.
+    const enqueueOwner = (resource: ManagedResource, obj: KubernetesObject) => {
+      if (own.isEcho(KIND_OF[resource], obj)) return;
+      const labels = obj.metadata?.labels;
+      const team = labels?.[LABEL_COMPONENT] === 'team-roster' ? labels[LABEL_TEAM] : undefined;
+      if (team) return this.controller.enqueue(rosterKey(obj.metadata?.namespace ?? 'default', team));
       const key = ownerKeyOf(obj);
-      if (key) this.controller.enqueue(key);
+      if (!key) return;
+      if (resource === 'pods' || resource === 'statefulsets') this.controller.enqueue(key, { priority: 'high', light: true });
+      else this.controller.enqueue(key);
     };
     // A shard (--agent-selector on agentsmith.dev/shard) caches only its own children (sharding.ts).
     const scope = childSelector(this.opts.agentSelector);
     if (this.opts.agentSelector && !scope.sharded) this.opts.log.info({ agentSelector: this.opts.agentSelector }, 'the Agent selector names labels the children do not carry: every managed child is cached (select on agentsmith.dev/shard to split them too)');
     const managed = (resource: ManagedResource, path: string, transform = trimMetadata) =>
-      this.informer({ name: resource, path, list: () => listManaged(this.opts.clients, resource, scope.selector), onChange: enqueueOwner, labelSelector: scope.selector, transform });
+      this.informer({ name: resource, path, list: () => listManaged(this.opts.clients, resource, scope.selector), onChange: (obj) => enqueueOwner(resource, obj), labelSelector: scope.selector, transform });
     return {
       pods: managed('pods', '/api/v1/pods', statusOnly),
       children: {

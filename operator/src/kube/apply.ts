@@ -40,6 +40,27 @@ export async function applyObject<T extends KubernetesObject>(clients: Clients, 
   }
 }
 
+/** What {@link createObject} did: the object as stored, `exists` (409: one of that name is already there), or why the API server refused it (422). */
+export type CreateOutcome<T> = { created: T } | { exists: true } | { rejected: string };
+
+/**
+ * Creates `obj` (POST) under the operator's field manager: for an object that must never
+ * be overwritten by a second writer racing the cache, such as a freshly minted egress CA
+ * (a 409 says someone has one: read it rather than replace it). A 422 is returned as
+ * `rejected`; any other failure is thrown as kube/errors.ts says (`TemporaryError`,
+ * `RetryAfter` on a 429).
+ */
+export async function createObject<T extends KubernetesObject>(clients: Clients, obj: T): Promise<CreateOutcome<T>> {
+  try {
+    return { created: await clients.objects.create(obj, undefined, undefined, FIELD_MANAGER) };
+  } catch (err) {
+    const status = httpStatusOf(err);
+    if (status === 409) return { exists: true };
+    if (status === 422) return { rejected: describeError(err) };
+    throw toReconcileError(`creating ${describeObject(obj)}`, err);
+  }
+}
+
 /** Deletes a RoleBinding (one left from an earlier spec.kubernetesAccess); 404 is fine. */
 export async function deleteRoleBinding(clients: Clients, namespace: string, name: string): Promise<void> {
   await readOrUndefined(`deleting RoleBinding ${namespace}/${name}`, () => clients.rbac.deleteNamespacedRoleBinding({ name, namespace }));

@@ -3,9 +3,10 @@
  * kube/. Failures are thrown as kube/errors.ts types them (TemporaryError, RetryAfter);
  * a StatefulSet the API server refuses (422) is an outcome, shown in a condition.
  */
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Agent } from '../api/agent.ts';
-import { applyObject, deleteRoleBinding } from '../kube/apply.ts';
+import { applyObject, createObject, deleteRoleBinding } from '../kube/apply.ts';
 import type { Clients } from '../kube/clients.ts';
 import { recordEvent } from '../kube/events.ts';
 import { applyAgentStatus } from '../kube/status.ts';
@@ -24,32 +25,45 @@ async function recordEvents(clients: Clients, log: Logger, agent: Agent, events:
 }
 
 /**
- * Applies the plan: the new egress CA Secret first (and says so), then the children that
- * changed, in order (the StatefulSet last), and deletes a leftover RoleBinding.
- * @returns the StatefulSet as applied (or cached), or why the API server refused it
+ * Applies the plan: the new egress CA Secret first (created when the cache held none,
+ * applied over a replaced one), then the children that changed (the StatefulSet last,
+ * after the others, which are applied concurrently: none refers to another's content),
+ * and deletes a leftover RoleBinding.
+ * `onApplied` is told each object as stored (to tell the watch's echo of our own write).
+ * @returns the StatefulSet as applied (or cached), or why the API server refused it, or
+ *   `caExists` when the CA could not be created because one exists that the cache has
+ *   not seen yet (nothing else was applied: plan again with it)
  * @throws TemporaryError when another object is refused (422: a rendering bug, retried
  *   with backoff), and what kube/ throws for any other failure
  */
-export async function applyPlan(clients: Clients, log: Logger, agent: Agent, plan: Plan): Promise<ActOutcome> {
+export async function applyPlan(clients: Clients, log: Logger, agent: Agent, plan: Plan, onApplied?: (obj: KubernetesObject) => void): Promise<ActOutcome> {
+  // List and SSA responses may lack kind; the caller keys by it.
+  const applied = (kind: string | undefined, obj: KubernetesObject) => onApplied?.({ ...obj, kind: obj.kind ?? kind ?? '' });
   writeNotes(log, plan.notes);
   if (plan.egressCa) {
-    const { secret, why, notAfter } = plan.egressCa;
-    const done = await applyObject(clients, secret);
+    const { secret, why, notAfter, replaces } = plan.egressCa;
+    const done = replaces ? await applyObject(clients, secret) : await createObject(clients, secret);
+    if ('exists' in done) return { caExists: true };
     if ('rejected' in done) throw new TemporaryError(`Secret ${secret.metadata?.name} rejected: ${done.rejected}`);
+    applied('Secret', 'created' in done ? done.created : done.applied);
     log.info({ secret: secret.metadata?.name, why, notAfter: notAfter.toISOString() }, 'generated the egress CA');
   }
   await recordEvents(clients, log, agent, plan.events);
   const outcome: ActOutcome = {};
-  for (const obj of plan.apply) {
-    const done = await applyObject(clients, obj);
-    const isStatefulSet = obj === plan.statefulSet;
+  const others = plan.apply.filter((obj) => obj !== plan.statefulSet);
+  await Promise.all(
+    others.map(async (obj) => {
+      const done = await applyObject(clients, obj);
+      if ('rejected' in done) throw new TemporaryError(`${obj.kind} ${obj.metadata?.name} rejected: ${done.rejected}`);
+      applied(obj.kind, done.applied);
+    }),
+  );
+  if (plan.statefulSet && plan.apply.includes(plan.statefulSet)) {
+    const done = await applyObject(clients, plan.statefulSet);
     if ('applied' in done) {
-      if (isStatefulSet) outcome.statefulSet = done.applied;
-    } else if (isStatefulSet) {
-      outcome.rejected = done.rejected;
-    } else {
-      throw new TemporaryError(`${obj.kind} ${obj.metadata?.name} rejected: ${done.rejected}`);
-    }
+      outcome.statefulSet = done.applied;
+      applied('StatefulSet', done.applied);
+    } else outcome.rejected = done.rejected;
   }
   if (plan.deleteRoleBinding) await deleteRoleBinding(clients, agent.metadata.namespace ?? 'default', plan.deleteRoleBinding);
   return outcome;

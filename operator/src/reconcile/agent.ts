@@ -8,17 +8,32 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Agent } from '../api/agent.ts';
+import { ConditionType } from '../api/constants.ts';
+import { applyObject } from '../kube/apply.ts';
 import type { Clients } from '../kube/clients.ts';
+import { readSecret } from '../kube/reads.ts';
+import { isSubset } from '../kube/subset.ts';
 import { generateEgressCa } from '../pki/egress-ca.ts';
+import { childNames } from '../render/meta.ts';
 import type { SharedRules } from '../render/persona.ts';
+import { renderRoster, rosterName } from '../render/roster.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
-import { TerminalError } from '../runtime/errors.ts';
+import { TemporaryError, TerminalError } from '../runtime/errors.ts';
 import { applyPlan, writeReport } from './act.ts';
 import { CA_VALIDITY_DAYS } from './egress-ca.ts';
 import { gather } from './gather.ts';
-import type { Caches } from './observed.ts';
-import { plan, planCa, planChecks, type CaMaterial } from './plan.ts';
+import type { ConditionInput } from './conditions.ts';
+import type { Caches, Observed } from './observed.ts';
+import { plan, planCa, planChecks, type CaMaterial, type Plan } from './plan.ts';
 import { planReport } from './report.ts';
+
+/** Prefix of a team roster's key in the work queue, `roster:<namespace>/<team>` (a namespace has no ':', so it is never an Agent key). */
+export const ROSTER_KEY_PREFIX = 'roster:';
+
+/** The queue key of the roster of `team` in `namespace`. */
+export function rosterKey(namespace: string, team: string): string {
+  return `${ROSTER_KEY_PREFIX}${namespace}/${team}`;
+}
 
 
 /** Reason of the TerminalError for a stored Agent the operator's schema refuses. */
@@ -40,6 +55,13 @@ export interface AgentReconcilerDeps {
   now?: () => Date;
   /** Called with each Agent's phase after its status is computed (metrics). */
   onPhase?: (key: string, phase: string | undefined) => void;
+  /**
+   * The cached Agents of `team` in `namespace`, from an index the caller keeps (so no
+   * namespace is listed per reconcile); without it, the namespace's Agents are filtered.
+   */
+  teamMembers?: (namespace: string, team: string) => readonly KubernetesObject[];
+  /** Called with each child as an apply (or create) returned it, so the caller can tell the watch's echo of it (operator.ts). */
+  onApplied?: (obj: KubernetesObject) => void;
 }
 
 /** `spec.team` of an Agent as cached (unparsed). */
@@ -60,7 +82,7 @@ function firstIssue(error: { issues: Array<{ path: PropertyKey[]; message: strin
  * parsed from. Only teammates are parsed (parsing every Agent of the namespace on every
  * reconcile made a burst of N reconciles cost O(N²) zod parses).
  */
-function teammateParser(caches: Caches): (namespace: string, team: string) => Agent[] {
+function teammateParser(caches: Caches, teamMembers?: AgentReconcilerDeps['teamMembers']): (namespace: string, team: string) => Agent[] {
   const parsed = new WeakMap<KubernetesObject, Agent[]>();
   const parse = (o: KubernetesObject): Agent[] => {
     let p = parsed.get(o);
@@ -71,7 +93,32 @@ function teammateParser(caches: Caches): (namespace: string, team: string) => Ag
     }
     return p;
   };
-  return (namespace, team) => caches.agents(namespace).flatMap((o) => (teamOf(o) === team ? parse(o) : []));
+  const members = teamMembers ?? ((namespace: string, team: string) => caches.agents(namespace).filter((o) => teamOf(o) === team));
+  return (namespace, team) => members(namespace, team).flatMap((o) => (teamOf(o) === team ? parse(o) : []));
+}
+
+/**
+ * The status each Agent was last written with, while the cache still shows the version it
+ * was written over: a reconcile that runs before the watch brings our own write back
+ * (a pod event right after it) compares with what we wrote, not with the stale cache, so
+ * it neither writes the same status again nor records its Events twice.
+ */
+class WrittenStatuses {
+  private readonly byKey = new Map<string, { over: string | undefined; status: Agent['status'] }>();
+
+  /** The Agent with the status we last wrote, when the cached `raw` is still the version that write replaced. */
+  latest(key: string, raw: KubernetesObject, agent: Agent): Agent {
+    const w = this.byKey.get(key);
+    if (!w) return agent;
+    if (w.over !== undefined && w.over === raw.metadata?.resourceVersion) return { ...agent, status: w.status };
+    this.byKey.delete(key);
+    return agent;
+  }
+
+  /** Records that the status of `report` was written over the cached version `over`. */
+  record(key: string, over: { metadata?: { resourceVersion?: string } }, report: { write: boolean; status: Agent['status'] }): void {
+    if (report.write) this.byKey.set(key, { over: over.metadata?.resourceVersion, status: report.status });
+  }
 }
 
 /** The CA to render with: the kept one, or one minted now (key generation: no API call). */
@@ -97,8 +144,10 @@ async function caMaterial(agent: Agent, decision: ReturnType<typeof planCa>, at:
  */
 export function makeAgentReconciler(deps: AgentReconcilerDeps) {
   const now = deps.now ?? (() => new Date());
-  const sources = { clients: deps.clients, caches: deps.caches, teammates: teammateParser(deps.caches) };
-  return async function reconcileAgent(key: string, log: Logger): Promise<ReconcileResult> {
+  // The roster is applied once per team change by its own key (makeRosterReconciler), not by every teammate.
+  const sources = { clients: deps.clients, caches: deps.caches, teammates: () => [] };
+  const written = new WrittenStatuses();
+  return async function reconcileAgent(key: string, log: Logger, how: { light: boolean } = { light: false }): Promise<ReconcileResult> {
     const [namespace = 'default', name = ''] = key.split('/');
     const raw = deps.caches.agent(namespace, name);
     if (!raw) {
@@ -110,19 +159,99 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     const parsed = Agent.safeParse(raw);
     // The API server validated it, so this is a schema drift between CRD and operator.
     if (!parsed.success) throw new TerminalError(SCHEMA_MISMATCH, `stored Agent does not match the operator schema: ${firstIssue(parsed.error)}`);
-    const agent = parsed.data;
+    const agent = written.latest(key, raw, parsed.data);
     const at = now();
 
-    const observed = await gather(sources, agent, at);
+    if (how.light) {
+      const quick = await statusOnly(deps, log, agent, at, written);
+      if (quick) return quick;
+    }
+    let observed = await gather(sources, agent, at);
     const checked = planChecks(observed);
-    const decided = plan(observed, deps, await caMaterial(agent, planCa(observed, at, checked), at), checked);
-    const outcome = await applyPlan(deps.clients, log, agent, decided);
+    let decided = plan(observed, deps, await caMaterial(agent, planCa(observed, at, checked), at), checked);
+    let outcome = await applyPlan(deps.clients, log, agent, decided, deps.onApplied);
+    if (outcome.caExists) {
+      // Our own CA made a moment ago (the cache lags the write) or another writer's: use it, never replace it.
+      const egressCaSecret = await readSecret(deps.clients, namespace, childNames(agent.metadata.name).egressCa);
+      if (!egressCaSecret) throw new TemporaryError(`Secret ${childNames(agent.metadata.name).egressCa} exists (409 on create) but could not be read back`);
+      observed = { ...observed, egressCaSecret };
+      decided = plan(observed, deps, await caMaterial(agent, planCa(observed, at, checked), at), checked);
+      // A CA that must be replaced is applied over (decided.egressCa.replaces), so this cannot loop.
+      outcome = await applyPlan(deps.clients, log, agent, decided, deps.onApplied);
+    }
     const report = planReport(observed, decided, outcome, at, deps.resyncMs);
 
     deps.onPhase?.(key, report.status.phase);
     if (!(await writeReport(deps.clients, log, agent, report))) return {};
+    written.record(key, raw, report);
     if (report.blocked?.retry === 'on-change') throw new TerminalError(report.blocked.reason, report.blocked.message);
     if (report.blocked) log.warn({ reason: report.blocked.reason, detail: report.blocked.message }, 'Agent cannot be reconciled as specified');
     return { requeueAfterMs: report.requeueAfterMs };
+  };
+}
+
+/** The conditions of the reference checks (plan.ts planChecks), carried over as they are by a status-only reconcile. */
+const CHECK_TYPES: ReadonlySet<string> = new Set([ConditionType.SpecValid, ConditionType.PersonaResolved, ConditionType.CredentialsResolved, ConditionType.ReferencesResolved]);
+
+/**
+ * The light reconcile of an Agent whose pod or StatefulSet status changed: its status
+ * recomputed from the caches (no API read, no render, no apply) and written only if it
+ * changed. Only for an Agent fully reconciled at its current generation whose checks all
+ * passed and whose storage is in sync (so the last full reconcile's plan still holds);
+ * otherwise undefined, and the caller does the full reconcile.
+ */
+async function statusOnly(deps: AgentReconcilerDeps, log: Logger, agent: Agent, at: Date, written: WrittenStatuses): Promise<ReconcileResult | undefined> {
+  const status = agent.status;
+  const conditions = status?.conditions ?? [];
+  if (!status || status.observedGeneration !== (agent.metadata.generation ?? 0) || status.phase === 'Failed') return undefined;
+  if (conditions.some((c) => (CHECK_TYPES.has(c.type) || c.type === ConditionType.StorageInSync) && c.status !== 'True')) return undefined;
+  const checks: ConditionInput[] = conditions.filter((c) => CHECK_TYPES.has(c.type)).map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message }));
+  if (checks.length !== CHECK_TYPES.size) return undefined;
+  const namespace = agent.metadata.namespace ?? 'default';
+  const names = childNames(agent.metadata.name);
+  const statefulSet = deps.caches.child('StatefulSet', namespace, names.statefulSet);
+  // Gone (deleted by someone): only the full reconcile puts it back.
+  if (!statefulSet) return undefined;
+  const pod = deps.caches.pod(namespace, names.pod);
+  const observed: Observed = { agent, configMaps: new Map(), secrets: new Map(), services: [], children: { statefulSet }, ...(pod ? { pod } : {}), teammates: [] };
+  const kept: Plan = { checks, apply: [], events: [], notes: [] };
+  const report = planReport(observed, kept, {}, at, deps.resyncMs);
+  deps.onPhase?.(`${namespace}/${agent.metadata.name}`, report.status.phase);
+  if (await writeReport(deps.clients, log, agent, report)) written.record(`${namespace}/${agent.metadata.name}`, agent, report);
+  return { requeueAfterMs: report.requeueAfterMs };
+}
+
+/** Where the roster reconciler reads from and what it writes with. */
+export interface RosterReconcilerDeps {
+  clients: Clients;
+  caches: Caches;
+  teamMembers?: AgentReconcilerDeps['teamMembers'];
+  onApplied?: AgentReconcilerDeps['onApplied'];
+}
+
+/**
+ * Builds the reconcile of one team roster key (`roster:<namespace>/<team>`, {@link rosterKey}):
+ * the roster ConfigMap rendered from the team's cached Agents and applied when the cached
+ * one differs. Queued once per change of what the roster shows (a teammate joining,
+ * leaving or changing), however many teammates there are. A team with no Agent left
+ * writes nothing: its roster's owners are gone, so the garbage collector removes it.
+ * @throws TemporaryError when the API server refuses the roster (a rendering bug), and what kube/ throws
+ */
+export function makeRosterReconciler(deps: RosterReconcilerDeps) {
+  const teammates = teammateParser(deps.caches, deps.teamMembers);
+  return async function reconcileRoster(key: string): Promise<ReconcileResult> {
+    const rest = key.slice(ROSTER_KEY_PREFIX.length);
+    const slash = rest.indexOf('/');
+    const namespace = rest.slice(0, slash);
+    const team = rest.slice(slash + 1);
+    const members = teammates(namespace, team).filter((a) => !a.metadata.deletionTimestamp);
+    if (!members.length) return {};
+    const desired = renderRoster(team, namespace, members);
+    const live = deps.caches.child('ConfigMap', namespace, rosterName(team));
+    if (live && isSubset(desired, live)) return {};
+    const done = await applyObject(deps.clients, desired);
+    if ('rejected' in done) throw new TemporaryError(`ConfigMap ${rosterName(team)} rejected: ${done.rejected}`);
+    deps.onApplied?.({ ...done.applied, kind: 'ConfigMap' });
+    return {};
   };
 }

@@ -39,10 +39,10 @@ function fakeSources(objects: Record<string, unknown>, failing: Record<string, n
 }
 
 describe('gather', () => {
-  it('reads only the egress CA (live, since none is cached) for an Agent that names nothing', async () => {
+  it('reads nothing from the API server for an Agent that names nothing and has no CA cached (the CA is created, not looked up)', async () => {
     const { sources, requests } = fakeSources({});
     const o = await gather(sources, agent({ persona: { instructions: 'hi' } }), now);
-    expect(requests).toEqual(['Secret/ns/a-egress-ca']);
+    expect(requests).toEqual([]);
     expect(o).toMatchObject({ services: [], teammates: [], children: {} });
     expect(o.apiServer).toBeUndefined();
     expect(o.egressCaSecret).toBeUndefined();
@@ -94,6 +94,15 @@ describe('gather', () => {
     const o = await gather(sources, agent({ persona: { instructions: 'hi' } }), now);
     expect(o.children).toEqual({ statefulSet: sts });
     expect(o.pod).toEqual({ metadata: { name: 'a-0' } });
+    expect(requests).toEqual([]);
+  });
+
+  it('confirms with a live read a cached CA that would be replaced (the cache may lag our own newer one)', async () => {
+    const live = { metadata: { name: 'a-egress-ca' }, data: { 'ca.crt': 'Yw==', 'ca.key': 'aw==' } };
+    const { sources, requests } = fakeSources({ 'Secret/ns/a-egress-ca': live });
+    sources.caches = { ...sources.caches, child: (kind, _ns, name) => (kind === 'Secret' && name === 'a-egress-ca' ? { metadata: { name } } : undefined) as never };
+    const o = await gather(sources, agent({ persona: { instructions: 'hi' } }), now);
     expect(requests).toEqual(['Secret/ns/a-egress-ca']);
+    expect(o.egressCaSecret).toEqual(live);
   });
 });

@@ -67,14 +67,16 @@ async function gatherApiServer(clients: Clients, agent: Agent): Promise<Observed
 
 /**
  * The egress CA Secret. The cache may lag our own last write (a CA made a moment ago, not
- * yet seen by the watch): when the cached one would be replaced, it is confirmed with a
+ * yet seen by the watch): when a cached one would be replaced, it is confirmed with a
  * live read, or a burst of reconciles would mint a new CA each time and roll the pod.
+ * When the cache holds none, no read: the new one is created (POST), and a 409 says one
+ * exists after all (agent.ts reads it then), so a first reconcile costs no GET.
  */
 async function gatherEgressCa(sources: GatherSources, agent: Agent, now: Date): Promise<V1Secret | undefined> {
   const namespace = agent.metadata.namespace ?? 'default';
   const name = childNames(agent.metadata.name).egressCa;
   const cached = sources.caches.child('Secret', namespace, name);
-  if (planEgressCa(cached, allowlistHash(agent), now).action === 'keep') return cached;
+  if (!cached || planEgressCa(cached, allowlistHash(agent), now).action === 'keep') return cached;
   return readSecret(sources.clients, namespace, name);
 }
 
@@ -99,7 +101,7 @@ function gatherChildren(caches: Caches, agent: Agent): ObservedChildren {
  * Reads one Agent's world (the API reads in parallel). Per reconcile: one GET per
  * Secret and ConfigMap the spec names, one per ClusterRole and StorageClass it names, 0
  * to 2 Services (iptables), a GET and a LIST for spec.kubernetesAccess, and a live GET of
- * the egress CA Secret only when the cached one would be replaced.
+ * the egress CA Secret only when a cached one would be replaced.
  * @throws TemporaryError or RetryAfter from kube/ when a read fails other than with 404
  */
 export async function gather(sources: GatherSources, agent: Agent, now: Date): Promise<Observed> {
@@ -122,6 +124,7 @@ export async function gather(sources: GatherSources, agent: Agent, now: Date): P
     ...(egressCaSecret ? { egressCaSecret } : {}),
     children: gatherChildren(caches, agent),
     ...(pod ? { pod } : {}),
+    ...(caches.written ? { written: caches.written } : {}),
     teammates: agent.spec.team ? sources.teammates(namespace, agent.spec.team) : [],
   };
 }

@@ -62,7 +62,7 @@ describe('plan: a sound Agent', () => {
     expect(again.deleteRoleBinding).toBeUndefined();
   });
 
-  it('mints a CA only when the observed Secret says so, and says why in an Event', () => {
+  it('mints a CA only when the observed Secret says so; an Event says why only when it replaces one (the first CA is no news)', () => {
     const hash = allowlistHash(inline);
     const valid: V1Secret = {
       metadata: { annotations: { [ANNOTATION_CA_NOT_AFTER]: '2027-01-01T00:00:00Z', [ANNOTATION_CA_ALLOWLIST]: hash } },
@@ -74,7 +74,12 @@ describe('plan: a sound Agent', () => {
     const p = plan(observe(inline), settings, minted);
     expect(p.egressCa?.secret.metadata?.name).toBe('devbot-egress-ca');
     expect(p.egressCa?.secret.metadata?.annotations?.[ANNOTATION_CA_ALLOWLIST]).toBe(hash);
-    expect(p.events).toEqual([{ type: 'Normal', reason: 'EgressCaGenerated', note: 'generated the egress CA in Secret devbot-egress-ca: no CA yet' }]);
+    expect(p.egressCa?.replaces).toBe(false);
+    expect(p.events).toEqual([]);
+    const expired: V1Secret = { ...valid, metadata: { annotations: { [ANNOTATION_CA_NOT_AFTER]: '2026-01-01T00:00:00Z', [ANNOTATION_CA_ALLOWLIST]: hash } } };
+    const rotated = plan(observe(inline, { egressCaSecret: expired }), settings, { ...minted, why: 'the CA expires 2026-01-01T00:00:00.000Z' });
+    expect(rotated.egressCa?.replaces).toBe(true);
+    expect(rotated.events).toEqual([{ type: 'Normal', reason: 'EgressCaGenerated', note: 'generated the egress CA in Secret devbot-egress-ca: the CA expires 2026-01-01T00:00:00.000Z' }]);
   });
 
   it('stores no new CA for an Agent whose persona cannot be assembled (it is blocked)', () => {

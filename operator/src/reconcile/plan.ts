@@ -9,7 +9,7 @@
  * and every one is shown, so a user sees each broken reference at once.
  */
 import type { KubernetesObject, V1Secret, V1StatefulSet } from '@kubernetes/client-node';
-import { ConditionType, Reason } from '../api/constants.ts';
+import { ConditionType, FIELD_MANAGER, Reason } from '../api/constants.ts';
 import type { EgressCa } from '../pki/egress-ca.ts';
 import { renderEgressCaSecret } from '../render/egress-ca-secret.ts';
 import { renderAll, type DesiredChildren } from '../render/index.ts';
@@ -17,7 +17,7 @@ import { childNames } from '../render/meta.ts';
 import { InvalidPersonaError, type PersonaFiles, type SharedRules } from '../render/persona.ts';
 import { volumeClaimDrift } from '../render/statefulset.ts';
 import type { AgentEvent } from '../kube/events.ts';
-import { isSubset } from '../kube/subset.ts';
+import { needsApply, withAppliedHash } from '../kube/subset.ts';
 import type { ConditionInput } from './conditions.ts';
 import { allowlistHash, planEgressCa, type CaPlan } from './egress-ca.ts';
 import type { Observed } from './observed.ts';
@@ -62,8 +62,12 @@ export interface Plan {
   checks: ConditionInput[];
   /** Set when nothing may be changed (no child is applied: a pod is never rolled out with a broken config). */
   blocked?: Blocked;
-  /** A new egress CA Secret to apply before the children, and why. */
-  egressCa?: { secret: V1Secret; why: string; notAfter: Date };
+  /**
+   * A new egress CA Secret to write before the children, and why. `replaces`: the cache
+   * held one (rotation: applied over it); otherwise it is created, and a 409 means one
+   * exists that the cache has not seen yet (act.ts never overwrites it).
+   */
+  egressCa?: { secret: V1Secret; why: string; notAfter: Date; replaces: boolean };
   /** The children to server-side apply, in order, the StatefulSet last; those the cache already holds are left out (an Agent at rest costs no write). */
   apply: KubernetesObject[];
   /** A RoleBinding left from an earlier spec.kubernetesAccess, to delete. */
@@ -145,19 +149,25 @@ function render(o: Observed, settings: PlanSettings, persona: PersonaFiles, ca: 
   }
 }
 
-/** The new CA Secret (and its Event) when `ca` was minted now. */
+/**
+ * The new CA Secret when `ca` was minted now, and its Event when it replaces one (a
+ * rotation a human may want to see); the first CA of a new Agent is no news, so no Event.
+ */
 function caSecret(o: Observed, ca: CaMaterial): Pick<Plan, 'egressCa' | 'events'> {
   if (ca.action === 'keep') return { events: [] };
   const secret = renderEgressCaSecret(o.agent, ca.minted, allowlistHash(o.agent));
   const name = childNames(o.agent.metadata.name).egressCa;
+  const replaces = o.egressCaSecret !== undefined;
   return {
-    egressCa: { secret, why: ca.why, notAfter: ca.minted.notAfter },
-    events: [{ type: 'Normal', reason: 'EgressCaGenerated', note: `generated the egress CA in Secret ${name}: ${ca.why}` }],
+    egressCa: { secret, why: ca.why, notAfter: ca.minted.notAfter, replaces },
+    events: replaces ? [{ type: 'Normal', reason: 'EgressCaGenerated', note: `generated the egress CA in Secret ${name}: ${ca.why}` }] : [],
   };
 }
 
 /**
- * Which children differ from the cache, in apply order, and the storage drift. A
+ * Which children differ from the cache, in apply order, and the storage drift (the team
+ * roster is not among them: it is applied once per team change by its own queue key,
+ * agent.ts makeRosterReconciler, rather than by every teammate's reconcile). A
  * StatefulSet's volume claim templates are immutable: on drift the live ones are
  * re-asserted so the rest of its spec still applies.
  */
@@ -169,17 +179,27 @@ function childChanges(o: Observed, desired: DesiredChildren): Pick<Plan, 'apply'
     [desired.serviceAccount, live.serviceAccount],
     [desired.roleBinding, live.roleBinding],
     [desired.configMap, live.configMap],
-    [desired.roster, live.roster],
     [desired.service, live.service],
     [desired.networkPolicy, live.networkPolicy],
     [desired.statefulSet, live.statefulSet],
   ];
-  // Nothing to change: no write (an Agent at rest costs no API writes).
-  const apply = pairs.filter(([want, have]) => want && !(have && isSubset(want, have))).map(([want]) => want as KubernetesObject);
+  // Nothing changed in the rendering and nobody else changed the child: no write (an
+  // Agent at rest costs no API writes). Each child is applied with the hash of its
+  // rendering, which the cache keeps instead of its spec (kube/subset.ts needsApply).
+  const namespace = o.agent.metadata.namespace ?? 'default';
+  const written = (want: KubernetesObject) => o.written?.(want.kind ?? '', namespace, want.metadata?.name ?? '');
+  const hashed = new Map<KubernetesObject, V1StatefulSet>();
+  const apply = pairs
+    .filter(([want, have]) => want && needsApply(want, have, written(want), FIELD_MANAGER))
+    .map(([want]) => {
+      const out = withAppliedHash(want as KubernetesObject);
+      hashed.set(want as KubernetesObject, out);
+      return out;
+    });
   return {
     apply,
     ...(!desired.roleBinding && live.roleBinding ? { deleteRoleBinding: childNames(o.agent.metadata.name).roleBinding } : {}),
-    statefulSet: desired.statefulSet,
+    statefulSet: hashed.get(desired.statefulSet) ?? desired.statefulSet,
     ...(storageDrift ? { storageDrift } : {}),
   };
 }

@@ -5,7 +5,7 @@ import type { AgentStatus } from '../api/status.ts';
 import { findCondition } from './conditions.ts';
 import type { Observed } from './observed.ts';
 import { plan, type PlanSettings } from './plan.ts';
-import { BLOCKED_RETRY_MS, planReport } from './report.ts';
+import { BLOCKED_RETRY_MS, planReport, transitionEvents } from './report.ts';
 
 const now = new Date('2026-06-01T00:00:00Z');
 const RESYNC = 300_000;
@@ -73,5 +73,22 @@ describe('planReport', () => {
       ['Warning', 'PersonaNotFound'],
       ['Warning', 'PersonaNotFound'],
     ]);
+  });
+});
+
+describe('transitionEvents', () => {
+  const ready = (status: string, reason: string): AgentStatus => ({ phase: 'Pending', conditions: [{ type: 'Ready', status, reason, message: reason, lastTransitionTime: '2026-01-01T00:00:00Z' }] }) as AgentStatus;
+  const reasons = (before: AgentStatus | undefined, after: AgentStatus) => transitionEvents(before, after).events.map((e) => e.reason);
+
+  it('records one Event for a new Agent, when it turns Ready, not for each step of its pod coming up', () => {
+    expect(reasons(undefined, ready('False', 'PodMissing'))).toEqual([]);
+    expect(reasons(ready('False', 'PodMissing'), ready('False', 'PodPending'))).toEqual([]);
+    expect(reasons(ready('False', 'PodPending'), ready('True', 'PodReady'))).toEqual(['PodReady']);
+  });
+
+  it('records a Ready pod going unready, and a not-ready reason that is not a pod on its way up', () => {
+    expect(reasons(ready('True', 'PodReady'), ready('False', 'PodPending'))).toEqual(['PodPending']);
+    expect(reasons(ready('False', 'PodPending'), ready('False', 'PodNotReady'))).toEqual(['PodNotReady']);
+    expect(reasons(undefined, ready('True', 'PodReady'))).toEqual(['PodReady']);
   });
 });

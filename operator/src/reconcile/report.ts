@@ -24,6 +24,8 @@ export interface ActOutcome {
   statefulSet?: V1StatefulSet;
   /** `HTTP 422: ...` when the API server refused the StatefulSet. */
   rejected?: string;
+  /** The new egress CA could not be created: one exists that the cache has not seen yet (nothing was applied). */
+  caExists?: boolean;
 }
 
 /** The status to write and what to say about it. */
@@ -41,7 +43,14 @@ export interface Report {
   requeueAfterMs: number;
 }
 
-/** An Event for each condition whose status or reason changed (transitions only). */
+/** Ready reasons of a pod on its way up: not worth an Event while Ready was never True or stays False. */
+const ON_THE_WAY: ReadonlySet<string> = new Set([Reason.PodMissing, Reason.PodPending]);
+
+/**
+ * An Event for each condition whose status or reason changed (transitions only). Ready:
+ * when it turns True or False, or stays False for a reason that is not a pod on its way
+ * up (PodMissing, PodPending); so creating an Agent records one Event, when it is Ready.
+ */
 export function transitionEvents(before: AgentStatus | undefined, after: AgentStatus): { events: PlannedEvent[]; notes: LogNote[] } {
   const events: PlannedEvent[] = [];
   const notes: LogNote[] = [];
@@ -52,7 +61,8 @@ export function transitionEvents(before: AgentStatus | undefined, after: AgentSt
     const healthy = cond.status === (cond.type === 'Degraded' ? 'False' : 'True');
     if (cond.type === ConditionType.Ready) {
       notes.push({ level: 'info', fields: { ready: cond.status, reason: cond.reason }, msg: cond.message });
-      events.push({ type: 'Normal', reason: cond.reason, note: cond.message });
+      const turned = prev ? prev.status !== cond.status : cond.status === 'True';
+      if (turned || (cond.status === 'False' && !ON_THE_WAY.has(cond.reason))) events.push({ type: 'Normal', reason: cond.reason, note: cond.message });
     } else if (!healthy && cond.type !== ConditionType.Progressing) {
       events.push({ type: 'Warning', reason: cond.reason, note: cond.message });
     }
@@ -88,7 +98,7 @@ export function planReport(o: Observed, plan: Plan, outcome: ActOutcome, now: Da
     },
     now.toISOString(),
   );
-  const write = !sameStatus(o.agent.status, status);
+  const write = !sameStatus(o.agent.status, status, true);
   const { events, notes } = write ? transitionEvents(o.agent.status, status) : { events: [], notes: [] };
   const restarted = write ? restartNote(o.agent.status?.restarts, pod) : undefined;
   if (restarted) {

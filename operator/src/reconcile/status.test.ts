@@ -33,6 +33,22 @@ describe('computeStatus', () => {
     expect(findCondition(s.conditions, 'Progressing')).toMatchObject({ status: 'True' });
   });
 
+  it('completes the rollout when the pod of the update revision is Ready, before the StatefulSet counts it (one status write, not two)', () => {
+    const current = { ...pod(true), metadata: { name: 'devbot-0', labels: { 'controller-revision-hash': 'r1' } } };
+    expect(findCondition(computeStatus(agent(), { statefulSet: sts(0), pod: current }, T0).conditions, 'Progressing')).toMatchObject({ status: 'False', reason: 'RolloutComplete' });
+    const old = { ...pod(true), metadata: { name: 'devbot-0', labels: { 'controller-revision-hash': 'r0' } } };
+    expect(findCondition(computeStatus(agent(), { statefulSet: sts(0), pod: old }, T0).conditions, 'Progressing')).toMatchObject({ status: 'True', reason: 'RolloutInProgress' });
+  });
+
+  it('sees no change worth a write in the wording of a pod being created, but does in a problem', () => {
+    const before = computeStatus(agent(), { statefulSet: sts(0), pod: pod(false, 'Pending') }, T0);
+    const creating = computeStatus(agent(), { statefulSet: sts(0), pod: pod(false, 'Pending', 'ContainerCreating') }, T0);
+    const pulling = computeStatus(agent(), { statefulSet: sts(0), pod: pod(false, 'Pending', 'ImagePullBackOff') }, T0);
+    expect(sameStatus(before, creating)).toBe(false);
+    expect(sameStatus(before, creating, true)).toBe(true);
+    expect(sameStatus(before, pulling, true)).toBe(false);
+  });
+
   it('is Ready when the pod is ready and the rollout is complete, with restarts counted', () => {
     const s = computeStatus(agent(), { statefulSet: sts(1), pod: pod(true) }, T0);
     expect(s).toMatchObject({ phase: 'Ready', observedGeneration: 3, podName: 'devbot-0', restarts: 2 });

@@ -89,13 +89,19 @@ function readiness(pod: V1Pod | undefined, podName: string, looping: boolean): {
   };
 }
 
-function rolloutMessage(agent: Agent, sts: V1StatefulSet | undefined): string | undefined {
+/**
+ * What the rollout still waits for; undefined when it is done. The pod's own Ready (of the
+ * StatefulSet's update revision) completes it as the StatefulSet's readyReplicas would a
+ * moment later, so an Agent turning Ready costs one status write, not two.
+ */
+function rolloutMessage(agent: Agent, sts: V1StatefulSet | undefined, pod: V1Pod | undefined): string | undefined {
   if (!sts) return 'creating the StatefulSet';
   const st = sts.status;
   if ((st?.observedGeneration ?? 0) < (sts.metadata?.generation ?? 0)) return 'the StatefulSet controller has not observed the latest spec';
   if (agent.spec.suspend) return (st?.replicas ?? 0) > 0 ? 'scaling down to zero' : undefined;
   if (st?.updateRevision && st.currentRevision !== st.updateRevision) return `rolling out revision ${st.updateRevision}`;
-  if ((st?.readyReplicas ?? 0) < 1) return 'waiting for the pod to become ready';
+  const podCurrent = pod !== undefined && podReady(pod) && pod.metadata?.labels?.['controller-revision-hash'] === st?.updateRevision;
+  if ((st?.readyReplicas ?? 0) < 1 && !podCurrent) return 'waiting for the pod to become ready';
   return undefined;
 }
 
@@ -134,7 +140,7 @@ function blockedHealth(agent: Agent, blocked: NonNullable<StatusInputs['blocked'
 
 /** Health of an Agent whose children were applied: from the rollout, crash loops and the pod. */
 function appliedHealth(agent: Agent, sts: V1StatefulSet | undefined, pod: V1Pod | undefined, podName: string): Health {
-  const rollout = rolloutMessage(agent, sts);
+  const rollout = rolloutMessage(agent, sts, pod);
   const conds: ConditionInput[] = [
     rollout
       ? { type: ConditionType.Progressing, status: 'True', reason: Reason.RolloutInProgress, message: rollout }
@@ -193,19 +199,37 @@ export function computeStatus(agent: Agent, observed: StatusInputs, now: string)
   };
 }
 
-/** True when two statuses are the same (so no write is needed). */
-export function sameStatus(a: AgentStatus | undefined, b: AgentStatus): boolean {
-  return JSON.stringify(normalise(a)) === JSON.stringify(normalise(b));
+/**
+ * Whether a condition's message only tells routine progress of a pod being created (a
+ * rollout under way, the pod not there yet, pending while its containers are created):
+ * its successive wordings are not worth a status write of their own. A message that
+ * names a problem (unschedulable, an image pull failing, a container exiting) is not.
+ */
+function routineProgress(c: { type: string; reason: string; message: string }): boolean {
+  if (c.type === ConditionType.Progressing) return c.reason === Reason.RolloutInProgress;
+  if (c.type !== ConditionType.Ready) return false;
+  if (c.reason === Reason.PodMissing) return true;
+  // Waiting for its claims to be bound is how every new pod with volume claims starts.
+  return c.reason === Reason.PodPending && /is waiting: (ContainerCreating|PodInitializing)$| is Pending and not ready$|^pod is not scheduled: .*unbound immediate PersistentVolumeClaims/.test(c.message);
 }
 
-function normalise(s: AgentStatus | undefined): unknown {
+/**
+ * True when two statuses are the same (so no write is needed). `forHumans`: also when
+ * they differ only in the wording of routine progress (routineProgress), so a pod being
+ * created costs a status write per phase, reason or Ready change, not per message.
+ */
+export function sameStatus(a: AgentStatus | undefined, b: AgentStatus, forHumans = false): boolean {
+  return JSON.stringify(normalise(a, forHumans)) === JSON.stringify(normalise(b, forHumans));
+}
+
+function normalise(s: AgentStatus | undefined, forHumans: boolean): unknown {
   if (!s) return undefined;
   return {
     conditions: [...(s.conditions ?? [])].sort((x, y) => x.type.localeCompare(y.type)).map((c) => ({
       type: c.type,
       status: c.status,
       reason: c.reason,
-      message: c.message,
+      message: forHumans && routineProgress(c) ? 'routine progress' : c.message,
       observedGeneration: c.observedGeneration,
       lastTransitionTime: c.lastTransitionTime,
     })),
