@@ -5,6 +5,7 @@ import { LABEL_COMPONENT, LABEL_TEAM, LABEL_INSTANCE } from './api/constants.ts'
 import type { Clients } from './kube/clients.ts';
 import { listAgents, listManaged, listMetadata, type ManagedResource } from './kube/lists.ts';
 import { identityOnly, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
+import { WrittenVersions } from './kube/subset.ts';
 import type { OperatorMetrics } from './observability/metrics.ts';
 import { makeAgentReconciler, makeRosterReconciler, ROSTER_KEY_PREFIX, rosterKey } from './reconcile/agent.ts';
 import type { ChildKind } from './reconcile/observed.ts';
@@ -13,7 +14,7 @@ import type { SharedRules } from './render/persona.ts';
 import { Controller } from './runtime/controller.ts';
 import { ResilientInformer, type InformerOptions } from './runtime/informer.ts';
 import { objectKey, ReferenceIndex } from './runtime/reference-index.ts';
-import { statusOnly, trimMetadata } from './runtime/trim.ts';
+import { childCache, statusOnly, trimMetadata } from './runtime/trim.ts';
 import { childSelector } from './sharding.ts';
 
 export interface OperatorOptions {
@@ -195,8 +196,11 @@ function phaseGauge(metrics: OperatorMetrics): (key: string, phase: string | und
 export class AgentOperator {
   readonly controller: Controller;
   private readonly informers: ResilientInformer<KubernetesObject>[] = [];
+  private readonly informerNames: string[] = [];
   private synced = false;
   private stopping = false;
+  /** The version of each child as our last apply returned it (drift is a version we did not write). */
+  private readonly written = new WrittenVersions();
 
   private readonly opts: OperatorOptions;
 
@@ -208,6 +212,8 @@ export class AgentOperator {
     const agents = this.watchAgents(references, teams);
     const { pods, children } = this.watchManaged(own);
     this.watchReferenced(references);
+    // Counted at scrape time only (list() copies the cache into an array).
+    opts.metrics.observeInformers(() => this.informers.map((inf, i) => [this.informerNames[i]!, inf.cache.list().length]));
     const reconcile = makeAgentReconciler({
       clients: opts.clients,
       image: opts.image,
@@ -219,15 +225,22 @@ export class AgentOperator {
         // Each informer lists exactly its kind, so the cast holds.
         child: (kind, ns, name) => children[kind].cache.get(name, ns) as never,
         pod: (ns, name) => pods.cache.get(name, ns),
+        written: this.written.lookup,
       },
       onPhase: phaseGauge(opts.metrics),
-      onApplied: (obj) => own.wrote(obj.kind ?? '', obj),
+      onApplied: (obj) => {
+        own.wrote(obj.kind ?? '', obj);
+        this.written.record(obj);
+      },
     });
     const reconcileRoster = makeRosterReconciler({
       clients: opts.clients,
       caches: { agent: () => undefined, agents: () => [], child: (kind, ns, name) => children[kind].cache.get(name, ns) as never, pod: () => undefined },
       teamMembers: (ns, team) => [...teams.keys(ns, team)].flatMap((k) => agents.cache.get(k.slice(ns.length + 1), ns) ?? []),
-      onApplied: (obj) => own.wrote(obj.kind ?? '', obj),
+      onApplied: (obj) => {
+        own.wrote(obj.kind ?? '', obj);
+        this.written.record(obj);
+      },
     });
     this.controller = new Controller({
       name: 'agent',
@@ -278,8 +291,10 @@ export class AgentOperator {
 
   /**
    * The informers of the kinds the operator manages (managed-by label), each queueing the
-   * owning Agent. The caches keep what reconcile reads: children whole but for managed
-   * fields (their spec is compared with the desired one), pods' metadata and status only.
+   * owning Agent. The caches keep what reconcile reads (runtime/trim.ts childCache): a
+   * child's metadata (its applied-hash annotation says what was rendered, its version who
+   * wrote it last), a StatefulSet's status and claim templates, the CA Secret's data, a
+   * roster whole; pods' metadata and status only.
    */
   private watchManaged(own: OwnWrites): { pods: ResilientInformer<KubernetesObject>; children: Record<ChildKind, ResilientInformer<KubernetesObject>> } {
     // A pod's or StatefulSet's change goes first and asks only for the Agent's status
@@ -298,18 +313,26 @@ export class AgentOperator {
     // A shard (--agent-selector on agentsmith.dev/shard) caches only its own children (sharding.ts).
     const scope = childSelector(this.opts.agentSelector);
     if (this.opts.agentSelector && !scope.sharded) this.opts.log.info({ agentSelector: this.opts.agentSelector }, 'the Agent selector names labels the children do not carry: every managed child is cached (select on agentsmith.dev/shard to split them too)');
-    const managed = (resource: ManagedResource, path: string, transform = trimMetadata) =>
-      this.informer({ name: resource, path, list: () => listManaged(this.opts.clients, resource, scope.selector), onChange: (obj) => enqueueOwner(resource, obj), labelSelector: scope.selector, transform });
+    const managed = (resource: ManagedResource, path: string, transform: (obj: KubernetesObject) => KubernetesObject) =>
+      this.informer({
+        name: resource,
+        path,
+        list: () => listManaged(this.opts.clients, resource, scope.selector),
+        onChange: (obj) => enqueueOwner(resource, obj),
+        onDelete: (obj) => this.written.forget(KIND_OF[resource], obj.metadata?.namespace ?? '', obj.metadata?.name ?? ''),
+        labelSelector: scope.selector,
+        transform,
+      });
     return {
       pods: managed('pods', '/api/v1/pods', statusOnly),
       children: {
-        StatefulSet: managed('statefulsets', '/apis/apps/v1/statefulsets'),
-        Secret: managed('secrets', '/api/v1/secrets'),
-        ConfigMap: managed('configmaps', '/api/v1/configmaps'),
-        Service: managed('services', '/api/v1/services'),
-        ServiceAccount: managed('serviceaccounts', '/api/v1/serviceaccounts'),
-        RoleBinding: managed('rolebindings', '/apis/rbac.authorization.k8s.io/v1/rolebindings'),
-        NetworkPolicy: managed('networkpolicies', '/apis/networking.k8s.io/v1/networkpolicies'),
+        StatefulSet: managed('statefulsets', '/apis/apps/v1/statefulsets', childCache.statefulSet),
+        Secret: managed('secrets', '/api/v1/secrets', childCache.secret),
+        ConfigMap: managed('configmaps', '/api/v1/configmaps', childCache.configMap),
+        Service: managed('services', '/api/v1/services', childCache.metadata),
+        ServiceAccount: managed('serviceaccounts', '/api/v1/serviceaccounts', childCache.metadata),
+        RoleBinding: managed('rolebindings', '/apis/rbac.authorization.k8s.io/v1/rolebindings', childCache.metadata),
+        NetworkPolicy: managed('networkpolicies', '/apis/networking.k8s.io/v1/networkpolicies', childCache.metadata),
       },
     };
   }
@@ -343,6 +366,7 @@ export class AgentOperator {
   private informer(opts: Omit<InformerOptions<KubernetesObject>, 'log'>): ResilientInformer<KubernetesObject> {
     const inf = new ResilientInformer<KubernetesObject>(this.opts.clients.kc, { transform: trimMetadata, ...opts, log: this.opts.log });
     this.informers.push(inf);
+    this.informerNames.push(opts.name);
     return inf;
   }
 

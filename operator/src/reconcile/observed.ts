@@ -15,6 +15,7 @@ import type {
   V1StatefulSet,
 } from '@kubernetes/client-node';
 import type { Agent } from '../api/agent.ts';
+import type { WrittenLookup } from '../kube/subset.ts';
 import type { InClusterService } from '../render/networkpolicy.ts';
 
 /** Kinds of child the operator keeps an informer cache of, and their types. */
@@ -37,6 +38,8 @@ export interface Caches {
   /** A child the operator manages, as last seen (only objects with the managed-by label). */
   child<K extends ChildKind>(kind: K, namespace: string, name: string): ChildTypes[K] | undefined;
   pod(namespace: string, name: string): V1Pod | undefined;
+  /** The version of a child as this process last applied it (kube/subset.ts WrittenVersions); absent: none known. */
+  written?: WrittenLookup;
 }
 
 /** An Agent's children as the caches last saw them (render/meta.ts childNames; the roster of its team). */
@@ -81,6 +84,8 @@ export interface Observed {
   children: ObservedChildren;
   /** The agent's pod (`<agent>-0`), metadata and status only. */
   pod?: V1Pod;
+  /** The version of each child as this process last applied it (Caches.written): tells drift from our own writes. */
+  written?: WrittenLookup;
   /** The parsed Agents of the same spec.team in the namespace (the roster); empty without a team. */
   teammates: readonly Agent[];
 }

@@ -71,6 +71,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   fieldSelector?: string;
   /** Called for every add, update and delete (the object as last seen). */
   onChange: (obj: T) => void;
+  /** Also called for a delete (after it left the cache), before `onChange`. */
+  onDelete?: (obj: T) => void;
   /**
    * Applied to every listed and watched object before it is cached (client-go's
    * TransformFunc): drop what readers of the cache never look at. Must keep
@@ -123,6 +125,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     for (const verb of ['add', 'update', 'delete'] as const) {
       this.lw.on(verb, (obj: T) => {
         this.backoff.forget('watch');
+        if (verb === 'delete') opts.onDelete?.(obj);
         opts.onChange(obj);
       });
     }

@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { LAST_APPLIED_ANNOTATION, statusOnly, trimMetadata } from './trim.ts';
+import { childCache, LAST_APPLIED_ANNOTATION, statusOnly, trimMetadata } from './trim.ts';
 
 const pod = (): V1Pod => ({
   apiVersion: 'v1',
@@ -42,5 +42,39 @@ describe('statusOnly', () => {
       metadata: { name: 'a-0', namespace: 'ns', resourceVersion: '42', labels: { 'app.kubernetes.io/instance': 'a' }, annotations: { keep: 'me' } },
       status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] },
     });
+  });
+});
+
+describe('childCache', () => {
+  const meta = {
+    name: 'a',
+    namespace: 'ns',
+    uid: 'u',
+    resourceVersion: '9',
+    generation: 2,
+    labels: { 'app.kubernetes.io/instance': 'a' },
+    annotations: { 'agentsmith.dev/applied-hash': 'h' },
+    ownerReferences: [{ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', name: 'a', uid: 'x' }],
+    managedFields: [{ manager: 'agent-smith', operation: 'Apply', apiVersion: 'v1', time: new Date('2026-12-01T10:00:00Z'), fieldsType: 'FieldsV1', fieldsV1: { 'f:data': {} } }],
+  };
+  const kept = { name: 'a', namespace: 'ns', uid: 'u', resourceVersion: '9', generation: 2, labels: meta.labels, annotations: meta.annotations, managedFields: [{ manager: 'agent-smith', operation: 'Apply', time: new Date('2026-12-01T10:00:00Z') }] };
+
+  it("keeps of an Agent's ConfigMap its identity, labels, annotations and who wrote it when, not its data", () => {
+    expect(childCache.configMap({ apiVersion: 'v1', kind: 'ConfigMap', metadata: meta, data: { 'CLAUDE.md': 'x'.repeat(5000) } })).toEqual({ apiVersion: 'v1', kind: 'ConfigMap', metadata: kept });
+  });
+
+  it('keeps a team roster whole but for managed fields', () => {
+    const roster = { metadata: { ...meta, labels: { 'app.kubernetes.io/component': 'team-roster' } }, data: { 'roster.md': 'r' } };
+    expect(childCache.configMap(roster).data).toEqual({ 'roster.md': 'r' });
+    expect(childCache.configMap(roster).metadata?.managedFields).toBeUndefined();
+  });
+
+  it("keeps a StatefulSet's status and claim templates, not the rest of its spec", () => {
+    const sts = { metadata: meta, spec: { replicas: 1, template: { spec: { containers: [] } }, volumeClaimTemplates: [{ metadata: { name: 'home' } }] }, status: { readyReplicas: 1 } };
+    expect(childCache.statefulSet(sts)).toEqual({ metadata: kept, spec: { volumeClaimTemplates: [{ metadata: { name: 'home' } }] }, status: { readyReplicas: 1 } });
+  });
+
+  it("keeps the egress CA Secret's data", () => {
+    expect(childCache.secret({ metadata: meta, type: 'Opaque', data: { 'ca.crt': 'Y2E=' } })).toEqual({ metadata: kept, type: 'Opaque', data: { 'ca.crt': 'Y2E=' } });
   });
 });

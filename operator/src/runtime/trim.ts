@@ -1,4 +1,5 @@
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject, V1ManagedFieldsEntry, V1ObjectMeta } from '@kubernetes/client-node';
+import { LABEL_COMPONENT } from '../api/constants.ts';
 
 /** Annotation in which client-side `kubectl apply` keeps a copy of the whole applied object. */
 export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
@@ -34,3 +35,74 @@ export function statusOnly<T extends KubernetesObject & { status?: unknown }>(ob
   const { apiVersion, kind, metadata, status } = trimMetadata(obj);
   return { apiVersion, kind, metadata, status } as T;
 }
+
+/**
+ * The metadata a child cache keeps (childCache): identity, labels (the owner and team
+ * labels queue reconciles), annotations (the applied hash, the egress CA's dates) and
+ * each managed-fields entry's manager, operation, subresource and time without its
+ * field set (kube/subset.ts writtenByUs reads the times after a restart).
+ */
+function childMetadata(meta: V1ObjectMeta | undefined): V1ObjectMeta {
+  const m = meta ?? {};
+  const out: V1ObjectMeta = {};
+  if (m.name !== undefined) out.name = m.name;
+  if (m.namespace !== undefined) out.namespace = m.namespace;
+  if (m.uid !== undefined) out.uid = m.uid;
+  if (m.resourceVersion !== undefined) out.resourceVersion = m.resourceVersion;
+  if (m.generation !== undefined) out.generation = m.generation;
+  if (m.deletionTimestamp !== undefined) out.deletionTimestamp = m.deletionTimestamp;
+  if (m.labels !== undefined) out.labels = m.labels;
+  if (m.annotations !== undefined) {
+    out.annotations = m.annotations[LAST_APPLIED_ANNOTATION] === undefined ? m.annotations : without(m.annotations, LAST_APPLIED_ANNOTATION);
+  }
+  if (m.managedFields !== undefined) {
+    out.managedFields = m.managedFields.map((e) => {
+      const entry: V1ManagedFieldsEntry = {};
+      if (e.manager !== undefined) entry.manager = e.manager;
+      if (e.operation !== undefined) entry.operation = e.operation;
+      if (e.subresource !== undefined) entry.subresource = e.subresource;
+      if (e.time !== undefined) entry.time = e.time;
+      return entry;
+    });
+  }
+  return out;
+}
+
+/** Service, ServiceAccount, RoleBinding, NetworkPolicy: kind and childMetadata. */
+function metadataOf<T extends KubernetesObject>(obj: T): T {
+  const out: KubernetesObject = { metadata: childMetadata(obj.metadata) };
+  if (obj.apiVersion !== undefined) out.apiVersion = obj.apiVersion;
+  if (obj.kind !== undefined) out.kind = obj.kind;
+  return out as T;
+}
+
+/**
+ * What the operator's caches keep of the children it manages (client-go's
+ * TransformFunc): only what the reconcile reads, not the spec it rendered (whether to
+ * apply again is told by the applied-hash annotation and the version,
+ * kube/subset.ts needsApply). One transform per kind (a list's items carry no kind).
+ * Each is pure; the input is not changed (kept parts are shared with it).
+ */
+export const childCache = {
+  metadata: metadataOf,
+  /** StatefulSet: also its status (rollout, readiness) and volume claim templates (immutable: compared with spec.storage and re-asserted on drift). */
+  statefulSet: <T extends KubernetesObject & { spec?: { volumeClaimTemplates?: unknown }; status?: unknown }>(obj: T): T => {
+    const out = metadataOf(obj);
+    if (obj.spec?.volumeClaimTemplates !== undefined) out.spec = { volumeClaimTemplates: obj.spec.volumeClaimTemplates };
+    if (obj.status !== undefined) out.status = obj.status;
+    return out;
+  },
+  /** Secret (the egress CA, rendered into the pod's config): also its type and data. */
+  secret: <T extends KubernetesObject & { type?: string; data?: unknown }>(obj: T): T => {
+    const out = metadataOf(obj);
+    if (obj.type !== undefined) out.type = obj.type;
+    if (obj.data !== undefined) out.data = obj.data;
+    return out;
+  },
+  /**
+   * ConfigMap: a team roster (label `app.kubernetes.io/component: team-roster`, one per
+   * team, whose reconcile compares content) whole but for trimMetadata's cuts; an
+   * Agent's own, metadata only.
+   */
+  configMap: <T extends KubernetesObject>(obj: T): T => (obj.metadata?.labels?.[LABEL_COMPONENT] === 'team-roster' ? trimMetadata(obj) : metadataOf(obj)),
+};
