@@ -9,7 +9,7 @@ import type { Clients } from '../kube/clients.ts';
 import { RetryAfter, TerminalError } from '../runtime/errors.ts';
 import { Agent } from '../api/agent.ts';
 import { ANNOTATION_CA_ALLOWLIST, ANNOTATION_CA_NOT_AFTER } from '../render/egress-ca-secret.ts';
-import { makeAgentReconciler } from './agent.ts';
+import { makeAgentReconciler, makeRosterReconciler, rosterKey } from './agent.ts';
 import { allowlistHash } from './egress-ca.ts';
 import { BLOCKED_RETRY_MS } from './report.ts';
 
@@ -167,5 +167,28 @@ describe('reconcileAgent', () => {
       await run(true);
       expect(writes[0]).toBe('create Secret/a-egress-ca');
     });
+  });
+});
+
+describe('reconcileRoster', () => {
+  const member = (name: string) => ({ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', metadata: { name, namespace: 'ns', uid: `u-${name}`, generation: 1 }, spec: { team: 'crew', persona: { instructions: 'hi' } } }) as KubernetesObject;
+
+  it('applies the team roster from the team index once, and not again while the cache holds it', async () => {
+    const applied: KubernetesObject[] = [];
+    const cache: { roster?: KubernetesObject } = {};
+    const clients = { objects: { patch: (obj: KubernetesObject) => (applied.push(obj), Promise.resolve(obj)) } } as unknown as Clients;
+    const reconcile = makeRosterReconciler({
+      clients,
+      caches: { agent: () => undefined, agents: () => { throw new Error('the namespace is not listed'); }, child: () => cache.roster as never, pod: () => undefined },
+      teamMembers: (ns, team) => (ns === 'ns' && team === 'crew' ? [member('alpha'), member('beta')] : []),
+    });
+    await reconcile(rosterKey('ns', 'crew'));
+    expect(applied.map((o) => o.metadata?.name)).toEqual(['team-crew-roster']);
+    expect(applied[0]?.metadata?.ownerReferences?.map((r) => r.name)).toEqual(['alpha', 'beta']);
+    cache.roster = applied[0];
+    await reconcile(rosterKey('ns', 'crew'));
+    expect(applied).toHaveLength(1);
+    await reconcile(rosterKey('ns', 'empty'));
+    expect(applied).toHaveLength(1);
   });
 });

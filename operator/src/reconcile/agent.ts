@@ -115,6 +115,11 @@ class WrittenStatuses {
     return agent;
   }
 
+  /** Forgets a deleted Agent. */
+  forget(key: string): void {
+    this.byKey.delete(key);
+  }
+
   /** Records that the status of `report` was written over the cached version `over`. */
   record(key: string, over: { metadata?: { resourceVersion?: string } }, report: { write: boolean; status: Agent['status'] }): void {
     if (report.write) this.byKey.set(key, { over: over.metadata?.resourceVersion, status: report.status });
@@ -153,6 +158,7 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
     if (!raw) {
       // Deleted: owner references let the garbage collector remove the children.
       deps.onPhase?.(key, undefined);
+      written.forget(key);
       return {};
     }
     if (raw.metadata?.deletionTimestamp) return {};
