@@ -70,12 +70,23 @@ interface ReadyLine {
  * @param opts.onLog receives the control plane's stderr lines (default: dropped)
  * @param opts.timeoutMs start-up timeout in ms (default 180 000)
  * @param opts.realNode also run a real node (kubelet, containerd, CNI, kube-proxy, CoreDNS; root only, one per machine)
+ * @param opts.unthrottled lift the control plane's rate limits, for scale benchmarks (`up --unthrottled`; default off,
+ *   every component then keeps its defaults, which the test suite is tuned to). It changes exactly:
+ *   kube-apiserver `--max-requests-inflight=0 --max-mutating-requests-inflight=0 --enable-priority-and-fairness=false`
+ *   (defaults 400, 200 and APF on); kube-controller-manager and kube-scheduler `--kube-api-qps=2000
+ *   --kube-api-burst=4000` (defaults 20/30 and 50/100); kube-controller-manager `--concurrent-statefulset-syncs=50
+ *   --concurrent-service-endpoint-syncs=50` (defaults 5); kwok `podPlayStageParallelism: 64`,
+ *   `nodePlayStageParallelism: 16`, `nodeLeaseParallelism: 16` (defaults 4); the dev volume provisioner's client
+ *   2000 QPS / burst 4000 with 32 PV requests in flight (defaults 50/100 and 8), and the provisioner binds each claim
+ *   to its new PV itself (the same writes as the PV controller, whose single worker otherwise binds about 20 claims/s
+ *   here and sets the pace of every StatefulSet pod) instead of waiting for the PV controller to hand it over.
  * @throws Error with the tail of the control plane's output when it fails to start
  */
-export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: string) => void; timeoutMs?: number; realNode?: boolean } = {}): Promise<LocalCluster> {
+export async function startLocalCluster(opts: { nodes?: number; onLog?: (line: string) => void; timeoutMs?: number; realNode?: boolean; unthrottled?: boolean } = {}): Promise<LocalCluster> {
   const bin = join(CACHE_BIN, 'localcluster');
   const args = ['up', '--exit-on-stdin-close', '--kwok', join(CACHE_BIN, 'kwok'), '--nodes', String(opts.nodes ?? 2)];
   if (opts.realNode) args.push('--real-node');
+  if (opts.unthrottled) args.push('--unthrottled');
   const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const tail: string[] = [];
   createInterface({ input: child.stderr }).on('line', (line) => {

@@ -27,6 +27,9 @@ type cluster struct {
 	Kwok   string // the kwok binary; unused when Nodes is 0
 	Nodes  int    // number of fake Nodes to create
 	Layout layout
+	// Unthrottled (up --unthrottled) lifts the control plane's rate limits: see
+	// apiserverLimits, clientLimits, kwokUnthrottledConfig and provisionerRESTConfig.
+	Unthrottled bool
 	// Node is the real node (up --real-node), nil without; hostState is the
 	// record of its host changes, undone by Stop.
 	Node      *realNode
@@ -106,7 +109,7 @@ func (c *cluster) Start(ctx context.Context) error {
 		return err
 	}
 
-	if err := c.spawn(apiserverSpec(c.Exe, c.Layout, c.pki, c.Node)); err != nil {
+	if err := c.spawn(apiserverSpec(c.Exe, c.Layout, c.pki, c.Node, c.Unthrottled)); err != nil {
 		return err
 	}
 	if err := c.poll(ctx, "kube-apiserver to be ready", c.apiserverReady); err != nil {
@@ -124,9 +127,15 @@ func (c *cluster) Start(ctx context.Context) error {
 		}
 	}
 
-	specs := []childSpec{controllerManagerSpec(c.Exe, c.Layout, c.pki), schedulerSpec(c.Exe, c.Layout)}
+	kwokConfig := ""
+	if c.Unthrottled {
+		if kwokConfig, err = writeKwokConfig(c.Layout); err != nil {
+			return err
+		}
+	}
+	specs := []childSpec{controllerManagerSpec(c.Exe, c.Layout, c.pki, c.Unthrottled), schedulerSpec(c.Exe, c.Layout, c.Unthrottled)}
 	if c.Nodes > 0 {
-		specs = append(specs, kwokSpec(c.Kwok, c.Layout))
+		specs = append(specs, kwokSpec(c.Kwok, c.Layout, kwokConfig))
 	}
 	for _, s := range specs {
 		if err := c.spawn(s); err != nil {
@@ -220,7 +229,7 @@ func (c *cluster) RestartAPIServer(ctx context.Context, grace time.Duration) err
 	c.mu.Unlock()
 
 	old.Stop(grace)
-	ch, err := startChild(apiserverSpec(c.Exe, c.Layout, c.pki, c.Node), c.Layout.Logs)
+	ch, err := startChild(apiserverSpec(c.Exe, c.Layout, c.pki, c.Node, c.Unthrottled), c.Layout.Logs)
 	if err != nil {
 		return err
 	}

@@ -96,7 +96,12 @@ func etcdSpec(exe string, l layout) childSpec {
 // gateway, whose lease-based endpoint the Service then gets, and reaches
 // kubelet (logs, exec, port-forward) with a client certificate, checking
 // kubelet's serving certificate against the cluster CA.
-func apiserverSpec(exe string, l layout, p *pkiFiles, n *realNode) childSpec {
+//
+// unthrottled (up --unthrottled) lifts its concurrency limits as `kwokctl
+// --disable-qps-limits` does: no limit on requests in flight (the defaults are
+// 400 read-only and 200 mutating) and API Priority and Fairness off, which is
+// what makes 0 ("no limit") valid for both.
+func apiserverSpec(exe string, l layout, p *pkiFiles, n *realNode, unthrottled bool) childSpec {
 	mode := []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"}
 	if n != nil {
 		mode = []string{
@@ -121,41 +126,84 @@ func apiserverSpec(exe string, l layout, p *pkiFiles, n *realNode) childSpec {
 		"--service-account-issuer=" + serviceAccountIssuer,
 		"--service-account-key-file=" + p.SAPub,
 		"--service-account-signing-key-file=" + p.SAKey,
-	}, mode...)...,
+	}, append(mode, apiserverLimits(unthrottled)...)...)...,
 	)
+}
+
+// apiserverLimits are kube-apiserver's flags for up --unthrottled (none without it).
+func apiserverLimits(unthrottled bool) []string {
+	if !unthrottled {
+		return nil
+	}
+	return []string{"--max-requests-inflight=0", "--max-mutating-requests-inflight=0", "--enable-priority-and-fairness=false"}
+}
+
+// Client-side API rate limits of kube-controller-manager and kube-scheduler
+// under up --unthrottled. Their defaults are 20 QPS / burst 30 (each of the
+// controller-manager's controllers has its own client, hence its own budget:
+// the PV binder alone then caps a burst of StatefulSets with two claims each
+// at about 2 pods/s) and 50 QPS / burst 100 for the scheduler.
+const (
+	unthrottledQPS   = 2000
+	unthrottledBurst = 4000
+)
+
+// clientLimits are the --kube-api-qps/--kube-api-burst flags for up
+// --unthrottled (none without it: the components' defaults stay).
+func clientLimits(unthrottled bool) []string {
+	if !unthrottled {
+		return nil
+	}
+	return []string{"--kube-api-qps=" + strconv.Itoa(unthrottledQPS), "--kube-api-burst=" + strconv.Itoa(unthrottledBurst)}
+}
+
+// controllerWorkers are kube-controller-manager's worker counts for up
+// --unthrottled: 50 StatefulSets and 50 Services' EndpointSlices synced at
+// once instead of 5 (none without it). The PV binder has one worker and no
+// flag; see provisioner.Eager.
+func controllerWorkers(unthrottled bool) []string {
+	if !unthrottled {
+		return nil
+	}
+	return []string{"--concurrent-statefulset-syncs=50", "--concurrent-service-endpoint-syncs=50"}
 }
 
 // controllerManagerSpec runs every default controller as the admin user,
 // without leader election and without a serving port (nothing scrapes it).
 // The service-account key and root CA make the token and
 // kube-root-ca.crt publishers work; the CA doubles as the CSR signer.
-func controllerManagerSpec(exe string, l layout, p *pkiFiles) childSpec {
-	return selfSpec(exe, "kube-controller-manager",
-		"--kubeconfig="+l.Kubeconfig,
+//
+// unthrottled raises its client-side API rate limit (see clientLimits).
+func controllerManagerSpec(exe string, l layout, p *pkiFiles, unthrottled bool) childSpec {
+	return selfSpec(exe, "kube-controller-manager", append([]string{
+		"--kubeconfig=" + l.Kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--controllers=*",
 		"--use-service-account-credentials=false",
-		"--service-account-private-key-file="+p.SAKey,
-		"--root-ca-file="+p.CACert,
-		"--cluster-signing-cert-file="+p.CACert,
-		"--cluster-signing-key-file="+p.CAKey,
-		"--cluster-name="+clusterName,
+		"--service-account-private-key-file=" + p.SAKey,
+		"--root-ca-file=" + p.CACert,
+		"--cluster-signing-cert-file=" + p.CACert,
+		"--cluster-signing-key-file=" + p.CAKey,
+		"--cluster-name=" + clusterName,
 		// kwok's fake nodes heartbeat from one process; on a loaded 2-core machine a
 		// late heartbeat must not mark every node NotReady (and with it every pod
 		// not Ready, which tests and the demo would see as flapping agents). Nodes
 		// here never really die, so a long grace period costs nothing.
 		"--node-monitor-grace-period=10m",
+	}, append(clientLimits(unthrottled), controllerWorkers(unthrottled)...)...)...,
 	)
 }
 
 // schedulerSpec runs the default scheduler without leader election and
-// without a serving port.
-func schedulerSpec(exe string, l layout) childSpec {
-	return selfSpec(exe, "kube-scheduler",
-		"--kubeconfig="+l.Kubeconfig,
+// without a serving port. unthrottled raises its client-side API rate limit
+// (see clientLimits; the flags are deprecated but honoured without --config).
+func schedulerSpec(exe string, l layout, unthrottled bool) childSpec {
+	return selfSpec(exe, "kube-scheduler", append([]string{
+		"--kubeconfig=" + l.Kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0",
+	}, clientLimits(unthrottled)...)...,
 	)
 }
 
@@ -165,16 +213,46 @@ func schedulerSpec(exe string, l layout) childSpec {
 // exec, metrics) stays off: it starts only with --server-address or
 // --node-port. HOME points into DIR so a developer's ~/.kwok/kwok.yaml (which
 // kwok always loads when present) cannot change its behaviour.
-func kwokSpec(kwok string, l layout) childSpec {
+//
+// kwok has no client-side rate limit; what bounds it is how many stages it
+// plays at once (4 pods and 4 nodes by default). With config non-empty (up
+// --unthrottled: see writeKwokConfig) it reads that KwokConfiguration.
+func kwokSpec(kwok string, l layout, config string) childSpec {
+	args := []string{"kwok",
+		"--kubeconfig=" + l.Kubeconfig,
+		"--manage-all-nodes=false",
+		"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=" + kwokNodeAnnotationValue,
+		"--cidr=" + kwokPodCIDR,
+	}
+	if config != "" {
+		args = append(args, "--config="+config)
+	}
 	return childSpec{
 		Name: "kwok",
 		Path: kwok,
-		Args: []string{"kwok",
-			"--kubeconfig=" + l.Kubeconfig,
-			"--manage-all-nodes=false",
-			"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=" + kwokNodeAnnotationValue,
-			"--cidr=" + kwokPodCIDR,
-		},
-		Env: append(os.Environ(), "HOME="+l.KwokHome),
+		Args: args,
+		Env:  append(os.Environ(), "HOME="+l.KwokHome),
 	}
+}
+
+// kwokUnthrottledConfig is the KwokConfiguration (config.kwok.x-k8s.io/v1alpha1,
+// schema of sigs.k8s.io/kwok v0.7.0 pkg/apis/config/v1alpha1) of up
+// --unthrottled: pod and node stages played 64 and 16 at a time instead of 4,
+// node leases renewed 16 at a time instead of 4. Stages are not configured,
+// so kwok keeps its default (fast) ones.
+const kwokUnthrottledConfig = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: 64
+  nodePlayStageParallelism: 16
+  nodeLeaseParallelism: 16
+`
+
+// writeKwokConfig writes kwokUnthrottledConfig to DIR/kwok/kwok.yaml and returns its path.
+func writeKwokConfig(l layout) (string, error) {
+	path := filepath.Join(l.KwokHome, "kwok.yaml")
+	if err := os.WriteFile(path, []byte(kwokUnthrottledConfig), 0o644); err != nil {
+		return "", fmt.Errorf("write kwok configuration: %w", err)
+	}
+	return path, nil
 }

@@ -59,3 +59,25 @@ func adminRESTConfig(server string, p *pkiFiles) *rest.Config {
 		WarningHandler: rest.NoWarnings{},
 	}
 }
+
+// Client-side rate limits of the dev provisioner's client (see provisioner):
+// the admin client's 50 QPS / burst 100, or 2000 / 4000 under up --unthrottled,
+// so that 10 000 claims get their PVs in seconds.
+const (
+	provisionerQPS, provisionerBurst                       = 50, 100
+	provisionerUnthrottledQPS, provisionerUnthrottledBurst = 2000, 4000
+)
+
+// provisionerRESTConfig is the dev provisioner's client configuration: the
+// admin identity without a whole-request timeout (its informers hold watches;
+// each create and delete has its own deadline), with the rate limits above.
+func provisionerRESTConfig(server string, p *pkiFiles, unthrottled bool) *rest.Config {
+	cfg := adminRESTConfig(server, p)
+	cfg.Timeout = 0
+	cfg.UserAgent = "localcluster-provisioner"
+	cfg.QPS, cfg.Burst = provisionerQPS, provisionerBurst
+	if unthrottled {
+		cfg.QPS, cfg.Burst = provisionerUnthrottledQPS, provisionerUnthrottledBurst
+	}
+	return cfg
+}

@@ -7,14 +7,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 const (
@@ -62,20 +69,87 @@ func ensureStorageClass(ctx context.Context, cs kubernetes.Interface) error {
 // with their directories. With kwok nothing is mounted; on the real node
 // (up --real-node) kubelet mounts the directories into pods.
 //
-// It polls, which is plenty for a handful of claims.
+// It watches PVCs and PVs through informers (one LIST each at start, then
+// watch events; passes read the in-memory caches, so a pass over 10 000
+// claims costs no request) and makes a pass after every change, coalesced,
+// and every Interval (to retry failures). A pass creates or deletes PVs
+// Workers at a time.
 type provisioner struct {
-	Client     kubernetes.Interface
-	VolumesDir string        // absolute; parent of every volume directory
-	Interval   time.Duration // time between two passes
-	Log        *log.Logger   // where actions and errors go (DIR/logs/provisioner.log)
+	Client     kubernetes.Interface // no request timeout: it carries watches
+	VolumesDir string               // absolute; parent of every volume directory
+	Interval   time.Duration        // longest time between two passes
+	Workers    int                  // PV creates and deletes in flight at once (<= 0: 1)
+	Log        *log.Logger          // where actions and errors go (DIR/logs/provisioner.log)
+	// Eager (up --unthrottled) provisions a pending claim of class "standard"
+	// as soon as it exists, without waiting for the PV controller to hand it
+	// over (the storage-provisioner annotation), and completes the binding
+	// itself (see bind). The PV controller syncs claims one at a time, about 4
+	// writes each: in a burst it binds about 20 claims/s on 2 cores and sets
+	// the pace of every StatefulSet pod. The catch, why it is not the default:
+	// a claim the PV controller would rather bind to an existing Available PV
+	// of class "standard" may get one of ours as well, which then ends
+	// Released and is deleted.
+	Eager bool
 
 	lastErr string             // last error logged, to avoid repeating it every pass
 	skipped map[types.UID]bool // claims already logged as unsupported
+	pvcs    corelisters.PersistentVolumeClaimLister
+	pvs     corelisters.PersistentVolumeLister
+	// recent holds the PVs this provisioner created or deleted and when, until
+	// the cache shows the change (or recentTTL passes), so that a pass that
+	// runs before the watch event does not repeat the request.
+	recent map[string]time.Time
+}
+
+// recentTTL bounds how long a PV created or deleted here is skipped while the
+// cache does not show it yet.
+const recentTTL = 30 * time.Second
+
+// requestTimeout bounds each create or delete.
+const requestTimeout = 30 * time.Second
+
+// stripManagedFields drops managedFields from cached objects: the
+// provisioner never reads them, and at 10 000 claims they are most of the cache.
+func stripManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
 
 // Run provisions and deletes volumes until ctx is done.
 func (p *provisioner) Run(ctx context.Context) {
 	p.skipped = map[types.UID]bool{}
+	p.recent = map[string]time.Time{}
+	factory := informers.NewSharedInformerFactoryWithOptions(p.Client, 0, informers.WithTransform(stripManagedFields))
+	pvcInformer := factory.Core().V1().PersistentVolumeClaims()
+	pvInformer := factory.Core().V1().PersistentVolumes()
+	p.pvcs, p.pvs = pvcInformer.Lister(), pvInformer.Lister()
+	changed := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{pvcInformer.Informer(), pvInformer.Informer()} {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			p.Log.Printf("watch PVCs and PVs: %v", err)
+			return
+		}
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	for !cache.WaitForCacheSync(ctx.Done(), pvcInformer.Informer().HasSynced, pvInformer.Informer().HasSynced) {
+		if ctx.Err() != nil {
+			return
+		}
+	}
 	ticker := time.NewTicker(p.Interval)
 	defer ticker.Stop()
 	for {
@@ -83,51 +157,99 @@ func (p *provisioner) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
 		case <-ticker.C:
 		}
 	}
 }
 
-// sync makes one pass over all PVCs and PVs.
+// sync makes one pass over all PVCs and PVs in the caches.
 func (p *provisioner) sync(ctx context.Context) error {
-	pvcs, err := p.Client.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	pvcs, err := p.pvcs.List(labels.Everything())
 	if err != nil {
 		return fmt.Errorf("list PVCs: %w", err)
 	}
-	pvs, err := p.Client.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	pvs, err := p.pvs.List(labels.Everything())
 	if err != nil {
 		return fmt.Errorf("list PVs: %w", err)
 	}
-	existing := make(map[string]bool, len(pvs.Items))
-	for _, pv := range pvs.Items {
+	now := time.Now()
+	existing := make(map[string]bool, len(pvs))
+	for _, pv := range pvs {
 		existing[pv.Name] = true
 	}
-	var errs []string
-	for i := range pvcs.Items {
-		pvc := &pvcs.Items[i]
-		if !p.wants(pvc) || existing[pvName(pvc)] {
-			continue
-		}
-		if err := p.provision(ctx, pvc); err != nil {
-			errs = append(errs, err.Error())
+	for name, at := range p.recent {
+		if now.Sub(at) > recentTTL {
+			delete(p.recent, name)
 		}
 	}
-	for i := range pvs.Items {
-		pv := &pvs.Items[i]
+	var jobs []job
+	for _, pvc := range pvcs {
+		name := pvName(pvc)
+		if existing[name] {
+			delete(p.recent, name)
+			continue
+		}
+		if !p.wants(pvc) {
+			continue
+		}
+		if _, ok := p.recent[name]; ok {
+			continue // created here, not in the cache yet
+		}
+		p.recent[name] = now
+		jobs = append(jobs, job{name, func() error { return p.provision(ctx, pvc) }})
+	}
+	for _, pv := range pvs {
 		if pv.Annotations[annProvisionedBy] != provisionerName ||
 			pv.Status.Phase != corev1.VolumeReleased ||
 			pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete ||
 			pv.DeletionTimestamp != nil {
 			continue
 		}
-		if err := p.delete(ctx, pv); err != nil {
-			errs = append(errs, err.Error())
+		if _, ok := p.recent["delete/"+pv.Name]; ok {
+			continue // deleted here, still in the cache
 		}
+		p.recent["delete/"+pv.Name] = now
+		jobs = append(jobs, job{"delete/" + pv.Name, func() error { return p.delete(ctx, pv) }})
+	}
+	failed, errs := p.runAll(jobs)
+	for _, key := range failed {
+		delete(p.recent, key) // the next pass retries it
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// job is one PV create or delete of a pass; key is its entry in recent.
+type job struct {
+	key string
+	run func() error
+}
+
+// runAll runs jobs, Workers at a time, and returns the keys of those that
+// failed and their errors' messages.
+func (p *provisioner) runAll(jobs []job) (failed, errs []string) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	sem := make(chan struct{}, max(1, p.Workers))
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := j.run(); err != nil {
+				mu.Lock()
+				failed, errs = append(failed, j.key), append(errs, err.Error())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed, errs
 }
 
 // wants reports whether pvc is an unbound claim the PV controller has handed
@@ -139,7 +261,7 @@ func (p *provisioner) wants(pvc *corev1.PersistentVolumeClaim) bool {
 		pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != storageClassName {
 		return false
 	}
-	if pvc.Annotations[annStorageProvisioner] != provisionerName &&
+	if !p.Eager && pvc.Annotations[annStorageProvisioner] != provisionerName &&
 		pvc.Annotations[annBetaStorageProvisioner] != provisionerName {
 		return false // the PV controller has not asked for a volume (yet)
 	}
@@ -216,7 +338,9 @@ func (p *provisioner) provision(ctx context.Context, pvc *corev1.PersistentVolum
 			},
 		},
 	}
-	_, err := p.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
+	reqCtx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	created, err := p.Client.CoreV1().PersistentVolumes().Create(reqCtx, pv, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		return nil
@@ -225,12 +349,69 @@ func (p *provisioner) provision(ctx context.Context, pvc *corev1.PersistentVolum
 		return fmt.Errorf("create PV for PVC %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
 	p.Log.Printf("provisioned PV %s (%s) for PVC %s/%s at %s", pv.Name, size.String(), pvc.Namespace, pvc.Name, dir)
+	if p.Eager {
+		return p.bind(ctx, created, pvc, size)
+	}
 	return nil
+}
+
+// Annotations the PV controller puts on a claim it has bound; the scheduler
+// counts a claim as bound only with annBindCompleted
+// (k8s.io/kubernetes pkg/scheduler/framework/plugins/volumebinding isPVCFullyBound).
+const (
+	annBindCompleted     = "pv.kubernetes.io/bind-completed"
+	annBoundByController = "pv.kubernetes.io/bound-by-controller"
+)
+
+// bind does what the PV controller's bind does for a claim and the PV
+// pre-bound to it, with the same writes (PV status Bound; the claim's
+// volumeName and annotations; the claim's status Bound), so that many claims
+// are bound at once instead of one after the other. A conflict means someone
+// (the PV controller) got there first: the rest is left to it.
+func (p *provisioner) bind(ctx context.Context, pv *corev1.PersistentVolume, claim *corev1.PersistentVolumeClaim, size resource.Quantity) error {
+	reqCtx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	pvName := pv.Name
+	done := func(err error, what string) (bool, error) {
+		switch {
+		case err == nil:
+			return false, nil
+		case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+			return true, nil
+		default:
+			return true, fmt.Errorf("bind PVC %s/%s to PV %s: %s: %w", claim.Namespace, claim.Name, pvName, what, err)
+		}
+	}
+	pv = pv.DeepCopy() // the caller's, from Create: leave it alone
+	pv.Status.Phase = corev1.VolumeBound
+	_, err := p.Client.CoreV1().PersistentVolumes().UpdateStatus(reqCtx, pv, metav1.UpdateOptions{})
+	if stop, err := done(err, "PV status"); stop {
+		return err
+	}
+	pvc := claim.DeepCopy() // claim is the informer's: never modify it
+	pvc.Spec.VolumeName = pvName
+	if pvc.Annotations == nil {
+		pvc.Annotations = map[string]string{}
+	}
+	pvc.Annotations[annBindCompleted] = "yes"
+	pvc.Annotations[annBoundByController] = "yes"
+	pvc, err = p.Client.CoreV1().PersistentVolumeClaims(pvc.Namespace).Update(reqCtx, pvc, metav1.UpdateOptions{})
+	if stop, err := done(err, "claim"); stop {
+		return err
+	}
+	pvc.Status.Phase = corev1.ClaimBound
+	pvc.Status.AccessModes = pv.Spec.AccessModes
+	pvc.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: size}
+	_, err = p.Client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(reqCtx, pvc, metav1.UpdateOptions{})
+	_, err = done(err, "claim status")
+	return err
 }
 
 // delete removes a released PV and, if it lies under VolumesDir, its directory.
 func (p *provisioner) delete(ctx context.Context, pv *corev1.PersistentVolume) error {
-	err := p.Client.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
+	reqCtx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	err := p.Client.CoreV1().PersistentVolumes().Delete(reqCtx, pv.Name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete PV %s: %w", pv.Name, err)
 	}

@@ -15,6 +15,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 )
 
 // stopGrace is how long each child gets between SIGTERM and SIGKILL.
@@ -65,6 +67,19 @@ On stop every host change is undone (containers, mounts, iptables chains,
 the bridge, kubepods cgroups, sysctls); a run after one that was killed
 outright first undoes what that one left (recorded in
 /run/agent-smith-localcluster/state.json).
+--unthrottled lifts the control plane's rate limits, for scale benchmarks:
+kube-apiserver without in-flight limits (--max-requests-inflight=0
+--max-mutating-requests-inflight=0 --enable-priority-and-fairness=false),
+kube-controller-manager and kube-scheduler with --kube-api-qps=2000
+--kube-api-burst=4000 (defaults 20/30 and 50/100), kube-controller-manager
+with --concurrent-statefulset-syncs=50 --concurrent-service-endpoint-syncs=50
+(default 5), kwok playing 64 pod and 16 node stages at a time (default 4;
+DIR/kwok/kwok.yaml), and the dev provisioner at 2000 QPS / burst 4000 with
+32 PV requests in flight (default 50/100 and 8), provisioning a claim as
+soon as it exists and binding it to its PV itself (the PV controller binds
+claims one at a time, about 20/s on 2 cores) rather than waiting for the PV
+controller. Without it every component keeps its defaults.
+
 Exit status: 0 after a requested stop, 1 if start-up fails or a component
 dies, 2 for bad flags.
 
@@ -81,6 +96,7 @@ type upOptions struct {
 	Timeout          time.Duration // start-up timeout
 	RealNode         bool          // run a real kubelet Node "local" too
 	ImageStore       string        // containerd root for --real-node
+	Unthrottled      bool          // lift the control plane's rate limits (see upUsage)
 }
 
 // defaultImageStore is ${AGENT_SMITH_CACHE:-$HOME/.cache/agent-smith}/containerd.
@@ -109,6 +125,7 @@ func parseUpFlags(args []string) (upOptions, error) {
 	fs.BoolVar(&o.ExitOnStdinClose, "exit-on-stdin-close", false, "stop the cluster when stdin reaches end of file (so it dies with a parent holding the pipe)")
 	fs.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long start-up may take")
 	fs.BoolVar(&o.RealNode, "real-node", false, "also run a real kubelet Node \"local\" with containerd, kube-proxy and CoreDNS (root only, one per machine)")
+	fs.BoolVar(&o.Unthrottled, "unthrottled", false, "lift the control plane's API rate and in-flight limits (see above), for scale benchmarks")
 	fs.StringVar(&o.ImageStore, "image-store", defaultImageStore(), "containerd's root (content store and snapshots) for --real-node; kept across runs so imported images survive")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -205,6 +222,7 @@ func runUp(args []string) int {
 		return 1
 	}
 	c := newCluster(exe, kwok, opts.Nodes, newLayout(dir, ports))
+	c.Unthrottled = opts.Unthrottled
 	if opts.RealNode {
 		imageStore, err := filepath.Abs(opts.ImageStore)
 		if err == nil {
@@ -280,12 +298,23 @@ func serve(ctx context.Context, c *cluster, opts upOptions) int {
 		return 1
 	}
 
+	provClient, err := kubernetes.NewForConfig(provisionerRESTConfig(c.Layout.Server(), c.pki, opts.Unthrottled))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "localcluster: the dev provisioner's API client: %v\n", err)
+		c.Stop(stopGrace)
+		return 1
+	}
+	prov := &provisioner{Client: provClient, VolumesDir: c.Layout.Volumes, Interval: time.Second, Workers: 8}
+	if opts.Unthrottled {
+		prov.Workers, prov.Eager = 32, true
+	}
 	provCtx, stopProv := context.WithCancel(ctx)
 	provDone := make(chan struct{})
 	provLog, closeLog := openLog(filepath.Join(c.Layout.Logs, "provisioner.log"))
+	prov.Log = provLog
 	go func() {
 		defer close(provDone)
-		(&provisioner{Client: c.client, VolumesDir: c.Layout.Volumes, Interval: time.Second, Log: provLog}).Run(provCtx)
+		prov.Run(provCtx)
 	}()
 
 	ready := readyLine{
