@@ -31,6 +31,8 @@ CONTAINERD_VERSION=v2.2.10
 COREDNS_VERSION=v1.14.7
 # Synapse for the Matrix bridge tests (scripts/lib/services/synapse.ts reads this line).
 SYNAPSE_VERSION=1.163.2
+# agent-sandbox's controller, for the side-by-side scale benchmark only (ensure_agent_sandbox).
+AGENT_SANDBOX_VERSION=v1.0.1
 
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
@@ -109,6 +111,30 @@ go_install_pinned() {
 ensure_kwok() { go_install_pinned kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 ensure_helm() { go_install_pinned helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
 ensure_nats_server() { go_install_pinned nats-server "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"; }
+
+# ensure_agent_sandbox: kubernetes-sigs/agent-sandbox's controller at $AGENT_SANDBOX_VERSION,
+# for the side-by-side scale benchmark only (test/bench, issue 18): scripts/test and .ci/run
+# do not install it. Builds $AS_BIN/agent-sandbox-controller-$AGENT_SANDBOX_VERSION (a cold
+# build downloads about 150 MB of modules and compiles for minutes on 2 cores; then it is
+# skipped) and prints two lines: the binary's path and the path of the Sandbox CRD
+# (agents.x-k8s.io_sandboxes.yaml, read-only in the Go module cache, from the same module
+# version as the binary).
+ensure_agent_sandbox() {
+  local out=$AS_BIN/agent-sandbox-controller-$AGENT_SANDBOX_VERSION
+  if [ ! -x "$out" ]; then
+    timed "building agent-sandbox-controller $AGENT_SANDBOX_VERSION" go_install_pinned agent-sandbox-controller \
+      "sigs.k8s.io/agent-sandbox/cmd/agent-sandbox-controller@$AGENT_SANDBOX_VERSION"
+  fi
+  ln -sfn "agent-sandbox-controller-$AGENT_SANDBOX_VERSION" "$AS_BIN/agent-sandbox-controller"
+  local dir
+  dir=$(go mod download -json "sigs.k8s.io/agent-sandbox@$AGENT_SANDBOX_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  local crd=$dir/k8s/crds/agents.x-k8s.io_sandboxes.yaml
+  if [ ! -f "$crd" ]; then
+    echo "ensure_agent_sandbox: no Sandbox CRD at '$crd' (go mod download -json sigs.k8s.io/agent-sandbox@$AGENT_SANDBOX_VERSION gave Dir '$dir')" >&2
+    return 1
+  fi
+  printf '%s\n%s\n' "$out" "$crd"
+}
 
 # timed LABEL CMD...: runs CMD and logs how long it took (for the cold builds).
 timed() {
