@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { Agent, GROUP, PLURAL, VERSION } from './api/agent.ts';
 import { LABEL_COMPONENT, LABEL_TEAM, LABEL_INSTANCE } from './api/constants.ts';
 import type { Clients } from './kube/clients.ts';
-import { listAgents, listManaged, listMetadata, type ManagedResource } from './kube/lists.ts';
+import { listAgents, listManaged, listMetadata, NOT_MANAGED_SELECTOR, type ManagedResource } from './kube/lists.ts';
 import { identityOnly, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
 import { WrittenVersions } from './kube/subset.ts';
 import type { OperatorMetrics } from './observability/metrics.ts';
@@ -186,7 +186,7 @@ function phaseGauge(metrics: OperatorMetrics): (key: string, phase: string | und
  * through the managed-by label), all feeding one keyed queue of Agent keys, and the
  * Agent reconciler behind it.
  *
- * It also watches the metadata of every Secret and ConfigMap (PartialObjectMetadata:
+ * It also watches the metadata of every Secret and ConfigMap it does not manage (PartialObjectMetadata:
  * never a value, not even over the wire) and, through an index of what each Agent's spec
  * names (references.ts referencedObjects), queues exactly the Agents that refer to one
  * that was created, changed or deleted: a credential key renamed or a persona broken
@@ -338,16 +338,17 @@ export class AgentOperator {
   }
 
   /**
-   * Metadata-only informers on every Secret and ConfigMap (identity kept: name, namespace,
-   * uid, resourceVersion), queueing the Agents that name the one that changed; the value
-   * is read by the reconcile that this queues.
+   * Metadata-only informers on every Secret and ConfigMap the operator does not manage
+   * (kube/lists.ts NOT_MANAGED_SELECTOR: its own are in the child caches already; identity
+   * kept: name, namespace, uid, resourceVersion), queueing the Agents that name the one
+   * that changed; the value is read by the reconcile that this queues.
    */
   private watchReferenced(references: AgentReferences): void {
     const referenced = (kind: ObjectReference['kind'], name: string, path: string) =>
       this.informer({
         name,
         path,
-        list: () => listMetadata(this.opts.clients, path),
+        list: () => listMetadata(this.opts.clients, path, NOT_MANAGED_SELECTOR),
         onChange: (obj) => {
           const namespace = obj.metadata?.namespace ?? '';
           for (const key of references.owners(kind, namespace, obj.metadata?.name ?? '')) {
@@ -357,6 +358,7 @@ export class AgentOperator {
         },
         transform: identityOnly,
         watchAccept: PARTIAL_OBJECT_METADATA_ACCEPT,
+        labelSelector: NOT_MANAGED_SELECTOR,
       });
     referenced('Secret', 'secret-metadata', '/api/v1/secrets');
     referenced('ConfigMap', 'configmap-metadata', '/api/v1/configmaps');

@@ -5,6 +5,7 @@
  */
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION } from '../api/agent.ts';
+import { LABEL_MANAGED_BY, MANAGED_BY } from '../api/constants.ts';
 import type { Clients } from './clients.ts';
 import { listObjectMetadata } from './metadata.ts';
 
@@ -34,7 +35,15 @@ export function listManaged(clients: Clients, resource: ManagedResource, labelSe
   return lists[resource]() as List;
 }
 
-/** The metadata only (PartialObjectMetadata, never a value) of every object at `path`, e.g. `/api/v1/secrets`. */
-export function listMetadata(clients: Clients, path: string): List {
-  return listObjectMetadata(clients.kc, path);
+/**
+ * Label selector of the objects the operator does not manage (no managed-by label, or
+ * another manager's): the reference informers' scope. Its own children are watched by
+ * the child informers already, and no spec reference names one (they are named after
+ * the Agent and hold what the operator renders, not what a user provides).
+ */
+export const NOT_MANAGED_SELECTOR = `${LABEL_MANAGED_BY}!=${MANAGED_BY}`;
+
+/** The metadata only (PartialObjectMetadata, never a value) of every object at `path`, e.g. `/api/v1/secrets`, matching `labelSelector` when given. */
+export function listMetadata(clients: Clients, path: string, labelSelector?: string): List {
+  return listObjectMetadata(clients.kc, path, labelSelector);
 }
