@@ -34,10 +34,12 @@ function imageNodeFlags(): string[] {
 }
 const flags = values.flag ? values.flag.filter((f) => f !== '') : imageNodeFlags();
 
-function vm(pid: number): { hwmMb: number; rssMb: number } {
+/** Peak and current RSS in MB (/proc/<pid>/status) and CPU seconds so far (user + system, /proc/<pid>/stat, 100 ticks a second). */
+function vm(pid: number): { hwmMb: number; rssMb: number; cpuSeconds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { hwmMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
+  const stat = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+  return { hwmMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024, cpuSeconds: (Number(stat[11]) + Number(stat[12])) / 100 };
 }
 
 /** The V8 heap in use and committed, and memory outside it (buffers), in MB, from the operator's /metrics (prom-client's process metrics). */
@@ -88,11 +90,18 @@ try {
   const readySeconds = (Date.now() - started) / 1000;
   await sleep(10_000);
   const loaded = { ...vm(pid), ...(await heap(port)) };
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const requests: Record<string, number> = {};
+  for (const m of metrics.matchAll(/^agentsmith_api_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    const verb = /verb="([^"]*)"/.exec(m[1] ?? '')?.[1] ?? '?';
+    requests[verb] = (requests[verb] ?? 0) + Number(m[2]) / Math.max(N, 1);
+  }
   console.log(JSON.stringify({
     n: N,
     entry: values.entry,
     flags,
     readySeconds,
+    requestsPerAgent: requests,
     idle,
     loaded,
     perAgentKb: { hwm: ((loaded.hwmMb - idle.hwmMb) * 1024) / N, heap: ((loaded.heapMb - idle.heapMb) * 1024) / N },
