@@ -247,6 +247,8 @@ export class AgentOperator {
       // One queue for Agents and team rosters (`roster:<namespace>/<team>`), so a roster is applied once per team change.
       reconcile: (key, log, how) => (key.startsWith(ROSTER_KEY_PREFIX) ? reconcileRoster(key) : reconcile(key, log, how)),
       workers: opts.workers,
+      // One more worker that takes only status changes (the high lane): an Agent turning Ready never waits for a burst's full reconciles.
+      priorityWorkers: 1,
       // An Agent blocked on its spec is still resynced, as every Agent is.
       terminalRecheckMs: opts.resyncMs,
       log: opts.log,

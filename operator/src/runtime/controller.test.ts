@@ -118,4 +118,34 @@ describe('Controller', () => {
     expect(calls).toBeGreaterThan(1);
     expect(calls).toBeLessThan(10); // adds during a reconcile collapse into one
   });
+
+  it('serves a high-lane key (light) on its reserved worker while every other worker is busy', async () => {
+    const seen: Array<{ key: string; light: boolean; at: number }> = [];
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    const c = new Controller({
+      name: 'test',
+      reconcile: async (key, _log, how) => {
+        seen.push({ key, light: how.light, at: Date.now() });
+        if (key.startsWith('ns/slow')) await slow;
+        return {};
+      },
+      workers: 1,
+      priorityWorkers: 1,
+      log,
+      waitForCacheSync: () => Promise.resolve(),
+    });
+    await c.start();
+    c.enqueue('ns/slow');
+    c.enqueue('ns/next');
+    await sleep(10);
+    c.enqueue('ns/pod', { priority: 'high', light: true });
+    await sleep(20);
+    expect(seen.map((s) => s.key)).toEqual(['ns/slow', 'ns/pod']);
+    expect(seen[1]?.light).toBe(true);
+    release();
+    await sleep(20);
+    expect(seen.map((s) => s.key)).toEqual(['ns/slow', 'ns/pod', 'ns/next']);
+    await c.stop();
+  });
 });

@@ -21,6 +21,11 @@ export interface ControllerOptions {
   reconcile: ReconcileFn;
   /** Number of concurrent workers; one key is never reconciled by two at once. */
   workers: number;
+  /**
+   * Workers, in addition to `workers`, that take only keys of the queue's high lane
+   * (queue.ts), so such a key never waits for every worker's slow reconcile to end; default 0.
+   */
+  priorityWorkers?: number;
   /** Resolves when every informer's cache has synced; workers start only after it. */
   waitForCacheSync: () => Promise<void>;
   log: Logger;
@@ -67,7 +72,8 @@ export class Controller {
   async start(): Promise<void> {
     await this.opts.waitForCacheSync();
     this.opts.log.info({ controller: this.opts.name, workers: this.opts.workers }, 'caches synced; starting workers');
-    for (let i = 0; i < this.opts.workers; i++) this.running.push(this.worker());
+    for (let i = 0; i < this.opts.workers; i++) this.running.push(this.worker(false));
+    for (let i = 0; i < (this.opts.priorityWorkers ?? 0); i++) this.running.push(this.worker(true));
   }
 
   /** Stops handing out keys and waits for in-flight reconciles to finish. */
@@ -76,9 +82,9 @@ export class Controller {
     await Promise.all(this.running);
   }
 
-  private async worker(): Promise<void> {
+  private async worker(highOnly: boolean): Promise<void> {
     for (;;) {
-      const item = await this.queue.next();
+      const item = await this.queue.next({ highOnly });
       if (item === undefined) return;
       const { key } = item;
       try {

@@ -118,4 +118,23 @@ describe('WorkQueue wait', () => {
     q.addAfter('ns/a', 0);
     expect(await q.next()).toEqual({ key: 'ns/a', light: false });
   });
+
+  it('a worker reserved for the high lane takes only high keys, and gets one before the other workers do', async () => {
+    const q = new WorkQueue();
+    q.add('ns/normal');
+    let reserved: unknown;
+    void q.next({ highOnly: true }).then((i) => (reserved = i));
+    await new Promise((r) => setImmediate(r));
+    expect(reserved).toBeUndefined(); // a normal key is not for it
+    let general: unknown;
+    void q.next().then((i) => (general = i));
+    await new Promise((r) => setImmediate(r));
+    expect(general).toEqual({ key: 'ns/normal', light: false });
+    let general2: unknown;
+    void q.next().then((i) => (general2 = i));
+    q.add('ns/pod', { priority: 'high', light: true });
+    await new Promise((r) => setImmediate(r));
+    expect(reserved).toEqual({ key: 'ns/pod', light: true });
+    expect(general2).toBeUndefined();
+  });
 });

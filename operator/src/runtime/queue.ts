@@ -47,7 +47,8 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
-  private readonly waiters: Array<(item: QueueItem | undefined) => void> = [];
+  /** Workers waiting for a key; `highOnly` ones take only keys of the high lane. */
+  private readonly waiters: Array<{ resolve: (item: QueueItem | undefined) => void; highOnly: boolean }> = [];
   /** When each waiting key was (first) added, in ms since the epoch: for the wait metric. */
   private readonly addedAt = new Map<string, number>();
   private shuttingDown = false;
@@ -94,8 +95,10 @@ export class WorkQueue {
     if (urgent) this.high.add(key);
     if (!this.addedAt.has(key)) this.addedAt.set(key, Date.now());
     if (this.processing.has(key)) return; // re-queued by done()
-    const waiter = this.waiters.shift();
-    if (waiter) waiter(this.handOut(key));
+    // A high key goes to a worker reserved for the high lane first, keeping the others for the rest.
+    const at = urgent ? Math.max(this.waiters.findIndex((w) => w.highOnly), 0) : this.waiters.findIndex((w) => !w.highOnly);
+    const waiter = at >= 0 ? this.waiters.splice(at, 1)[0] : undefined;
+    if (waiter) waiter.resolve(this.handOut(key));
     else (urgent ? this.urgent : this.queue).push(key);
   }
 
@@ -135,12 +138,17 @@ export class WorkQueue {
     return (await this.next())?.key;
   }
 
-  /** Next key to process, high lane first, and whether only light work was asked for it; `undefined` after shutdown. */
-  next(): Promise<QueueItem | undefined> {
+  /**
+   * Next key to process, high lane first, and whether only light work was asked for it;
+   * `undefined` after shutdown. `highOnly`: only a key of the high lane (a worker reserved
+   * for it, so a pod's status change never waits for a slow full reconcile to end).
+   */
+  next(opts: { highOnly?: boolean } = {}): Promise<QueueItem | undefined> {
     if (this.shuttingDown) return Promise.resolve(undefined);
-    const key = this.urgent.shift() ?? this.queue.shift();
+    const highOnly = opts.highOnly ?? false;
+    const key = this.urgent.shift() ?? (highOnly ? undefined : this.queue.shift());
     if (key !== undefined) return Promise.resolve(this.handOut(key));
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve) => this.waiters.push({ resolve, highOnly }));
   }
 
   /** Marks `key` finished; re-queues it (in the lane and weight it was added with) if it was added meanwhile. */
@@ -165,6 +173,6 @@ export class WorkQueue {
     this.shuttingDown = true;
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
-    for (const w of this.waiters.splice(0)) w(undefined);
+    for (const w of this.waiters.splice(0)) w.resolve(undefined);
   }
 }
