@@ -1,7 +1,7 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Agent, GROUP, PLURAL, VERSION } from './api/agent.ts';
-import { LABEL_COMPONENT, LABEL_TEAM, LABEL_INSTANCE } from './api/constants.ts';
+import { LABEL_COMPONENT, LABEL_INSTANCE, LABEL_SHARD, LABEL_TEAM } from './api/constants.ts';
 import type { Clients } from './kube/clients.ts';
 import { listAgents, listManaged, listMetadata, NOT_MANAGED_SELECTOR, type ManagedResource } from './kube/lists.ts';
 import { identityOnly, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
@@ -14,7 +14,7 @@ import type { SharedRules } from './render/persona.ts';
 import { Controller } from './runtime/controller.ts';
 import { ResilientInformer, type InformerOptions } from './runtime/informer.ts';
 import { objectKey, ReferenceIndex } from './runtime/reference-index.ts';
-import { childCache, statusOnly, trimMetadata } from './runtime/trim.ts';
+import { childCache, podCache, trimMetadata } from './runtime/trim.ts';
 import { childSelector } from './sharding.ts';
 
 export interface OperatorOptions {
@@ -77,7 +77,7 @@ class RosterPrints {
   /** The teams whose roster an event of Agent `key` changed (its old and new team; none when nothing shown changed). */
   changedTeams(key: string, obj: KubernetesObject, gone: boolean): Set<string> {
     const spec = (obj as { spec?: { team?: string; harness?: unknown; github?: unknown; matrix?: unknown; repos?: unknown } }).spec;
-    const print = gone ? 'gone' : JSON.stringify([spec?.team, spec?.harness, spec?.github, spec?.matrix, spec?.repos]);
+    const print = gone ? 'gone' : JSON.stringify([spec?.team, spec?.harness, spec?.github, spec?.matrix, spec?.repos, obj.metadata?.labels?.[LABEL_SHARD]]);
     if (this.prints.get(key) === print) return new Set();
     const teams = new Set([spec?.team, this.teams.get(key)].filter((t): t is string => !!t));
     if (gone) {
@@ -260,15 +260,16 @@ export class AgentOperator {
   }
 
   /**
-   * The Agent informer: queues the Agent when it is new, gone, or its generation changed
-   * (controller-runtime's GenerationChangedPredicate: our own status writes, which change
-   * no generation, queue nothing), re-indexes what it references and its team, and queues
+   * The Agent informer: queues the Agent when it is new, gone, or its generation or shard
+   * label changed (controller-runtime's GenerationChangedPredicate, plus the one label that
+   * is rendered onto the children: our own status writes, which change neither, queue nothing), re-indexes what it references and its team, and queues
    * its team's roster (one key per team) when what the roster shows of it changed.
    */
   private watchAgents(references: AgentReferences, teams: TeamIndex): ResilientInformer<KubernetesObject> {
     const agentSelector = this.opts.agentSelector || undefined;
     const roster = new RosterPrints();
-    const generations = new Map<string, number | undefined>();
+    // What a reconcile renders from: the spec (its generation) and the shard label (copied onto children).
+    const inputs = new Map<string, string>();
     const agents = this.informer({
       name: 'agents',
       path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
@@ -277,10 +278,10 @@ export class AgentOperator {
         const key = keyOf(obj);
         const namespace = obj.metadata?.namespace ?? 'default';
         const cached = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace);
-        const generation = cached?.metadata?.generation;
-        if (!cached || !generations.has(key) || generations.get(key) !== generation) this.controller.enqueue(key);
-        if (cached) generations.set(key, generation);
-        else generations.delete(key);
+        const input = cached ? `${cached.metadata?.generation}/${cached.metadata?.labels?.[LABEL_SHARD] ?? ''}` : undefined;
+        if (input === undefined || inputs.get(key) !== input) this.controller.enqueue(key);
+        if (input !== undefined) inputs.set(key, input);
+        else inputs.delete(key);
         references.index(key, cached);
         const team = (cached as { spec?: { team?: string } } | undefined)?.spec?.team;
         teams.set(key, team ? `${namespace}/${team}` : undefined);
@@ -296,7 +297,7 @@ export class AgentOperator {
    * owning Agent. The caches keep what reconcile reads (runtime/trim.ts childCache): a
    * child's metadata (its applied-hash annotation says what was rendered, its version who
    * wrote it last), a StatefulSet's status and claim templates, the CA Secret's data, a
-   * roster whole; pods' metadata and status only.
+   * roster whole; of pods, what their Agent's status reads (runtime/trim.ts podCache).
    */
   private watchManaged(own: OwnWrites): { pods: ResilientInformer<KubernetesObject>; children: Record<ChildKind, ResilientInformer<KubernetesObject>> } {
     // A pod's or StatefulSet's change goes first and asks only for the Agent's status
@@ -326,7 +327,7 @@ export class AgentOperator {
         transform,
       });
     return {
-      pods: managed('pods', '/api/v1/pods', statusOnly),
+      pods: managed('pods', '/api/v1/pods', podCache),
       children: {
         StatefulSet: managed('statefulsets', '/apis/apps/v1/statefulsets', childCache.statefulSet),
         Secret: managed('secrets', '/api/v1/secrets', childCache.secret),

@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { childCache, LAST_APPLIED_ANNOTATION, statusOnly, trimMetadata } from './trim.ts';
+import { childCache, LAST_APPLIED_ANNOTATION, podCache, trimMetadata } from './trim.ts';
 
 const pod = (): V1Pod => ({
   apiVersion: 'v1',
@@ -30,18 +30,6 @@ describe('trimMetadata', () => {
   it('returns an object with nothing to drop as it is', () => {
     const input: V1Pod = { metadata: { name: 'b', annotations: { keep: 'me' } } };
     expect(trimMetadata(input)).toBe(input);
-  });
-});
-
-describe('statusOnly', () => {
-  it('keeps kind, trimmed metadata and status, and drops the spec', () => {
-    const out = statusOnly(pod());
-    expect(out).toEqual({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'a-0', namespace: 'ns', resourceVersion: '42', labels: { 'app.kubernetes.io/instance': 'a' }, annotations: { keep: 'me' } },
-      status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] },
-    });
   });
 });
 
@@ -76,5 +64,30 @@ describe('childCache', () => {
 
   it("keeps the egress CA Secret's data", () => {
     expect(childCache.secret({ metadata: meta, type: 'Opaque', data: { 'ca.crt': 'Y2E=' } })).toEqual({ metadata: kept, type: 'Opaque', data: { 'ca.crt': 'Y2E=' } });
+  });
+});
+
+describe('podCache', () => {
+  it("keeps what an Agent's status reads of its pod: labels, phase, conditions, container states and restarts", () => {
+    const input: V1Pod = {
+      ...pod(),
+      status: {
+        phase: 'Running',
+        podIP: '10.0.0.1',
+        qosClass: 'Burstable',
+        conditions: [{ type: 'Ready', status: 'False', reason: 'ContainersNotReady', message: 'containers with unready status: [agent]', lastTransitionTime: new Date() }],
+        containerStatuses: [{ name: 'agent', ready: false, restartCount: 3, image: 'agent:1', imageID: 'sha256:x', containerID: 'containerd://y', state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 137 } } }],
+      },
+    };
+    expect(podCache(input)).toEqual({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'a-0', namespace: 'ns', resourceVersion: '42', labels: { 'app.kubernetes.io/instance': 'a' } },
+      status: {
+        phase: 'Running',
+        conditions: [{ type: 'Ready', status: 'False', reason: 'ContainersNotReady', message: 'containers with unready status: [agent]' }],
+        containerStatuses: [{ name: 'agent', ready: false, restartCount: 3, image: '', imageID: '', state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 137 } } }],
+      },
+    });
   });
 });

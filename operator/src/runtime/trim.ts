@@ -1,4 +1,4 @@
-import type { KubernetesObject, V1ManagedFieldsEntry, V1ObjectMeta } from '@kubernetes/client-node';
+import type { KubernetesObject, V1ContainerStatus, V1ManagedFieldsEntry, V1ObjectMeta, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
 import { LABEL_COMPONENT } from '../api/constants.ts';
 
 /** Annotation in which client-side `kubectl apply` keeps a copy of the whole applied object. */
@@ -24,16 +24,6 @@ function without<T extends object>(o: T, key: string): T {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) if (k !== key && v !== undefined) out[k] = v;
   return out as T;
-}
-
-/**
- * An object as seen by a reader of its status only (the operator's view of a pod):
- * kind, metadata (trimmed as by trimMetadata) and status; the spec, most of a pod, is
- * dropped. Pure.
- */
-export function statusOnly<T extends KubernetesObject & { status?: unknown }>(obj: T): T {
-  const { apiVersion, kind, metadata, status } = trimMetadata(obj);
-  return { apiVersion, kind, metadata, status } as T;
 }
 
 /**
@@ -106,3 +96,49 @@ export const childCache = {
    */
   configMap: <T extends KubernetesObject>(obj: T): T => (obj.metadata?.labels?.[LABEL_COMPONENT] === 'team-roster' ? trimMetadata(obj) : metadataOf(obj)),
 };
+
+/** Of a container's status, what the Agent's status reads: name, readiness, restarts and its current and last state. */
+function containerView(c: V1ContainerStatus): V1ContainerStatus {
+  const out: V1ContainerStatus = { name: c.name, ready: c.ready, restartCount: c.restartCount, image: '', imageID: '' };
+  if (c.state !== undefined) out.state = c.state;
+  if (c.lastState !== undefined) out.lastState = c.lastState;
+  return out;
+}
+
+/**
+ * What the operator's cache keeps of an agent pod (reconcile/status.ts reads it): name,
+ * namespace, uid, resourceVersion, labels (the controller revision) and deletion time; the
+ * phase, conditions (type, status, reason, message) and each container's name, readiness,
+ * restarts and states (image and imageID are left empty: required by the type, read by
+ * nobody). Addresses, QoS class, resources, images and the spec are dropped. Pure.
+ */
+export function podCache<T extends KubernetesObject & { status?: V1PodStatus }>(obj: T): T {
+  const m = obj.metadata ?? {};
+  const metadata: V1ObjectMeta = {};
+  if (m.name !== undefined) metadata.name = m.name;
+  if (m.namespace !== undefined) metadata.namespace = m.namespace;
+  if (m.uid !== undefined) metadata.uid = m.uid;
+  if (m.resourceVersion !== undefined) metadata.resourceVersion = m.resourceVersion;
+  if (m.labels !== undefined) metadata.labels = m.labels;
+  if (m.deletionTimestamp !== undefined) metadata.deletionTimestamp = m.deletionTimestamp;
+  const out = { metadata } as T;
+  if (obj.apiVersion !== undefined) out.apiVersion = obj.apiVersion;
+  if (obj.kind !== undefined) out.kind = obj.kind;
+  const st = obj.status;
+  if (st) {
+    const status: V1PodStatus = {};
+    if (st.phase !== undefined) status.phase = st.phase;
+    if (st.conditions) {
+      status.conditions = st.conditions.map((c) => {
+        const out: V1PodCondition = { type: c.type, status: c.status };
+        if (c.reason !== undefined) out.reason = c.reason;
+        if (c.message !== undefined) out.message = c.message;
+        return out;
+      });
+    }
+    if (st.initContainerStatuses) status.initContainerStatuses = st.initContainerStatuses.map(containerView);
+    if (st.containerStatuses) status.containerStatuses = st.containerStatuses.map(containerView);
+    out.status = status;
+  }
+  return out;
+}
