@@ -7,7 +7,7 @@ import { listAgents, listManaged, listMetadata, NOT_MANAGED_SELECTOR, type Manag
 import { identityOnly, PARTIAL_OBJECT_METADATA_ACCEPT } from './kube/metadata.ts';
 import { WrittenVersions } from './kube/subset.ts';
 import type { OperatorMetrics } from './observability/metrics.ts';
-import { makeAgentReconciler, makeRosterReconciler, ROSTER_KEY_PREFIX, rosterKey } from './reconcile/agent.ts';
+import { makeAgentReconciler, makeRosterReconciler, ROSTER_KEY_PREFIX, rosterKey, WrittenStatuses } from './reconcile/agent.ts';
 import type { ChildKind } from './reconcile/observed.ts';
 import { referencedObjects, type ObjectReference } from './reconcile/references.ts';
 import type { SharedRules } from './render/persona.ts';
@@ -209,7 +209,8 @@ export class AgentOperator {
     const references = new AgentReferences();
     const teams = new TeamIndex();
     const own = new OwnWrites();
-    const agents = this.watchAgents(references, teams);
+    const statuses = new WrittenStatuses();
+    const agents = this.watchAgents(references, teams, statuses);
     const { pods, children } = this.watchManaged(own);
     this.watchReferenced(references);
     // Counted at scrape time only (list() copies the cache into an array).
@@ -228,6 +229,7 @@ export class AgentOperator {
         written: this.written.lookup,
       },
       onPhase: phaseGauge(opts.metrics),
+      writtenStatuses: statuses,
       onApplied: (obj) => {
         own.wrote(obj.kind ?? '', obj);
         this.written.record(obj);
@@ -265,7 +267,7 @@ export class AgentOperator {
    * is rendered onto the children: our own status writes, which change neither, queue nothing), re-indexes what it references and its team, and queues
    * its team's roster (one key per team) when what the roster shows of it changed.
    */
-  private watchAgents(references: AgentReferences, teams: TeamIndex): ResilientInformer<KubernetesObject> {
+  private watchAgents(references: AgentReferences, teams: TeamIndex, statuses: WrittenStatuses): ResilientInformer<KubernetesObject> {
     const agentSelector = this.opts.agentSelector || undefined;
     const roster = new RosterPrints();
     // What a reconcile renders from: the spec (its generation) and the shard label (copied onto children).
@@ -278,6 +280,7 @@ export class AgentOperator {
         const key = keyOf(obj);
         const namespace = obj.metadata?.namespace ?? 'default';
         const cached = agents.cache.get(obj.metadata?.name ?? '', obj.metadata?.namespace);
+        statuses.seen(key, cached?.metadata?.resourceVersion);
         const input = cached ? `${cached.metadata?.generation}/${cached.metadata?.labels?.[LABEL_SHARD] ?? ''}` : undefined;
         if (input === undefined || inputs.get(key) !== input) this.controller.enqueue(key);
         if (input !== undefined) inputs.set(key, input);

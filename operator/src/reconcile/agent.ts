@@ -16,7 +16,7 @@ import { isSubset } from '../kube/subset.ts';
 import { generateEgressCa } from '../pki/egress-ca.ts';
 import { childNames } from '../render/meta.ts';
 import type { SharedRules } from '../render/persona.ts';
-import { renderRoster, rosterName } from '../render/roster.ts';
+import { renderRoster, rosterMember, rosterName, type RosterMember } from '../render/roster.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import { TemporaryError, TerminalError } from '../runtime/errors.ts';
 import { applyPlan, writeReport } from './act.ts';
@@ -60,6 +60,8 @@ export interface AgentReconcilerDeps {
    * namespace is listed per reconcile); without it, the namespace's Agents are filtered.
    */
   teamMembers?: (namespace: string, team: string) => readonly KubernetesObject[];
+  /** The statuses written but not yet seen back, shared with the Agent informer, which calls `seen` on each event (a private one when absent). */
+  writtenStatuses?: WrittenStatuses;
   /** Called with each child as an apply (or create) returned it, so the caller can tell the watch's echo of it (operator.ts). */
   onApplied?: (obj: KubernetesObject) => void;
 }
@@ -77,18 +79,19 @@ function firstIssue(error: { issues: Array<{ path: PropertyKey[]; message: strin
 }
 
 /**
- * The parsed teammates of a namespace, memoised per cached object: the informer replaces
- * an object when it changes, so an entry lives exactly as long as the version it was
- * parsed from. Only teammates are parsed (parsing every Agent of the namespace on every
- * reconcile made a burst of N reconciles cost O(N²) zod parses).
+ * The teammates of a namespace as roster members (render/roster.ts rosterMember), parsed
+ * once per cached object: the informer replaces an object when it changes, so an entry
+ * lives exactly as long as the version it was parsed from. Only teammates are parsed
+ * (parsing every Agent of the namespace on every reconcile made a burst of N reconciles
+ * cost O(N²) zod parses), and only the member is kept, not the parsed Agent.
  */
-function teammateParser(caches: Caches, teamMembers?: AgentReconcilerDeps['teamMembers']): (namespace: string, team: string) => Agent[] {
-  const parsed = new WeakMap<KubernetesObject, Agent[]>();
-  const parse = (o: KubernetesObject): Agent[] => {
+function teammateParser(caches: Caches, teamMembers?: AgentReconcilerDeps['teamMembers']): (namespace: string, team: string) => RosterMember[] {
+  const parsed = new WeakMap<KubernetesObject, RosterMember[]>();
+  const parse = (o: KubernetesObject): RosterMember[] => {
     let p = parsed.get(o);
     if (!p) {
       const a = Agent.safeParse(o);
-      p = a.success ? [a.data] : [];
+      p = a.success ? [rosterMember(a.data)] : [];
       parsed.set(o, p);
     }
     return p;
@@ -101,9 +104,12 @@ function teammateParser(caches: Caches, teamMembers?: AgentReconcilerDeps['teamM
  * The status each Agent was last written with, while the cache still shows the version it
  * was written over: a reconcile that runs before the watch brings our own write back
  * (a pod event right after it) compares with what we wrote, not with the stale cache, so
- * it neither writes the same status again nor records its Events twice.
+ * it neither writes the same status again nor records its Events twice. An entry lives
+ * until the Agent's next watch event ({@link WrittenStatuses.seen}, called by the
+ * informer), normally milliseconds: a status copy kept per Agent until the next
+ * reconcile would cost about 3 kB an Agent at rest.
  */
-class WrittenStatuses {
+export class WrittenStatuses {
   private readonly byKey = new Map<string, { over: string | undefined; status: Agent['status'] }>();
 
   /** The Agent with the status we last wrote, when the cached `raw` is still the version that write replaced. */
@@ -115,14 +121,25 @@ class WrittenStatuses {
     return agent;
   }
 
+  /** The cache now holds version `resourceVersion` of Agent `key` (undefined: gone): drops an entry that it has overtaken. */
+  seen(key: string, resourceVersion: string | undefined): void {
+    const w = this.byKey.get(key);
+    if (w && w.over !== resourceVersion) this.byKey.delete(key);
+  }
+
   /** Forgets a deleted Agent. */
   forget(key: string): void {
     this.byKey.delete(key);
   }
 
-  /** Records that the status of `report` was written over the cached version `over`. */
-  record(key: string, over: { metadata?: { resourceVersion?: string } }, report: { write: boolean; status: Agent['status'] }): void {
-    if (report.write) this.byKey.set(key, { over: over.metadata?.resourceVersion, status: report.status });
+  /**
+   * Records that the status of `report` was written over the cached version `over`, unless
+   * the cache has already moved past it (`cached`: the version it holds now; the watch
+   * event of the write came first), when there is nothing to bridge and nothing is kept.
+   */
+  record(key: string, over: { metadata?: { resourceVersion?: string } }, report: { write: boolean; status: Agent['status'] }, cached: string | undefined): void {
+    const version = over.metadata?.resourceVersion;
+    if (report.write && version !== undefined && version === cached) this.byKey.set(key, { over: version, status: report.status });
   }
 }
 
@@ -151,7 +168,7 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
   const now = deps.now ?? (() => new Date());
   // The roster is applied once per team change by its own key (makeRosterReconciler), not by every teammate.
   const sources = { clients: deps.clients, caches: deps.caches, teammates: () => [] };
-  const written = new WrittenStatuses();
+  const written = deps.writtenStatuses ?? new WrittenStatuses();
   return async function reconcileAgent(key: string, log: Logger, how: { light: boolean } = { light: false }): Promise<ReconcileResult> {
     const [namespace = 'default', name = ''] = key.split('/');
     const raw = deps.caches.agent(namespace, name);
@@ -189,7 +206,7 @@ export function makeAgentReconciler(deps: AgentReconcilerDeps) {
 
     deps.onPhase?.(key, report.status.phase);
     if (!(await writeReport(deps.clients, log, agent, report))) return {};
-    written.record(key, raw, report);
+    written.record(key, raw, report, deps.caches.agent(namespace, name)?.metadata?.resourceVersion);
     if (report.blocked?.retry === 'on-change') throw new TerminalError(report.blocked.reason, report.blocked.message);
     if (report.blocked) log.warn({ reason: report.blocked.reason, detail: report.blocked.message }, 'Agent cannot be reconciled as specified');
     return { requeueAfterMs: report.requeueAfterMs };
@@ -223,7 +240,7 @@ async function statusOnly(deps: AgentReconcilerDeps, log: Logger, agent: Agent, 
   const kept: Plan = { checks, apply: [], events: [], notes: [] };
   const report = planReport(observed, kept, {}, at, deps.resyncMs);
   deps.onPhase?.(`${namespace}/${agent.metadata.name}`, report.status.phase);
-  if (await writeReport(deps.clients, log, agent, report)) written.record(`${namespace}/${agent.metadata.name}`, agent, report);
+  if (await writeReport(deps.clients, log, agent, report)) written.record(`${namespace}/${agent.metadata.name}`, agent, report, deps.caches.agent(namespace, agent.metadata.name)?.metadata?.resourceVersion);
   return { requeueAfterMs: report.requeueAfterMs };
 }
 

@@ -39,7 +39,7 @@ export function standardLabels(agent: Agent, component: string): Record<string, 
 }
 
 /** The controller owner reference to the Agent; garbage collection removes children with it. */
-export function ownerReference(agent: Agent): V1OwnerReference {
+export function ownerReference(agent: { metadata: { name: string; uid?: string | undefined } }): V1OwnerReference {
   if (!agent.metadata.uid) throw new Error(`Agent ${agent.metadata.name} has no uid; render only objects read from the API server`);
   return {
     apiVersion: API_VERSION,
