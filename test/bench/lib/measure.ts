@@ -5,13 +5,13 @@
  */
 import { readFileSync } from 'node:fs';
 
-/** Peak RSS (VmHWM, MB) and CPU seconds (user + system) of a live process. */
-export function procStats(pid: number): { rssMb: number; cpuSeconds: number } {
+/** Peak RSS (`rssMb`: VmHWM, MB), current RSS (`nowMb`: VmRSS, MB) and CPU seconds (user + system) of a live process. */
+export function procStats(pid: number): { rssMb: number; nowMb: number; cpuSeconds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const ticks = Number(stat[11]) + Number(stat[12]);
-  return { rssMb: hwm / 1024, cpuSeconds: ticks / 100 };
+  return { rssMb: kb('VmHWM') / 1024, nowMb: kb('VmRSS') / 1024, cpuSeconds: ticks / 100 };
 }
 
 /** The 1, 5 and 15 minute load averages, as /proc/loadavg gives them. */

@@ -76,7 +76,7 @@ function run(cmd: string, args: string[]): string {
  * plural.group) can be listed: Established, and past the 429s its new watch cache answers
  * while it initialises, which would otherwise put the controller's first list into backoff.
  */
-async function applyCrd(kubeconfig: string, file: string, resource: string): Promise<void> {
+export async function applyCrd(kubeconfig: string, file: string, resource: string): Promise<void> {
   const kubectl = join(CACHE_BIN, 'kubectl');
   run(kubectl, ['--kubeconfig', kubeconfig, 'apply', '--server-side', '-f', file]);
   for (let i = 0; ; i++) {
@@ -159,9 +159,14 @@ export interface RunningController {
   stop(): void;
 }
 
-/** Starts the operator as the image does, with `args`, and waits for /readyz. */
-export async function startOperator(kubeconfig: string, args: string[] = []): Promise<RunningController> {
-  const { flags, main } = operatorCommand();
+/**
+ * Starts the operator as the image does (or with `as.flags` / `as.main` instead of the
+ * ENTRYPOINT's Node flags and script), with `args`, and waits for /readyz.
+ */
+export async function startOperator(kubeconfig: string, args: string[] = [], as: { flags?: string[]; main?: string } = {}): Promise<RunningController> {
+  const image = operatorCommand();
+  const flags = as.flags ?? image.flags;
+  const main = as.main ?? image.main;
   const port = 18000 + Math.floor(Math.random() * 2000);
   const proc = spawn(process.execPath, [...flags, main, '--kubeconfig', kubeconfig, '--metrics-port', String(port), '--metrics-host', '127.0.0.1', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, LOG_LEVEL: 'warn' } });
   const base = `http://127.0.0.1:${port}`;
@@ -182,7 +187,7 @@ export async function operatorRequests(metricsUrl: string): Promise<{ requests: 
 }
 
 /** Creates N Agents (CREATE_WIDTH at a time), each with the labels `labelsOf(i)` gives. */
-async function createAgents(c: Clients, n: number, labelsOf: (i: number) => Record<string, string> | undefined = () => undefined): Promise<void> {
+export async function createAgents(c: Clients, n: number, labelsOf: (i: number) => Record<string, string> | undefined = () => undefined): Promise<void> {
   await pool(Array.from({ length: n }, (_, i) => i), CREATE_WIDTH, async (i) => {
     const a = agentObject(i, labelsOf(i));
     await c.custom.createNamespacedCustomObject({ group: 'agentsmith.dev', version: 'v1alpha1', namespace: NS, plural: 'agents', body: { apiVersion: a.apiVersion, kind: a.kind, metadata: { name: a.metadata.name, ...(a.metadata.labels ? { labels: a.metadata.labels } : {}) }, spec: a.spec } });
