@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startLocalCluster } from '../../scripts/lib/cluster.ts';
 import { ROOT } from '../../scripts/lib/paths.ts';
-import { procStats, scrape, sleep, sumCounter } from './lib/measure.ts';
+import { scrape, sumCounter } from '../support/metrics.ts';
+import { procStats, sleep } from './lib/measure.ts';
 import { applyCrd, clients, createAgents, NS, startOperator } from './lib/sides.ts';
 import { ReadinessTracker } from './lib/readiness.ts';
 

@@ -9,23 +9,17 @@
 import { Watch, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
+import { WRITE_VERBS, type ApiVerb } from '../../operator/src/observability/api-metrics.ts';
 import { kubeClients, kubectl, makeNamespace, waitFor } from '../support/kube.ts';
+import { scrape, sumCounter } from '../support/metrics.ts';
 
 const kubeconfig = inject('kubeconfig');
 const base = inject('operatorHttp');
 const N = 80;
 let ns: { name: string; remove: () => Promise<void> };
 
-/** Sum of a metric's samples whose labels match `filter`. */
-async function metric(name: string, filter: (labels: string) => boolean = () => true): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`).exec(line);
-    if (m && filter(m[1] ?? '')) sum += Number(m[2]);
-  }
-  return sum;
-}
+/** Sum of a metric's samples whose labels pass `keep`, from the suite operator's /metrics. */
+const metric = async (name: string, keep?: (labels: Record<string, string>) => boolean) => sumCounter(await scrape(`${base}/metrics`), name, keep);
 /** The write requests by `verb resource`, for the log. */
 async function writesBy(): Promise<Map<string, number>> {
   const text = await (await fetch(`${base}/metrics`)).text();
@@ -38,8 +32,8 @@ async function writesBy(): Promise<Map<string, number>> {
   }
   return by;
 }
-const writes = () => metric('agentsmith_api_requests_total', (l) => /verb="(create|update|patch|delete|deletecollection)"/.test(l));
-const reconciles = () => metric('controller_runtime_reconcile_total', (l) => l.includes('controller="agent"'));
+const writes = () => metric('agentsmith_api_requests_total', (l) => WRITE_VERBS.has(l.verb as ApiVerb));
+const reconciles = () => metric('controller_runtime_reconcile_total', (l) => l.controller === 'agent');
 
 const isReady = (conds: Array<{ type: string; status: string }> | undefined) => conds?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { LABEL_SHARD } from '../../operator/src/api/constants.ts';
 import { kubeClients, kubectl, makeNamespace, waitFor, type KubeClients } from '../support/kube.ts';
+import { scrape, sumCounter } from '../support/metrics.ts';
 import { startOperator, TEST_SHARD_LABEL, type OperatorProcess } from '../support/operator.ts';
 
 const kubeconfig = inject('kubeconfig');
@@ -32,7 +33,7 @@ afterAll(async () => {
 /** The operator's metrics text, at the port it logged when it started. */
 async function metricsOf(op: OperatorProcess): Promise<string> {
   const port = await waitFor('the metrics port in the log', async () => /"metrics":(\d+)/.exec(op.log())?.[1], 30_000);
-  return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return scrape(`http://127.0.0.1:${port}/metrics`);
 }
 
 describe('sharding', () => {
@@ -67,10 +68,10 @@ describe('sharding', () => {
       // Its phase gauge counts its own Agents only, and its StatefulSet cache its own children only.
       const metrics = await waitFor(`shard ${s} to count its ${PER_SHARD} Agents`, async () => {
         const text = await metricsOf(op);
-        const counted = [...text.matchAll(/^agentsmith_agents\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+        const counted = sumCounter(text, 'agentsmith_agents');
         return counted === PER_SHARD ? text : undefined;
       }, 60_000, 500);
-      expect(metrics).toMatch(new RegExp(`^agentsmith_informer_objects\\{informer="statefulsets"\\} ${PER_SHARD}$`, 'm'));
+      expect(sumCounter(metrics, 'agentsmith_informer_objects', (l) => l.informer === 'statefulsets')).toBe(PER_SHARD);
     }
   }, 180_000);
 });

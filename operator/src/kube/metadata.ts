@@ -98,11 +98,15 @@ export async function listObjectMetadata(kc: KubeConfig, path: string, labelSele
  * annotation of a Secret holds its values). Pure; use as the informer's transform.
  */
 export function identityOnly<T extends PartialObjectMetadata>(obj: T): T {
-  const m = obj.metadata ?? {};
-  const metadata: V1ObjectMeta = {};
-  if (m.name !== undefined) metadata.name = m.name;
-  if (m.namespace !== undefined) metadata.namespace = m.namespace;
-  if (m.uid !== undefined) metadata.uid = m.uid;
-  if (m.resourceVersion !== undefined) metadata.resourceVersion = m.resourceVersion;
-  return { metadata } as T;
+  return { metadata: pickMetadata(obj.metadata, ['name', 'namespace', 'uid', 'resourceVersion']) } as T;
+}
+
+/**
+ * A new metadata object with only the `keys` of `meta` that are set (the values shared,
+ * not copied): what a cache transform keeps of an object's metadata. Pure.
+ */
+export function pickMetadata(meta: V1ObjectMeta | undefined, keys: readonly (keyof V1ObjectMeta)[]): V1ObjectMeta {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (meta?.[k] !== undefined) out[k] = meta[k];
+  return out as V1ObjectMeta;
 }

@@ -1,3 +1,4 @@
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { Agent } from '../api/agent.ts';
 import { renderRoster, rosterMember } from '../render/roster.ts';
@@ -13,6 +14,9 @@ function agent(name: string, resourceVersion: string, phase?: string): Agent {
   });
 }
 
+/** The Agent as the informer caches it, at `resourceVersion`. */
+const cached = (resourceVersion: string): KubernetesObject => ({ apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', metadata: { name: 'a', namespace: 'ns', resourceVersion } });
+
 describe('WrittenStatuses', () => {
   const written = { write: true, status: { phase: 'Ready' } } as const;
 
@@ -20,16 +24,16 @@ describe('WrittenStatuses', () => {
     const w = new WrittenStatuses();
     const before = agent('a', '10', 'Pending');
     w.record('ns/a', before, written, '10');
-    expect(w.latest('ns/a', before, before).status?.phase).toBe('Ready');
+    expect(w.latest('ns/a', cached('10'), before).status?.phase).toBe('Ready');
     w.seen('ns/a', '11'); // our write's echo
-    expect(w.latest('ns/a', before, before).status?.phase).toBe('Pending');
+    expect(w.latest('ns/a', cached('10'), before).status?.phase).toBe('Pending');
   });
 
   it('keeps nothing when the cache has already moved past the version written over', () => {
     const w = new WrittenStatuses();
     const before = agent('a', '10', 'Pending');
     w.record('ns/a', before, written, '11');
-    expect(w.latest('ns/a', before, before).status?.phase).toBe('Pending');
+    expect(w.latest('ns/a', cached('10'), before).status?.phase).toBe('Pending');
   });
 });
 

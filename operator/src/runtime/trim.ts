@@ -1,5 +1,6 @@
 import type { KubernetesObject, V1ContainerStatus, V1ManagedFieldsEntry, V1ObjectMeta, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
 import { LABEL_COMPONENT } from '../api/constants.ts';
+import { pickMetadata } from '../kube/metadata.ts';
 
 /** Annotation in which client-side `kubectl apply` keeps a copy of the whole applied object. */
 export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
@@ -34,14 +35,7 @@ function without<T extends object>(o: T, key: string): T {
  */
 function childMetadata(meta: V1ObjectMeta | undefined): V1ObjectMeta {
   const m = meta ?? {};
-  const out: V1ObjectMeta = {};
-  if (m.name !== undefined) out.name = m.name;
-  if (m.namespace !== undefined) out.namespace = m.namespace;
-  if (m.uid !== undefined) out.uid = m.uid;
-  if (m.resourceVersion !== undefined) out.resourceVersion = m.resourceVersion;
-  if (m.generation !== undefined) out.generation = m.generation;
-  if (m.deletionTimestamp !== undefined) out.deletionTimestamp = m.deletionTimestamp;
-  if (m.labels !== undefined) out.labels = m.labels;
+  const out = pickMetadata(m, ['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'deletionTimestamp', 'labels']);
   if (m.annotations !== undefined) {
     out.annotations = m.annotations[LAST_APPLIED_ANNOTATION] === undefined ? m.annotations : without(m.annotations, LAST_APPLIED_ANNOTATION);
   }
@@ -113,14 +107,7 @@ function containerView(c: V1ContainerStatus): V1ContainerStatus {
  * nobody). Addresses, QoS class, resources, images and the spec are dropped. Pure.
  */
 export function podCache<T extends KubernetesObject & { status?: V1PodStatus }>(obj: T): T {
-  const m = obj.metadata ?? {};
-  const metadata: V1ObjectMeta = {};
-  if (m.name !== undefined) metadata.name = m.name;
-  if (m.namespace !== undefined) metadata.namespace = m.namespace;
-  if (m.uid !== undefined) metadata.uid = m.uid;
-  if (m.resourceVersion !== undefined) metadata.resourceVersion = m.resourceVersion;
-  if (m.labels !== undefined) metadata.labels = m.labels;
-  if (m.deletionTimestamp !== undefined) metadata.deletionTimestamp = m.deletionTimestamp;
+  const metadata = pickMetadata(obj.metadata, ['name', 'namespace', 'uid', 'resourceVersion', 'labels', 'deletionTimestamp']);
   const out = { metadata } as T;
   if (obj.apiVersion !== undefined) out.apiVersion = obj.apiVersion;
   if (obj.kind !== undefined) out.kind = obj.kind;

@@ -1,7 +1,7 @@
 /**
  * What the scale benchmark reads about a process and the machine: peak RSS and CPU
  * seconds from /proc (proc(5): VmHWM in kB; utime + stime in clock ticks, 100 a second
- * on Linux), the load average, and counters out of a Prometheus text exposition.
+ * on Linux) and the load average. Counters come from test/support/metrics.ts.
  */
 import { readFileSync } from 'node:fs';
 
@@ -17,27 +17,6 @@ export function procStats(pid: number): { rssMb: number; nowMb: number; cpuSecon
 /** The 1, 5 and 15 minute load averages, as /proc/loadavg gives them. */
 export function loadAverage(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-}
-
-/**
- * Sum of the samples of counter `name` whose labels pass `keep` (all when omitted), from
- * a Prometheus text exposition.
- */
-export function sumCounter(exposition: string, name: string, keep: (labels: Record<string, string>) => boolean = () => true): number {
-  let sum = 0;
-  const line = new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm');
-  for (const m of exposition.matchAll(line)) {
-    const labels = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!]));
-    if (keep(labels)) sum += Number(m[2]);
-  }
-  return sum;
-}
-
-/** GET a metrics endpoint's text (throws on a non-2xx). */
-export async function scrape(url: string): Promise<string> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  return res.text();
 }
 
 /** Runs `fn` over `items` with at most `width` in flight. */

@@ -18,7 +18,8 @@ import { renderAll } from '../../../operator/src/render/index.ts';
 import { CACHE_BIN } from '../../../scripts/lib/cluster.ts';
 import { ROOT } from '../../../scripts/lib/paths.ts';
 import { ensureAgentSandbox, sandboxObject, startAgentSandbox } from './agent-sandbox.ts';
-import { loadAverage, pool, procStats, scrape, sleep, sumCounter } from './measure.ts';
+import { scrape, sumCounter } from '../../support/metrics.ts';
+import { loadAverage, pool, procStats, sleep } from './measure.ts';
 import { percentile, ReadinessTracker, readyLag, type TrackedResource } from './readiness.ts';
 
 export const NS = 'bench';
@@ -106,9 +107,6 @@ export async function floorSide(n: number, kubeconfig: string): Promise<SideResu
   const c = clients(kubeconfig);
   await c.core.createNamespace({ body: { metadata: { name: NS } } });
   const shared = loadSharedRules(DEFAULT_SHARED_DIR);
-  const pods = podsByInstance(c);
-  await pods.start();
-  const loadBefore = loadAverage();
   let requests = 0;
   const apply = async (o: KubernetesObject) => {
     requests++;
@@ -117,20 +115,19 @@ export async function floorSide(n: number, kubeconfig: string): Promise<SideResu
   };
   const all = Array.from({ length: n }, (_, i) => agentObject(i));
   const rostersDone = new Set<string>();
-  const started = performance.now();
-  await pool(all, CREATE_WIDTH, async (agent) => {
-    const ca = await generateEgressCa({ agent: agent.metadata.name, allow: agent.spec.egress.allow, now: new Date(), validityDays: 365 });
-    await apply(renderEgressCaSecret(agent, ca, allowlistHash(agent)));
-    const d = renderAll(agent, { image: 'bench/agent:1', shared, persona: { claudeMd: agent.spec.persona.instructions ?? '', subagents: {} }, egressCaCertPem: ca.certPem, egressCaKeyPem: ca.keyPem, namespaceAgents: all });
-    const team = agent.spec.team ?? '';
-    const roster = rostersDone.has(team) ? undefined : d.roster;
-    rostersDone.add(team);
-    for (const o of [d.serviceAccount, d.configMap, roster, d.service, d.networkPolicy, d.statefulSet]) if (o) await apply(o);
-  });
-  await pods.waitFor(n, 3_600_000);
-  const seconds = (performance.now() - started) / 1000;
-  pods.stop();
-  return { side: 'floor', n, seconds, requestsPerUnit: requests / n, writesPerUnit: requests / n, loadBefore, loadAfter: loadAverage() };
+  const pods = podsByInstance(c);
+  const { seconds, loadBefore, loadAfter } = await timedBurst(n, pods, pods, () =>
+    pool(all, CREATE_WIDTH, async (agent) => {
+      const ca = await generateEgressCa({ agent: agent.metadata.name, allow: agent.spec.egress.allow, now: new Date(), validityDays: 365 });
+      await apply(renderEgressCaSecret(agent, ca, allowlistHash(agent)));
+      const d = renderAll(agent, { image: 'bench/agent:1', shared, persona: { claudeMd: agent.spec.persona.instructions ?? '', subagents: {} }, egressCaCertPem: ca.certPem, egressCaKeyPem: ca.keyPem, namespaceAgents: all });
+      const team = agent.spec.team ?? '';
+      const roster = rostersDone.has(team) ? undefined : d.roster;
+      rostersDone.add(team);
+      for (const o of [d.serviceAccount, d.configMap, roster, d.service, d.networkPolicy, d.statefulSet]) if (o) await apply(o);
+    }),
+  );
+  return { side: 'floor', n, seconds, requestsPerUnit: requests / n, writesPerUnit: requests / n, loadBefore, loadAfter };
 }
 
 /** The operator's command line as the image runs it: the Dockerfile's operator ENTRYPOINT, `/app/` mapped to this checkout. */
@@ -197,6 +194,24 @@ export async function createAgents(c: Clients, n: number, labelsOf: (i: number) 
 const agentsTracker = (c: Clients) =>
   tracker(c, { path: `/apis/agentsmith.dev/v1alpha1/namespaces/${NS}/agents`, apiVersion: 'agentsmith.dev/v1alpha1', kind: 'Agent', unitOf: (o) => o.metadata?.name });
 
+/**
+ * Times one burst: starts the watches, runs `create`, waits (up to an hour) until `n`
+ * units are seen Ready, stops the watches. `units` may be `pods` itself (the floor has no
+ * unit status; its lag is then meaningless and left out by the caller).
+ */
+async function timedBurst(n: number, pods: ReadinessTracker, units: ReadinessTracker, create: () => Promise<void>): Promise<{ seconds: number; lag: SideResult['lag']; loadBefore: string; loadAfter: string }> {
+  const watches = [...new Set([pods, units])];
+  await Promise.all(watches.map((w) => w.start()));
+  const loadBefore = loadAverage();
+  const started = performance.now();
+  await create();
+  await units.waitFor(n, 3_600_000);
+  const seconds = (performance.now() - started) / 1000;
+  const loadAfter = loadAverage();
+  for (const w of watches) w.stop();
+  return { seconds, lag: lagOf(pods, units), loadBefore, loadAfter };
+}
+
 /** Steady-state figures: what the controller did in a window with nothing changing. */
 export interface SteadyState {
   seconds: number;
@@ -216,19 +231,9 @@ export async function operatorSide(n: number, kubeconfig: string, steadySeconds 
   await applyCrd(kubeconfig, join(ROOT, 'crds/agents.agentsmith.dev.yaml'), 'agents.agentsmith.dev');
   const op = await startOperator(kubeconfig);
   try {
-    const pods = podsByInstance(c);
-    const agents = agentsTracker(c);
-    await Promise.all([pods.start(), agents.start()]);
-    const loadBefore = loadAverage();
-    const started = performance.now();
-    await createAgents(c, n);
-    await agents.waitFor(n, 3_600_000);
-    const seconds = (performance.now() - started) / 1000;
-    const loadAfter = loadAverage();
+    const burst = await timedBurst(n, podsByInstance(c), agentsTracker(c), () => createAgents(c, n));
     const { requests, writes } = await operatorRequests(op.metricsUrl);
-    const result: SideResult & { steady?: SteadyState } = { side: 'operator', n, seconds, requestsPerUnit: requests / n, writesPerUnit: writes / n, lag: lagOf(pods, agents), ...procStats(op.proc.pid!), loadBefore, loadAfter };
-    pods.stop();
-    agents.stop();
+    const result: SideResult & { steady?: SteadyState } = { side: 'operator', n, requestsPerUnit: requests / n, writesPerUnit: writes / n, ...procStats(op.proc.pid!), ...burst };
     if (steadySeconds > 0) result.steady = await steady(op, steadySeconds);
     return result;
   } finally {
@@ -263,24 +268,18 @@ export async function sandboxSide(n: number, kubeconfig: string): Promise<SideRe
   try {
     const pods = tracker(c, { path: `/api/v1/namespaces/${NS}/pods`, apiVersion: 'v1', kind: 'Pod', unitOf: (o) => o.metadata?.name });
     const sandboxes = tracker(c, { path: `/apis/agents.x-k8s.io/v1beta1/namespaces/${NS}/sandboxes`, apiVersion: 'agents.x-k8s.io/v1beta1', kind: 'Sandbox', unitOf: (o) => o.metadata?.name });
-    await Promise.all([pods.start(), sandboxes.start()]);
     const shared = loadSharedRules(DEFAULT_SHARED_DIR);
     const sample = agentObject(0);
     const podSpec = renderAll(sample, { image: 'bench/agent:1', shared, persona: { claudeMd: '', subagents: {} }, egressCaCertPem: '', egressCaKeyPem: '', namespaceAgents: [sample] }).statefulSet.spec!.template.spec!;
-    const loadBefore = loadAverage();
-    const started = performance.now();
-    await pool(Array.from({ length: n }, (_, i) => i), CREATE_WIDTH, async (i) => {
-      await c.objects.create(sandboxObject(i, NS, podSpec));
-    });
-    await sandboxes.waitFor(n, 3_600_000);
-    const seconds = (performance.now() - started) / 1000;
-    const loadAfter = loadAverage();
+    const burst = await timedBurst(n, pods, sandboxes, () =>
+      pool(Array.from({ length: n }, (_, i) => i), CREATE_WIDTH, async (i) => {
+        await c.objects.create(sandboxObject(i, NS, podSpec));
+      }),
+    );
     const text = await scrape(controller.metricsUrl);
     const requests = sumCounter(text, 'rest_client_requests_total');
     const writes = sumCounter(text, 'rest_client_requests_total', (l) => WRITE_METHODS.has((l.method ?? '').toUpperCase()));
-    const result: SideResult = { side: 'agent-sandbox', n, seconds, requestsPerUnit: requests / n, writesPerUnit: writes / n, lag: lagOf(pods, sandboxes), ...procStats(controller.pid), loadBefore, loadAfter };
-    pods.stop();
-    sandboxes.stop();
+    const result: SideResult = { side: 'agent-sandbox', n, requestsPerUnit: requests / n, writesPerUnit: writes / n, ...procStats(controller.pid), ...burst };
     return result;
   } finally {
     await controller.stop();
@@ -302,15 +301,7 @@ export async function shardSide(n: number, kubeconfig: string): Promise<{ result
   const names = ['a', 'b'];
   const ops = await Promise.all(names.map((s) => startOperator(kubeconfig, ['--agent-selector', `agentsmith.dev/shard=${s}`, '--leader-elect', '--leader-election-namespace', 'default', '--leader-election-id', `agent-smith-shard-${s}`])));
   try {
-    const pods = podsByInstance(c);
-    const agents = agentsTracker(c);
-    await Promise.all([pods.start(), agents.start()]);
-    const loadBefore = loadAverage();
-    const started = performance.now();
-    await createAgents(c, n, (i) => ({ 'agentsmith.dev/shard': names[(i % TEAMS) % 2]! }));
-    await agents.waitFor(n, 3_600_000);
-    const seconds = (performance.now() - started) / 1000;
-    const loadAfter = loadAverage();
+    const burst = await timedBurst(n, podsByInstance(c), agentsTracker(c), () => createAgents(c, n, (i) => ({ 'agentsmith.dev/shard': names[(i % TEAMS) % 2]! })));
     const shards = await Promise.all(
       ops.map(async (op, k) => {
         const text = await scrape(op.metricsUrl);
@@ -328,9 +319,7 @@ export async function shardSide(n: number, kubeconfig: string): Promise<{ result
     );
     const requests = shards.reduce((s, x) => s + x.requests, 0);
     const writes = shards.reduce((s, x) => s + x.writes, 0);
-    const result: SideResult = { side: 'operator, 2 shards', n, seconds, requestsPerUnit: requests / n, writesPerUnit: writes / n, lag: lagOf(pods, agents), rssMb: Math.max(...shards.map((s) => s.rssMb)), cpuSeconds: shards.reduce((s, x) => s + x.cpuSeconds, 0), loadBefore, loadAfter };
-    pods.stop();
-    agents.stop();
+    const result: SideResult = { side: 'operator, 2 shards', n, requestsPerUnit: requests / n, writesPerUnit: writes / n, rssMb: Math.max(...shards.map((s) => s.rssMb)), cpuSeconds: shards.reduce((s, x) => s + x.cpuSeconds, 0), ...burst };
     return { result, shards };
   } finally {
     for (const op of ops) op.stop();
