@@ -108,5 +108,5 @@ export function identityOnly<T extends PartialObjectMetadata>(obj: T): T {
 export function pickMetadata(meta: V1ObjectMeta | undefined, keys: readonly (keyof V1ObjectMeta)[]): V1ObjectMeta {
   const out: Record<string, unknown> = {};
   for (const k of keys) if (meta?.[k] !== undefined) out[k] = meta[k];
-  return out as V1ObjectMeta;
+  return out;
 }
