@@ -65,7 +65,7 @@ describe('Dockerfile, base images', () => {
       expect(['${NODE_IMAGE}', '${KUBECTL_IMAGE}', ...stages], l).toContain(m![1]);
       stages.push(m![2]!);
     }
-    expect(stages).toEqual(expect.arrayContaining(['deps', 'base', 'build', 'kubectl', 'operator', 'agent']));
+    expect(stages).toEqual(expect.arrayContaining(['deps', 'build', 'operator-build', 'kubectl', 'operator', 'agent']));
   });
 
   it('hands npm the CA bundle only as a build secret, and node-gyp the base image\'s Node headers', () => {
@@ -83,17 +83,22 @@ describe('Dockerfile, base images', () => {
 });
 
 describe('Dockerfile, target operator', () => {
-  const lines = [...stage('deps'), ...stage('base'), ...stage('operator')];
+  const lines = [...stage('deps'), ...stage('build'), ...stage('operator-build'), ...stage('operator')];
 
   it('copies only paths that exist', () => {
     for (const p of copiedPaths(lines)) expect(existsSync(join(ROOT, p)), p).toBe(true);
   });
 
-  it('starts the operator main module, which it copies', () => {
-    const entry = lines.find((l) => l.startsWith('ENTRYPOINT'));
+  it('starts the compiled operator main module, built from sources it copies', () => {
+    const entry = stage('operator').find((l) => l.startsWith('ENTRYPOINT'));
     const path = /"\/app\/([^"]+)"/.exec(entry ?? '')?.[1];
-    expect(path).toBe('operator/src/main.ts');
-    expect(copiedPaths(lines).some((p) => path!.startsWith(p.replace(/\/?$/, '/')))).toBe(true);
+    // operator/tsconfig.build.json compiles the tree as it is into operator/dist (npm run build:operator does the same).
+    expect(path).toBe('operator/dist/operator/src/main.js');
+    expect(stage('operator')).toContain('COPY --from=operator-build /out/operator-dist ./operator/dist');
+    expect(runWith(stage('operator-build'), 'tsc')).toContain('-p operator/tsconfig.build.json --outDir /out/operator-dist');
+    const source = path!.replace(/^operator\/dist\//, '').replace(/\.js$/, '.ts');
+    expect(existsSync(join(ROOT, source)), source).toBe(true);
+    expect(copiedPaths(stage('operator-build')).some((p) => source.startsWith(p.replace(/\/?$/, '/')))).toBe(true);
   });
 
   it('runs as non-root', () => {
