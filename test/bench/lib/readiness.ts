@@ -75,9 +75,17 @@ export class ReadinessTracker {
       (err) => {
         if (this.stopped) return;
         if (err) console.error(`watch ${this.res.path} ended: ${String(err)}; restarting`);
-        void (this.resourceVersion ? this.watch() : this.relist().then(() => this.watch()));
+        this.restart();
       },
     );
+  }
+
+  /** Watches again (from the last version, or after a re-list); a failure is logged and retried a second later, never thrown into a run of an hour. */
+  private restart(): void {
+    (this.resourceVersion ? this.watch() : this.relist().then(() => this.watch())).catch((err: unknown) => {
+      console.error(`watch ${this.res.path}: ${String(err)}; retrying in 1 s`);
+      if (!this.stopped) setTimeout(() => this.restart(), 1000);
+    });
   }
 
   private async relist(): Promise<void> {
