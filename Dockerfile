@@ -52,8 +52,11 @@ RUN npx tsc -p operator/tsconfig.build.json --outDir /out/operator-dist
 # operator with these flags). V8's optimising compilers (TurboFan, Maglev) are off: their
 # code and feedback grew the heap with the Agents reconciled; without them the peak RSS at
 # 300 Agents was 134 MB instead of 163 MB for ~10 % more CPU and the same time to Ready
-# (test/bench/operator-memory.ts, 2026-12-07). The shared rules sit where the compiled
-# config.js looks by default (<dist>/agents/_shared; --shared-dir overrides it).
+# (test/bench/operator-memory.ts, 2026-12-07). Sparkplug's baseline code is off too and V8
+# favours size (--optimize-for-size, freed pooled pages decommitted), as in the supervisor:
+# 1,000 Agents peaked at 141 MB instead of 148 MB (129 MB instead of 148 MB after the
+# burst) for ~15 % more CPU (same bench, 2026-12-07T09:20). The shared rules sit where the
+# compiled config.js looks by default (<dist>/agents/_shared; --shared-dir overrides it).
 FROM ${NODE_IMAGE} AS operator
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
@@ -61,7 +64,7 @@ COPY package.json ./
 COPY --from=operator-build /out/operator-dist ./operator/dist
 COPY agents/_shared ./operator/dist/agents/_shared
 USER 65532:65532
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "--no-opt", "--no-maglev", "/app/operator/dist/operator/src/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=20", "--no-opt", "--no-maglev", "--no-sparkplug", "--optimize-for-size", "--decommit-pooled-pages", "/app/operator/dist/operator/src/main.js"]
 
 # The agent pod's image: `agent-smith` (setup, supervise, attach, hook, proxy, egress-init),
 # tini, tmux, git, curl, gh (GitHub's CLI), jq, ripgrep, iptables, kubectl and the Claude
