@@ -9,31 +9,13 @@
 import { Watch, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
-import { WRITE_VERBS, type ApiVerb } from '../../operator/src/observability/api-metrics.ts';
-import { kubeClients, kubectl, makeNamespace, waitFor } from '../support/kube.ts';
-import { scrape, sumCounter } from '../support/metrics.ts';
+import { kubeClients, kubectl, makeNamespace, waitFor, waitForNoTerminatingNamespace } from '../support/kube.ts';
+import { operatorCounts } from '../support/metrics.ts';
 
 const kubeconfig = inject('kubeconfig');
 const base = inject('operatorHttp');
 const N = 80;
 let ns: { name: string; remove: () => Promise<void> };
-
-/** Sum of a metric's samples whose labels pass `keep`, from the suite operator's /metrics. */
-const metric = async (name: string, keep?: (labels: Record<string, string>) => boolean) => sumCounter(await scrape(`${base}/metrics`), name, keep);
-/** The write requests by `verb resource`, for the log. */
-async function writesBy(): Promise<Map<string, number>> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const by = new Map<string, number>();
-  for (const m of text.matchAll(/^agentsmith_api_requests_total\{([^}]*)\} (\S+)$/gm)) {
-    const verb = /verb="([^"]+)"/.exec(m[1] ?? '')?.[1] ?? '';
-    if (!/^(create|update|patch|delete)$/.test(verb)) continue;
-    const k = `${verb} ${/resource="([^"]+)"/.exec(m[1] ?? '')?.[1] ?? ''}`;
-    by.set(k, (by.get(k) ?? 0) + Number(m[2]));
-  }
-  return by;
-}
-const writes = () => metric('agentsmith_api_requests_total', (l) => WRITE_VERBS.has(l.verb as ApiVerb));
-const reconciles = () => metric('controller_runtime_reconcile_total', (l) => l.controller === 'agent');
 
 const isReady = (conds: Array<{ type: string; status: string }> | undefined) => conds?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
@@ -65,9 +47,9 @@ describe(`a burst of ${N} Agents of one team`, () => {
       }, () => {}),
     ]);
     try {
-      const writesBefore = await writes();
-      const byBefore = await writesBy();
-      const reconcilesBefore = await reconciles();
+      // Counted from a cluster at rest: an earlier file's namespace still terminating would add its writes.
+      await waitForNoTerminatingNamespace(kubeClients(kubeconfig));
+      const before = await operatorCounts(`${base}/metrics`);
       const manifests = Array.from({ length: N }, (_, i) =>
         stringify({
           apiVersion: 'agentsmith.dev/v1alpha1',
@@ -91,12 +73,12 @@ describe(`a burst of ${N} Agents of one team`, () => {
 
       // Per Agent: one full reconcile and a few status-only ones (the pod and StatefulSet
       // moving); no reconcile per teammate, none for our own status writes and applies.
-      const perAgentReconciles = ((await reconciles()) - reconcilesBefore) / N;
+      const after = await operatorCounts(`${base}/metrics`);
+      const perAgentReconciles = (after.reconciles - before.reconciles) / N;
       // The floor is the 7 applies of an Agent's children (here 6: no RoleBinding, and the
       // roster is one per team); over it: the Agent's status writes (Pending, then Ready) and one Event.
-      const perAgentWrites = ((await writes()) - writesBefore) / N;
-      const byAfter = await writesBy();
-      const per = [...byAfter].map(([k, v]) => `${k}: ${((v - (byBefore.get(k) ?? 0)) / N).toFixed(2)}`).join(', ');
+      const perAgentWrites = (after.writes - before.writes) / N;
+      const per = [...after.writesBy].map(([k, v]) => `${k}: ${((v - (before.writesBy.get(k) ?? 0)) / N).toFixed(2)}`).join(', ');
       console.log(`per Agent: ${perAgentReconciles.toFixed(2)} reconciles, ${perAgentWrites.toFixed(2)} write requests (${per})`);
       expect(perAgentReconciles).toBeLessThan(15);
       expect(perAgentWrites).toBeLessThan(11);

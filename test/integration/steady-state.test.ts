@@ -5,20 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
-import { WRITE_VERBS, type ApiVerb } from '../../operator/src/observability/api-metrics.ts';
-import { kubeClients, kubectl, makeNamespace, waitFor } from '../support/kube.ts';
-import { scrape, sumCounter } from '../support/metrics.ts';
+import { kubeClients, kubectl, makeNamespace, waitFor, waitForNoTerminatingNamespace } from '../support/kube.ts';
+import { operatorCounts } from '../support/metrics.ts';
 
 const kubeconfig = inject('kubeconfig');
 const base = inject('operatorHttp');
 const N = 50;
 const WINDOW_MS = 45_000;
 let ns: { name: string; remove: () => Promise<void> };
-
-/** Sum of a metric's samples whose labels pass `keep`, from the suite operator's /metrics. */
-const metric = async (name: string, keep?: (labels: Record<string, string>) => boolean) => sumCounter(await scrape(`${base}/metrics`), name, keep);
-const writes = () => metric('agentsmith_api_requests_total', (l) => WRITE_VERBS.has(l.verb as ApiVerb));
-const reconciles = () => metric('controller_runtime_reconcile_total', (l) => l.controller === 'agent');
 
 beforeAll(async () => {
   ns = await makeNamespace(kubeClients(kubeconfig), 'steady');
@@ -51,22 +45,14 @@ describe('at rest', () => {
     // Each pod template was written once: no reconcile replaced a CA or otherwise rolled a pod.
     const sts = await kubeClients(kubeconfig).apps.listNamespacedStatefulSet({ namespace: ns.name });
     expect(sts.items.map((s) => s.metadata?.generation).filter((g) => g !== 1)).toEqual([]);
-    // The suite shares one operator: a namespace an earlier test file removed may still be
-    // terminating, and the operator (watching what Agents reference) rightly writes the status
-    // of an Agent there whose Secret went first. Measure once the cluster is at rest.
-    await waitFor(
-      'no namespace terminating',
-      async () => (await kubeClients(kubeconfig).core.listNamespace()).items.every((n) => n.status?.phase !== 'Terminating'),
-      180_000,
-      1000,
-    );
+    // Measure once the cluster is at rest.
+    await waitForNoTerminatingNamespace(kubeClients(kubeconfig));
     // Let the last status writes and roster updates land.
     await new Promise((r) => setTimeout(r, 3_000));
-    const writesBefore = await writes();
-    const reconcilesBefore = await reconciles();
+    const before = await operatorCounts(`${base}/metrics`);
     await new Promise((r) => setTimeout(r, WINDOW_MS));
-    const reconciled = (await reconciles()) - reconcilesBefore;
-    expect(reconciled, 'resyncs happened in the window, so the check is not vacuous').toBeGreaterThanOrEqual(N);
-    expect((await writes()) - writesBefore).toBe(0);
+    const after = await operatorCounts(`${base}/metrics`);
+    expect(after.reconciles - before.reconciles, 'resyncs happened in the window, so the check is not vacuous').toBeGreaterThanOrEqual(N);
+    expect(after.writes - before.writes).toBe(0);
   }, 300_000);
 });

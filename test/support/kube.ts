@@ -36,13 +36,25 @@ export function kubeClients(kubeconfig: string) {
 }
 export type KubeClients = ReturnType<typeof kubeClients>;
 
-export { waitFor } from './wait.ts';
+import { waitFor } from './wait.ts';
+
+export { waitFor };
 
 /** A fresh namespace for one test file; deleted by the returned function. */
 export async function makeNamespace(c: KubeClients, prefix: string): Promise<{ name: string; remove: () => Promise<void> }> {
   const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
   await c.core.createNamespace({ body: { metadata: { name } } });
   return { name, remove: async () => void (await c.core.deleteNamespace({ name }).catch(() => undefined)) };
+}
+
+/**
+ * Waits (up to 180 s) until no namespace is Terminating: the suite shares one operator,
+ * and while a namespace an earlier test file removed is still terminating, the operator
+ * rightly writes the status of an Agent there whose Secret went first. A test that counts
+ * the operator's writes measures from there.
+ */
+export async function waitForNoTerminatingNamespace(c: KubeClients): Promise<void> {
+  await waitFor('no namespace terminating', async () => (await c.core.listNamespace()).items.every((n) => n.status?.phase !== 'Terminating'), 180_000, 1000);
 }
 
 /** kubectl: the one built from Go modules by tools.sh, or the one on PATH for an existing cluster. */

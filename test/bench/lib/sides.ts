@@ -18,7 +18,7 @@ import { renderAll } from '../../../operator/src/render/index.ts';
 import { CACHE_BIN } from '../../../scripts/lib/cluster.ts';
 import { ROOT } from '../../../scripts/lib/paths.ts';
 import { ensureAgentSandbox, sandboxObject, startAgentSandbox } from './agent-sandbox.ts';
-import { scrape, sumCounter } from '../../support/metrics.ts';
+import { isWrite, scrape, sumCounter } from '../../support/metrics.ts';
 import { loadAverage, pool, procStats, sleep } from './measure.ts';
 import { percentile, ReadinessTracker, readyLag, type TrackedResource } from './readiness.ts';
 
@@ -176,11 +176,12 @@ export async function startOperator(kubeconfig: string, args: string[] = [], as:
 
 /** Requests and writes from the operator's own counter (agentsmith_api_requests_total{verb}). */
 export async function operatorRequests(metricsUrl: string): Promise<{ requests: number; writes: number }> {
-  const text = await scrape(metricsUrl);
-  return {
-    requests: sumCounter(text, 'agentsmith_api_requests_total'),
-    writes: sumCounter(text, 'agentsmith_api_requests_total', (l) => ['create', 'update', 'patch', 'delete', 'deletecollection'].includes(l.verb ?? '')),
-  };
+  return requestsIn(await scrape(metricsUrl));
+}
+
+/** The operator's API requests and writes so far, from its /metrics text. */
+function requestsIn(text: string): { requests: number; writes: number } {
+  return { requests: sumCounter(text, 'agentsmith_api_requests_total'), writes: sumCounter(text, 'agentsmith_api_requests_total', isWrite) };
 }
 
 /** Creates N Agents (CREATE_WIDTH at a time), each with the labels `labelsOf(i)` gives. */
@@ -305,7 +306,7 @@ export async function shardSide(n: number, kubeconfig: string): Promise<{ result
     const shards = await Promise.all(
       ops.map(async (op, k) => {
         const text = await scrape(op.metricsUrl);
-        const { requests, writes } = await operatorRequests(op.metricsUrl);
+        const { requests, writes } = requestsIn(text);
         const lease = await c.objects.read({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: `agent-smith-shard-${names[k]}`, namespace: 'default' } });
         return {
           shard: names[k]!,
